@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: (MIT OR Apache-2.0)
+/*
+ * lastack XDP steering program.
+ *
+ * Frames whose (destination IPv4, destination TCP port) is a configured
+ * listener go to the AF_XDP socket bound to the receiving queue; everything
+ * else (ARP, ICMP, other ports and addresses, replies from backends) goes on
+ * to the kernel with XDP_PASS. Nothing is ever dropped here: a malformed
+ * frame is counted and left to the kernel, which drops it with its own
+ * counters. The parser walks a cursor and checks every header against
+ * data_end before reading it.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "steer.h"
+
+#ifndef MAX_QUEUES
+#define MAX_QUEUES 64 /* rx queues (and so AF_XDP sockets) per interface */
+#endif
+#ifndef MAX_LISTENERS
+#define MAX_LISTENERS 1024 /* (VIP, port) pairs */
+#endif
+
+#define ETH_P_8021Q_ 0x8100
+#define ETH_P_8021AD_ 0x88A8
+#define IP_MF_ 0x2000
+#define IP_OFFSET_ 0x1FFF
+
+/* AF_XDP sockets, indexed by rx queue; filled by link::xsk. */
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, MAX_QUEUES);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+/* Listeners from the config: (VIP, port) -> unused byte; presence is the rule. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_LISTENERS);
+	__type(key, struct listener_key);
+	__type(value, __u8);
+} listeners SEC(".maps");
+
+/* Frames per outcome (enum steer_outcome), per CPU; summed by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STEER_NR_OUTCOMES);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* Counts one outcome and returns the XDP action to take with it. */
+static __always_inline int account(__u32 outcome, int action)
+{
+	__u64 *count = bpf_map_lookup_elem(&counters, &outcome);
+
+	if (count)
+		*count += 1;
+	return action;
+}
+
+SEC("xdp")
+int steer(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	void *cursor = data;
+	struct ethhdr *eth = cursor;
+	struct listener_key key = {};
+	struct iphdr *ip;
+	struct tcphdr *tcp;
+	__u16 proto;
+	__u32 ihl_bytes;
+	int action;
+
+	if ((void *)(eth + 1) > data_end)
+		return account(STEER_MALFORMED, XDP_PASS);
+	cursor = eth + 1;
+	proto = eth->h_proto;
+
+	/* One 802.1Q / 802.1ad tag: TCI (2 bytes) then the inner EtherType. */
+	if (proto == bpf_htons(ETH_P_8021Q_) || proto == bpf_htons(ETH_P_8021AD_)) {
+		__be16 *tag = cursor;
+
+		if ((void *)(tag + 2) > data_end)
+			return account(STEER_MALFORMED, XDP_PASS);
+		proto = tag[1];
+		cursor = tag + 2;
+	}
+	if (proto != bpf_htons(ETH_P_IP))
+		return account(STEER_PASSED, XDP_PASS);
+
+	ip = cursor;
+	if ((void *)(ip + 1) > data_end)
+		return account(STEER_MALFORMED, XDP_PASS);
+	if (ip->version != 4 || ip->ihl < 5)
+		return account(STEER_MALFORMED, XDP_PASS);
+	if (ip->protocol != IPPROTO_TCP)
+		return account(STEER_PASSED, XDP_PASS);
+
+	/* Fragments never reach our stack; the kernel reassembles or drops them. */
+	if (ip->frag_off & bpf_htons(IP_MF_ | IP_OFFSET_))
+		return account(STEER_FRAGMENT, XDP_PASS);
+
+	ihl_bytes = ip->ihl * 4; /* 20..60: options are skipped, not parsed */
+	tcp = cursor + ihl_bytes;
+	if ((void *)(tcp + 1) > data_end)
+		return account(STEER_MALFORMED, XDP_PASS);
+
+	key.addr = ip->daddr;
+	key.port = tcp->dest;
+	if (!bpf_map_lookup_elem(&listeners, &key))
+		return account(STEER_PASSED, XDP_PASS);
+
+	action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	if (action == XDP_REDIRECT)
+		return account(STEER_REDIRECTED, action);
+	return account(STEER_NO_SOCKET, action);
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

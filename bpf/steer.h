@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: (MIT OR Apache-2.0) */
+/*
+ * Types shared by steer.bpf.c and the Rust loader (src/link/xdp.rs).
+ * Every field is in network byte order where it mirrors a packet field.
+ * Keep this file free of kernel-only headers: the loader's layout tests
+ * mirror these definitions by hand.
+ */
+#ifndef LASTACK_STEER_H
+#define LASTACK_STEER_H
+
+/* Key of the `listeners` map: a virtual IP and TCP port we terminate. */
+struct listener_key {
+	__u32 addr; /* IPv4 address, network byte order */
+	__u16 port; /* TCP port, network byte order */
+	__u16 pad;  /* must be zero */
+};
+
+/* Index into the per-CPU `counters` array: one slot per outcome. */
+enum steer_outcome {
+	STEER_REDIRECTED = 0, /* listener hit, handed to the AF_XDP socket */
+	STEER_PASSED = 1,     /* not ours (ARP, ICMP, other port/IP): kernel */
+	STEER_NO_SOCKET = 2,  /* listener hit but no AF_XDP socket on this queue: kernel */
+	STEER_MALFORMED = 3,  /* truncated or invalid L2/L3/L4 header: kernel */
+	STEER_FRAGMENT = 4,   /* IPv4 TCP fragment: kernel (our stack refuses fragments) */
+	STEER_NR_OUTCOMES = 5,
+};
+
+#endif
