@@ -1,0 +1,364 @@
+//! The XDP steering program, run by the kernel: BPF_PROG_TEST_RUN on built
+//! frames (each test names the action it expects), and the program attached
+//! to a veth in a namespace with real kernel TCP traffic. Needs root.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use lastack::link::xdp::{SteerCounters, Steering, XdpAction, XdpMode};
+use lastack::link::xsk::{BindMode, XskSocket};
+use lastack::wire::captured;
+
+/// The captured SYN goes to 10.77.0.2:8080.
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+const PORT: u16 = 8080;
+
+fn steering(test: &str) -> Option<Steering> {
+    if !common::privileged(test) {
+        return None;
+    }
+    let steering = Steering::load().expect("load the steering program");
+    steering.add_listener(VIP, PORT).expect("add listener");
+    Some(steering)
+}
+
+/// Counter deltas across `f`.
+fn delta(steering: &Steering, f: impl FnOnce()) -> SteerCounters {
+    let before = steering.counters().unwrap();
+    f();
+    let after = steering.counters().unwrap();
+    SteerCounters {
+        redirected: after.redirected - before.redirected,
+        passed: after.passed - before.passed,
+        no_socket: after.no_socket - before.no_socket,
+        malformed: after.malformed - before.malformed,
+        fragment: after.fragment - before.fragment,
+    }
+}
+
+/// Rewrites the IPv4 header checksum of an untagged frame after an edit.
+fn fix_ip_checksum(frame: &mut [u8]) {
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    lastack::wire::Ipv4Packet::new_unchecked(&mut frame[14..14 + ihl]).fill_checksum();
+}
+
+/// The captured SYN with `options` (a multiple of 4 bytes) inserted as IPv4
+/// options.
+fn syn_with_ip_options(options: &[u8]) -> Vec<u8> {
+    let syn = &captured::TCP_SYN;
+    let mut frame = syn[..34].to_vec();
+    frame.extend_from_slice(options);
+    frame.extend_from_slice(&syn[34..]);
+    frame[14] = 0x40 | ((20 + options.len()) / 4) as u8;
+    let total = u16::from_be_bytes([frame[16], frame[17]]) + options.len() as u16;
+    frame[16..18].copy_from_slice(&total.to_be_bytes());
+    fix_ip_checksum(&mut frame);
+    frame
+}
+
+#[test]
+fn listener_hit_without_a_socket_is_passed_and_counted() {
+    let Some(steering) = steering("listener_hit_without_a_socket") else {
+        return;
+    };
+    let counted = delta(&steering, || {
+        assert_eq!(
+            steering.test_run(&captured::TCP_SYN).unwrap(),
+            XdpAction::Pass
+        );
+    });
+    assert_eq!(
+        counted,
+        SteerCounters {
+            no_socket: 1,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn other_port_or_address_is_passed() {
+    let Some(steering) = steering("other_port_or_address") else {
+        return;
+    };
+    let mut other_port = captured::TCP_SYN.to_vec();
+    other_port[36..38].copy_from_slice(&8081u16.to_be_bytes());
+    let mut other_addr = captured::TCP_SYN.to_vec();
+    other_addr[33] = 3; // 10.77.0.3
+    fix_ip_checksum(&mut other_addr);
+    // The reply direction (server port as source) is a backend reply: pass.
+    let counted = delta(&steering, || {
+        for frame in [&other_port[..], &other_addr[..], &captured::TCP_SYN_ACK[..]] {
+            assert_eq!(steering.test_run(frame).unwrap(), XdpAction::Pass);
+        }
+    });
+    assert_eq!(
+        counted,
+        SteerCounters {
+            passed: 3,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn arp_and_icmp_are_passed() {
+    let Some(steering) = steering("arp_and_icmp") else {
+        return;
+    };
+    let mut icmp = captured::TCP_SYN.to_vec();
+    icmp[23] = 1; // protocol ICMP, to the VIP
+    fix_ip_checksum(&mut icmp);
+    let counted = delta(&steering, || {
+        assert_eq!(
+            steering.test_run(&captured::ARP_REQUEST).unwrap(),
+            XdpAction::Pass
+        );
+        assert_eq!(
+            steering.test_run(&captured::ARP_REPLY).unwrap(),
+            XdpAction::Pass
+        );
+        assert_eq!(steering.test_run(&icmp).unwrap(), XdpAction::Pass);
+    });
+    assert_eq!(
+        counted,
+        SteerCounters {
+            passed: 3,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn ipv4_options_are_skipped_to_find_the_port() {
+    let Some(steering) = steering("ipv4_options") else {
+        return;
+    };
+    // Options whose bytes read as ports 0 -> 8080 if the header length were
+    // ignored; the real destination port is 9999: not a listener.
+    let mut decoy = syn_with_ip_options(&[0x00, 0x00, 0x1f, 0x90]);
+    decoy[40..42].copy_from_slice(&9999u16.to_be_bytes()); // TCP starts at 14 + 24
+                                                           // Options that do not look like the port; the real port is 8080: a hit.
+    let hit = syn_with_ip_options(&[0x94, 0x04, 0x00, 0x00, 0x01, 0x01, 0x01, 0x00]);
+    let counted = delta(&steering, || {
+        assert_eq!(steering.test_run(&decoy).unwrap(), XdpAction::Pass);
+        assert_eq!(steering.test_run(&hit).unwrap(), XdpAction::Pass);
+    });
+    assert_eq!(
+        counted,
+        SteerCounters {
+            passed: 1,
+            no_socket: 1,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn vlan_tagged_listener_hit_is_recognised() {
+    let Some(steering) = steering("vlan_tagged") else {
+        return;
+    };
+    let mut tagged = captured::TCP_SYN[..12].to_vec();
+    tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x2a]); // VLAN 42
+    tagged.extend_from_slice(&captured::TCP_SYN[12..]);
+    let counted = delta(&steering, || {
+        assert_eq!(steering.test_run(&tagged).unwrap(), XdpAction::Pass);
+    });
+    assert_eq!(
+        counted,
+        SteerCounters {
+            no_socket: 1,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn fragments_go_to_the_kernel() {
+    let Some(steering) = steering("fragments") else {
+        return;
+    };
+    let mut first = captured::TCP_SYN.to_vec();
+    first[20..22].copy_from_slice(&0x2000u16.to_be_bytes()); // MF
+    fix_ip_checksum(&mut first);
+    let counted = delta(&steering, || {
+        assert_eq!(steering.test_run(&first).unwrap(), XdpAction::Pass);
+    });
+    assert_eq!(
+        counted,
+        SteerCounters {
+            fragment: 1,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn truncated_frames_get_a_defined_action_at_every_length() {
+    let Some(steering) = steering("truncated_frames") else {
+        return;
+    };
+    let syn = &captured::TCP_SYN;
+    // The kernel itself refuses test input shorter than an Ethernet header.
+    for len in 0..14 {
+        if let Ok(action) = steering.test_run(&syn[..len]) {
+            assert_eq!(action, XdpAction::Pass, "len {len}");
+        }
+    }
+    // 14..54: the IPv4 or TCP header is cut short.
+    let counted = delta(&steering, || {
+        for len in 14..54 {
+            assert_eq!(
+                steering.test_run(&syn[..len]).unwrap(),
+                XdpAction::Pass,
+                "len {len}"
+            );
+        }
+    });
+    assert_eq!(
+        counted,
+        SteerCounters {
+            malformed: 40,
+            ..Default::default()
+        }
+    );
+    // A bad IHL (below 5) is malformed even with enough bytes.
+    let mut bad_ihl = syn.to_vec();
+    bad_ihl[14] = 0x44;
+    let counted = delta(&steering, || {
+        assert_eq!(steering.test_run(&bad_ihl).unwrap(), XdpAction::Pass);
+        // From 54 bytes on, the listener is recognised (options cut off).
+        assert_eq!(steering.test_run(&syn[..54]).unwrap(), XdpAction::Pass);
+    });
+    assert_eq!(
+        counted,
+        SteerCounters {
+            malformed: 1,
+            no_socket: 1,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn removing_a_listener_stops_steering_it() {
+    let Some(steering) = steering("removing_a_listener") else {
+        return;
+    };
+    steering.remove_listener(VIP, PORT).unwrap();
+    let counted = delta(&steering, || {
+        assert_eq!(
+            steering.test_run(&captured::TCP_SYN).unwrap(),
+            XdpAction::Pass
+        );
+    });
+    assert_eq!(
+        counted,
+        SteerCounters {
+            passed: 1,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn listener_hit_with_a_bound_af_xdp_socket_redirects() {
+    if !common::privileged("listener_hit_redirects") {
+        return;
+    }
+    let pair = common::VethPair::new(77);
+    let steering = Steering::load().unwrap();
+    steering.add_listener(VIP, PORT).unwrap();
+    let b_if = pair.b_if.clone();
+    let (hit, other) = pair.b.enter(|| {
+        let socket = XskSocket::bind(&b_if, 0, NonZeroU32::new(64).unwrap(), BindMode::Copy)
+            .expect("bind AF_XDP socket");
+        steering.register_socket(0, socket.fd()).unwrap();
+        let hit = steering.test_run(&captured::TCP_SYN).unwrap();
+        let other = steering.test_run(&captured::TCP_SYN_ACK).unwrap();
+        steering.unregister_socket(0).unwrap();
+        (hit, other)
+    });
+    assert_eq!(hit, XdpAction::Redirect);
+    assert_eq!(other, XdpAction::Pass);
+    let counters = steering.counters().unwrap();
+    assert_eq!((counters.redirected, counters.passed), (1, 1));
+    assert_eq!(
+        steering.test_run(&captured::TCP_SYN).unwrap(),
+        XdpAction::Pass,
+        "slot emptied"
+    );
+}
+
+/// Attached to a veth with a bpf_link: kernel traffic still flows (XDP_PASS),
+/// a SYN to a listener with no socket reaches the kernel (which refuses it),
+/// a SYN to a listener with a socket vanishes into the AF_XDP ring, and the
+/// program leaves the interface when `Steering` drops.
+#[test]
+fn attached_program_steers_real_kernel_traffic() {
+    if !common::privileged("attached_program") {
+        return;
+    }
+    let pair = common::VethPair::new(78);
+    let (b_addr, b_if) = (pair.b_addr, pair.b_if.clone());
+    let ifindex = pair.b_ifindex();
+    let mut steering = Steering::load().unwrap();
+    let (kernel_port, steered_port) = (5555u16, 7777u16);
+    steering.add_listener(b_addr, steered_port).unwrap();
+    pair.b
+        .enter(|| steering.attach(ifindex, XdpMode::Native))
+        .expect("attach in native mode");
+    let shown = pair.b.exec(&["ip", "link", "show", "dev", &b_if]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("xdp"),
+        "program attached"
+    );
+
+    let server = pair
+        .b
+        .enter(|| TcpListener::bind((b_addr, kernel_port)).unwrap());
+    let connect = |port: u16| {
+        pair.a.enter(|| {
+            TcpStream::connect_timeout(
+                &SocketAddrV4::new(b_addr, port).into(),
+                Duration::from_millis(500),
+            )
+            .map(drop)
+            .map_err(|e| e.kind())
+        })
+    };
+    // Kernel traffic (ARP, the handshake, other ports) is passed through.
+    assert_eq!(connect(kernel_port), Ok(()));
+    drop(server);
+    let after_kernel = steering.counters().unwrap();
+    assert!(after_kernel.passed >= 3, "{after_kernel:?}");
+    assert_eq!(after_kernel.redirected, 0);
+
+    // No AF_XDP socket yet: the SYN goes to the kernel, which has no listener.
+    assert_eq!(
+        connect(steered_port),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    assert!(steering.counters().unwrap().no_socket >= 1);
+
+    // With a socket on queue 0 the SYN goes to the ring; the kernel never
+    // sees it, so no RST comes back and the connect times out.
+    let socket = pair
+        .b
+        .enter(|| XskSocket::bind(&b_if, 0, NonZeroU32::new(64).unwrap(), BindMode::Copy).unwrap());
+    steering.register_socket(0, socket.fd()).unwrap();
+    assert_eq!(connect(steered_port), Err(std::io::ErrorKind::TimedOut));
+    assert!(steering.counters().unwrap().redirected >= 1);
+
+    drop(socket);
+    drop(steering);
+    let shown = pair.b.exec(&["ip", "link", "show", "dev", &b_if]);
+    assert!(
+        !String::from_utf8_lossy(&shown.stdout).contains("xdp"),
+        "bpf_link gone with Steering"
+    );
+}

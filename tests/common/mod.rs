@@ -1,0 +1,153 @@
+//! Shared helpers for the integration tests: privilege checks, uniquely named
+//! network namespaces and veth pairs that are always torn down.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::fs::File;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// True if this process can create namespaces and load BPF (root). When it
+/// cannot: under CI (`CI=true`) the test fails, elsewhere it says why and the
+/// caller returns early.
+pub fn privileged(test: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let netns = root
+        && Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if netns {
+        return true;
+    }
+    let why = if root {
+        "`ip netns` does not work"
+    } else {
+        "not running as root"
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: needs root and network namespaces, and CI must run it: {why}");
+    }
+    eprintln!("SKIPPED {test}: {why} (run `sudo make test`)");
+    false
+}
+
+/// A name no other test, thread or concurrent run uses: `prefix` + pid + n,
+/// short enough for an interface name (15 bytes).
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = format!("{prefix}{}{n}", std::process::id() % 100_000);
+    assert!(name.len() <= 15, "interface name {name} too long");
+    name
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn run(cmd: &[&str]) -> Output {
+    let output = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", cmd.join(" ")));
+    assert!(
+        output.status.success(),
+        "{} failed: {}{}",
+        cmd.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// A network namespace deleted on drop (also when the test panics).
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(prefix: &str) -> Self {
+        let name = unique_name(prefix);
+        run(&["ip", "netns", "add", &name]);
+        let ns = Self { name };
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn exec(&self, cmd: &[&str]) -> Output {
+        let mut full = vec!["ip", "netns", "exec", &self.name];
+        full.extend_from_slice(cmd);
+        run(&full)
+    }
+
+    /// Runs `f` on a new thread that has entered this namespace, so sockets
+    /// and interface lookups it makes happen there. Other threads are untouched.
+    pub fn enter<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+                    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .unwrap_or_else(|e| panic!("setns {path}: {e}"));
+                    f()
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Two namespaces joined by a veth pair, addressed `10.<net>.0.1/24` (the
+/// client side, `a`) and `10.<net>.0.2/24` (the lastack side, `b`). Client-side
+/// tx checksum offload, TSO and GSO are off so its frames carry complete
+/// checksums (see DESIGN.md). Deleting the namespaces deletes the veths.
+pub struct VethPair {
+    pub a: Netns,
+    pub b: Netns,
+    pub a_if: String,
+    pub b_if: String,
+    pub a_addr: std::net::Ipv4Addr,
+    pub b_addr: std::net::Ipv4Addr,
+}
+
+impl VethPair {
+    pub fn new(net: u8) -> Self {
+        let (a, b) = (Netns::new("lsa"), Netns::new("lsb"));
+        let (a_if, b_if) = (unique_name("vla"), unique_name("vlb"));
+        run(&[
+            "ip", "link", "add", &a_if, "netns", &a.name, "type", "veth", "peer", "name", &b_if,
+            "netns", &b.name,
+        ]);
+        let a_addr = std::net::Ipv4Addr::new(10, net, 0, 1);
+        let b_addr = std::net::Ipv4Addr::new(10, net, 0, 2);
+        a.exec(&["ip", "addr", "add", &format!("{a_addr}/24"), "dev", &a_if]);
+        b.exec(&["ip", "addr", "add", &format!("{b_addr}/24"), "dev", &b_if]);
+        a.exec(&["ip", "link", "set", &a_if, "up"]);
+        b.exec(&["ip", "link", "set", &b_if, "up"]);
+        a.exec(&[
+            "ethtool", "-K", &a_if, "tx", "off", "tso", "off", "gso", "off",
+        ]);
+        Self {
+            a,
+            b,
+            a_if,
+            b_if,
+            a_addr,
+            b_addr,
+        }
+    }
+
+    /// Interface index of the lastack-side veth, looked up in its namespace.
+    pub fn b_ifindex(&self) -> u32 {
+        let name = self.b_if.clone();
+        self.b
+            .enter(move || nix::net::if_::if_nametoindex(name.as_str()).expect("ifindex"))
+    }
+}
