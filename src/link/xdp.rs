@@ -16,6 +16,8 @@ use libbpf_rs::libbpf_sys;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, OpenObject};
 
+pub use crate::config::XdpMode;
+
 #[allow(clippy::all, unsafe_op_in_unsafe_fn, dead_code, missing_docs)]
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/steer.skel.rs"));
@@ -78,20 +80,6 @@ impl From<u32> for XdpAction {
             other => Self::Unknown(other),
         }
     }
-}
-
-/// How the program is attached to the interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum XdpMode {
-    /// In the driver (`XDP_FLAGS_DRV_MODE`): fast, and required for AF_XDP to
-    /// spread flows over several queues on veth. Refused if the driver lacks
-    /// XDP support.
-    #[default]
-    Native,
-    /// In the generic network stack (`XDP_FLAGS_SKB_MODE`): works on any
-    /// interface, slower, and veth then delivers every flow on queue 0.
-    Generic,
 }
 
 /// Frames per outcome of the steering program, summed over CPUs.

@@ -9,6 +9,7 @@ use std::ffi::CString;
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+pub use crate::config::BindMode;
 use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, SocketConfig, UmemConfig};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
@@ -19,16 +20,6 @@ pub struct XskError {
     interface: String,
     queue: u32,
     reason: String,
-}
-
-/// How the socket shares frames with the driver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BindMode {
-    /// The kernel copies frames into the UMEM: works on every driver (veth).
-    #[default]
-    Copy,
-    /// The NIC DMA-s into the UMEM: needs driver support.
-    ZeroCopy,
 }
 
 /// An AF_XDP socket bound to one rx queue, with its UMEM and four rings.

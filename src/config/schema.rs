@@ -1,0 +1,491 @@
+//! The configuration schema. The doc comments in this file are the manual:
+//! `build.rs` turns them into `lastack check --explain` and `docs/config.md`.
+//!
+//! Conventions for the generator: the first line of a struct's doc names its
+//! TOML table; a field's doc says what it does, its range and its default;
+//! every struct and enum refuses unknown keys.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use serde::{Deserialize, Serialize};
+
+use super::values::{Duration, Ipv4, SocketV4};
+
+/// The whole file.
+///
+/// Only `[[listeners]]` and `[[pools]]` are required; every other table has
+/// defaults suited to a small production deployment.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Network interfaces whose rx queues lastack serves, one shard per queue.
+    #[serde(default)]
+    pub interfaces: Vec<Interface>,
+    /// Virtual services: where clients connect, and where they are sent.
+    pub listeners: Vec<Listener>,
+    /// Backend pools that listeners forward to.
+    pub pools: Vec<Pool>,
+    /// The TCP stack's tunables, shared by all listeners.
+    #[serde(default)]
+    pub tcp: Tcp,
+    /// The admin endpoint (metrics, stats).
+    #[serde(default)]
+    pub admin: Admin,
+    /// Log output.
+    #[serde(default)]
+    pub logging: Logging,
+}
+
+/// `[[interfaces]]`: a NIC (or veth) that lastack attaches to.
+///
+/// The VIPs must be configured on the interface (`ip addr add VIP/32 dev
+/// IFACE`) so that the kernel answers ARP for them; see `deploy/`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    /// Kernel interface name, e.g. `"eth0"` (1 to 15 bytes).
+    pub name: String,
+    /// Number of rx queues to serve, starting at queue 0; one shard (thread,
+    /// AF_XDP socket, UMEM) per queue. 1 to 64. Default: 1.
+    #[serde(default = "defaults::queues")]
+    pub queues: u32,
+    /// Cores to pin shard threads to, one per queue in order. Empty: no
+    /// pinning. Default: `[]`.
+    #[serde(default)]
+    pub cores: Vec<u32>,
+    /// How the XDP program is attached. Default: `"native"`.
+    #[serde(default)]
+    pub xdp_mode: XdpMode,
+    /// How AF_XDP shares frames with the driver. Default: `"copy"`.
+    #[serde(default)]
+    pub bind_mode: BindMode,
+    /// Frames in each shard's UMEM: a power of two from 64 to 1048576.
+    /// Default: 8192.
+    #[serde(default = "defaults::umem_frames")]
+    pub umem_frames: u32,
+    /// Size of one UMEM frame in bytes: 2048 or 4096. Default: 4096.
+    #[serde(default = "defaults::frame_size")]
+    pub frame_size: u32,
+}
+
+/// How the XDP program is attached to the interface.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum XdpMode {
+    /// In the driver: fast, and needed for AF_XDP to spread flows over
+    /// several queues on veth. Refused if the driver lacks XDP support.
+    #[default]
+    Native,
+    /// In the generic network stack: works on any interface, slower, and
+    /// veth then delivers every flow on queue 0.
+    Generic,
+}
+
+/// How an AF_XDP socket shares frames with the driver.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BindMode {
+    /// The kernel copies each frame: works with every driver, veth included.
+    #[default]
+    Copy,
+    /// The NIC writes into the UMEM directly: needs driver support.
+    ZeroCopy,
+}
+
+/// `[[listeners]]`: one virtual service, a VIP and port that clients connect to.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Unique name, used in logs and metrics labels: letters, digits, `-`, `_`.
+    pub name: String,
+    /// The virtual IPv4 address clients connect to.
+    pub vip: Ipv4,
+    /// The TCP port clients connect to, 1 to 65535.
+    pub port: u16,
+    /// Name of the `[[pools]]` entry connections are forwarded to. Required
+    /// when `service = "proxy"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// What serves accepted connections. Default: `"proxy"`.
+    #[serde(default)]
+    pub service: Service,
+    /// Who sends the first FIN. Default: `"client-first"`.
+    #[serde(default)]
+    pub close_policy: ClosePolicy,
+    /// With `client-first`: how long lastack holds its FIN, once the backend
+    /// is done and the client has all data, waiting for the client's FIN.
+    /// Default: `"5s"`.
+    #[serde(default = "defaults::close_grace")]
+    pub close_grace: Duration,
+    /// With `client-first`: what to do when `close_grace` runs out.
+    /// Default: `"fin"`.
+    #[serde(default)]
+    pub grace_fallback: GraceFallback,
+    /// Close a connection that moved no data in either direction for this
+    /// long. Default: `"5m"`.
+    #[serde(default = "defaults::idle_timeout")]
+    pub idle_timeout: Duration,
+    /// Most connections open at once on this listener; new SYNs beyond it
+    /// are answered with RST. 1 to 10000000. Default: 100000.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: u32,
+}
+
+/// What serves a listener's accepted connections.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Service {
+    /// Forward to a backend from `pool` (the product).
+    #[default]
+    Proxy,
+    /// Echo every byte back (for tests and benchmarks).
+    Echo,
+    /// Read and drop everything (for tests and benchmarks).
+    Discard,
+    /// Send a stream of bytes until the client closes (for tests and benchmarks).
+    Source,
+}
+
+/// Who closes first, and so who keeps TIME-WAIT.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClosePolicy {
+    /// Hold lastack's FIN until the client closes, so the client keeps
+    /// TIME-WAIT and lastack passes CLOSE-WAIT -> LAST-ACK -> CLOSED.
+    #[default]
+    ClientFirst,
+    /// Forward the backend's FIN at once, as HAProxy and nginx do.
+    Immediate,
+}
+
+/// What `client-first` does when the client has not closed within `close_grace`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum GraceFallback {
+    /// Send FIN; lastack keeps a compact TIME-WAIT entry.
+    #[default]
+    Fin,
+    /// Send RST; nobody keeps TIME-WAIT, the client sees a reset.
+    Reset,
+}
+
+/// `[[pools]]`: a named set of backends and how to choose among them.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    /// Unique name that listeners refer to: letters, digits, `-`, `_`.
+    pub name: String,
+    /// How a backend is chosen for each connection. Default: `"round-robin"`.
+    #[serde(default)]
+    pub balance: Balance,
+    /// Timeout of one connect() to a backend. Default: `"2s"`.
+    #[serde(default = "defaults::connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Other backends tried after a refused or timed-out connect, before the
+    /// client gets a RST. 0 to 16. Default: 2.
+    #[serde(default = "defaults::retries")]
+    pub retries: u32,
+    /// Source addresses for backend connections, used in turn so that churn
+    /// does not exhaust one address's ephemeral ports. They must be
+    /// configured on the host. Empty: the kernel chooses. Default: `[]`.
+    #[serde(default)]
+    pub source_addresses: Vec<Ipv4>,
+    /// PROXY protocol header sent to backends first. Default: `"none"`.
+    #[serde(default)]
+    pub proxy_protocol: ProxyProtocol,
+    /// Most connections open at once to one backend; 0 means no limit.
+    /// Default: 0.
+    #[serde(default)]
+    pub max_connections_per_backend: u32,
+    /// Active health checks.
+    #[serde(default)]
+    pub health_check: HealthCheck,
+    /// The backends: at least one.
+    pub backends: Vec<Backend>,
+}
+
+/// How a pool chooses a backend.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balance {
+    /// Smooth weighted round robin.
+    #[default]
+    RoundRobin,
+    /// The healthy backend with the fewest open connections per weight.
+    LeastConnections,
+    /// Two random backends by weight, the less loaded one wins.
+    RandomTwo,
+}
+
+/// PROXY protocol version sent to backends.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyProtocol {
+    /// No header.
+    #[default]
+    None,
+    /// The text header, `PROXY TCP4 ...\r\n`.
+    V1,
+    /// The binary header.
+    V2,
+}
+
+/// `[pools.health_check]`: active TCP connect checks of every backend.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// Whether checks run; without them every backend counts as healthy
+    /// until a connect to it fails. Default: true.
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// Time between two checks of one backend. Default: `"2s"`.
+    #[serde(default = "defaults::health_interval")]
+    pub interval: Duration,
+    /// A check that has not connected by then has failed. Default: `"1s"`.
+    #[serde(default = "defaults::health_timeout")]
+    pub timeout: Duration,
+    /// Consecutive successes that bring a backend back. 1 to 100. Default: 2.
+    #[serde(default = "defaults::rise")]
+    pub rise: u32,
+    /// Consecutive failures that take a backend out. 1 to 100. Default: 3.
+    #[serde(default = "defaults::fall")]
+    pub fall: u32,
+}
+
+/// `[[pools.backends]]`: one backend server.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    /// IPv4 address and port, e.g. `"10.0.1.10:8080"`.
+    pub address: SocketV4,
+    /// Share of connections relative to the pool's other backends, 1 to 1000.
+    /// Default: 1.
+    #[serde(default = "defaults::weight")]
+    pub weight: u32,
+}
+
+/// `[tcp]`: the TCP stack, shared by all listeners.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tcp {
+    /// Half-open connections (SYN-RECEIVED) each listener keeps per shard;
+    /// beyond it SYN cookies answer (if enabled) or SYNs are dropped.
+    /// 16 to 1048576. Default: 4096.
+    #[serde(default = "defaults::backlog")]
+    pub syn_backlog: u32,
+    /// Established connections waiting to be taken by the proxy, per
+    /// listener and shard; beyond it the final ACK is dropped (the client
+    /// retransmits). 16 to 1048576. Default: 4096.
+    #[serde(default = "defaults::backlog")]
+    pub accept_backlog: u32,
+    /// When to answer SYNs with SYN cookies (RFC 4987 §3.6). Default: `"auto"`.
+    #[serde(default)]
+    pub syn_cookies: SynCookies,
+    /// MSS we announce and the most we send; clamped to the interface MTU.
+    /// 536 to 8960. Default: 1460.
+    #[serde(default = "defaults::mss")]
+    pub mss: u16,
+    /// Retransmission timeout before any RTT sample (RFC 6298 §2.1).
+    /// Default: `"1s"`.
+    #[serde(default = "defaults::initial_rto")]
+    pub initial_rto: Duration,
+    /// Lower bound of the retransmission timeout (RFC 6298 §2.4 says 1 s;
+    /// Linux uses 200 ms). Default: `"200ms"`.
+    #[serde(default = "defaults::min_rto")]
+    pub min_rto: Duration,
+    /// Upper bound of the retransmission timeout after backoff. Default: `"60s"`.
+    #[serde(default = "defaults::max_rto")]
+    pub max_rto: Duration,
+    /// Retransmissions of one segment before the connection is reset.
+    /// 1 to 30. Default: 12.
+    #[serde(default = "defaults::max_retransmissions")]
+    pub max_retransmissions: u32,
+    /// SYN-ACK retransmissions before a half-open connection is dropped.
+    /// 0 to 10. Default: 5.
+    #[serde(default = "defaults::synack_retries")]
+    pub synack_retries: u32,
+    /// How long a connection that closed first stays in TIME-WAIT (2 × MSL,
+    /// RFC 9293 §3.4.2). 1 s to 240 s. Default: `"60s"`.
+    #[serde(default = "defaults::time_wait")]
+    pub time_wait: Duration,
+    /// Most delay before a delayed ACK (RFC 9293 §3.8.6.3: under 0.5 s).
+    /// Default: `"40ms"`.
+    #[serde(default = "defaults::delayed_ack")]
+    pub delayed_ack: Duration,
+    /// Send buffer per connection in bytes, 4096 to 67108864. Default: 262144.
+    #[serde(default = "defaults::buffer")]
+    pub send_buffer: u32,
+    /// Receive buffer per connection in bytes (the most we advertise),
+    /// 4096 to 67108864. Default: 262144.
+    #[serde(default = "defaults::buffer")]
+    pub recv_buffer: u32,
+    /// Window scaling (RFC 7323 §2). Default: true.
+    #[serde(default = "defaults::yes")]
+    pub window_scaling: bool,
+    /// Timestamps and PAWS (RFC 7323 §3, §5). Default: true.
+    #[serde(default = "defaults::yes")]
+    pub timestamps: bool,
+    /// Selective acknowledgments (RFC 2018). Default: true.
+    #[serde(default = "defaults::yes")]
+    pub sack: bool,
+    /// Idle time before keepalive probes start; absent: no keepalive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive: Option<Duration>,
+}
+
+/// When the listener answers with SYN cookies.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SynCookies {
+    /// Only when the SYN queue is full.
+    #[default]
+    Auto,
+    /// For every SYN (no half-open state at all).
+    Always,
+    /// Never: SYNs beyond the backlog are dropped.
+    Never,
+}
+
+/// `[admin]`: the admin endpoint serving Prometheus metrics and stats.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Address to listen on (kernel TCP, not the VIP). Default: `"127.0.0.1:9190"`.
+    #[serde(default = "defaults::admin_listen")]
+    pub listen: SocketV4,
+    /// Whether the endpoint runs. Default: true.
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+}
+
+/// `[logging]`: where logs go and how much.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Logging {
+    /// A `RUST_LOG`-style filter, e.g. `"info"` or `"lastack::tcp=debug,info"`.
+    /// The `RUST_LOG` environment variable overrides it. Default: `"info"`.
+    #[serde(default = "defaults::log_level")]
+    pub level: String,
+    /// Line format. Default: `"text"`.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Tcp {
+    fn default() -> Self {
+        toml::from_str("").expect("every [tcp] field has a default")
+    }
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        toml::from_str("").expect("every [admin] field has a default")
+    }
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        toml::from_str("").expect("every [logging] field has a default")
+    }
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        toml::from_str("").expect("every [health_check] field has a default")
+    }
+}
+
+/// Default values, named so that the schema reads as a table.
+mod defaults {
+    use super::*;
+
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn queues() -> u32 {
+        1
+    }
+    pub fn umem_frames() -> u32 {
+        8192
+    }
+    pub fn frame_size() -> u32 {
+        4096
+    }
+    pub fn close_grace() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn idle_timeout() -> Duration {
+        Duration::from_secs(300)
+    }
+    pub fn max_connections() -> u32 {
+        100_000
+    }
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(2)
+    }
+    pub fn retries() -> u32 {
+        2
+    }
+    pub fn health_interval() -> Duration {
+        Duration::from_secs(2)
+    }
+    pub fn health_timeout() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn rise() -> u32 {
+        2
+    }
+    pub fn fall() -> u32 {
+        3
+    }
+    pub fn weight() -> u32 {
+        1
+    }
+    pub fn backlog() -> u32 {
+        4096
+    }
+    pub fn mss() -> u16 {
+        1460
+    }
+    pub fn initial_rto() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn min_rto() -> Duration {
+        Duration::from_millis(200)
+    }
+    pub fn max_rto() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn max_retransmissions() -> u32 {
+        12
+    }
+    pub fn synack_retries() -> u32 {
+        5
+    }
+    pub fn time_wait() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn delayed_ack() -> Duration {
+        Duration::from_millis(40)
+    }
+    pub fn buffer() -> u32 {
+        256 * 1024
+    }
+    pub fn admin_listen() -> SocketV4 {
+        SocketV4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9190))
+    }
+    pub fn log_level() -> String {
+        "info".into()
+    }
+}

@@ -1,0 +1,130 @@
+//! Value types of the config file whose parse errors say what was expected.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::ops::Deref;
+use std::str::FromStr;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A duration written as a string with units: `"200ms"`, `"5s"`, `"2m"`,
+/// `"1h 30m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Duration(pub std::time::Duration);
+
+impl Duration {
+    pub const fn from_secs(secs: u64) -> Self {
+        Self(std::time::Duration::from_secs(secs))
+    }
+    pub const fn from_millis(millis: u64) -> Self {
+        Self(std::time::Duration::from_millis(millis))
+    }
+}
+
+impl Deref for Duration {
+    type Target = std::time::Duration;
+    fn deref(&self) -> &std::time::Duration {
+        &self.0
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// An IPv4 address written as a string, e.g. `"10.0.0.10"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ipv4(pub Ipv4Addr);
+
+impl Deref for Ipv4 {
+    type Target = Ipv4Addr;
+    fn deref(&self) -> &Ipv4Addr {
+        &self.0
+    }
+}
+
+impl fmt::Display for Ipv4 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An IPv4 address and port written as a string, e.g. `"10.0.1.10:8080"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketV4(pub SocketAddrV4);
+
+impl Deref for SocketV4 {
+    type Target = SocketAddrV4;
+    fn deref(&self) -> &SocketAddrV4 {
+        &self.0
+    }
+}
+
+impl fmt::Display for SocketV4 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Deserializes a string through `parse`, and on failure says what was
+/// expected and what was found.
+struct ParsedString<T> {
+    expected: &'static str,
+    parse: fn(&str) -> Option<T>,
+}
+
+impl<'de, T> Visitor<'de> for ParsedString<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expected)
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<T, E> {
+        (self.parse)(value)
+            .ok_or_else(|| E::custom(format!("expected {}, found `{value}`", self.expected)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(ParsedString {
+            expected: "a duration with units such as \"200ms\", \"5s\" or \"2m\"",
+            parse: |s| humantime::parse_duration(s).ok().map(Duration),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Ipv4 {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(ParsedString {
+            expected: "an IPv4 address such as \"10.0.0.10\"",
+            parse: |s| Ipv4Addr::from_str(s).ok().map(Ipv4),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for SocketV4 {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(ParsedString {
+            expected: "an IPv4 address and port such as \"10.0.1.10:8080\"",
+            parse: |s| SocketAddrV4::from_str(s).ok().map(SocketV4),
+        })
+    }
+}
+
+/// Written back as the string it is read from (`"5s"`, `"10.0.0.10"`).
+macro_rules! serialize_as_display {
+    ($($ty:ty),*) => {$(
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+    )*};
+}
+
+serialize_as_display!(Duration, Ipv4, SocketV4);
