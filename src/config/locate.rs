@@ -45,10 +45,9 @@ impl<'s> Locator<'s> {
                     .iter()
                     .find(|(k, _)| k.get_ref() == key)
                     .map(|(_, v)| v),
-                (PathSegment::Index(index), _, Some(v)) => v
-                    .get_ref()
-                    .as_array()
-                    .and_then(|array| array.iter().nth(*index)),
+                (PathSegment::Index(index), _, Some(v)) => {
+                    v.get_ref().as_array().and_then(|array| array.get(*index))
+                }
                 _ => None,
             };
             let Some(next) = next else { break };

@@ -179,7 +179,7 @@ impl Validator {
                 1,
                 10_000_000,
             );
-            self.duration(path.key("close_grace"), *listener.close_grace, 0, 3600_000);
+            self.duration(path.key("close_grace"), *listener.close_grace, 0, 3_600_000);
             self.duration(
                 path.key("idle_timeout"),
                 *listener.idle_timeout,

@@ -268,8 +268,10 @@ impl Steering {
     /// Runs the program once on `frame` with `BPF_PROG_TEST_RUN` and returns
     /// its action (the redirect itself is not performed). Counters count it.
     pub fn test_run(&self, frame: &[u8]) -> Result<XdpAction, XdpError> {
-        let mut input = libbpf_rs::ProgramInput::default();
-        input.data_in = Some(frame);
+        let input = libbpf_rs::ProgramInput {
+            data_in: Some(frame),
+            ..Default::default()
+        };
         let output = self
             .skel
             .progs

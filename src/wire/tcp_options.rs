@@ -83,7 +83,7 @@ impl<'a> TcpOptionIter<'a> {
             (kind::MAX_SEGMENT_SIZE, 2) => TcpOption::MaxSegmentSize(read_u16(data, 0)),
             (kind::WINDOW_SCALE, 1) => TcpOption::WindowScale(data[0]),
             (kind::SACK_PERMITTED, 0) => TcpOption::SackPermitted,
-            (kind::SACK, n) if n >= 8 && n <= 8 * MAX_SACK_BLOCKS && n % 8 == 0 => {
+            (kind::SACK, n) if (8..=8 * MAX_SACK_BLOCKS).contains(&n) && n % 8 == 0 => {
                 TcpOption::Sack(data)
             }
             (kind::TIMESTAMPS, 8) => TcpOption::Timestamps(Timestamps {
