@@ -39,6 +39,33 @@ fn delta(steering: &Steering, f: impl FnOnce()) -> SteerCounters {
     }
 }
 
+/// Runs each frame through the program, checks its action, and checks that
+/// the counters moved by exactly `expected`.
+fn assert_steered(steering: &Steering, runs: &[(&[u8], XdpAction)], expected: SteerCounters) {
+    let counted = delta(steering, || {
+        for (i, (frame, action)) in runs.iter().enumerate() {
+            assert_eq!(steering.test_run(frame).unwrap(), *action, "frame {i}");
+        }
+    });
+    assert_eq!(counted, expected);
+}
+
+/// Only `no_socket` moved, by `n`.
+fn no_socket(n: u64) -> SteerCounters {
+    SteerCounters {
+        no_socket: n,
+        ..Default::default()
+    }
+}
+
+/// Only `passed` moved, by `n`.
+fn passed(n: u64) -> SteerCounters {
+    SteerCounters {
+        passed: n,
+        ..Default::default()
+    }
+}
+
 /// Rewrites the IPv4 header checksum of an untagged frame after an edit.
 fn fix_ip_checksum(frame: &mut [u8]) {
     let ihl = usize::from(frame[14] & 0x0f) * 4;
@@ -64,18 +91,10 @@ fn listener_hit_without_a_socket_is_passed_and_counted() {
     let Some(steering) = steering("listener_hit_without_a_socket") else {
         return;
     };
-    let counted = delta(&steering, || {
-        assert_eq!(
-            steering.test_run(&captured::TCP_SYN).unwrap(),
-            XdpAction::Pass
-        );
-    });
-    assert_eq!(
-        counted,
-        SteerCounters {
-            no_socket: 1,
-            ..Default::default()
-        }
+    assert_steered(
+        &steering,
+        &[(&captured::TCP_SYN, XdpAction::Pass)],
+        no_socket(1),
     );
 }
 
@@ -90,18 +109,12 @@ fn other_port_or_address_is_passed() {
     other_addr[33] = 3; // 10.77.0.3
     fix_ip_checksum(&mut other_addr);
     // The reply direction (server port as source) is a backend reply: pass.
-    let counted = delta(&steering, || {
-        for frame in [&other_port[..], &other_addr[..], &captured::TCP_SYN_ACK[..]] {
-            assert_eq!(steering.test_run(frame).unwrap(), XdpAction::Pass);
-        }
-    });
-    assert_eq!(
-        counted,
-        SteerCounters {
-            passed: 3,
-            ..Default::default()
-        }
-    );
+    let runs: [(&[u8], _); 3] = [
+        (&other_port, XdpAction::Pass),
+        (&other_addr, XdpAction::Pass),
+        (&captured::TCP_SYN_ACK, XdpAction::Pass),
+    ];
+    assert_steered(&steering, &runs, passed(3));
 }
 
 #[test]
@@ -112,24 +125,12 @@ fn arp_and_icmp_are_passed() {
     let mut icmp = captured::TCP_SYN.to_vec();
     icmp[23] = 1; // protocol ICMP, to the VIP
     fix_ip_checksum(&mut icmp);
-    let counted = delta(&steering, || {
-        assert_eq!(
-            steering.test_run(&captured::ARP_REQUEST).unwrap(),
-            XdpAction::Pass
-        );
-        assert_eq!(
-            steering.test_run(&captured::ARP_REPLY).unwrap(),
-            XdpAction::Pass
-        );
-        assert_eq!(steering.test_run(&icmp).unwrap(), XdpAction::Pass);
-    });
-    assert_eq!(
-        counted,
-        SteerCounters {
-            passed: 3,
-            ..Default::default()
-        }
-    );
+    let runs: [(&[u8], _); 3] = [
+        (&captured::ARP_REQUEST, XdpAction::Pass),
+        (&captured::ARP_REPLY, XdpAction::Pass),
+        (&icmp, XdpAction::Pass),
+    ];
+    assert_steered(&steering, &runs, passed(3));
 }
 
 #[test]
@@ -143,18 +144,9 @@ fn ipv4_options_are_skipped_to_find_the_port() {
     decoy[40..42].copy_from_slice(&9999u16.to_be_bytes()); // TCP starts at 14 + 24
                                                            // Options that do not look like the port; the real port is 8080: a hit.
     let hit = syn_with_ip_options(&[0x94, 0x04, 0x00, 0x00, 0x01, 0x01, 0x01, 0x00]);
-    let counted = delta(&steering, || {
-        assert_eq!(steering.test_run(&decoy).unwrap(), XdpAction::Pass);
-        assert_eq!(steering.test_run(&hit).unwrap(), XdpAction::Pass);
-    });
-    assert_eq!(
-        counted,
-        SteerCounters {
-            passed: 1,
-            no_socket: 1,
-            ..Default::default()
-        }
-    );
+    // One at a time: a parser that ignored IHL would swap the two outcomes.
+    assert_steered(&steering, &[(&decoy, XdpAction::Pass)], passed(1));
+    assert_steered(&steering, &[(&hit, XdpAction::Pass)], no_socket(1));
 }
 
 #[test]
@@ -165,16 +157,7 @@ fn vlan_tagged_listener_hit_is_recognised() {
     let mut tagged = captured::TCP_SYN[..12].to_vec();
     tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x2a]); // VLAN 42
     tagged.extend_from_slice(&captured::TCP_SYN[12..]);
-    let counted = delta(&steering, || {
-        assert_eq!(steering.test_run(&tagged).unwrap(), XdpAction::Pass);
-    });
-    assert_eq!(
-        counted,
-        SteerCounters {
-            no_socket: 1,
-            ..Default::default()
-        }
-    );
+    assert_steered(&steering, &[(&tagged, XdpAction::Pass)], no_socket(1));
 }
 
 #[test]
@@ -185,16 +168,11 @@ fn fragments_go_to_the_kernel() {
     let mut first = captured::TCP_SYN.to_vec();
     first[20..22].copy_from_slice(&0x2000u16.to_be_bytes()); // MF
     fix_ip_checksum(&mut first);
-    let counted = delta(&steering, || {
-        assert_eq!(steering.test_run(&first).unwrap(), XdpAction::Pass);
-    });
-    assert_eq!(
-        counted,
-        SteerCounters {
-            fragment: 1,
-            ..Default::default()
-        }
-    );
+    let expected = SteerCounters {
+        fragment: 1,
+        ..Default::default()
+    };
+    assert_steered(&steering, &[(&first, XdpAction::Pass)], expected);
 }
 
 #[test]
@@ -210,38 +188,23 @@ fn truncated_frames_get_a_defined_action_at_every_length() {
         }
     }
     // 14..54: the IPv4 or TCP header is cut short.
-    let counted = delta(&steering, || {
-        for len in 14..54 {
-            assert_eq!(
-                steering.test_run(&syn[..len]).unwrap(),
-                XdpAction::Pass,
-                "len {len}"
-            );
-        }
-    });
-    assert_eq!(
-        counted,
-        SteerCounters {
-            malformed: 40,
-            ..Default::default()
-        }
-    );
-    // A bad IHL (below 5) is malformed even with enough bytes.
+    let cut: Vec<(&[u8], XdpAction)> = (14..54).map(|len| (&syn[..len], XdpAction::Pass)).collect();
+    let expected = SteerCounters {
+        malformed: 40,
+        ..Default::default()
+    };
+    assert_steered(&steering, &cut, expected);
+    // A bad IHL (below 5) is malformed even with enough bytes; from 54 bytes
+    // on the listener is recognised (the TCP options cut off).
     let mut bad_ihl = syn.to_vec();
     bad_ihl[14] = 0x44;
-    let counted = delta(&steering, || {
-        assert_eq!(steering.test_run(&bad_ihl).unwrap(), XdpAction::Pass);
-        // From 54 bytes on, the listener is recognised (options cut off).
-        assert_eq!(steering.test_run(&syn[..54]).unwrap(), XdpAction::Pass);
-    });
-    assert_eq!(
-        counted,
-        SteerCounters {
-            malformed: 1,
-            no_socket: 1,
-            ..Default::default()
-        }
-    );
+    let runs: [(&[u8], _); 2] = [(&bad_ihl, XdpAction::Pass), (&syn[..54], XdpAction::Pass)];
+    let expected = SteerCounters {
+        malformed: 1,
+        no_socket: 1,
+        ..Default::default()
+    };
+    assert_steered(&steering, &runs, expected);
 }
 
 #[test]
@@ -250,18 +213,10 @@ fn removing_a_listener_stops_steering_it() {
         return;
     };
     steering.remove_listener(VIP, PORT).unwrap();
-    let counted = delta(&steering, || {
-        assert_eq!(
-            steering.test_run(&captured::TCP_SYN).unwrap(),
-            XdpAction::Pass
-        );
-    });
-    assert_eq!(
-        counted,
-        SteerCounters {
-            passed: 1,
-            ..Default::default()
-        }
+    assert_steered(
+        &steering,
+        &[(&captured::TCP_SYN, XdpAction::Pass)],
+        passed(1),
     );
 }
 
