@@ -8,4 +8,5 @@
 
 pub mod config;
 pub mod link;
+pub mod tcp;
 pub mod wire;

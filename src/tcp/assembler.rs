@@ -1,0 +1,187 @@
+//! Tracks which bytes past RCV.NXT have arrived out of order (RFC 9293
+//! §3.10.7.4 "seventh": segments beyond RCV.NXT are held, not dropped), and
+//! yields the SACK blocks that describe them (RFC 2018 §4).
+//!
+//! Offsets are relative to RCV.NXT. At most [`MAX_RANGES`] disjoint ranges are
+//! held; a segment that would need more is refused (the sender retransmits
+//! it), which bounds memory and work per segment.
+
+/// Most out-of-order ranges held at once.
+pub const MAX_RANGES: usize = 8;
+
+/// Disjoint, sorted, non-adjacent ranges `[start, end)` of received bytes.
+#[derive(Debug, Clone, Default)]
+pub struct Assembler {
+    ranges: [(u32, u32); MAX_RANGES],
+    len: usize,
+    /// The range that most recently grew: first in SACK (RFC 2018 §4).
+    latest: Option<(u32, u32)>,
+}
+
+/// The segment needs a range the assembler has no room for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyHoles;
+
+impl Assembler {
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.latest = None;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn ranges(&self) -> &[(u32, u32)] {
+        &self.ranges[..self.len]
+    }
+
+    /// Records bytes `[start, end)` as received.
+    pub fn add(&mut self, start: u32, end: u32) -> Result<(), TooManyHoles> {
+        if start >= end {
+            return Ok(());
+        }
+        // First range that ends at or after `start` (touching merges).
+        let first = self
+            .ranges()
+            .iter()
+            .position(|&(_, e)| e >= start)
+            .unwrap_or(self.len);
+        // Ranges from `first` that start at or before `end` merge with it.
+        let mut last = first;
+        while last < self.len && self.ranges[last].0 <= end {
+            last += 1;
+        }
+        let merged = if first < last {
+            (
+                start.min(self.ranges[first].0),
+                end.max(self.ranges[last - 1].1),
+            )
+        } else {
+            (start, end)
+        };
+        let removed = last - first;
+        if removed == 0 && self.len == MAX_RANGES {
+            return Err(TooManyHoles);
+        }
+        // Replace ranges[first..last] with `merged`.
+        if removed == 0 {
+            self.ranges.copy_within(first..self.len, first + 1);
+            self.len += 1;
+        } else if removed > 1 {
+            self.ranges.copy_within(last..self.len, first + 1);
+            self.len -= removed - 1;
+        }
+        self.ranges[first] = merged;
+        self.latest = Some(merged);
+        Ok(())
+    }
+
+    /// If a range starts at 0, removes it and returns its length (bytes now
+    /// contiguous at RCV.NXT), shifting the others down; else 0.
+    pub fn take_front(&mut self) -> u32 {
+        if self.len == 0 || self.ranges[0].0 != 0 {
+            return 0;
+        }
+        let n = self.ranges[0].1;
+        self.ranges.copy_within(1..self.len, 0);
+        self.len -= 1;
+        for range in &mut self.ranges[..self.len] {
+            range.0 -= n;
+            range.1 -= n;
+        }
+        self.latest = self
+            .latest
+            .and_then(|(s, e)| (s >= n).then(|| (s - n, e - n)));
+        n
+    }
+
+    /// Up to `max` blocks for a SACK option, most recently changed first
+    /// (RFC 2018 §4), as offsets.
+    pub fn sack_blocks(&self, max: usize, mut emit: impl FnMut(u32, u32)) {
+        let mut count = 0;
+        if let Some(latest) = self.latest {
+            if self.ranges().contains(&latest) && max > 0 {
+                emit(latest.0, latest.1);
+                count = 1;
+            }
+        }
+        for &range in self.ranges().iter().rev() {
+            if count >= max {
+                break;
+            }
+            if Some(range) != self.latest || count == 0 {
+                emit(range.0, range.1);
+                count += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn merges_overlapping_and_touching_ranges() {
+        let mut a = Assembler::default();
+        a.add(10, 20).unwrap();
+        a.add(30, 40).unwrap();
+        a.add(20, 30).unwrap();
+        assert_eq!(a.ranges(), &[(10, 40)]);
+        a.add(5, 12).unwrap();
+        a.add(50, 60).unwrap();
+        assert_eq!(a.ranges(), &[(5, 40), (50, 60)]);
+        assert_eq!(a.take_front(), 0);
+        a.add(0, 5).unwrap();
+        assert_eq!(a.take_front(), 40);
+        assert_eq!(a.ranges(), &[(10, 20)]);
+    }
+
+    #[test]
+    fn bounded_number_of_holes() {
+        let mut a = Assembler::default();
+        for i in 0..MAX_RANGES as u32 {
+            a.add(10 * i + 1, 10 * i + 2).unwrap();
+        }
+        assert_eq!(a.add(1000, 1001), Err(TooManyHoles));
+        assert_eq!(a.add(1, 15), Ok(()), "a merge needs no new slot");
+    }
+
+    #[test]
+    fn sack_lists_the_latest_block_first() {
+        let mut a = Assembler::default();
+        a.add(10, 20).unwrap();
+        a.add(40, 50).unwrap();
+        a.add(25, 30).unwrap();
+        let mut blocks = Vec::new();
+        a.sack_blocks(3, |s, e| blocks.push((s, e)));
+        assert_eq!(blocks, [(25, 30), (40, 50), (10, 20)]);
+        let mut two = Vec::new();
+        a.sack_blocks(2, |s, e| two.push((s, e)));
+        assert_eq!(two, [(25, 30), (40, 50)]);
+    }
+
+    proptest! {
+        /// Whatever the arrival order, the bytes taken from the front are
+        /// exactly the contiguous prefix of what arrived.
+        #[test]
+        fn reassembly_matches_a_bitmap(segments in proptest::collection::vec((0u32..200, 1u32..30), 0..40)) {
+            let mut a = Assembler::default();
+            let mut seen = [false; 256];
+            let mut delivered = 0u32;
+            for (start, len) in segments {
+                let (start, end) = (start.max(delivered), (start + len).min(256));
+                if start >= end { continue; }
+                if a.add(start - delivered, end - delivered).is_ok() {
+                    for b in start..end { seen[b as usize] = true; }
+                }
+                delivered += a.take_front();
+                let prefix = seen.iter().take_while(|&&s| s).count() as u32;
+                prop_assert_eq!(delivered, prefix);
+                prop_assert!(a.ranges().windows(2).all(|w| w[0].1 < w[1].0), "disjoint and sorted");
+            }
+        }
+    }
+}
