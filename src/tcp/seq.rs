@@ -14,12 +14,6 @@ use core::ops::{Add, AddAssign, Sub};
 pub struct Seq(pub u32);
 
 impl Seq {
-    /// `self + n`, wrapping.
-    #[inline]
-    pub fn add(self, n: usize) -> Seq {
-        Seq(self.0.wrapping_add(n as u32))
-    }
-
     /// Signed distance `self - other`, in `[-2^31, 2^31)`.
     #[inline]
     pub fn diff(self, other: Seq) -> i32 {
@@ -70,15 +64,16 @@ impl PartialOrd for Seq {
 impl Add<usize> for Seq {
     type Output = Seq;
     #[inline]
+    /// `self + n`, wrapping.
     fn add(self, n: usize) -> Seq {
-        Seq::add(self, n)
+        Seq(self.0.wrapping_add(n as u32))
     }
 }
 
 impl AddAssign<usize> for Seq {
     #[inline]
     fn add_assign(&mut self, n: usize) {
-        *self = Seq::add(*self, n);
+        *self = *self + n;
     }
 }
 
