@@ -304,10 +304,22 @@ impl<'a> TcpRepr<'a> {
     /// bytes of `buffer` (payload copied) and fills the checksum. Returns the
     /// number of bytes written.
     pub fn emit(&self, buffer: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) -> usize {
+        let header_len = self.emit_header(buffer);
+        let total = header_len + self.payload.len();
+        buffer[header_len..total].copy_from_slice(self.payload);
+        TcpPacket::new_unchecked(&mut buffer[..total]).fill_checksum(src, dst);
+        total
+    }
+
+    /// Writes only the header and options (the data offset counts them;
+    /// `self.payload` is ignored and the checksum left for
+    /// [`TcpPacket::fill_checksum`] once the payload is in place). For
+    /// callers that copy the payload themselves, e.g. from a ring buffer.
+    /// Returns the header length.
+    pub fn emit_header(&self, buffer: &mut [u8]) -> usize {
         let header_len = self.header_len();
         debug_assert!(header_len - HEADER_LEN <= MAX_OPTIONS_LEN);
-        let total = header_len + self.payload.len();
-        let b = &mut buffer[..total];
+        let b = &mut buffer[..header_len];
         write_u16(b, field::SRC_PORT, self.src_port);
         write_u16(b, field::DST_PORT, self.dst_port);
         write_u32(b, field::SEQ, self.seq_number);
@@ -315,11 +327,10 @@ impl<'a> TcpRepr<'a> {
         let offset_flags = ((header_len as u16 / 4) << 12) | (self.flags.0 & TcpFlags::MASK);
         write_u16(b, field::OFFSET_FLAGS, offset_flags);
         write_u16(b, field::WINDOW, self.window_len);
+        write_u16(b, field::CHECKSUM, 0);
         write_u16(b, field::URGENT, self.urgent_at);
         self.options.emit(&mut b[HEADER_LEN..header_len]);
-        b[header_len..].copy_from_slice(self.payload);
-        TcpPacket::new_unchecked(b).fill_checksum(src, dst);
-        total
+        header_len
     }
 }
 

@@ -1,0 +1,382 @@
+//! What a connection sends next, and writing it (IPv4 + TCP) into the
+//! caller's buffer.
+//!
+//! Priority, highest first: RST; SYN or SYN-ACK; a fast retransmission;
+//! a zero-window or keepalive probe; new (or go-back-N) data, with FIN on
+//! the last segment; a lone FIN; a pure ACK. Every segment after the SYN
+//! carries an ACK, so each one also satisfies a pending ACK.
+
+use std::net::Ipv4Addr;
+
+use super::timers::Timer;
+use super::{AckUrgency, Conn};
+use crate::tcp::seq::Seq;
+use crate::tcp::time::Instant;
+use crate::tcp::types::State;
+use crate::tcp::TcpConfig;
+use crate::wire::{
+    IpProtocol, Ipv4Repr, SackBlocks, TcpFlags, TcpOptions, TcpPacket, TcpRepr, Timestamps,
+};
+
+/// IPv4 header length we emit.
+pub(crate) const IP_HEADER_LEN: usize = 20;
+/// Most header bytes a segment needs: IPv4 + TCP with 40 bytes of options.
+pub(crate) const MAX_HEADERS: usize = IP_HEADER_LEN + 60;
+const TTL: u8 = 64;
+
+/// A segment's header fields before they are written.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    seq: Seq,
+    flags: TcpFlags,
+    /// Payload: `len` bytes of the send buffer from `offset`.
+    offset: usize,
+    len: usize,
+    syn_options: bool,
+}
+
+impl Conn {
+    /// True if [`poll_segment`](Self::poll_segment) would produce a segment.
+    pub fn wants_to_send(&self) -> bool {
+        self.rst_pending
+            || (matches!(self.state, State::SynSent | State::SynReceived)
+                && self.snd_nxt == self.iss)
+            || self.fast_retransmit_pending
+            || self.probe_pending
+            || self.keepalive_pending
+            || self.ack_urgency == AckUrgency::Now
+            || self.sendable_data() > 0
+            || self.fin_sendable()
+    }
+
+    fn may_send_data(&self) -> bool {
+        matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::LastAck
+                | State::Closing
+        )
+    }
+
+    /// Bytes of new data that may go now (window, congestion window, and
+    /// sender silly-window avoidance, RFC 9293 §3.8.6.2.1).
+    fn sendable_data(&self) -> usize {
+        if !self.may_send_data() {
+            return 0;
+        }
+        let next = self.snd_nxt.max(self.send_buf_seq());
+        let unsent = self.data_end().diff(next).max(0) as usize;
+        if unsent == 0 {
+            return 0;
+        }
+        let window = (self.snd_wnd as usize).min(self.cc.cwnd());
+        let usable = window.saturating_sub(self.flight());
+        let len = unsent.min(usable).min(self.mss);
+        // Send a full segment, or everything that is queued, or at least
+        // half the largest window the peer has offered.
+        if len == self.mss || len == unsent || (len > 0 && len >= self.max_snd_wnd as usize / 2) {
+            len
+        } else {
+            0
+        }
+    }
+
+    fn fin_sendable(&self) -> bool {
+        self.fin_queued
+            && self.may_send_data()
+            && !self.fin_acked()
+            && self.snd_nxt.max(self.send_buf_seq()) == self.data_end()
+    }
+
+    /// Chooses the next segment, if any.
+    fn plan(&mut self, config: &TcpConfig) -> Option<Plan> {
+        let ack_flags = TcpFlags::ACK;
+        if self.rst_pending {
+            self.rst_pending = false;
+            let seq = self.snd_nxt.max(self.snd_una);
+            return Some(Plan {
+                seq,
+                flags: TcpFlags::RST | TcpFlags::ACK,
+                offset: 0,
+                len: 0,
+                syn_options: false,
+            });
+        }
+        match self.state {
+            State::SynSent | State::SynReceived if self.snd_nxt == self.iss => {
+                let flags = if self.state == State::SynSent {
+                    TcpFlags::SYN
+                } else {
+                    TcpFlags::SYN | TcpFlags::ACK
+                };
+                return Some(Plan {
+                    seq: self.iss,
+                    flags,
+                    offset: 0,
+                    len: 0,
+                    syn_options: true,
+                });
+            }
+            State::SynSent | State::SynReceived => {
+                return self.take_ack().then_some(Plan {
+                    seq: self.snd_nxt,
+                    flags: ack_flags,
+                    offset: 0,
+                    len: 0,
+                    syn_options: false,
+                })
+            }
+            _ => {}
+        }
+        let buf_seq = self.send_buf_seq();
+        if self.fast_retransmit_pending {
+            self.fast_retransmit_pending = false;
+            let available = self
+                .send_buf
+                .len()
+                .saturating_sub(self.snd_una - buf_seq.min(self.snd_una));
+            let len = available.min(self.mss);
+            let mut flags = ack_flags;
+            if self.fin_queued && self.snd_una + len == self.data_end() && self.fin_sent() {
+                flags |= TcpFlags::FIN;
+            }
+            if len > 0 || flags.fin() {
+                return Some(Plan {
+                    seq: self.snd_una,
+                    flags,
+                    offset: self.snd_una - buf_seq,
+                    len,
+                    syn_options: false,
+                });
+            }
+        }
+        if self.probe_pending {
+            self.probe_pending = false;
+            let next = self.snd_nxt.max(buf_seq);
+            if next < self.data_end() {
+                // RFC 9293 §3.8.6.1: one byte past a zero window.
+                return Some(Plan {
+                    seq: next,
+                    flags: ack_flags,
+                    offset: next - buf_seq,
+                    len: 1,
+                    syn_options: false,
+                });
+            }
+        }
+        if self.keepalive_pending {
+            self.keepalive_pending = false;
+            // §3.8.4: SEG.SEQ = SND.NXT-1, no data: the peer must ACK it.
+            let seq = Seq(self.snd_nxt.0.wrapping_sub(1));
+            return Some(Plan {
+                seq,
+                flags: ack_flags,
+                offset: 0,
+                len: 0,
+                syn_options: false,
+            });
+        }
+        let len = self.sendable_data();
+        if len > 0 {
+            let seq = self.snd_nxt.max(buf_seq);
+            let mut flags = ack_flags;
+            if seq + len == self.data_end() {
+                flags |= TcpFlags::PSH;
+                if self.fin_queued {
+                    flags |= TcpFlags::FIN;
+                }
+            }
+            return Some(Plan {
+                seq,
+                flags,
+                offset: seq - buf_seq,
+                len,
+                syn_options: false,
+            });
+        }
+        if self.fin_sendable() {
+            let flags = TcpFlags::FIN | TcpFlags::ACK;
+            return Some(Plan {
+                seq: self.data_end(),
+                flags,
+                offset: 0,
+                len: 0,
+                syn_options: false,
+            });
+        }
+        if self.snd_wnd == 0 && self.may_send_data() && self.flight() == 0 {
+            let unsent = self.data_end().diff(self.snd_nxt.max(buf_seq)) > 0;
+            if unsent && !self.timers.is_set(Timer::Persist) {
+                // Nothing in flight to elicit a window update: probe later.
+                let _ = config;
+                self.persist_armed = true;
+            }
+        }
+        self.take_ack().then_some(Plan {
+            seq: self.snd_nxt.max(buf_seq.min(self.snd_nxt)),
+            flags: ack_flags,
+            offset: 0,
+            len: 0,
+            syn_options: false,
+        })
+    }
+
+    fn take_ack(&mut self) -> bool {
+        self.ack_urgency == AckUrgency::Now
+    }
+
+    /// Writes the next segment (IPv4 header first) into `buf`, which must
+    /// hold at least [`MAX_HEADERS`] + MSS bytes, and updates the send
+    /// state. Returns the bytes written.
+    pub fn poll_segment(
+        &mut self,
+        now: Instant,
+        config: &TcpConfig,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let plan = self.plan(config);
+        if self.persist_armed {
+            self.persist_armed = false;
+            self.timers.set(Timer::Persist, now + self.rtt.rto());
+        }
+        let plan = plan?;
+        let flags = plan.flags;
+
+        // Options: on SYNs what we offer (or accept); otherwise timestamps
+        // and SACK blocks as negotiated.
+        let mut options = TcpOptions::default();
+        if plan.syn_options {
+            options.mss = Some(config.mss);
+            let offer_all = self.state == State::SynSent;
+            if config.window_scaling && (offer_all || self.rcv_shift > 0 || self.snd_shift > 0) {
+                options.window_scale = Some(self.rcv_shift_for_syn(config));
+            }
+            options.sack_permitted = config.sack && (offer_all || self.sack_permitted);
+            if config.timestamps && (offer_all || self.ts.enabled) {
+                let tsecr = if offer_all { 0 } else { self.ts.recent };
+                options.timestamps = Some(Timestamps {
+                    tsval: self.tsval(now),
+                    tsecr,
+                });
+            }
+        } else {
+            if self.ts.enabled {
+                options.timestamps = Some(Timestamps {
+                    tsval: self.tsval(now),
+                    tsecr: self.ts.recent,
+                });
+            }
+            if self.sack_permitted && !self.assembler.is_empty() {
+                let mut blocks = SackBlocks::default();
+                let base = self.rcv_nxt;
+                self.assembler.sack_blocks(4, |start, end| {
+                    blocks.push((base + start as usize).0, (base + end as usize).0);
+                });
+                options.sack_blocks = blocks;
+            }
+        }
+
+        // The window we advertise: unscaled on SYNs (RFC 7323 §2.2).
+        let free = self.receive_window();
+        let window_len = if flags.syn() {
+            free.min(65535) as u16
+        } else {
+            (free >> self.rcv_shift).min(65535) as u16
+        };
+        let ack_number = if flags.ack() { self.rcv_nxt.0 } else { 0 };
+        let repr = TcpRepr {
+            src_port: self.tuple.local.port(),
+            dst_port: self.tuple.remote.port(),
+            seq_number: plan.seq.0,
+            ack_number,
+            flags,
+            window_len,
+            urgent_at: 0,
+            options,
+            payload: &[],
+        };
+        let tcp_start = IP_HEADER_LEN;
+        let header_len = repr.emit_header(&mut buf[tcp_start..]);
+        let payload_start = tcp_start + header_len;
+        let copied = self.send_buf.peek(
+            plan.offset,
+            &mut buf[payload_start..payload_start + plan.len],
+        );
+        debug_assert_eq!(copied, plan.len);
+        let segment_len = header_len + copied;
+        let (src, dst): (Ipv4Addr, Ipv4Addr) = (*self.tuple.local.ip(), *self.tuple.remote.ip());
+        TcpPacket::new_unchecked(&mut buf[tcp_start..tcp_start + segment_len])
+            .fill_checksum(src, dst);
+        Ipv4Repr {
+            src_addr: src,
+            dst_addr: dst,
+            protocol: IpProtocol::TCP,
+            payload_len: segment_len as u16,
+            ttl: TTL,
+            ident: 0,
+            dont_frag: true,
+            dscp_ecn: 0,
+        }
+        .emit(&mut buf[..IP_HEADER_LEN]);
+
+        self.after_send(now, plan, copied, free);
+        Some(IP_HEADER_LEN + segment_len)
+    }
+
+    /// The shift we announce on our SYN or SYN-ACK.
+    fn rcv_shift_for_syn(&mut self, config: &TcpConfig) -> u8 {
+        if self.state == State::SynSent {
+            self.rcv_shift = config.window_shift();
+        }
+        self.rcv_shift
+    }
+
+    /// Bookkeeping after a segment went out.
+    fn after_send(&mut self, now: Instant, plan: Plan, len: usize, free: usize) {
+        let flags = plan.flags;
+        if flags.ack() {
+            self.ack_urgency = AckUrgency::None;
+            self.unacked_segments = 0;
+            self.timers.stop(Timer::DelayedAck);
+            self.last_ack_sent = self.rcv_nxt;
+            let advertised = if flags.syn() {
+                free.min(65535)
+            } else {
+                (free >> self.rcv_shift).min(65535) << self.rcv_shift
+            };
+            let edge = self.rcv_nxt + advertised;
+            if edge > self.rcv_adv {
+                self.rcv_adv = edge;
+            }
+        }
+        if flags.rst() {
+            return;
+        }
+        let seq_len = len + usize::from(flags.syn()) + usize::from(flags.fin());
+        if seq_len == 0 {
+            return;
+        }
+        if flags.fin() {
+            self.fin_seq = Some(plan.seq + len);
+        }
+        let end = plan.seq + seq_len;
+        let retransmission = plan.seq < self.snd_max;
+        if end > self.snd_nxt {
+            self.snd_nxt = end;
+        }
+        if end > self.snd_max {
+            self.snd_max = end;
+        }
+        if !retransmission && self.rtt_probe.is_none() && !self.ts.enabled {
+            self.rtt_probe = Some((plan.seq, now));
+        }
+        if retransmission {
+            self.retransmitted = self.retransmitted.saturating_add(1);
+        }
+        if !self.timers.is_set(Timer::Retransmit) {
+            self.arm_retransmit(now);
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! A connection's timers: a fixed table indexed by [`Timer`] (after
+//! quinn-proto), and what happens when each fires.
+
+use super::{AckUrgency, Conn, Ctx};
+use crate::tcp::time::Instant;
+use crate::tcp::types::{ResetCause, State};
+
+/// The timers of one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// RFC 6298: retransmit SYN, SYN-ACK, data or FIN.
+    Retransmit = 0,
+    /// RFC 9293 §3.8.6.3: send the delayed ACK.
+    DelayedAck = 1,
+    /// RFC 9293 §3.8.6.1: probe a zero window.
+    Persist = 2,
+    /// RFC 9293 §3.8.4 keepalive, and the FIN-WAIT-2 timeout of a closed
+    /// connection whose peer never sends FIN.
+    Idle = 3,
+}
+
+const TIMERS: usize = 4;
+const ALL: [Timer; TIMERS] = [
+    Timer::Retransmit,
+    Timer::DelayedAck,
+    Timer::Persist,
+    Timer::Idle,
+];
+
+/// Keepalive probes without an answer before the connection is reset.
+const KEEPALIVE_PROBES: u8 = 9;
+
+/// Deadlines, one slot per [`Timer`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TimerTable([Option<Instant>; TIMERS]);
+
+impl TimerTable {
+    pub fn set(&mut self, timer: Timer, at: Instant) {
+        self.0[timer as usize] = Some(at);
+    }
+    pub fn stop(&mut self, timer: Timer) {
+        self.0[timer as usize] = None;
+    }
+    pub fn get(&self, timer: Timer) -> Option<Instant> {
+        self.0[timer as usize]
+    }
+    pub fn is_set(&self, timer: Timer) -> bool {
+        self.0[timer as usize].is_some()
+    }
+    /// The earliest deadline.
+    pub fn next(&self) -> Option<Instant> {
+        self.0.iter().flatten().min().copied()
+    }
+    pub fn clear(&mut self) {
+        self.0 = [None; TIMERS];
+    }
+}
+
+impl Conn {
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        for timer in ALL {
+            if self.state == State::Closed {
+                return;
+            }
+            if self.timers.get(timer).is_some_and(|at| at <= ctx.now) {
+                self.timers.stop(timer);
+                match timer {
+                    Timer::Retransmit => self.on_retransmit_timeout(ctx),
+                    Timer::DelayedAck => self.ack_urgency = AckUrgency::Now,
+                    Timer::Persist => self.on_persist_timeout(ctx),
+                    Timer::Idle => self.on_idle_timeout(ctx),
+                }
+            }
+        }
+    }
+
+    /// RFC 6298 §5.4–5.6 and RFC 5681 §3.1: back off, collapse the window,
+    /// go back to SND.UNA. Past the retry limit the connection is reset
+    /// (RFC 9293 §3.8.3, R2).
+    fn on_retransmit_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        if self.flight() == 0 && !matches!(self.state, State::SynSent | State::SynReceived) {
+            return;
+        }
+        let limit = match self.state {
+            State::SynReceived => ctx.config.synack_retries,
+            _ => ctx.config.max_retransmissions,
+        };
+        if self.retries >= limit {
+            ctx.stats.connection_timeouts += 1;
+            // A half-open connection just expires; others tell the peer.
+            let send_rst = self.state != State::SynReceived;
+            self.reset(ctx, ResetCause::Timeout, send_rst);
+            return;
+        }
+        self.retries += 1;
+        ctx.stats.rto_expirations += 1;
+        self.rtt.on_timeout();
+        self.cc.on_retransmit_timeout(self.flight());
+        self.rtt_probe = None; // Karn: no sample from a retransmitted segment
+        self.snd_nxt = self.snd_una;
+        self.dup_acks = 0;
+        self.arm_retransmit(ctx.now);
+    }
+
+    /// Arms the retransmission timer for the current RTO (§5.1).
+    pub fn arm_retransmit(&mut self, now: Instant) {
+        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+    }
+
+    /// The window is still zero: send a probe (output sends one byte past
+    /// the window) and back off like the RTO.
+    fn on_persist_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        if self.snd_wnd == 0 && self.send_buf.len() > self.snd_nxt - self.send_buf_seq() {
+            ctx.stats.zero_window_probes += 1;
+            self.probe_pending = true;
+            self.rtt.on_timeout();
+            self.timers.set(Timer::Persist, ctx.now + self.rtt.rto());
+        }
+    }
+
+    /// Keepalive (§3.8.4) or the FIN-WAIT-2 timeout.
+    fn on_idle_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        if self.state == State::FinWait2 && self.app_closed {
+            // Linux's tcp_fin_timeout: the peer never closed; drop quietly.
+            self.set_closed_quietly();
+            return;
+        }
+        let Some(idle) = ctx.config.keepalive else {
+            return;
+        };
+        if ctx.now.saturating_since(self.last_activity) < idle {
+            self.timers.set(Timer::Idle, self.last_activity + idle);
+            return;
+        }
+        if self.keepalive_probes >= KEEPALIVE_PROBES {
+            ctx.stats.connection_timeouts += 1;
+            self.reset(ctx, ResetCause::Timeout, true);
+            return;
+        }
+        self.keepalive_probes += 1;
+        ctx.stats.keepalive_probes += 1;
+        self.keepalive_pending = true;
+        let interval = (idle / 10).max(std::time::Duration::from_secs(1));
+        self.timers.set(Timer::Idle, ctx.now + interval);
+    }
+
+    /// Arms the idle timer after activity.
+    pub fn arm_idle(&mut self, ctx: &Ctx<'_>) {
+        if self.state == State::FinWait2 && self.app_closed {
+            if !self.timers.is_set(Timer::Idle) {
+                self.timers.set(Timer::Idle, ctx.now + ctx.config.time_wait);
+            }
+        } else if let Some(idle) = ctx.config.keepalive {
+            if self.state.is_synchronized() {
+                self.keepalive_probes = 0;
+                self.timers.set(Timer::Idle, ctx.now + idle);
+            }
+        }
+    }
+
+    /// CLOSED without an RST or an error event (FIN-WAIT-2 timeout).
+    fn set_closed_quietly(&mut self) {
+        self.state = State::Closed;
+    }
+}

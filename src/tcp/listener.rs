@@ -1,0 +1,40 @@
+//! A listening endpoint (RFC 9293 LISTEN) with its two bounded queues:
+//! the SYN queue (half-open connections in SYN-RECEIVED, counted here and
+//! held as connections in the stack) and the accept queue (established
+//! connections the application has not taken yet).
+
+use std::collections::VecDeque;
+use std::net::SocketAddrV4;
+
+use super::types::ConnId;
+
+/// One listener.
+#[derive(Debug)]
+pub struct Listener {
+    pub addr: SocketAddrV4,
+    /// Half-open connections now in SYN-RECEIVED.
+    pub syn_queue_len: usize,
+    pub syn_backlog: usize,
+    pub accept_queue: VecDeque<ConnId>,
+    pub accept_backlog: usize,
+}
+
+impl Listener {
+    pub fn new(addr: SocketAddrV4, syn_backlog: usize, accept_backlog: usize) -> Self {
+        Self {
+            addr,
+            syn_queue_len: 0,
+            syn_backlog,
+            accept_queue: VecDeque::new(),
+            accept_backlog,
+        }
+    }
+
+    pub fn syn_queue_full(&self) -> bool {
+        self.syn_queue_len >= self.syn_backlog
+    }
+
+    pub fn accept_queue_full(&self) -> bool {
+        self.accept_queue.len() >= self.accept_backlog
+    }
+}

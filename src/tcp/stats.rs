@@ -1,0 +1,47 @@
+//! Per-stack counters. Plain integers: a stack belongs to one shard, and
+//! the shard sums them with the others when metrics are read.
+
+/// What the engine counted. Every dropped segment lands in one `drop_*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub segments_in: u64,
+    pub segments_out: u64,
+    pub retransmitted_segments: u64,
+    pub fast_retransmits: u64,
+    pub rto_expirations: u64,
+    pub resets_sent: u64,
+    pub resets_received: u64,
+    pub challenge_acks: u64,
+    pub challenge_acks_suppressed: u64,
+    pub syn_cookies_sent: u64,
+    pub syn_cookies_validated: u64,
+    pub syn_cookies_invalid: u64,
+    pub syn_queue_overflows: u64,
+    pub accept_queue_overflows: u64,
+    pub connections_opened: u64,
+    pub connections_closed: u64,
+    pub connections_reset: u64,
+    pub connection_timeouts: u64,
+    pub out_of_order_segments: u64,
+    pub zero_window_probes: u64,
+    pub keepalive_probes: u64,
+    pub time_wait_reopened: u64,
+    /// A SYN with FIN or RST, or a segment with none of SYN/ACK/RST.
+    pub drop_bad_flags: u64,
+    /// Outside the receive window (RFC 9293 §3.10.7.4 first check).
+    pub drop_out_of_window: u64,
+    /// PAWS: an old timestamp (RFC 7323 §5).
+    pub drop_paws: u64,
+    /// An ACK for data never sent, or too old (RFC 5961 §5.2).
+    pub drop_bad_ack: u64,
+    /// Out-of-order data beyond what the reassembly can track.
+    pub drop_reassembly_full: u64,
+    /// A segment to a port with no listener (answered with RST).
+    pub drop_no_listener: u64,
+    /// SYNs dropped because the SYN queue is full and cookies are off.
+    pub drop_syn_queue_full: u64,
+    /// Stateless replies dropped because their queue was full.
+    pub drop_control_queue_full: u64,
+    /// Connections refused because the connection table is full.
+    pub drop_table_full: u64,
+}

@@ -1,0 +1,80 @@
+//! The TIME-WAIT table (RFC 9293 §3.6.1, §3.10.7.4 "TIME-WAIT").
+//!
+//! A connection that closed first waits 2×MSL here, in a compact entry (what
+//! is needed to ACK a retransmitted FIN and to judge a new SYN), not as a
+//! full connection. Every entry lives for the same duration, so expiry is a
+//! FIFO: O(1) per entry.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::seq::Seq;
+use super::time::Instant;
+use super::types::{FourTuple, Route};
+
+/// What TIME-WAIT keeps of a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeWaitEntry {
+    pub snd_nxt: Seq,
+    pub rcv_nxt: Seq,
+    /// TS.Recent and our timestamp offset, if timestamps were on.
+    pub ts: Option<(u32, u32)>,
+    pub rcv_shift: u8,
+    pub route: Route,
+    pub expires: Instant,
+}
+
+/// All TIME-WAIT entries of a stack.
+#[derive(Debug, Default)]
+pub struct TimeWaitTable {
+    entries: HashMap<FourTuple, TimeWaitEntry>,
+    /// (expiry, tuple) in expiry order; stale when the entry was restarted
+    /// or removed since.
+    expiry: VecDeque<(Instant, FourTuple)>,
+}
+
+impl TimeWaitTable {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, tuple: &FourTuple) -> Option<&TimeWaitEntry> {
+        self.entries.get(tuple)
+    }
+
+    /// Adds or restarts an entry (the 2×MSL timer restarts on a
+    /// retransmitted FIN).
+    pub fn insert(&mut self, tuple: FourTuple, entry: TimeWaitEntry) {
+        self.expiry.push_back((entry.expires, tuple));
+        self.entries.insert(tuple, entry);
+    }
+
+    pub fn remove(&mut self, tuple: &FourTuple) -> Option<TimeWaitEntry> {
+        self.entries.remove(tuple)
+    }
+
+    /// The earliest expiry, if any (may be of an entry already removed,
+    /// which only makes the caller wake a little early).
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.expiry.front().map(|&(at, _)| at)
+    }
+
+    /// Drops every entry expired at `now`; returns how many.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let mut expired = 0;
+        while let Some(&(at, tuple)) = self.expiry.front() {
+            if at > now {
+                break;
+            }
+            self.expiry.pop_front();
+            if self.entries.get(&tuple).is_some_and(|e| e.expires == at) {
+                self.entries.remove(&tuple);
+                expired += 1;
+            }
+        }
+        expired
+    }
+}

@@ -1,0 +1,160 @@
+//! Identifiers, states and events shared by the engine's parts.
+
+use core::fmt;
+use std::net::SocketAddrV4;
+
+/// A connection's addresses, our side first. The demultiplexing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FourTuple {
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+}
+
+/// A handle to a connection. The generation makes a handle to a slot that
+/// has since been reused invalid instead of aliasing the new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}.{}", self.index, self.generation)
+    }
+}
+
+/// A handle to a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenerId(pub(crate) u32);
+
+/// Opaque per-connection link information the caller attaches to incoming
+/// segments and gets back with every segment sent for that connection (the
+/// shard keeps the MAC addresses and VLAN of the frame there).
+pub type Route = [u8; 16];
+
+/// The connection states of RFC 9293 §3.3.2. LISTEN belongs to listeners
+/// and TIME-WAIT to the compact TIME-WAIT table; both are here for display
+/// and counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Closed,
+    Listen,
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    FinWait2,
+    CloseWait,
+    Closing,
+    LastAck,
+    TimeWait,
+}
+
+impl State {
+    /// Every state, for counters.
+    pub const ALL: [State; 11] = [
+        State::Closed,
+        State::Listen,
+        State::SynSent,
+        State::SynReceived,
+        State::Established,
+        State::FinWait1,
+        State::FinWait2,
+        State::CloseWait,
+        State::Closing,
+        State::LastAck,
+        State::TimeWait,
+    ];
+
+    /// RFC 9293 §3.3.2 name.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Closed => "CLOSED",
+            State::Listen => "LISTEN",
+            State::SynSent => "SYN-SENT",
+            State::SynReceived => "SYN-RECEIVED",
+            State::Established => "ESTABLISHED",
+            State::FinWait1 => "FIN-WAIT-1",
+            State::FinWait2 => "FIN-WAIT-2",
+            State::CloseWait => "CLOSE-WAIT",
+            State::Closing => "CLOSING",
+            State::LastAck => "LAST-ACK",
+            State::TimeWait => "TIME-WAIT",
+        }
+    }
+
+    /// Synchronized states: a SYN was sent and received (RFC 9293 §3.5).
+    pub fn is_synchronized(self) -> bool {
+        !matches!(
+            self,
+            State::Closed | State::Listen | State::SynSent | State::SynReceived
+        )
+    }
+
+    /// States in which the peer may still send data.
+    pub fn can_receive(self) -> bool {
+        matches!(self, State::Established | State::FinWait1 | State::FinWait2)
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a connection ended abnormally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetCause {
+    /// The peer sent an acceptable RST.
+    Peer,
+    /// Retransmissions ran out (RFC 9293 §3.8.3, R2).
+    Timeout,
+    /// The application aborted.
+    Aborted,
+    /// An active open was refused (RST in SYN-SENT).
+    Refused,
+}
+
+/// What happened, for the application. See [`crate::tcp::Stack`] for the
+/// polling order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A connection completed the handshake and waits in the listener's
+    /// accept queue.
+    Acceptable(ListenerId),
+    /// An active open completed.
+    Connected(ConnId),
+    /// New data can be read.
+    Readable(ConnId),
+    /// Send buffer space became free.
+    Writable(ConnId),
+    /// The peer sent FIN: after the data already readable, no more comes.
+    PeerClosed(ConnId),
+    /// The connection finished cleanly (both FINs exchanged). Unread data
+    /// can still be read; [`close`](crate::tcp::Stack::close) releases the
+    /// handle. Not sent for a connection the application already closed.
+    Closed(ConnId),
+    /// The connection was reset: unread data is gone and the handle is
+    /// invalid from now on. Not sent for a connection the application
+    /// aborted or closed.
+    Reset(ConnId, ResetCause),
+}
+
+/// Application command errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("no such connection (closed, or a stale handle)")]
+    InvalidConnection,
+    #[error("the connection's send side is shut down")]
+    SendClosed,
+    #[error("the connection is not connected yet")]
+    NotConnected,
+    #[error("too many connections")]
+    TooManyConnections,
+    #[error("that 4-tuple is in use")]
+    AddressInUse,
+    #[error("no such listener")]
+    InvalidListener,
+}
