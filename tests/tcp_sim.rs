@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use lastack::tcp::sim::{client_addr, server_addr, LinkConfig, Pair, Side};
-use lastack::tcp::{ConnId, Event, Instant, Route, Stack, State, TcpConfig};
+use lastack::tcp::{ConnId, Event, Instant, Route, State, TcpConfig};
 
 /// The byte at stream offset `i` of the stream from `side`.
 fn pattern(side: Side, i: usize) -> u8 {
@@ -45,7 +45,15 @@ fn transfer(link: LinkConfig, seed: u64, a_len: usize, b_len: usize) -> Pair {
     let lens = [a_len, b_len];
     let deadline = pair.now + Duration::from_secs(3600);
     let mut chunk = vec![0u8; 65536];
+    let mut last_info = [None, None];
     loop {
+        for side in [Side::A, Side::B] {
+            if let Some(id) = ends[side as usize].conn {
+                if let Some(info) = pair.stack(side).info(id) {
+                    last_info[side as usize] = Some(info);
+                }
+            }
+        }
         pair.settle(|side, stack, event, _| {
             let end = &mut ends[side as usize];
             match event {
@@ -55,7 +63,10 @@ fn transfer(link: LinkConfig, seed: u64, a_len: usize, b_len: usize) -> Pair {
                 }
                 Event::PeerClosed(_) => end.peer_closed = true,
                 Event::Closed(_) => end.closed = true,
-                Event::Reset(_, cause) => panic!("{side:?} reset: {cause:?}"),
+                Event::Reset(_, cause) => panic!(
+                    "{side:?} reset: {cause:?}\nA: {:?}\nB: {:?}",
+                    last_info[0], last_info[1]
+                ),
                 _ => {}
             }
         });
@@ -147,4 +158,40 @@ fn one_mebibyte_each_way_on_a_perfect_link() {
         1 << 20,
     );
     assert_eq!(pair.lost, 0);
+}
+
+/// 1 MiB and 16 MiB each way at 0, 1, 5 and 20 % loss (with duplication
+/// and reordering on the lossy links), byte-exact, every connection closed
+/// and released.
+#[test]
+fn transfers_are_byte_exact_at_every_loss_rate() {
+    for (percent, size) in [
+        (0, 1 << 20),
+        (1, 1 << 20),
+        (5, 1 << 20),
+        (20, 1 << 20),
+        (0, 16 << 20),
+        (1, 16 << 20),
+        (5, 16 << 20),
+        (20, 16 << 20),
+    ] {
+        let link = if percent == 0 {
+            LinkConfig::with_delay(Duration::from_millis(2))
+        } else {
+            LinkConfig::lossy(percent)
+        };
+        let started = std::time::Instant::now();
+        let pair = transfer(link, 7 + u64::from(percent), size, size);
+        println!(
+            "{percent:>2}% loss, {:>2} MiB each way: {:.1}s virtual, {} segments lost, {} retransmitted, {:.1}s real",
+            size >> 20,
+            (pair.now - Instant::from_millis(1_000_000)).as_secs_f64(),
+            pair.lost,
+            pair.a.stats().retransmitted_segments + pair.b.stats().retransmitted_segments,
+            started.elapsed().as_secs_f64()
+        );
+        if percent > 0 {
+            assert!(pair.lost > 0, "the link lost nothing at {percent}%");
+        }
+    }
 }

@@ -34,4 +34,6 @@ pub use seq::Seq;
 pub use stack::{Stack, Transmit};
 pub use stats::Stats;
 pub use time::Instant;
-pub use types::{CommandError, ConnId, Event, FourTuple, ListenerId, ResetCause, Route, State};
+pub use types::{
+    CommandError, ConnId, ConnInfo, Event, FourTuple, ListenerId, ResetCause, Route, State,
+};

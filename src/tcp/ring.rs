@@ -105,15 +105,15 @@ impl RingBuffer {
         n
     }
 
-    /// Drops `n` readable bytes from the front.
+    /// Drops `n` readable bytes from the front. The head only moves
+    /// forward (never back to 0 when empty): bytes written past the end
+    /// with `write_at` stay where they are.
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.len);
         self.len -= n;
-        self.head = if self.len == 0 {
-            0
-        } else {
-            (self.head + n) % self.capacity
-        };
+        if self.capacity > 0 {
+            self.head = (self.head + n) % self.capacity;
+        }
     }
 
     /// Copies and consumes readable bytes into `out`; returns the count.
@@ -152,6 +152,25 @@ mod tests {
         let mut all = [0u8; 8];
         assert_eq!(ring.read(&mut all), 8);
         assert_eq!(&all, b"efghijkl");
+    }
+
+    #[test]
+    fn draining_keeps_data_written_past_the_end() {
+        let mut ring = RingBuffer::new(8);
+        ring.write(b"ab");
+        assert_eq!(
+            ring.write_at(2, b"ef"),
+            2,
+            "out of order, after a 2-byte gap"
+        );
+        let mut out = [0u8; 2];
+        ring.read(&mut out);
+        assert!(ring.is_empty());
+        ring.write_at(0, b"cd");
+        ring.commit(4);
+        let mut rest = [0u8; 4];
+        ring.read(&mut rest);
+        assert_eq!(&rest, b"cdef");
     }
 
     #[test]

@@ -34,7 +34,7 @@ use super::seq::Seq;
 use super::stats::Stats;
 use super::time::Instant;
 use super::time_wait::{TimeWaitEntry, TimeWaitTable};
-use super::types::{CommandError, ConnId, Event, FourTuple, ListenerId, Route, State};
+use super::types::{CommandError, ConnId, ConnInfo, Event, FourTuple, ListenerId, Route, State};
 use crate::wire::{IpProtocol, Ipv4Repr, TcpFlags, TcpOptions, TcpPacket, TcpRepr, Timestamps};
 
 /// Stateless replies queued beyond this are dropped (and counted).
@@ -247,6 +247,31 @@ impl Stack {
             Some(slot) if slot.occupied && slot.generation == id.generation => Ok(&slot.conn),
             _ => Err(CommandError::InvalidConnection),
         }
+    }
+
+    /// A snapshot of the connection's sequence space, windows and timers.
+    pub fn info(&self, id: ConnId) -> Option<ConnInfo> {
+        let c = self.conn(id).ok()?;
+        Some(ConnInfo {
+            state: c.state,
+            tuple: c.tuple,
+            snd_una: c.snd_una.0,
+            snd_nxt: c.snd_nxt.0,
+            snd_max: c.snd_max.0,
+            snd_wnd: c.snd_wnd,
+            cwnd: c.cc.cwnd(),
+            ssthresh: c.cc.ssthresh(),
+            in_recovery: c.cc.in_recovery(),
+            rcv_nxt: c.rcv_nxt.0,
+            rcv_wnd: c.receive_window(),
+            rto_micros: c.rtt.rto().as_micros() as u64,
+            srtt_micros: c.rtt.srtt().map(|d| d.as_micros() as u64),
+            retries: c.retries,
+            unacknowledged: c.send_buf.len(),
+            readable: c.readable(),
+            ooo_ranges: c.assembler.ranges().len(),
+            mss: c.mss,
+        })
     }
 
     pub fn state(&self, id: ConnId) -> Option<State> {
@@ -880,7 +905,7 @@ impl Stack {
         match state {
             State::TimeWait => {
                 let entry = TimeWaitEntry {
-                    snd_nxt: conn.snd_nxt,
+                    snd_nxt: conn.snd_max,
                     rcv_nxt: conn.rcv_nxt,
                     ts: conn.ts.enabled.then_some((conn.ts.recent, conn.ts.offset)),
                     rcv_shift: conn.rcv_shift,
@@ -922,7 +947,7 @@ impl Stack {
                 if conn.rst_pending {
                     conn.rst_pending = false;
                     let (tuple, route) = (conn.tuple, conn.route);
-                    let seq = conn.snd_nxt.max(conn.snd_una);
+                    let seq = conn.snd_max;
                     let ack = conn.rcv_nxt;
                     self.push_control(
                         tuple,

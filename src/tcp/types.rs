@@ -158,3 +158,30 @@ pub enum CommandError {
     #[error("no such listener")]
     InvalidListener,
 }
+
+/// A snapshot of one connection, for diagnostics and `lastack stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub state: State,
+    pub tuple: FourTuple,
+    pub snd_una: u32,
+    pub snd_nxt: u32,
+    pub snd_max: u32,
+    /// Peer's window, bytes.
+    pub snd_wnd: u32,
+    pub cwnd: usize,
+    pub ssthresh: usize,
+    pub in_recovery: bool,
+    pub rcv_nxt: u32,
+    /// Window we can offer, bytes.
+    pub rcv_wnd: usize,
+    pub rto_micros: u64,
+    pub srtt_micros: Option<u64>,
+    pub retries: u8,
+    /// Bytes queued or in flight, not yet acknowledged.
+    pub unacknowledged: usize,
+    pub readable: usize,
+    /// Out-of-order ranges held.
+    pub ooo_ranges: usize,
+    pub mss: usize,
+}

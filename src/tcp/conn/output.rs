@@ -5,6 +5,11 @@
 //! a zero-window or keepalive probe; new (or go-back-N) data, with FIN on
 //! the last segment; a lone FIN; a pure ACK. Every segment after the SYN
 //! carries an ACK, so each one also satisfies a pending ACK.
+//!
+//! Segments without data (ACK, RST) carry SND.MAX, the highest sequence
+//! number sent, not SND.NXT: after a retransmission timeout SND.NXT goes
+//! back to SND.UNA, and an ACK numbered there would fail the peer's
+//! acceptability test (it has received past it) and be dropped unread.
 
 use std::net::Ipv4Addr;
 
@@ -95,7 +100,7 @@ impl Conn {
         let ack_flags = TcpFlags::ACK;
         if self.rst_pending {
             self.rst_pending = false;
-            let seq = self.snd_nxt.max(self.snd_una);
+            let seq = self.snd_max;
             return Some(Plan {
                 seq,
                 flags: TcpFlags::RST | TcpFlags::ACK,
@@ -121,7 +126,7 @@ impl Conn {
             }
             State::SynSent | State::SynReceived => {
                 return self.take_ack().then_some(Plan {
-                    seq: self.snd_nxt,
+                    seq: self.snd_max,
                     flags: ack_flags,
                     offset: 0,
                     len: 0,
@@ -215,7 +220,7 @@ impl Conn {
             }
         }
         self.take_ack().then_some(Plan {
-            seq: self.snd_nxt.max(buf_seq.min(self.snd_nxt)),
+            seq: self.snd_max, // never behind what the peer has: see `plan`
             flags: ack_flags,
             offset: 0,
             len: 0,
