@@ -96,8 +96,8 @@ fn transfer(link: LinkConfig, seed: u64, a_len: usize, b_len: usize) -> Pair {
                 && end.sent < lens[side as usize]
             {
                 let want = (lens[side as usize] - end.sent).min(chunk.len());
-                for k in 0..want {
-                    chunk[k] = pattern(side, end.sent + k);
+                for (k, byte) in chunk[..want].iter_mut().enumerate() {
+                    *byte = pattern(side, end.sent + k);
                 }
                 end.sent += stack.send(now, id, &chunk[..want]).unwrap();
             }
@@ -194,4 +194,159 @@ fn transfers_are_byte_exact_at_every_loss_rate() {
             assert!(pair.lost > 0, "the link lost nothing at {percent}%");
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CloseOrder {
+    ClientFirst,
+    ServerFirst,
+}
+
+/// `total` connections, `concurrency` at a time: the client sends 64 bytes,
+/// the server answers 64 bytes, and the side named by `order` closes first;
+/// the other closes when it sees the FIN. Returns the pair when every
+/// connection is gone.
+fn churn(link: LinkConfig, seed: u64, total: usize, concurrency: usize, order: CloseOrder) -> Pair {
+    let mut pair = Pair::new(TcpConfig::default(), TcpConfig::default(), link, seed);
+    let listener = pair.b.listen(server_addr(80)).unwrap();
+    let request = [0x11u8; 64];
+    let response = [0x22u8; 64];
+    let mut started = 0usize;
+    let client_got = std::cell::RefCell::new(std::collections::HashMap::<ConnId, usize>::new());
+    let deadline = pair.now + Duration::from_secs(600);
+    let mut buf = [0u8; 256];
+    let closed = std::cell::Cell::new(0usize);
+    let mut handle =
+        |side: Side, stack: &mut lastack::tcp::Stack, event: Event, now: Instant| match (
+            side, event,
+        ) {
+            (Side::B, Event::Acceptable(l)) => while stack.accept(l).is_some() {}, // served on Readable
+            (Side::A, Event::Connected(id)) => {
+                assert_eq!(stack.send(now, id, &request).unwrap(), 64);
+            }
+            (Side::B, Event::Readable(id)) => {
+                let n = stack.recv(now, id, &mut buf).unwrap();
+                if n > 0 {
+                    assert_eq!(&buf[..n], &request[..n]);
+                    assert_eq!(stack.send(now, id, &response).unwrap(), 64);
+                    if order == CloseOrder::ServerFirst {
+                        stack.close(now, id).unwrap();
+                    }
+                }
+            }
+            (Side::A, Event::Readable(id)) => {
+                let n = stack.recv(now, id, &mut buf).unwrap();
+                let mut got = client_got.borrow_mut();
+                let got = got.get_mut(&id).expect("known connection");
+                *got += n;
+                if *got == 64 && order == CloseOrder::ClientFirst {
+                    stack.close(now, id).unwrap();
+                    closed.set(closed.get() + 1);
+                }
+            }
+            (Side::A, Event::PeerClosed(id)) => {
+                // Server-first: the response is in; close our side.
+                let n = stack.recv(now, id, &mut buf).unwrap();
+                let mut got = client_got.borrow_mut();
+                let got = got.get_mut(&id).expect("known connection");
+                *got += n;
+                if order == CloseOrder::ServerFirst {
+                    assert_eq!(*got, 64, "response complete before FIN");
+                    stack.close(now, id).unwrap();
+                    closed.set(closed.get() + 1);
+                }
+            }
+            (Side::B, Event::PeerClosed(id)) if order == CloseOrder::ClientFirst => {
+                stack.close(now, id).unwrap();
+            }
+            (_, Event::Reset(id, cause)) => panic!("{side:?} {id} reset: {cause:?}"),
+            _ => {}
+        };
+    loop {
+        let now = pair.now;
+        while started < total && started - closed.get() < concurrency {
+            let port = 10_000 + started as u16;
+            let id = pair
+                .a
+                .connect(now, client_addr(port), server_addr(80), Route::default())
+                .unwrap();
+            client_got.borrow_mut().insert(id, 0);
+            started += 1;
+        }
+        pair.settle(&mut handle);
+        if closed.get() == total && pair.a.slots_in_use() == 0 && pair.b.slots_in_use() == 0 {
+            break;
+        }
+        assert!(
+            pair.now < deadline,
+            "churn stuck at {}/{total}: a={:?} b={:?}",
+            closed.get(),
+            pair.a.state_counts(),
+            pair.b.state_counts()
+        );
+        if !pair.step(&mut handle) {
+            panic!("nothing left to happen at {}/{total}", closed.get());
+        }
+    }
+    pair.b.accept(listener);
+    pair
+}
+
+#[test]
+fn churn_client_first_leaves_time_wait_on_the_client_only() {
+    for (link, seed) in [
+        (LinkConfig::with_delay(Duration::from_micros(100)), 1),
+        (LinkConfig::lossy(1), 2),
+    ] {
+        let pair = churn(link, seed, 2000, 200, CloseOrder::ClientFirst);
+        assert_eq!(
+            (pair.a.connection_count(), pair.b.connection_count()),
+            (0, 0)
+        );
+        assert_eq!(
+            (pair.a.slots_in_use(), pair.b.slots_in_use()),
+            (0, 0),
+            "no leaked slots"
+        );
+        assert_eq!(pair.a.time_wait_count(), 2000, "the client closed first");
+        assert_eq!(
+            pair.b.time_wait_count(),
+            0,
+            "the server passed LAST-ACK -> CLOSED"
+        );
+        assert_eq!(pair.b.stats().connections_closed, 2000);
+    }
+}
+
+#[test]
+fn churn_server_first_leaves_time_wait_on_the_server_only() {
+    for (link, seed) in [
+        (LinkConfig::with_delay(Duration::from_micros(100)), 3),
+        (LinkConfig::lossy(1), 4),
+    ] {
+        let pair = churn(link, seed, 2000, 200, CloseOrder::ServerFirst);
+        assert_eq!(
+            (pair.a.slots_in_use(), pair.b.slots_in_use()),
+            (0, 0),
+            "no leaked slots"
+        );
+        assert_eq!(pair.b.time_wait_count(), 2000, "the server closed first");
+        assert_eq!(pair.a.time_wait_count(), 0);
+    }
+}
+
+#[test]
+fn time_wait_entries_expire_after_two_msl() {
+    let mut pair = churn(
+        LinkConfig::with_delay(Duration::from_micros(100)),
+        5,
+        100,
+        10,
+        CloseOrder::ClientFirst,
+    );
+    assert_eq!(pair.a.time_wait_count(), 100);
+    let expiry = pair.now + TcpConfig::default().time_wait + Duration::from_millis(1);
+    while pair.now < expiry && pair.step(|_, _, _, _| {}) {}
+    assert_eq!(pair.a.time_wait_count(), 0);
+    assert_eq!(pair.a.poll_timeout(), None, "nothing left to wake up for");
 }

@@ -514,10 +514,11 @@ impl Stack {
         }
         if flags.ack() {
             // Second: an ACK; ours only if it carries a valid cookie.
-            if !flags.syn() && self.config.syn_cookies != CookieMode::Never {
-                if self.accept_cookie(now, listener, tuple, route, tcp) {
-                    return;
-                }
+            if !flags.syn()
+                && self.config.syn_cookies != CookieMode::Never
+                && self.accept_cookie(now, listener, tuple, route, tcp)
+            {
+                return;
             }
             self.reset_for(tuple, route, tcp);
             return;
