@@ -129,6 +129,12 @@ pub struct SackBlocks {
 }
 
 impl SackBlocks {
+    /// No blocks.
+    pub const EMPTY: Self = Self {
+        blocks: [(0, 0); MAX_SACK_BLOCKS],
+        len: 0,
+    };
+
     /// Appends a block; returns false (and drops it) when four are held.
     pub fn push(&mut self, left: u32, right: u32) -> bool {
         let len = usize::from(self.len);

@@ -88,9 +88,14 @@ impl Conn {
         };
         if self.retries >= limit {
             ctx.stats.connection_timeouts += 1;
-            // A half-open connection just expires; others tell the peer.
-            let send_rst = self.state != State::SynReceived;
-            self.reset(ctx, ResetCause::Timeout, send_rst);
+            if self.state == State::SynReceived && self.listener.is_some() {
+                // A half-open passive connection just expires: the
+                // application never saw it, the peer never completed it.
+                self.app_closed = true;
+                self.state = State::Closed;
+                return;
+            }
+            self.reset(ctx, ResetCause::Timeout, self.state != State::SynSent);
             return;
         }
         self.retries += 1;
