@@ -66,10 +66,12 @@ impl RttEstimator {
         self.backoff
     }
 
-    /// The RTO to arm now: base RTO, backed off, clamped to [min, max].
+    /// The RTO to arm now: the estimate clamped to [min, max] (§2.4–2.5),
+    /// then doubled per timeout (§5.5) up to max.
     pub fn rto(&self) -> Duration {
-        let backed = self.rto.saturating_mul(1u64 << self.backoff.min(20));
-        Duration::from_micros(backed.clamp(self.min_rto, self.max_rto))
+        let base = self.rto.clamp(self.min_rto, self.max_rto);
+        let backed = base.saturating_mul(1u64 << self.backoff.min(20));
+        Duration::from_micros(backed.min(self.max_rto))
     }
 
     /// Smoothed RTT, if measured.
@@ -118,8 +120,8 @@ mod tests {
         rtt.on_timeout();
         assert_eq!(
             rtt.rto(),
-            Duration::from_millis(200),
-            "2 × 1.05 ms still below min"
+            Duration::from_millis(400),
+            "§5.5 doubles the clamped RTO"
         );
         for _ in 0..30 {
             rtt.on_timeout();

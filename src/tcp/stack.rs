@@ -964,6 +964,7 @@ impl Stack {
             }
             _ => {}
         }
+        conn.update_persist(now);
         let deadline = conn.timers.next();
         if deadline != conn.scheduled {
             conn.scheduled = deadline;

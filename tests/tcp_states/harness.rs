@@ -78,6 +78,13 @@ pub const SEG: Seg = Seg {
     },
 };
 
+/// The options of a peer's SYN in most tests: MSS 1460, as Linux sends
+/// on Ethernet (without it, RFC 9293 §3.7.1 makes the MSS 536).
+pub const MSS_1460: TcpOptions = TcpOptions {
+    mss: Some(1460),
+    ..SEG.options
+};
+
 /// A segment the stack sent, parsed back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sent {
@@ -230,7 +237,7 @@ impl Harness {
     pub fn established(config: TcpConfig) -> (Self, ConnId) {
         let mut h = Self::listening(config);
         h.stack.set_next_iss(Seq(LOCAL_SEQ));
-        send!(h, seq: REMOTE_SEQ, flags: TcpFlags::SYN);
+        send!(h, seq: REMOTE_SEQ, flags: TcpFlags::SYN, options: MSS_1460);
         recv!(h, [{ seq: LOCAL_SEQ, ack: Some(REMOTE_SEQ + 1), flags: TcpFlags::SYN }]);
         send!(h, seq: REMOTE_SEQ + 1, ack: Some(LOCAL_SEQ + 1));
         recv_nothing!(h);
@@ -249,7 +256,7 @@ impl Harness {
             .connect(h.now, LOCAL, REMOTE, Route::default())
             .unwrap();
         recv!(h, [{ seq: LOCAL_SEQ, flags: TcpFlags::SYN }]);
-        send!(h, seq: REMOTE_SEQ, ack: Some(LOCAL_SEQ + 1), flags: TcpFlags::SYN);
+        send!(h, seq: REMOTE_SEQ, ack: Some(LOCAL_SEQ + 1), flags: TcpFlags::SYN, options: MSS_1460);
         recv!(h, [{ seq: LOCAL_SEQ + 1, ack: Some(REMOTE_SEQ + 1) }]);
         assert_eq!(h.take_events(), [Event::Connected(id)]);
         (h, id)

@@ -376,6 +376,8 @@ impl Conn {
             self.ack_urgency = AckUrgency::Now;
             return;
         }
+        // Out of order, or filling a hole: either way an immediate ACK.
+        let had_holes = offset > 0 || !self.assembler.is_empty();
         if self
             .assembler
             .add(offset as u32, (offset + written) as u32)
@@ -385,7 +387,6 @@ impl Conn {
             self.ack_urgency = AckUrgency::Now;
             return;
         }
-        let had_holes = offset > 0 || self.assembler.ranges().len() > 1;
         let contiguous = self.assembler.take_front() as usize;
         if contiguous > 0 {
             self.recv_buf.commit(contiguous);

@@ -127,8 +127,6 @@ pub(crate) struct Conn {
     pub fast_retransmit_pending: bool,
     /// Send one zero-window probe (persist timer fired).
     pub probe_pending: bool,
-    /// The output found a zero window with nothing in flight: arm persist.
-    pub persist_armed: bool,
     /// Segments sent again since the stack last collected the count.
     pub retransmitted: u32,
     /// Send one keepalive probe.
@@ -208,7 +206,6 @@ impl Conn {
             rst_pending: false,
             fast_retransmit_pending: false,
             probe_pending: false,
-            persist_armed: false,
             retransmitted: 0,
             keepalive_pending: false,
             readable_signalled: false,

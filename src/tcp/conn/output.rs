@@ -160,13 +160,22 @@ impl Conn {
         if self.probe_pending {
             self.probe_pending = false;
             let next = self.snd_nxt.max(buf_seq);
-            if next < self.data_end() {
-                // RFC 9293 §3.8.6.1: one byte past a zero window.
+            let unsent = self.data_end().diff(next).max(0) as usize;
+            if unsent > 0 && self.may_send_data() {
+                // Zero window: one byte past it (RFC 9293 §3.8.6.1). A small
+                // window that sender SWS avoidance held back: what fits, now
+                // that the override timer ran out (§3.8.6.2.1).
+                let room = (self.snd_wnd as usize).saturating_sub(self.flight());
+                let len = unsent.min(self.mss).min(room.max(1));
+                let mut flags = ack_flags;
+                if next + len == self.data_end() {
+                    flags |= TcpFlags::PSH;
+                }
                 return Some(Plan {
                     seq: next,
-                    flags: ack_flags,
+                    flags,
                     offset: next - buf_seq,
-                    len: 1,
+                    len,
                     syn_options: false,
                 });
             }
@@ -211,14 +220,6 @@ impl Conn {
                 syn_options: false,
             });
         }
-        if self.snd_wnd == 0 && self.may_send_data() && self.flight() == 0 {
-            let unsent = self.data_end().diff(self.snd_nxt.max(buf_seq)) > 0;
-            if unsent && !self.timers.is_set(Timer::Persist) {
-                // Nothing in flight to elicit a window update: probe later.
-                let _ = config;
-                self.persist_armed = true;
-            }
-        }
         self.take_ack().then_some(Plan {
             seq: self.snd_max, // never behind what the peer has: see `plan`
             flags: ack_flags,
@@ -241,12 +242,7 @@ impl Conn {
         config: &TcpConfig,
         buf: &mut [u8],
     ) -> Option<usize> {
-        let plan = self.plan(config);
-        if self.persist_armed {
-            self.persist_armed = false;
-            self.timers.set(Timer::Persist, now + self.rtt.rto());
-        }
-        let plan = plan?;
+        let plan = self.plan(config)?;
         let flags = plan.flags;
 
         // Options: on SYNs what we offer (or accept); otherwise timestamps
@@ -336,6 +332,22 @@ impl Conn {
             self.rcv_shift = config.window_shift();
         }
         self.rcv_shift
+    }
+
+    /// Arms the persist timer when data waits and nothing in flight will
+    /// bring an ACK to release it: a zero window (§3.8.6.1), or a window
+    /// too small for sender SWS avoidance (the override timer of
+    /// §3.8.6.2.1). Stops it once data can flow.
+    pub fn update_persist(&mut self, now: Instant) {
+        let next = self.snd_nxt.max(self.send_buf_seq());
+        let waiting = self.may_send_data() && self.data_end().diff(next) > 0;
+        if waiting && self.flight() == 0 && self.sendable_data() == 0 {
+            if !self.timers.is_set(Timer::Persist) {
+                self.timers.set(Timer::Persist, now + self.rtt.rto());
+            }
+        } else if self.timers.is_set(Timer::Persist) && self.sendable_data() > 0 {
+            self.timers.stop(Timer::Persist);
+        }
     }
 
     /// Bookkeeping after a segment went out.

@@ -113,14 +113,16 @@ impl Conn {
         self.timers.set(Timer::Retransmit, now + self.rtt.rto());
     }
 
-    /// The window is still zero: send a probe (output sends one byte past
-    /// the window) and back off like the RTO.
+    /// Data still waits with nothing in flight: a zero-window probe, or
+    /// the SWS override (output decides which), backing off like the RTO.
     fn on_persist_timeout(&mut self, ctx: &mut Ctx<'_>) {
-        if self.snd_wnd == 0 && self.send_buf.len() > self.snd_nxt - self.send_buf_seq() {
-            ctx.stats.zero_window_probes += 1;
+        let next = self.snd_nxt.max(self.send_buf_seq());
+        if self.data_end().diff(next) > 0 && self.flight() == 0 {
+            if self.snd_wnd == 0 {
+                ctx.stats.zero_window_probes += 1;
+                self.rtt.on_timeout();
+            }
             self.probe_pending = true;
-            self.rtt.on_timeout();
-            self.timers.set(Timer::Persist, ctx.now + self.rtt.rto());
         }
     }
 
