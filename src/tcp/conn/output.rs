@@ -96,7 +96,7 @@ impl Conn {
     }
 
     /// Chooses the next segment, if any.
-    fn plan(&mut self, config: &TcpConfig) -> Option<Plan> {
+    fn plan(&mut self) -> Option<Plan> {
         let ack_flags = TcpFlags::ACK;
         if self.rst_pending {
             self.rst_pending = false;
@@ -242,7 +242,7 @@ impl Conn {
         config: &TcpConfig,
         buf: &mut [u8],
     ) -> Option<usize> {
-        let plan = self.plan(config)?;
+        let plan = self.plan()?;
         let flags = plan.flags;
 
         // Options: on SYNs what we offer (or accept); otherwise timestamps
