@@ -246,8 +246,8 @@ impl Harness {
         (h, id)
     }
 
-    /// Active open up to ESTABLISHED: our stack connects to REMOTE... in
-    /// these tests the roles are mirrored: LOCAL connects to REMOTE.
+    /// Active open up to ESTABLISHED: our stack (LOCAL) connects to the
+    /// hand-played peer (REMOTE).
     pub fn connected(config: TcpConfig) -> (Self, ConnId) {
         let mut h = Self::new(config);
         h.stack.set_next_iss(Seq(LOCAL_SEQ));
