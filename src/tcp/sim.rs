@@ -9,12 +9,12 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use super::{Instant, Route, Secret, Stack, TcpConfig};
 use crate::wire::tcp::Checksum;
-use crate::wire::{Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
+use crate::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
 
 /// Which end of the pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -119,6 +119,9 @@ pub struct Pair {
     /// Segments each side put on the link, and how many the link lost.
     pub sent: [u64; 2],
     pub lost: u64,
+    /// Segments addressed to neither side (replies to spoofed sources),
+    /// dropped as a router would: nobody is there.
+    pub unroutable: u64,
 }
 
 impl Pair {
@@ -139,6 +142,7 @@ impl Pair {
             buf: vec![0; 65536 + 128],
             sent: [0; 2],
             lost: 0,
+            unroutable: 0,
         }
     }
 
@@ -169,6 +173,14 @@ impl Pair {
     }
 
     fn put_on_link(&mut self, to: Side, bytes: &[u8]) {
+        let host = match to {
+            Side::A => CLIENT_IP,
+            Side::B => SERVER_IP,
+        };
+        if bytes.len() >= 20 && bytes[16..20] != host.octets() {
+            self.unroutable += 1;
+            return;
+        }
         if self.rng.chance(self.link.loss_ppm) {
             self.lost += 1;
             return;
@@ -288,11 +300,48 @@ pub fn deliver_bytes(stack: &mut Stack, now: Instant, bytes: &[u8]) -> bool {
     true
 }
 
-/// Addresses the simulations use: A is the client, B the server.
+/// Side A's address (the client in the simulations).
+pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+/// Side B's address (the server).
+pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
 pub fn client_addr(port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new([10, 0, 0, 1].into(), port)
+    SocketAddrV4::new(CLIENT_IP, port)
 }
 
 pub fn server_addr(port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new([10, 0, 0, 2].into(), port)
+    SocketAddrV4::new(SERVER_IP, port)
+}
+
+/// The bytes (IPv4 + TCP) of a bare SYN from `from` to `to`, as a spoofing
+/// flooder would send it.
+pub fn syn_bytes(from: SocketAddrV4, to: SocketAddrV4, seq: u32, out: &mut Vec<u8>) {
+    let repr = TcpRepr {
+        src_port: from.port(),
+        dst_port: to.port(),
+        seq_number: seq,
+        ack_number: 0,
+        flags: TcpFlags::SYN,
+        window_len: 64240,
+        urgent_at: 0,
+        options: TcpOptions {
+            mss: Some(1460),
+            ..Default::default()
+        },
+        payload: &[],
+    };
+    out.clear();
+    out.resize(20 + repr.buffer_len(), 0);
+    Ipv4Repr {
+        src_addr: *from.ip(),
+        dst_addr: *to.ip(),
+        protocol: IpProtocol::TCP,
+        payload_len: repr.buffer_len() as u16,
+        ttl: 64,
+        ident: 0,
+        dont_frag: true,
+        dscp_ecn: 0,
+    }
+    .emit(out);
+    repr.emit(&mut out[20..], *from.ip(), *to.ip());
 }
