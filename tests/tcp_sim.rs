@@ -357,8 +357,10 @@ fn time_wait_entries_expire_after_two_msl() {
 /// state stays bounded by the SYN queue plus the real connections.
 #[test]
 fn syn_flood_every_real_client_still_connects() {
-    let mut server = TcpConfig::default();
-    server.syn_backlog = 128;
+    let server = TcpConfig {
+        syn_backlog: 128,
+        ..TcpConfig::default()
+    };
     let mut pair = Pair::new(
         TcpConfig::default(),
         server,
