@@ -55,6 +55,14 @@ pub fn initial_sequence_number(
     Seq(m.wrapping_add(f))
 }
 
+/// The seed of the stack's hash maps, so that the buckets an attacker's
+/// 4-tuples fall into depend on the secret.
+pub fn map_seed(secret: &Secret) -> u64 {
+    let mut hasher = SipHasher24::new_with_key(&secret.0);
+    hasher.write(b"lastack 4-tuple map");
+    hasher.finish()
+}
+
 /// A per-connection offset for TSval (RFC 7323 §7.1).
 pub fn timestamp_offset(secret: &Secret, local: SocketAddrV4, remote: SocketAddrV4) -> u32 {
     (keyed_hash(secret, local, remote, &[0x7473]) >> 32) as u32

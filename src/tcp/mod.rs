@@ -26,6 +26,7 @@ pub mod stack;
 pub mod stats;
 pub mod time;
 pub mod time_wait;
+pub mod timer_wheel;
 pub mod types;
 
 pub use config::{CookieMode, TcpConfig};

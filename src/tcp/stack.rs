@@ -19,8 +19,7 @@
 //! SYN-RECEIVED counted against their listener's SYN queue; TIME-WAIT
 //! entries are compact records in their own table.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::config::{CookieMode, TcpConfig};
@@ -34,7 +33,10 @@ use super::seq::Seq;
 use super::stats::Stats;
 use super::time::Instant;
 use super::time_wait::{TimeWaitEntry, TimeWaitTable};
-use super::types::{CommandError, ConnId, ConnInfo, Event, FourTuple, ListenerId, Route, State};
+use super::timer_wheel::TimerWheel;
+use super::types::{
+    tuple_map, CommandError, ConnId, ConnInfo, Event, FourTuple, ListenerId, Route, State, TupleMap,
+};
 use crate::wire::{IpProtocol, Ipv4Repr, TcpFlags, TcpOptions, TcpPacket, TcpRepr, Timestamps};
 
 /// Stateless replies queued beyond this are dropped (and counted).
@@ -77,13 +79,15 @@ pub struct Stack {
     max_connections: usize,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    by_tuple: HashMap<FourTuple, u32>,
+    by_tuple: TupleMap<u32>,
     listeners: Vec<Listener>,
     listener_by_addr: HashMap<SocketAddrV4, u32>,
     time_wait: TimeWaitTable,
     events: VecDeque<Event>,
-    /// (deadline, slot, generation); stale entries are skipped.
-    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    /// Each connection's earliest deadline, by slot.
+    timers: TimerWheel,
+    /// Scratch for the slots whose timers expired (kept to avoid allocating).
+    expired: Vec<u32>,
     /// Slots with something to send.
     tx_queue: VecDeque<u32>,
     control: VecDeque<Control>,
@@ -105,12 +109,13 @@ impl Stack {
             max_connections,
             slots: Vec::new(),
             free: Vec::new(),
-            by_tuple: HashMap::new(),
+            by_tuple: tuple_map(isn::map_seed(&secret)),
             listeners: Vec::new(),
             listener_by_addr: HashMap::new(),
-            time_wait: TimeWaitTable::default(),
+            time_wait: TimeWaitTable::new(isn::map_seed(&secret) ^ 1),
             events: VecDeque::new(),
-            timers: BinaryHeap::new(),
+            timers: TimerWheel::default(),
+            expired: Vec::new(),
             tx_queue: VecDeque::new(),
             control: VecDeque::new(),
             challenge_budget,
@@ -730,20 +735,20 @@ impl Stack {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.refill_challenge_budget(now);
         self.time_wait.expire(now);
-        while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            let slot = &self.slots[index as usize];
-            if !slot.occupied || slot.generation != generation || slot.conn.scheduled != Some(at) {
+        let mut expired = std::mem::take(&mut self.expired);
+        self.timers.expire(now, &mut expired);
+        for &index in &expired {
+            let slot = &mut self.slots[index as usize];
+            if !slot.occupied {
                 continue;
             }
+            slot.conn.scheduled = None;
             let before = slot.conn.state;
-            self.slots[index as usize].conn.scheduled = None;
             self.with_conn(now, index, |conn, ctx| conn.handle_timeout(ctx));
             self.after(now, index, before);
         }
+        expired.clear();
+        self.expired = expired;
     }
 
     fn refill_challenge_budget(&mut self, now: Instant) {
@@ -763,15 +768,7 @@ impl Stack {
 
     /// When `handle_timeout` should run next.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
-            let slot = &self.slots[index as usize];
-            if slot.occupied && slot.generation == generation && slot.conn.scheduled == Some(at) {
-                break;
-            }
-            self.timers.pop();
-        }
-        let conn_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        match (conn_timer, self.time_wait.next_expiry()) {
+        match (self.timers.next_deadline(), self.time_wait.next_expiry()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -968,8 +965,9 @@ impl Stack {
         let deadline = conn.timers.next();
         if deadline != conn.scheduled {
             conn.scheduled = deadline;
-            if let Some(at) = deadline {
-                self.timers.push(Reverse((at, index, id.generation)));
+            match deadline {
+                Some(at) => self.timers.insert(index, at),
+                None => self.timers.remove(index),
             }
         }
         if !conn.tx_queued && conn.wants_to_send() {
@@ -991,6 +989,7 @@ impl Stack {
         conn.detached = true;
         conn.timers.clear();
         conn.scheduled = None;
+        self.timers.remove(index);
     }
 
     /// Removes the slot's 4-tuple from the map, unless a newer connection
@@ -1010,6 +1009,7 @@ impl Stack {
         slot.conn.timers.clear();
         slot.conn.scheduled = None;
         slot.conn.detached = false;
+        self.timers.remove(index);
         self.free.push(index);
     }
 

@@ -5,11 +5,11 @@
 //! full connection. Every entry lives for the same duration, so expiry is a
 //! FIFO: O(1) per entry.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use super::seq::Seq;
 use super::time::Instant;
-use super::types::{FourTuple, Route};
+use super::types::{tuple_map, FourTuple, Route, TupleMap};
 
 /// What TIME-WAIT keeps of a connection.
 #[derive(Debug, Clone, Copy)]
@@ -24,15 +24,23 @@ pub struct TimeWaitEntry {
 }
 
 /// All TIME-WAIT entries of a stack.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TimeWaitTable {
-    entries: HashMap<FourTuple, TimeWaitEntry>,
+    entries: TupleMap<TimeWaitEntry>,
     /// (expiry, tuple) in expiry order; stale when the entry was restarted
     /// or removed since.
     expiry: VecDeque<(Instant, FourTuple)>,
 }
 
 impl TimeWaitTable {
+    /// An empty table whose map is seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            entries: tuple_map(seed),
+            expiry: VecDeque::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -10,6 +10,16 @@ pub struct FourTuple {
     pub remote: SocketAddrV4,
 }
 
+/// A map keyed by 4-tuple, hashed with foldhash seeded from the stack's
+/// secret ([`crate::tcp::isn::map_seed`]): fast, and the engine reads no OS
+/// randomness.
+pub type TupleMap<V> = std::collections::HashMap<FourTuple, V, foldhash::fast::FixedState>;
+
+/// An empty [`TupleMap`] with `seed`.
+pub fn tuple_map<V>(seed: u64) -> TupleMap<V> {
+    std::collections::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(seed))
+}
+
 /// A handle to a connection. The generation makes a handle to a slot that
 /// has since been reused invalid instead of aliasing the new connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

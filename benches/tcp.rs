@@ -1,0 +1,167 @@
+//! The TCP engine in memory: two stacks joined back to back, every segment
+//! written as bytes, parsed by `wire` and checksummed, both engines' work
+//! counted. Reports full connection lifecycles per second, bulk data
+//! segments per second, and the bytes of state per connection.
+
+use std::hint::black_box;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use lastack::tcp::sim::deliver_bytes;
+use lastack::tcp::{Event, Instant, Route, Secret, Stack, TcpConfig};
+
+const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80);
+
+/// Two stacks and a shared segment buffer, with zero delay between them.
+struct BackToBack {
+    client: Stack,
+    server: Stack,
+    now: Instant,
+    buf: Vec<u8>,
+}
+
+impl BackToBack {
+    fn new() -> Self {
+        let config = TcpConfig {
+            time_wait: Duration::from_secs(1),
+            send_buffer: 64 * 1024,
+            recv_buffer: 64 * 1024,
+            ..TcpConfig::default()
+        };
+        let mut server = Stack::new(config.clone(), Secret([1; 16]), 1 << 20);
+        server.listen(SERVER).unwrap();
+        Self {
+            client: Stack::new(config, Secret([2; 16]), 1 << 20),
+            server,
+            now: Instant::from_millis(1_000_000),
+            buf: vec![0; 70_000],
+        }
+    }
+
+    /// Moves segments both ways until neither side has anything to send.
+    fn exchange(&mut self) -> usize {
+        let mut moved = 0;
+        loop {
+            let mut any = false;
+            while let Some(t) = self.client.poll_transmit(self.now, &mut self.buf) {
+                deliver_bytes(&mut self.server, self.now, &self.buf[..t.len]);
+                moved += 1;
+                any = true;
+            }
+            while let Some(t) = self.server.poll_transmit(self.now, &mut self.buf) {
+                deliver_bytes(&mut self.client, self.now, &self.buf[..t.len]);
+                moved += 1;
+                any = true;
+            }
+            if !any {
+                return moved;
+            }
+        }
+    }
+
+    /// One connection: handshake, 64 bytes each way, the client closes
+    /// first, the server follows. Returns segments exchanged.
+    fn lifecycle(&mut self, n: u32) -> usize {
+        let request = [0x51u8; 64];
+        let mut scratch = [0u8; 128];
+        let client = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 | (n & 0x00ff_ffff)), 40000);
+        let id = self
+            .client
+            .connect(self.now, client, SERVER, Route::default())
+            .unwrap();
+        let mut segments = self.exchange();
+        let mut accepted = None;
+        while let Some(event) = self.server.poll_event() {
+            if let Event::Acceptable(l) = event {
+                accepted = self.server.accept(l);
+            }
+        }
+        while self.client.poll_event().is_some() {}
+        let server_id = accepted.expect("accepted");
+        self.client.send(self.now, id, &request).unwrap();
+        segments += self.exchange();
+        let got = self.server.recv(self.now, server_id, &mut scratch).unwrap();
+        self.server
+            .send(self.now, server_id, &scratch[..got])
+            .unwrap();
+        segments += self.exchange();
+        self.client.recv(self.now, id, &mut scratch).unwrap();
+        self.client.close(self.now, id).unwrap();
+        segments += self.exchange();
+        self.server.close(self.now, server_id).unwrap();
+        segments += self.exchange();
+        while self.server.poll_event().is_some() {}
+        while self.client.poll_event().is_some() {}
+        // 10 µs of virtual time per connection; TIME-WAIT expires behind.
+        self.now = self.now + Duration::from_micros(10);
+        self.client.handle_timeout(self.now);
+        self.server.handle_timeout(self.now);
+        segments
+    }
+}
+
+fn lifecycles(c: &mut Criterion) {
+    let mut pair = BackToBack::new();
+    let mut n = 0u32;
+    let segments = pair.lifecycle(n);
+    println!(
+        "one lifecycle = {segments} segments; connection state = {} bytes (buffers not included)",
+        Stack::connection_state_size()
+    );
+    let mut group = c.benchmark_group("tcp");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("connection_lifecycle", |b| {
+        b.iter(|| {
+            n = n.wrapping_add(1);
+            black_box(pair.lifecycle(n))
+        })
+    });
+    assert_eq!(pair.server.slots_in_use(), 0);
+    group.finish();
+}
+
+fn bulk(c: &mut Criterion) {
+    let mut pair = BackToBack::new();
+    let client = SocketAddrV4::new(Ipv4Addr::new(10, 9, 9, 9), 40000);
+    let id = pair
+        .client
+        .connect(pair.now, client, SERVER, Route::default())
+        .unwrap();
+    pair.exchange();
+    let mut server_id = None;
+    while let Some(event) = pair.server.poll_event() {
+        if let Event::Acceptable(l) = event {
+            server_id = pair.server.accept(l);
+        }
+    }
+    let server_id = server_id.unwrap();
+    let chunk = vec![0xabu8; 64 * 1024];
+    let mut sink = vec![0u8; 64 * 1024];
+    let per_iter = 1 << 20;
+    let data_segments = per_iter / 1460 + 1;
+    let mut group = c.benchmark_group("tcp");
+    group.throughput(Throughput::Elements(data_segments as u64));
+    group.bench_function("bulk_1MiB_data_segments", |b| {
+        b.iter(|| {
+            let mut left = per_iter;
+            while left > 0 {
+                let n = pair
+                    .client
+                    .send(pair.now, id, &chunk[..left.min(chunk.len())])
+                    .unwrap();
+                left -= n;
+                pair.exchange();
+                while pair.server.recv(pair.now, server_id, &mut sink).unwrap() > 0 {}
+                pair.exchange();
+                pair.now = pair.now + Duration::from_micros(50);
+                pair.client.handle_timeout(pair.now);
+                pair.server.handle_timeout(pair.now);
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, lifecycles, bulk);
+criterion_main!(benches);
