@@ -1,7 +1,7 @@
 # lastack — one command each for a newcomer on a fresh machine:
 #   make test   install what is missing, build, run every test (needs root)
 #   make demo   install what is missing, build, run the demo
-# Other targets: deps, build, lint, fmt, docs, bench, clean.
+# Other targets: deps, build, lint, fmt, docs, bench, fuzz, clean.
 
 # Debian packages the build and the tests need: clang/llvm compile the XDP
 # program, libelf/zlib/m4/pkg-config build libbpf and libxdp, iproute2/
@@ -11,7 +11,7 @@ APT_PACKAGES := clang llvm libelf-dev zlib1g-dev m4 pkg-config linux-libc-dev \
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all deps build release test lint fmt docs demo bench clean
+.PHONY: all deps build release test lint fmt docs demo bench fuzz clean
 
 all: build
 
@@ -56,6 +56,14 @@ docs: deps
 
 bench: deps
 	$(CARGO) bench
+
+# Fuzz the TCP engine with arbitrary segments (cargo-fuzz on the stable
+# toolchain through RUSTC_BOOTSTRAP). FUZZ_SECONDS=600 make fuzz runs longer.
+FUZZ_SECONDS ?= 120
+fuzz: deps
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run segments corpus/segments -- \
+		-max_total_time=$(FUZZ_SECONDS) -max_len=2048
 
 demo: release
 	./target/release/lastack check -c config/demo.toml

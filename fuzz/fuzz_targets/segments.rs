@@ -1,0 +1,143 @@
+//! Arbitrary segments against a listening stack that also holds one
+//! established connection. Each input is a sequence of steps: a structured
+//! segment (sequence and acknowledgment numbers relative to the live
+//! connection, so the fuzzer reaches the in-window paths; raw option bytes,
+//! so the option parser sees anything), raw bytes through the wire parser,
+//! an application command, or time passing. Nothing may panic, and state
+//! must stay bounded.
+#![no_main]
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use lastack::tcp::sim::{client_addr, deliver_bytes, server_addr, LinkConfig, Pair, Side};
+use lastack::tcp::{ConnId, Event, Route, TcpConfig};
+use lastack::wire::{IpProtocol, Ipv4Repr, TcpPacket};
+use libfuzzer_sys::arbitrary::{self, Arbitrary};
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Arbitrary, Debug)]
+enum Step {
+    /// A segment from the established peer (or, with `other_port`, from a
+    /// stranger to the listener).
+    Segment {
+        other_port: Option<u16>,
+        seq_offset: i32,
+        ack_offset: i32,
+        flags: u16,
+        window: u16,
+        options: Vec<u8>,
+        payload: Vec<u8>,
+    },
+    /// Raw bytes as if off the wire.
+    Raw(Vec<u8>),
+    Send(Vec<u8>),
+    Recv(u16),
+    Shutdown,
+    Close,
+    Abort,
+    Advance(u16),
+}
+
+fn emit(from: SocketAddrV4, to: SocketAddrV4, seq: u32, ack: u32, flags: u16, window: u16, options: &[u8], payload: &[u8]) -> Vec<u8> {
+    // Options padded to a multiple of 4, at most 40 bytes.
+    let mut opts = options[..options.len().min(40)].to_vec();
+    while opts.len() % 4 != 0 {
+        opts.push(0);
+    }
+    let header = 20 + opts.len();
+    let payload = &payload[..payload.len().min(1400)];
+    let mut bytes = vec![0u8; 20 + header + payload.len()];
+    Ipv4Repr {
+        src_addr: *from.ip(),
+        dst_addr: *to.ip(),
+        protocol: IpProtocol::TCP,
+        payload_len: (header + payload.len()) as u16,
+        ttl: 64,
+        ident: 0,
+        dont_frag: true,
+        dscp_ecn: 0,
+    }
+    .emit(&mut bytes);
+    let tcp = &mut bytes[20..];
+    tcp[0..2].copy_from_slice(&from.port().to_be_bytes());
+    tcp[2..4].copy_from_slice(&to.port().to_be_bytes());
+    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+    tcp[8..12].copy_from_slice(&ack.to_be_bytes());
+    let offset_flags = ((header as u16 / 4) << 12) | (flags & 0x1ff);
+    tcp[12..14].copy_from_slice(&offset_flags.to_be_bytes());
+    tcp[14..16].copy_from_slice(&window.to_be_bytes());
+    tcp[20..header].copy_from_slice(&opts);
+    tcp[header..].copy_from_slice(payload);
+    TcpPacket::new_unchecked(&mut bytes[20..]).fill_checksum(*from.ip(), *to.ip());
+    bytes
+}
+
+fuzz_target!(|steps: Vec<Step>| {
+    let config = TcpConfig { syn_backlog: 8, accept_backlog: 8, ..TcpConfig::default() };
+    let mut pair = Pair::new(config.clone(), config, LinkConfig::default(), 1);
+    let listener = pair.b.listen(server_addr(80)).unwrap();
+    let now = pair.now;
+    let client = pair.a.connect(now, client_addr(40000), server_addr(80), Route::default()).unwrap();
+    pair.settle(|_, _, _, _| {});
+    let server: ConnId = pair.b.accept(listener).expect("handshake in memory");
+    let mut buf = vec![0u8; 70_000];
+    for step in steps.into_iter().take(64) {
+        let now = pair.now;
+        match step {
+            Step::Segment { other_port, seq_offset, ack_offset, flags, window, options, payload } => {
+                let (from, seq, ack) = match (other_port, pair.b.info(server)) {
+                    (None, Some(info)) => (
+                        client_addr(40000),
+                        info.rcv_nxt.wrapping_add(seq_offset as u32),
+                        info.snd_una.wrapping_add(ack_offset as u32),
+                    ),
+                    (port, _) => (
+                        SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 9), port.unwrap_or(1)),
+                        seq_offset as u32,
+                        ack_offset as u32,
+                    ),
+                };
+                let bytes = emit(from, server_addr(80), seq, ack, flags, window, &options, &payload);
+                deliver_bytes(&mut pair.b, now, &bytes);
+            }
+            Step::Raw(bytes) => {
+                deliver_bytes(&mut pair.b, now, &bytes);
+            }
+            Step::Send(data) => {
+                let _ = pair.b.send(now, server, &data);
+            }
+            Step::Recv(n) => {
+                let n = usize::from(n).min(buf.len());
+                let _ = pair.b.recv(now, server, &mut buf[..n]);
+            }
+            Step::Shutdown => {
+                let _ = pair.b.shutdown(now, server);
+            }
+            Step::Close => {
+                let _ = pair.b.close(now, server);
+            }
+            Step::Abort => {
+                let _ = pair.b.abort(now, server);
+            }
+            Step::Advance(ms) => {
+                pair.now = pair.now + Duration::from_millis(u64::from(ms));
+                let now = pair.now;
+                pair.b.handle_timeout(now);
+            }
+        }
+        // Drain the server's output and events; the client sees nothing
+        // (it is played by the fuzzer).
+        while let Some(t) = pair.b.poll_transmit(now, &mut buf) {
+            assert!(t.len >= 40 && t.len <= buf.len());
+        }
+        while let Some(event) = pair.b.poll_event() {
+            if let Event::Acceptable(l) = event {
+                while pair.b.accept(l).is_some() {}
+            }
+        }
+        let _ = pair.b.poll_timeout();
+        assert!(pair.b.connection_count() <= 64, "bounded state");
+    }
+    let _ = (client, Side::A);
+});
