@@ -297,3 +297,32 @@ fn timestamps_are_echoed_and_old_ones_refused() {
     assert_eq!(h.stack.stats().drop_paws, 1);
     assert_eq!(h.app_recv(id, 10), b"new");
 }
+
+#[test]
+fn keepalive_probes_an_idle_peer_and_resets_a_dead_one() {
+    let mut cfg = config();
+    cfg.keepalive = Some(Duration::from_secs(10));
+    let (mut h, id) = Harness::established(cfg);
+    send!(h, seq: A, ack: Some(L), payload: b"x"); // activity arms the timer
+    h.advance(Duration::from_millis(40));
+    h.sent();
+    h.take_events();
+    h.advance(Duration::from_secs(10));
+    // RFC 9293 §3.8.4: SEG.SEQ = SND.NXT - 1, no data.
+    recv!(h, [{ seq: L - 1, ack: Some(A + 1) }]);
+    send!(h, seq: A + 1, ack: Some(L)); // the peer answers: alive
+    h.advance(Duration::from_secs(9));
+    recv_nothing!(h);
+    // Now silence: probes every second, then a reset after nine.
+    let mut probes = 0;
+    while h.advance_to_next_timer(Duration::from_secs(60)) {
+        probes += h
+            .sent()
+            .iter()
+            .filter(|s| s.flags == TcpFlags::empty() && s.payload.is_empty())
+            .count();
+    }
+    assert_eq!(probes, 9);
+    assert_eq!(h.take_events(), [Event::Reset(id, ResetCause::Timeout)]);
+    assert_eq!(h.stack.stats().keepalive_probes, 10);
+}
