@@ -4,8 +4,9 @@
 //! the caller passes in (the engine has no RNG).
 //!
 //! The same keyed hash also gives each connection its timestamp offset
-//! (RFC 7323 §7.1, so TSval does not leak the host's uptime) and keys the
-//! SYN cookies.
+//! (RFC 7323 §7.1, so TSval does not leak the host's uptime): one SipHash
+//! per connection yields both ([`tuple_keys`]). It also keys the SYN
+//! cookies.
 
 use core::hash::Hasher;
 use std::net::SocketAddrV4;
@@ -43,16 +44,27 @@ pub fn keyed_hash(
     hasher.finish()
 }
 
+/// The two per-connection secrets of a 4-tuple, from one SipHash: the low
+/// half is RFC 6528's F, the high half the timestamp offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TupleKeys {
+    pub isn_offset: u32,
+    pub ts_offset: u32,
+}
+
+/// Derives [`TupleKeys`] for a connection.
+pub fn tuple_keys(secret: &Secret, local: SocketAddrV4, remote: SocketAddrV4) -> TupleKeys {
+    let hash = keyed_hash(secret, local, remote, &[]);
+    TupleKeys {
+        isn_offset: hash as u32,
+        ts_offset: (hash >> 32) as u32,
+    }
+}
+
 /// RFC 6528 §3: the ISN for a connection opened at `now`.
-pub fn initial_sequence_number(
-    secret: &Secret,
-    now: Instant,
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
-) -> Seq {
+pub fn initial_sequence_number(keys: TupleKeys, now: Instant) -> Seq {
     let m = (now.micros() / 4) as u32;
-    let f = keyed_hash(secret, local, remote, &[]) as u32;
-    Seq(m.wrapping_add(f))
+    Seq(m.wrapping_add(keys.isn_offset))
 }
 
 /// The seed of the stack's hash maps, so that the buckets an attacker's
@@ -61,11 +73,6 @@ pub fn map_seed(secret: &Secret) -> u64 {
     let mut hasher = SipHasher24::new_with_key(&secret.0);
     hasher.write(b"lastack 4-tuple map");
     hasher.finish()
-}
-
-/// A per-connection offset for TSval (RFC 7323 §7.1).
-pub fn timestamp_offset(secret: &Secret, local: SocketAddrV4, remote: SocketAddrV4) -> u32 {
-    (keyed_hash(secret, local, remote, &[0x7473]) >> 32) as u32
 }
 
 #[cfg(test)]
@@ -80,8 +87,9 @@ mod tests {
     fn same_tuple_later_gets_a_later_isn_by_the_clock() {
         let secret = Secret([7; 16]);
         let (l, r) = (addr("10.0.0.1:80"), addr("10.0.0.2:40000"));
-        let a = initial_sequence_number(&secret, Instant::from_millis(1000), l, r);
-        let b = initial_sequence_number(&secret, Instant::from_millis(1004), l, r);
+        let keys = tuple_keys(&secret, l, r);
+        let a = initial_sequence_number(keys, Instant::from_millis(1000));
+        let b = initial_sequence_number(keys, Instant::from_millis(1004));
         // 4 ms is 1000 ticks of the 4 µs clock.
         assert_eq!(b - a, 1000);
         assert_ne!(a, b);
@@ -91,16 +99,12 @@ mod tests {
     fn other_tuples_and_secrets_are_unpredictable() {
         let secret = Secret([7; 16]);
         let now = Instant::from_millis(5);
-        let base =
-            initial_sequence_number(&secret, now, addr("10.0.0.1:80"), addr("10.0.0.2:40000"));
-        let port =
-            initial_sequence_number(&secret, now, addr("10.0.0.1:80"), addr("10.0.0.2:40001"));
-        let key = initial_sequence_number(
-            &Secret([8; 16]),
-            now,
-            addr("10.0.0.1:80"),
-            addr("10.0.0.2:40000"),
-        );
+        let isn = |secret: &Secret, remote: &str| {
+            initial_sequence_number(tuple_keys(secret, addr("10.0.0.1:80"), addr(remote)), now)
+        };
+        let base = isn(&secret, "10.0.0.2:40000");
+        let port = isn(&secret, "10.0.0.2:40001");
+        let key = isn(&Secret([8; 16]), "10.0.0.2:40000");
         // Neighbouring ports and another key land far apart, not a step apart.
         assert!(
             (port.diff(base)).unsigned_abs() > 1 << 16,

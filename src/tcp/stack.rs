@@ -170,12 +170,6 @@ impl Stack {
         self.next_iss = Some(iss);
     }
 
-    fn iss_for(&mut self, now: Instant, tuple: &FourTuple) -> Seq {
-        self.next_iss.take().unwrap_or_else(|| {
-            isn::initial_sequence_number(&self.secret, now, tuple.local, tuple.remote)
-        })
-    }
-
     // ---- Listeners ----
 
     /// LISTEN on `addr` (RFC 9293 §3.10.1 passive OPEN).
@@ -234,8 +228,7 @@ impl Stack {
         if self.by_tuple.contains_key(&tuple) || self.time_wait.get(&tuple).is_some() {
             return Err(CommandError::AddressInUse);
         }
-        let iss = self.iss_for(now, &tuple);
-        let id = self.insert(now, tuple, route, State::SynSent, iss)?;
+        let id = self.insert(now, tuple, route, State::SynSent, None)?;
         self.after(now, id.index, State::SynSent);
         Ok(id)
     }
@@ -547,8 +540,7 @@ impl Stack {
             self.stats.drop_syn_queue_full += 1;
             return;
         }
-        let iss = self.iss_for(now, &tuple);
-        let Ok(id) = self.insert(now, tuple, route, State::SynReceived, iss) else {
+        let Ok(id) = self.insert(now, tuple, route, State::SynReceived, None) else {
             return;
         };
         let config = &self.config;
@@ -585,7 +577,7 @@ impl Stack {
                 options.window_scale = Some(config.window_shift());
             }
             options.sack_permitted = sack;
-            let offset = isn::timestamp_offset(&self.secret, tuple.local, tuple.remote);
+            let offset = isn::tuple_keys(&self.secret, tuple.local, tuple.remote).ts_offset;
             let clock = (now.millis() as u32).wrapping_add(offset);
             options.timestamps = Some(Timestamps {
                 tsval: cookie::encode_ts(clock, ws, sack),
@@ -626,7 +618,7 @@ impl Stack {
             self.stats.accept_queue_overflows += 1;
             return true;
         }
-        let Ok(id) = self.insert(now, tuple, route, State::Established, iss) else {
+        let Ok(id) = self.insert(now, tuple, route, State::Established, Some(iss)) else {
             return true;
         };
         self.stats.syn_cookies_validated += 1;
@@ -814,19 +806,26 @@ impl Stack {
 
     // ---- Slot management ----
 
+    /// Takes a slot for a new connection. `iss` is the cookie's when a
+    /// cookie rebuilds the connection; otherwise RFC 6528's (or the one
+    /// `set_next_iss` fixed).
     fn insert(
         &mut self,
         now: Instant,
         tuple: FourTuple,
         route: Route,
         state: State,
-        iss: Seq,
+        iss: Option<Seq>,
     ) -> Result<ConnId, CommandError> {
         if self.by_tuple.len() >= self.max_connections {
             self.stats.drop_table_full += 1;
             return Err(CommandError::TooManyConnections);
         }
-        let ts_offset = isn::timestamp_offset(&self.secret, tuple.local, tuple.remote);
+        let keys = isn::tuple_keys(&self.secret, tuple.local, tuple.remote);
+        let iss = iss
+            .or_else(|| self.next_iss.take())
+            .unwrap_or_else(|| isn::initial_sequence_number(keys, now));
+        let ts_offset = keys.ts_offset;
         let index = match self.free.pop() {
             Some(index) => {
                 let slot = &mut self.slots[index as usize];

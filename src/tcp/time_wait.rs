@@ -5,6 +5,7 @@
 //! full connection. Every entry lives for the same duration, so expiry is a
 //! FIFO: O(1) per entry.
 
+use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 
 use super::seq::Seq;
@@ -78,9 +79,12 @@ impl TimeWaitTable {
                 break;
             }
             self.expiry.pop_front();
-            if self.entries.get(&tuple).is_some_and(|e| e.expires == at) {
-                self.entries.remove(&tuple);
-                expired += 1;
+            // One hash lookup: remove only if the entry was not restarted.
+            if let Entry::Occupied(entry) = self.entries.entry(tuple) {
+                if entry.get().expires == at {
+                    entry.remove();
+                    expired += 1;
+                }
             }
         }
         expired
