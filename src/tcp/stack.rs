@@ -1050,3 +1050,16 @@ fn emit_control(control: &Control, buf: &mut [u8]) -> usize {
     .emit(&mut buf[..IP_HEADER_LEN]);
     IP_HEADER_LEN + tcp_len
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Per-connection engine state stays small: the buffers are separate and
+    /// allocated only when used. 552 bytes when this was written.
+    #[test]
+    fn connection_state_stays_small() {
+        let size = Stack::connection_state_size();
+        assert!(size <= 640, "a connection's state grew to {size} bytes");
+    }
+}
