@@ -1,0 +1,341 @@
+//! The TCP engine against the Linux kernel's TCP stack: our `Stack` serves
+//! echo behind a TUN device in a namespace this test creates, and kernel
+//! sockets connect to it. A real peer with its own options (timestamps,
+//! SACK, window scaling), windows, delayed ACKs and timers. Needs root.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lastack::link::tun::TunDevice;
+use lastack::tcp::sim::deliver_bytes;
+use lastack::tcp::{ConnId, Event, Instant, Secret, Stack, TcpConfig};
+
+const KERNEL: Ipv4Addr = Ipv4Addr::new(10, 51, 0, 1);
+const OURS: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 51, 0, 2), 7);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// Echo until the client closes, then close (the client keeps TIME-WAIT).
+    AfterClient,
+    /// Close right after echoing the first data (we keep TIME-WAIT).
+    AfterFirstEcho,
+}
+
+/// A namespace with a TUN device whose far end is our stack.
+struct Topology {
+    ns: common::Netns,
+    tun: Option<TunDevice>,
+}
+
+impl Topology {
+    fn new() -> Self {
+        let ns = common::Netns::new("lst");
+        let name = common::unique_name("lstun");
+        let tun = ns.enter(|| TunDevice::create(&name)).expect("create TUN");
+        ns.exec(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", &name]);
+        ns.exec(&["ip", "link", "set", &name, "up"]);
+        Self { ns, tun: Some(tun) }
+    }
+
+    /// Runs our echo server on the TUN device until `stop`; returns the stack.
+    fn serve(&mut self, closing: Closing, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Stack> {
+        self.serve_lossy(closing, stop, 0)
+    }
+
+    /// Like `serve`, dropping `percent` % of the packets from the kernel.
+    fn serve_lossy(
+        &mut self,
+        closing: Closing,
+        stop: Arc<AtomicBool>,
+        percent: u32,
+    ) -> std::thread::JoinHandle<Stack> {
+        let tun = self.tun.take().expect("one server per topology");
+        std::thread::spawn(move || echo_server(tun, closing, &stop, percent))
+    }
+
+    /// Runs `f` in the namespace (kernel sockets live there).
+    fn client<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.ns.enter(f)
+    }
+
+    /// Drops `percent` % of what we send to the kernel (nftables `numgen
+    /// random` on input: this kernel has no netem). Loss toward us is done
+    /// by the server loop: a packet the kernel's own output hook drops is a
+    /// local drop the kernel sees and resends, not a loss on the path.
+    fn lossy(&self, percent: u32) {
+        let name = self.ns.exec(&["ip", "-o", "link", "show", "type", "tun"]);
+        let name = String::from_utf8_lossy(&name.stdout);
+        let name = name
+            .split(':')
+            .nth(1)
+            .expect("a TUN device")
+            .trim()
+            .to_owned();
+        let rules = format!(
+            "table inet loss {{\n\
+             chain inp {{ type filter hook input priority 0; iifname \"{name}\" numgen random mod 100 < {percent} drop; }}\n\
+             }}\n"
+        );
+        let path = std::env::temp_dir().join(format!("{}.nft", self.ns.name));
+        std::fs::write(&path, rules).unwrap();
+        self.ns.exec(&["nft", "-f", path.to_str().unwrap()]);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// TIME-WAIT sockets the kernel holds in the namespace.
+    fn kernel_time_wait(&self) -> usize {
+        let out = self.ns.exec(&["ss", "-Htan", "state", "time-wait"]);
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+}
+
+fn echo_server(tun: TunDevice, closing: Closing, stop: &AtomicBool, rx_loss_percent: u32) -> Stack {
+    let mut loss = lastack::tcp::sim::Rng::new(7);
+    let config = TcpConfig::default();
+    let mut stack = Stack::new(config, Secret([0x42; 16]), 10_000);
+    let listener = stack.listen(OURS).unwrap();
+    let clock = std::time::Instant::now();
+    let now = || Instant::from_micros(1_000_000 + clock.elapsed().as_micros() as u64);
+    let mut packet = vec![0u8; 65536];
+    let mut scratch = vec![0u8; 65536];
+    let mut open: Vec<ConnId> = Vec::new();
+    let mut echoed_once: Vec<ConnId> = Vec::new();
+    // Once asked to stop, finish the connections still closing (bounded).
+    let mut stop_by: Option<std::time::Instant> = None;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            let by =
+                *stop_by.get_or_insert_with(|| std::time::Instant::now() + Duration::from_secs(10));
+            if stack.connection_count() == 0 || std::time::Instant::now() > by {
+                break;
+            }
+        }
+        let wait = stack.poll_timeout().map_or(20, |at| {
+            (at.micros().saturating_sub(now().micros()) / 1000).min(20) as i32
+        });
+        tun.wait_readable(wait).unwrap();
+        while let Some(n) = tun.recv(&mut packet).unwrap() {
+            if loss.chance(rx_loss_percent * 10_000) {
+                continue;
+            }
+            deliver_bytes(&mut stack, now(), &packet[..n]);
+        }
+        stack.handle_timeout(now());
+        loop {
+            while let Some(event) = stack.poll_event() {
+                match event {
+                    Event::Acceptable(l) => {
+                        while let Some(id) = stack.accept(l) {
+                            open.push(id);
+                        }
+                    }
+                    Event::Closed(id) => {
+                        stack.close(now(), id).unwrap();
+                        open.retain(|&c| c != id);
+                    }
+                    Event::Reset(id, cause) => panic!("{id} reset: {cause:?}"),
+                    _ => {}
+                }
+            }
+            // Echo what fits, everywhere (backpressure both ways).
+            let mut progressed = false;
+            for &id in &open {
+                let room = stack.send_capacity(id).min(scratch.len());
+                if room > 0 {
+                    let n = stack.recv(now(), id, &mut scratch[..room]).unwrap_or(0);
+                    if n > 0 {
+                        assert_eq!(stack.send(now(), id, &scratch[..n]).unwrap(), n);
+                        progressed = true;
+                        if closing == Closing::AfterFirstEcho && !echoed_once.contains(&id) {
+                            echoed_once.push(id);
+                            stack.close(now(), id).unwrap();
+                        }
+                    }
+                }
+                if closing == Closing::AfterClient
+                    && stack.peer_closed(id)
+                    && stack.readable(id) == 0
+                {
+                    let _ = stack.shutdown(now(), id);
+                }
+            }
+            if closing == Closing::AfterFirstEcho {
+                open.retain(|id| !echoed_once.contains(id));
+            }
+            let t = now();
+            while let Some(tx) = stack.poll_transmit(t, &mut packet) {
+                tun.send(&packet[..tx.len]).unwrap();
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+    let _ = listener;
+    stack
+}
+
+fn connect() -> TcpStream {
+    let stream = TcpStream::connect_timeout(&OURS.into(), Duration::from_secs(5))
+        .expect("connect to our stack");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+#[test]
+fn kernel_clients_echo_and_close_first_leaving_time_wait_on_their_side() {
+    if !common::privileged("kernel_clients_echo") {
+        return;
+    }
+    let mut topo = Topology::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = topo.serve(Closing::AfterClient, stop.clone());
+    topo.client(|| {
+        for i in 0..200u32 {
+            let mut stream = connect();
+            let message = [i as u8; 64];
+            stream.write_all(&message).unwrap();
+            let mut back = [0u8; 64];
+            stream.read_exact(&mut back).unwrap();
+            assert_eq!(back, message, "connection {i}");
+            drop(stream); // the client closes first
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    let stack = server.join().unwrap();
+    assert_eq!(stack.stats().connections_opened, 200);
+    assert_eq!(
+        stack.connection_count(),
+        0,
+        "every connection went LAST-ACK -> CLOSED"
+    );
+    assert_eq!(stack.slots_in_use(), 0);
+    assert_eq!(stack.time_wait_count(), 0, "no TIME-WAIT on our side");
+    assert_eq!(topo.kernel_time_wait(), 200, "TIME-WAIT on the clients");
+}
+
+#[test]
+fn ten_mebibytes_each_way_are_byte_exact_with_the_kernel() {
+    if !common::privileged("ten_mebibytes_with_the_kernel") {
+        return;
+    }
+    let mut topo = Topology::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = topo.serve(Closing::AfterClient, stop.clone());
+    let size = 10 << 20;
+    let started = std::time::Instant::now();
+    topo.client(|| echo_transfer(size));
+    let elapsed = started.elapsed();
+    println!(
+        "10 MiB each way through our stack and the kernel in {:.2}s ({:.0} Mbit/s each way)",
+        elapsed.as_secs_f64(),
+        (size * 8) as f64 / elapsed.as_secs_f64() / 1e6
+    );
+    stop.store(true, Ordering::Relaxed);
+    let stack = server.join().unwrap();
+    assert_eq!(stack.stats().connection_timeouts, 0);
+}
+
+#[test]
+fn our_stack_closing_first_keeps_the_time_wait() {
+    if !common::privileged("our_stack_closing_first") {
+        return;
+    }
+    let mut topo = Topology::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = topo.serve(Closing::AfterFirstEcho, stop.clone());
+    topo.client(|| {
+        for i in 0..50u32 {
+            let mut stream = connect();
+            stream.write_all(b"ping").unwrap();
+            let mut back = Vec::new();
+            stream.read_to_end(&mut back).unwrap(); // until our FIN
+            assert_eq!(back, b"ping", "connection {i}");
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    let stack = server.join().unwrap();
+    assert_eq!(
+        stack.time_wait_count(),
+        50,
+        "the side that closed first keeps TIME-WAIT"
+    );
+    assert_eq!(topo.kernel_time_wait(), 0);
+    assert_eq!(stack.slots_in_use(), 0);
+}
+
+/// Sends `size` bytes of a pattern on a new connection, reads the echo back
+/// byte-checked while sending, half-closes, and waits for our FIN.
+fn echo_transfer(size: usize) {
+    let pattern = |i: usize| (i.wrapping_mul(2_654_435_761) >> 13) as u8;
+    let stream = connect();
+    let mut writer = stream.try_clone().unwrap();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut chunk = vec![0u8; 64 * 1024];
+            let mut sent = 0;
+            while sent < size {
+                let n = chunk.len().min(size - sent);
+                for (k, b) in chunk[..n].iter_mut().enumerate() {
+                    *b = pattern(sent + k);
+                }
+                writer.write_all(&chunk[..n]).unwrap();
+                sent += n;
+            }
+            writer.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut reader = stream;
+        let mut got = 0;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = reader.read(&mut chunk).unwrap();
+            if n == 0 {
+                break;
+            }
+            for (k, &b) in chunk[..n].iter().enumerate() {
+                assert_eq!(b, pattern(got + k), "byte {}", got + k);
+            }
+            got += n;
+        }
+        assert_eq!(got, size, "everything echoed, then our FIN");
+    });
+}
+
+#[test]
+fn five_percent_loss_both_ways_stays_byte_exact_with_the_kernel() {
+    if !common::privileged("five_percent_loss_with_the_kernel") {
+        return;
+    }
+    let mut topo = Topology::new();
+    topo.lossy(5);
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = topo.serve_lossy(Closing::AfterClient, stop.clone(), 5);
+    let started = std::time::Instant::now();
+    topo.client(|| echo_transfer(1 << 20));
+    stop.store(true, Ordering::Relaxed);
+    let stack = server.join().unwrap();
+    let stats = stack.stats();
+    println!(
+        "1 MiB each way at 5 % loss in {:.2}s: we retransmitted {} segments ({} fast), {} RTO expirations, {} out-of-order arrivals",
+        started.elapsed().as_secs_f64(),
+        stats.retransmitted_segments,
+        stats.fast_retransmits,
+        stats.rto_expirations,
+        stats.out_of_order_segments
+    );
+    assert!(stats.retransmitted_segments > 0, "the loss was real");
+    assert!(
+        stats.out_of_order_segments > 0,
+        "the kernel's retransmissions were reassembled"
+    );
+    assert_eq!(stats.connection_timeouts, 0);
+}
