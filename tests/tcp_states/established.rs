@@ -326,3 +326,50 @@ fn keepalive_probes_an_idle_peer_and_resets_a_dead_one() {
     assert_eq!(h.take_events(), [Event::Reset(id, ResetCause::Timeout)]);
     assert_eq!(h.stack.stats().keepalive_probes, 10);
 }
+
+#[test]
+fn acks_with_new_sack_blocks_count_as_duplicates_even_as_the_window_grows() {
+    let mut cfg = config();
+    cfg.sack = true;
+    let mut h = Harness::listening(cfg);
+    h.stack.set_next_iss(lastack::tcp::Seq(LOCAL_SEQ));
+    let sack_ok = TcpOptions {
+        mss: Some(1460),
+        sack_permitted: true,
+        ..SEG.options
+    };
+    send!(h, seq: REMOTE_SEQ, flags: TcpFlags::SYN, options: sack_ok);
+    h.sent();
+    send!(h, seq: A, ack: Some(L));
+    let id = h.stack.accept(h.listener.unwrap()).unwrap();
+    h.app_send(id, &[3u8; 4380]);
+    assert_eq!(h.sent().len(), 3);
+    // The first segment is lost; the peer SACKs the others while its
+    // window grows with every ACK (as Linux's autotuning does).
+    for (i, right) in [(0u16, L + 2920), (1, L + 4380), (2, L + 4380)] {
+        let mut blocks = lastack::wire::SackBlocks::default();
+        blocks.push(L + 1460, right);
+        let options = TcpOptions {
+            sack_blocks: blocks,
+            ..SEG.options
+        };
+        send!(h, seq: A, ack: Some(L), window: 60_000 + i * 1000, options: options);
+    }
+    // Two ACKs brought new SACK information (duplicates), the third
+    // neither new SACK nor the same window: not yet three duplicates.
+    assert_eq!(h.stack.stats().fast_retransmits, 0);
+    let mut blocks = lastack::wire::SackBlocks::default();
+    blocks.push(L + 1460, L + 4380);
+    let options = TcpOptions {
+        sack_blocks: blocks,
+        ..SEG.options
+    };
+    send!(h, seq: A, ack: Some(L), window: 62_000, options: options);
+    // Same window as the last one: a classic duplicate, the third.
+    let resent = h.sent();
+    assert_eq!(
+        resent[0].seq, L,
+        "the hole, retransmitted before any timeout"
+    );
+    assert_eq!(h.stack.stats().fast_retransmits, 1);
+}

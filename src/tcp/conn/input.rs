@@ -314,10 +314,12 @@ impl Conn {
         } else if ack == self.snd_una
             && seg.payload.is_empty()
             && !seg.flags.fin()
-            && window == self.snd_wnd
             && self.flight() > 0
+            && (window == self.snd_wnd || self.sacks_new_data(seg))
         {
-            // RFC 5681 §2: a duplicate ACK.
+            // A duplicate ACK: RFC 5681 §2 (same window), or RFC 6675 §2
+            // (new SACK information; a peer whose window keeps growing, as
+            // Linux's autotuning does, sends no other kind).
             self.dup_acks = self.dup_acks.saturating_add(1);
             if self.cc.on_duplicate_ack(self.flight(), self.snd_max) == AckAction::RetransmitFirst {
                 ctx.stats.fast_retransmits += 1;
@@ -354,6 +356,24 @@ impl Conn {
                 _ => {}
             }
         }
+    }
+
+    /// True if the segment SACKs data beyond anything SACKed before
+    /// (RFC 6675 §2's DupAck), remembering the new highest SACKed number.
+    fn sacks_new_data(&mut self, seg: &TcpRepr<'_>) -> bool {
+        if !self.sack_permitted {
+            return false;
+        }
+        let mut new = false;
+        for &(left, right) in seg.options.sack_blocks.as_slice() {
+            let (left, right) = (Seq(left), Seq(right));
+            // Only blocks inside what we have sent and not yet had acked.
+            if left >= self.snd_una && right <= self.snd_max && right > self.highest_sacked {
+                self.highest_sacked = right;
+                new = true;
+            }
+        }
+        new
     }
 
     /// §3.10.7.4 "seventh": place data in the receive buffer, in order or

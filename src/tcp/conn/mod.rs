@@ -115,6 +115,8 @@ pub(crate) struct Conn {
     pub rtt_probe: Option<(Seq, Instant)>,
     pub cc: NewReno,
     pub dup_acks: u8,
+    /// Highest sequence number the peer has SACKed (RFC 6675 DupAck test).
+    pub highest_sacked: Seq,
     /// Retransmissions of the current head segment.
     pub retries: u8,
     pub timers: TimerTable,
@@ -199,6 +201,7 @@ impl Conn {
             rtt_probe: None,
             cc: NewReno::new(mss),
             dup_acks: 0,
+            highest_sacked: iss,
             retries: 0,
             timers: TimerTable::default(),
             last_activity: now,
