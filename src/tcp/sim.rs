@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::{Instant, Route, Secret, Stack, TcpConfig};
 use crate::wire::tcp::Checksum;
-use crate::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
+use crate::wire::{Ipv4Packet, Ipv4Repr, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
 
 /// Which end of the pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -332,16 +332,6 @@ pub fn syn_bytes(from: SocketAddrV4, to: SocketAddrV4, seq: u32, out: &mut Vec<u
     };
     out.clear();
     out.resize(20 + repr.buffer_len(), 0);
-    Ipv4Repr {
-        src_addr: *from.ip(),
-        dst_addr: *to.ip(),
-        protocol: IpProtocol::TCP,
-        payload_len: repr.buffer_len() as u16,
-        ttl: 64,
-        ident: 0,
-        dont_frag: true,
-        dscp_ecn: 0,
-    }
-    .emit(out);
+    Ipv4Repr::tcp(*from.ip(), *to.ip(), repr.buffer_len() as u16).emit(out);
     repr.emit(&mut out[20..], *from.ip(), *to.ip());
 }

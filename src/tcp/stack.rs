@@ -20,11 +20,11 @@
 //! entries are compact records in their own table.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 
 use super::config::{CookieMode, TcpConfig};
 use super::conn::input::Reply;
-use super::conn::output::{IP_HEADER_LEN, MAX_HEADERS};
+use super::conn::output::{finish_segment, IP_HEADER_LEN, MAX_HEADERS};
 use super::conn::{Conn, Ctx};
 use super::cookie;
 use super::isn::{self, Secret};
@@ -37,7 +37,7 @@ use super::timer_wheel::TimerWheel;
 use super::types::{
     tuple_map, CommandError, ConnId, ConnInfo, Event, FourTuple, ListenerId, Route, State, TupleMap,
 };
-use crate::wire::{IpProtocol, Ipv4Repr, TcpFlags, TcpOptions, TcpPacket, TcpRepr, Timestamps};
+use crate::wire::{IpProtocol, Ipv4Repr, TcpFlags, TcpOptions, TcpRepr, Timestamps};
 
 /// Stateless replies queued beyond this are dropped (and counted).
 const CONTROL_QUEUE_LIMIT: usize = 4096;
@@ -1032,23 +1032,8 @@ fn emit_control(control: &Control, buf: &mut [u8]) -> usize {
         options: control.options,
         payload: &[],
     };
-    let (src, dst): (Ipv4Addr, Ipv4Addr) = (*control.tuple.local.ip(), *control.tuple.remote.ip());
-    let tcp_len = repr.header_len();
-    repr.emit_header(&mut buf[IP_HEADER_LEN..]);
-    TcpPacket::new_unchecked(&mut buf[IP_HEADER_LEN..IP_HEADER_LEN + tcp_len])
-        .fill_checksum(src, dst);
-    Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol: IpProtocol::TCP,
-        payload_len: tcp_len as u16,
-        ttl: 64,
-        ident: 0,
-        dont_frag: true,
-        dscp_ecn: 0,
-    }
-    .emit(&mut buf[..IP_HEADER_LEN]);
-    IP_HEADER_LEN + tcp_len
+    let tcp_len = repr.emit_header(&mut buf[IP_HEADER_LEN..]);
+    finish_segment(buf, &control.tuple, tcp_len)
 }
 
 #[cfg(test)]

@@ -198,6 +198,22 @@ pub struct Ipv4Repr {
 }
 
 impl Ipv4Repr {
+    /// The header lastack puts on every TCP segment it sends: TTL 64, DF
+    /// set (we never fragment; RFC 6864 §4.1 lets such atomic datagrams
+    /// carry ident 0), no DSCP/ECN.
+    pub const fn tcp(src_addr: Ipv4Addr, dst_addr: Ipv4Addr, payload_len: u16) -> Self {
+        Self {
+            src_addr,
+            dst_addr,
+            protocol: IpProtocol::TCP,
+            payload_len,
+            ttl: 64,
+            ident: 0,
+            dont_frag: true,
+            dscp_ecn: 0,
+        }
+    }
+
     /// Reads a checked packet: verifies the header checksum and refuses
     /// fragments. Options are skipped by the header length.
     pub fn parse<T: AsRef<[u8]>>(packet: &Ipv4Packet<T>) -> Result<Self> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use lastack::tcp::{ConnId, Event, Instant, ListenerId, Route, Secret, Seq, Stack, TcpConfig};
 use lastack::wire::tcp::Checksum;
-use lastack::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
+use lastack::wire::{Ipv4Packet, Ipv4Repr, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
 
 /// Feeds a segment from the peer: `send!(h, seq: .., ack: Some(..), flags: .., payload: b"..")`.
 macro_rules! send {
@@ -154,16 +154,7 @@ impl Harness {
             payload: seg.payload,
         };
         let mut bytes = vec![0u8; 20 + repr.buffer_len()];
-        let ip = Ipv4Repr {
-            src_addr: *REMOTE.ip(),
-            dst_addr: *LOCAL.ip(),
-            protocol: IpProtocol::TCP,
-            payload_len: repr.buffer_len() as u16,
-            ttl: 64,
-            ident: 0,
-            dont_frag: true,
-            dscp_ecn: 0,
-        };
+        let ip = Ipv4Repr::tcp(*REMOTE.ip(), *LOCAL.ip(), repr.buffer_len() as u16);
         ip.emit(&mut bytes);
         repr.emit(&mut bytes[20..], *REMOTE.ip(), *LOCAL.ip());
         // Parse it back as the shard would, checksums verified.

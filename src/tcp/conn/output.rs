@@ -11,23 +11,30 @@
 //! back to SND.UNA, and an ACK numbered there would fail the peer's
 //! acceptability test (it has received past it) and be dropped unread.
 
-use std::net::Ipv4Addr;
-
 use super::timers::Timer;
 use super::{AckUrgency, Conn};
 use crate::tcp::seq::Seq;
 use crate::tcp::time::Instant;
+use crate::tcp::types::FourTuple;
 use crate::tcp::types::State;
 use crate::tcp::TcpConfig;
-use crate::wire::{
-    IpProtocol, Ipv4Repr, SackBlocks, TcpFlags, TcpOptions, TcpPacket, TcpRepr, Timestamps,
-};
+use crate::wire::{Ipv4Repr, SackBlocks, TcpFlags, TcpOptions, TcpPacket, TcpRepr, Timestamps};
 
 /// IPv4 header length we emit.
 pub(crate) const IP_HEADER_LEN: usize = 20;
 /// Most header bytes a segment needs: IPv4 + TCP with 40 bytes of options.
 pub(crate) const MAX_HEADERS: usize = IP_HEADER_LEN + 60;
-const TTL: u8 = 64;
+
+/// Completes a segment whose TCP header and payload (`tcp_len` bytes) sit
+/// after the IPv4 header's room in `buf`: fills the TCP checksum, then
+/// writes the IPv4 header. Returns the packet length.
+pub(crate) fn finish_segment(buf: &mut [u8], tuple: &FourTuple, tcp_len: usize) -> usize {
+    let (src, dst) = (*tuple.local.ip(), *tuple.remote.ip());
+    TcpPacket::new_unchecked(&mut buf[IP_HEADER_LEN..IP_HEADER_LEN + tcp_len])
+        .fill_checksum(src, dst);
+    Ipv4Repr::tcp(src, dst, tcp_len as u16).emit(&mut buf[..IP_HEADER_LEN]);
+    IP_HEADER_LEN + tcp_len
+}
 
 /// A segment's header fields before they are written.
 #[derive(Debug, Clone, Copy)]
@@ -306,24 +313,9 @@ impl Conn {
             &mut buf[payload_start..payload_start + plan.len],
         );
         debug_assert_eq!(copied, plan.len);
-        let segment_len = header_len + copied;
-        let (src, dst): (Ipv4Addr, Ipv4Addr) = (*self.tuple.local.ip(), *self.tuple.remote.ip());
-        TcpPacket::new_unchecked(&mut buf[tcp_start..tcp_start + segment_len])
-            .fill_checksum(src, dst);
-        Ipv4Repr {
-            src_addr: src,
-            dst_addr: dst,
-            protocol: IpProtocol::TCP,
-            payload_len: segment_len as u16,
-            ttl: TTL,
-            ident: 0,
-            dont_frag: true,
-            dscp_ecn: 0,
-        }
-        .emit(&mut buf[..IP_HEADER_LEN]);
-
+        let written = finish_segment(buf, &self.tuple, header_len + copied);
         self.after_send(now, plan, copied, free);
-        Some(IP_HEADER_LEN + segment_len)
+        Some(written)
     }
 
     /// The shift we announce on our SYN or SYN-ACK.
