@@ -280,3 +280,15 @@ fn syn_is_retransmitted_until_the_limit_then_reset() {
     assert_eq!(resent, usize::from(config().max_retransmissions));
     assert_eq!(h.take_events(), [Event::Reset(id, ResetCause::Timeout)]);
 }
+
+#[test]
+fn close_in_syn_sent_deletes_the_connection() {
+    let (mut h, id) = syn_sent();
+    h.stack.close(h.now, id).unwrap();
+    recv_nothing!(h);
+    assert_eq!(h.stack.connection_count(), 0, "§3.10.4: SYN-SENT -> CLOSED");
+    assert_eq!(h.stack.slots_in_use(), 0);
+    // A late SYN-ACK finds no connection and is refused.
+    send!(h, seq: REMOTE_SEQ, ack: Some(LOCAL_SEQ + 1), flags: TcpFlags::SYN);
+    recv!(h, [{ seq: LOCAL_SEQ + 1, flags: TcpFlags::RST }]);
+}
