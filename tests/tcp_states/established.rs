@@ -373,3 +373,42 @@ fn acks_with_new_sack_blocks_count_as_duplicates_even_as_the_window_grows() {
     );
     assert_eq!(h.stack.stats().fast_retransmits, 1);
 }
+
+#[test]
+fn segments_with_timestamps_and_sack_stay_within_the_mtu() {
+    let mut cfg = config();
+    cfg.timestamps = true;
+    cfg.sack = true;
+    let mut h = Harness::listening(cfg);
+    h.stack.set_next_iss(lastack::tcp::Seq(LOCAL_SEQ));
+    let ts = |tsval| lastack::wire::Timestamps { tsval, tsecr: 0 };
+    let syn = TcpOptions {
+        mss: Some(1460),
+        sack_permitted: true,
+        timestamps: Some(ts(1)),
+        ..SEG.options
+    };
+    send!(h, seq: REMOTE_SEQ, flags: TcpFlags::SYN, options: syn);
+    h.sent();
+    let echo = |tsecr| TcpOptions {
+        timestamps: Some(lastack::wire::Timestamps { tsval: 2, tsecr }),
+        ..SEG.options
+    };
+    send!(h, seq: A, ack: Some(L), options: echo(0));
+    let id = h.stack.accept(h.listener.unwrap()).unwrap();
+    // Out-of-order data so that SACK blocks are due, then a full flight.
+    send!(h, seq: A + 100, ack: Some(L), payload: b"x", options: echo(0));
+    send!(h, seq: A + 300, ack: Some(L), payload: b"y", options: echo(0));
+    h.sent();
+    h.app_send(id, &[1u8; 20_000]);
+    for segment in h.sent() {
+        let tcp_len = 20 + segment.options.buffer_len() + segment.payload.len();
+        assert!(
+            20 + tcp_len <= 1500,
+            "a {}-byte IPv4 packet exceeds a 1500 MTU",
+            20 + tcp_len
+        );
+    }
+    let first = h.stack.info(id).unwrap();
+    assert_eq!(first.mss, 1460);
+}

@@ -61,6 +61,14 @@ impl Conn {
             || self.fin_sendable()
     }
 
+    /// Payload bytes per segment: the MSS less the options every segment
+    /// carries (RFC 9293 §3.7.1 counts the MSS without options; RFC 7323
+    /// §3.2: the 12 bytes of timestamps come out of it). Without this a
+    /// full segment exceeds the path MTU.
+    pub fn send_mss(&self) -> usize {
+        self.mss - if self.ts.enabled { 12 } else { 0 }
+    }
+
     fn may_send_data(&self) -> bool {
         matches!(
             self.state,
@@ -85,10 +93,13 @@ impl Conn {
         }
         let window = (self.snd_wnd as usize).min(self.cc.cwnd());
         let usable = window.saturating_sub(self.flight());
-        let len = unsent.min(usable).min(self.mss);
+        let len = unsent.min(usable).min(self.send_mss());
         // Send a full segment, or everything that is queued, or at least
         // half the largest window the peer has offered.
-        if len == self.mss || len == unsent || (len > 0 && len >= self.max_snd_wnd as usize / 2) {
+        if len == self.send_mss()
+            || len == unsent
+            || (len > 0 && len >= self.max_snd_wnd as usize / 2)
+        {
             len
         } else {
             0
@@ -149,7 +160,7 @@ impl Conn {
                 .send_buf
                 .len()
                 .saturating_sub(self.snd_una - buf_seq.min(self.snd_una));
-            let len = available.min(self.mss);
+            let len = available.min(self.send_mss());
             let mut flags = ack_flags;
             if self.fin_queued && self.snd_una + len == self.data_end() && self.fin_sent() {
                 flags |= TcpFlags::FIN;
@@ -173,7 +184,7 @@ impl Conn {
                 // window that sender SWS avoidance held back: what fits, now
                 // that the override timer ran out (§3.8.6.2.1).
                 let room = (self.snd_wnd as usize).saturating_sub(self.flight());
-                let len = unsent.min(self.mss).min(room.max(1));
+                let len = unsent.min(self.send_mss()).min(room.max(1));
                 let mut flags = ack_flags;
                 if next + len == self.data_end() {
                     flags |= TcpFlags::PSH;
@@ -276,10 +287,14 @@ impl Conn {
                     tsecr: self.ts.recent,
                 });
             }
-            if self.sack_permitted && !self.assembler.is_empty() {
+            // SACK blocks ride on a segment only as far as they fit within
+            // the MSS beside its payload (a pure ACK has room for all).
+            let room = self.mss.saturating_sub(plan.len + options.buffer_len());
+            let max_blocks = room.saturating_sub(4) / 8;
+            if self.sack_permitted && !self.assembler.is_empty() && max_blocks > 0 {
                 let mut blocks = SackBlocks::default();
                 let base = self.rcv_nxt;
-                self.assembler.sack_blocks(4, |start, end| {
+                self.assembler.sack_blocks(max_blocks.min(4), |start, end| {
                     blocks.push((base + start as usize).0, (base + end as usize).0);
                 });
                 options.sack_blocks = blocks;
