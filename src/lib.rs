@@ -8,5 +8,6 @@
 
 pub mod config;
 pub mod link;
+pub mod shard;
 pub mod tcp;
 pub mod wire;

@@ -1,9 +1,18 @@
 //! AF_XDP sockets (xsk-rs over libxdp), one per rx queue.
 //!
-//! This is the binding step only: a UMEM and a socket bound to
-//! `(interface, queue)` in copy or zero-copy mode, without libxdp's default
-//! XDP program (ours, [`super::xdp::Steering`], puts the socket in its map).
-//! The batched ring driver (fill, rx, tx, completion) builds on it.
+//! A UMEM and a socket bound to `(interface, queue)` in copy or zero-copy
+//! mode, without libxdp's default XDP program (ours,
+//! [`super::xdp::Steering`], puts the socket in its map), and the batched
+//! ring driver: fill, rx, tx and completion rings moved in batches, with
+//! need_wakeup honoured.
+//!
+//! # Frame accounting
+//! Every UMEM frame is in exactly one place: our free list, the fill ring
+//! (lent to the kernel for rx), held by the caller (an rx frame being read
+//! or a tx frame being written), or the tx ring (lent to the kernel until
+//! its completion). [`FrameCounts`] exposes the places and a debug check
+//! asserts they add up after every batch. A frame lent to the kernel is
+//! never touched until the ring hands it back.
 
 use std::ffi::CString;
 use std::num::NonZeroU32;
@@ -30,16 +39,37 @@ pub struct XskSocket {
     rx: RxQueue,
     fill: FillQueue,
     completion: CompQueue,
-    frames: Vec<FrameDesc>,
+    /// Frames owned by us and idle.
+    free: Vec<FrameDesc>,
     umem: Umem,
     queue: u32,
+    total: usize,
+    in_fill: usize,
+    in_tx: usize,
+    held: usize,
+    /// Scratch descriptors for ring batches (kept to avoid allocating).
+    scratch: Vec<FrameDesc>,
+    frame_len: usize,
 }
+
+/// Where the UMEM frames are. `free + fill + held + tx == total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrameCounts {
+    pub total: usize,
+    pub free: usize,
+    pub fill: usize,
+    pub held: usize,
+    pub tx: usize,
+}
+
+/// Frames moved per ring operation at most.
+pub const BATCH: usize = 64;
 
 impl std::fmt::Debug for XskSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("XskSocket")
             .field("queue", &self.queue)
-            .field("frames", &self.frames.len())
+            .field("frames", &self.counts())
             .finish_non_exhaustive()
     }
 }
@@ -79,15 +109,31 @@ impl XskSocket {
                 .map_err(|e| error(format!("binding: {e}")))?;
         let (fill, completion) =
             rings.ok_or_else(|| error("the UMEM came without fill/completion rings".into()))?;
-        Ok(Self {
+        let total = frames.len();
+        let mut socket = Self {
             tx,
             rx,
             fill,
             completion,
-            frames,
+            free: frames,
             umem,
             queue,
-        })
+            total,
+            in_fill: 0,
+            in_tx: 0,
+            held: 0,
+            scratch: Vec::with_capacity(BATCH),
+            frame_len: 0,
+        };
+        // The data segment's size, as the UMEM lays frames out.
+        let mut probe = socket.free[0];
+        socket.held += 1;
+        socket.write_frame(&mut probe, |buf| buf.len());
+        socket.frame_len = probe.lengths().data();
+        socket.free[0] = probe;
+        socket.held -= 1;
+        socket.refill();
+        Ok(socket)
     }
 
     /// The socket's file descriptor, for the XSKMAP and for poll().
@@ -104,26 +150,176 @@ impl XskSocket {
 
     /// Number of UMEM frames.
     pub fn frame_count(&self) -> usize {
-        self.frames.len()
+        self.total
     }
 
-    /// The fill, rx, tx and completion rings and the UMEM, for the ring
-    /// driver that moves frames between them.
-    pub fn rings(
-        &mut self,
-    ) -> (
-        &mut FillQueue,
-        &mut RxQueue,
-        &mut TxQueue,
-        &mut CompQueue,
-        &Umem,
-    ) {
-        (
-            &mut self.fill,
-            &mut self.rx,
-            &mut self.tx,
-            &mut self.completion,
-            &self.umem,
-        )
+    /// Bytes a frame can hold.
+    pub fn frame_len(&self) -> usize {
+        self.frame_len
+    }
+
+    /// Where the frames are now.
+    pub fn counts(&self) -> FrameCounts {
+        FrameCounts {
+            total: self.total,
+            free: self.free.len(),
+            fill: self.in_fill,
+            held: self.held,
+            tx: self.in_tx,
+        }
+    }
+
+    fn check_accounting(&self) {
+        debug_assert_eq!(
+            self.free.len() + self.in_fill + self.held + self.in_tx,
+            self.total,
+            "UMEM frame accounting: {:?}",
+            self.counts()
+        );
+    }
+
+    /// Lends free frames to the kernel for receiving, keeping `reserve`
+    /// free for transmission.
+    pub fn refill_keeping(&mut self, reserve: usize) {
+        let want = self.free.len().saturating_sub(reserve);
+        if want == 0 {
+            return;
+        }
+        let room = self.fill.nb_free(want as u32) as usize;
+        let n = room.min(want);
+        if n == 0 {
+            return;
+        }
+        let start = self.free.len() - n;
+        // Safety: these descriptors are ours (on the free list, so neither
+        // ring holds them) and belong to this socket's UMEM; after produce
+        // we no longer touch them until the rx ring returns them.
+        let produced = unsafe { self.fill.produce(&self.free[start..]) };
+        self.free.truncate(self.free.len() - produced);
+        self.in_fill += produced;
+        if self.fill.needs_wakeup() {
+            let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
+        }
+        self.check_accounting();
+    }
+
+    /// Lends half the free frames to the fill ring (the other half stay
+    /// for transmission).
+    pub fn refill(&mut self) {
+        self.refill_keeping(self.total / 2);
+    }
+
+    /// Takes up to [`BATCH`] received frames into `out` (appended); each
+    /// must go back with [`release`](Self::release).
+    pub fn receive(&mut self, out: &mut Vec<FrameDesc>) -> usize {
+        self.scratch.clear();
+        self.scratch.resize(BATCH, self.empty_desc());
+        // Safety: the rx ring only hands back frames of this UMEM that we
+        // lent through the fill ring; from here we hold them.
+        let n = unsafe { self.rx.consume(&mut self.scratch) };
+        out.extend_from_slice(&self.scratch[..n]);
+        self.in_fill -= n;
+        self.held += n;
+        self.check_accounting();
+        n
+    }
+
+    /// The bytes of a frame we hold (received, or being written).
+    pub fn frame(&self, desc: &FrameDesc) -> &[u8] {
+        // Safety: `desc` is a frame of this UMEM that we hold: the kernel
+        // does not own it (it is on neither the fill nor the tx ring), and
+        // the shared borrow of `self` keeps our own writers away.
+        unsafe { self.umem.data(desc) }.contents()
+    }
+
+    /// Gives a held frame back to the free list.
+    pub fn release(&mut self, desc: FrameDesc) {
+        self.held -= 1;
+        self.free.push(desc);
+    }
+
+    fn empty_desc(&self) -> FrameDesc {
+        // Any descriptor will do as a slot to be overwritten.
+        self.free
+            .first()
+            .copied()
+            .unwrap_or_else(|| self.last_seen())
+    }
+
+    fn last_seen(&self) -> FrameDesc {
+        self.scratch.first().copied().expect("a descriptor exists")
+    }
+
+    /// Takes a free frame for transmission, if any.
+    pub fn alloc_tx(&mut self) -> Option<FrameDesc> {
+        let desc = self.free.pop()?;
+        self.held += 1;
+        Some(desc)
+    }
+
+    /// Writes a frame we hold: `fill` gets the whole frame buffer and
+    /// returns the length to send.
+    pub fn write_frame(&mut self, desc: &mut FrameDesc, fill: impl FnOnce(&mut [u8]) -> usize) {
+        // Safety: `desc` is a frame of this UMEM that we hold exclusively
+        // (allocated by `alloc_tx`, on no ring), and `&mut self` excludes
+        // every other access for the duration.
+        let mut data = unsafe { self.umem.data_mut(desc) };
+        let capacity = {
+            let mut cursor = data.cursor();
+            let capacity = cursor.buf_len();
+            cursor.set_pos(capacity);
+            capacity
+        };
+        let len = fill(&mut data.contents_mut()[..capacity]).min(capacity);
+        data.cursor().set_pos(len);
+    }
+
+    /// Queues held, written frames for transmission and kicks the kernel
+    /// if it sleeps. Frames that do not fit the ring stay in `frames` (the
+    /// count sent is returned and those are removed from the front).
+    pub fn transmit(&mut self, frames: &mut Vec<FrameDesc>) -> usize {
+        if frames.is_empty() {
+            return 0;
+        }
+        // Safety: every descriptor is a frame of this UMEM we hold and have
+        // written; after produce we do not touch it until it completes.
+        let sent = unsafe { self.tx.produce(frames) };
+        frames.drain(..sent);
+        self.held -= sent;
+        self.in_tx += sent;
+        if sent > 0 && self.tx.needs_wakeup() {
+            let _ = self.tx.wakeup();
+        }
+        self.check_accounting();
+        sent
+    }
+
+    /// Takes back the frames whose transmission completed.
+    pub fn reap_completions(&mut self) -> usize {
+        if self.in_tx == 0 {
+            return 0;
+        }
+        self.scratch.clear();
+        self.scratch.resize(BATCH, self.empty_desc());
+        // Safety: the completion ring only returns frames of this UMEM that
+        // we put on the tx ring; from here they are ours again.
+        let n = unsafe { self.completion.consume(&mut self.scratch) };
+        self.free.extend_from_slice(&self.scratch[..n]);
+        self.in_tx -= n;
+        self.check_accounting();
+        n
+    }
+
+    /// Kicks the kernel to send what is on the tx ring (copy mode needs a
+    /// syscall to transmit; with need_wakeup only when it asks).
+    pub fn kick_tx(&mut self) {
+        if self.in_tx > 0 && self.tx.needs_wakeup() {
+            let _ = self.tx.wakeup();
+        }
+    }
+
+    /// Waits until a frame arrives or `timeout_ms` passes.
+    pub fn wait_readable(&mut self, timeout_ms: i32) -> bool {
+        self.rx.poll(timeout_ms).unwrap_or(false)
     }
 }

@@ -1,0 +1,337 @@
+//! One shard: one rx queue, one core, one AF_XDP socket and UMEM, one TCP
+//! [`Stack`]. Shards share nothing on the fast path.
+//!
+//! # The loop
+//! 1. take completed tx frames back, refill the fill ring;
+//! 2. take an rx batch (up to 64 frames), parse each with `wire` (drops
+//!    counted by reason), hand TCP segments to the engine, release frames;
+//! 3. run the engine's due timers;
+//! 4. serve events (accept, read/echo/discard/source, close);
+//! 5. collect the engine's output into a tx batch (Ethernet header from
+//!    the connection's route), transmit it with one ring operation;
+//! 6. if nothing happened, sleep in poll() on the socket until the next
+//!    timer (at most 100 ms), instead of spinning.
+//!
+//! Counters are plain integers in the shard, published to a shared
+//! snapshot every 100 ms, never per packet.
+
+pub mod route;
+pub mod service;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use xsk_rs::FrameDesc;
+
+use crate::config::Service;
+use crate::link::xsk::{FrameCounts, XskSocket};
+use crate::tcp::{Event, Instant, ListenerId, Stack, Stats, TcpConfig};
+use crate::wire::{self, Frame};
+use service::Served;
+
+/// What a shard serves on one listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerSpec {
+    pub addr: std::net::SocketAddrV4,
+    pub service: Service,
+    pub idle_timeout: Duration,
+}
+
+/// Frames the shard dropped before the engine, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkDrops {
+    pub truncated: u64,
+    pub malformed: u64,
+    pub bad_checksum: u64,
+    pub fragment: u64,
+    pub unsupported: u64,
+    /// Valid frames that are not TCP (the XDP program should not send us
+    /// any; counted if it does).
+    pub not_tcp: u64,
+}
+
+/// A shard's counters.
+#[derive(Debug, Clone, Default)]
+pub struct ShardStats {
+    pub queue: u32,
+    pub rx_frames: u64,
+    pub tx_frames: u64,
+    pub drops: LinkDrops,
+    pub tx_ring_full: u64,
+    pub frames: FrameCounts,
+    pub tcp: Stats,
+    pub connections: usize,
+    pub time_wait: usize,
+    /// Connections per TCP state (name, count).
+    pub states: Vec<(&'static str, usize)>,
+}
+
+/// Handle to a running shard.
+#[derive(Debug)]
+pub struct ShardHandle {
+    pub stop: Arc<AtomicBool>,
+    pub stats: Arc<Mutex<ShardStats>>,
+    pub thread: std::thread::JoinHandle<ShardStats>,
+}
+
+/// Everything one shard owns.
+pub struct Shard {
+    socket: XskSocket,
+    stack: Stack,
+    listeners: HashMap<ListenerId, ListenerSpec>,
+    served: Vec<Served>,
+    stats: ShardStats,
+    clock: std::time::Instant,
+}
+
+impl Shard {
+    /// A shard on `socket` with `listeners`; `secret` keys its ISNs and
+    /// cookies.
+    pub fn new(
+        socket: XskSocket,
+        config: TcpConfig,
+        secret: crate::tcp::Secret,
+        max_connections: usize,
+        listeners: &[ListenerSpec],
+    ) -> Self {
+        let mut stack = Stack::new(config, secret, max_connections);
+        let mut specs = HashMap::new();
+        for spec in listeners {
+            let id = stack
+                .listen(spec.addr)
+                .expect("listener addresses are validated unique");
+            specs.insert(id, *spec);
+        }
+        let queue = socket.queue();
+        Self {
+            socket,
+            stack,
+            listeners: specs,
+            served: Vec::new(),
+            stats: ShardStats {
+                queue,
+                ..Default::default()
+            },
+            clock: std::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_micros(1_000_000 + self.clock.elapsed().as_micros() as u64)
+    }
+
+    /// Runs the shard on its own thread, pinned to `core` if given.
+    pub fn spawn(mut self, core: Option<usize>) -> ShardHandle {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Mutex::new(ShardStats::default()));
+        let (thread_stop, thread_stats) = (stop.clone(), stats.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("shard-{}", self.stats.queue))
+            .spawn(move || {
+                if let Some(core) = core {
+                    let mut set = nix::sched::CpuSet::new();
+                    if set.set(core).is_ok() {
+                        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+                    }
+                }
+                self.run(&thread_stop, &thread_stats);
+                self.snapshot()
+            })
+            .expect("spawn a shard thread");
+        ShardHandle {
+            stop,
+            stats,
+            thread,
+        }
+    }
+
+    /// The loop (see the module docs) until `stop`.
+    pub fn run(&mut self, stop: &AtomicBool, published: &Mutex<ShardStats>) {
+        let mut rx = Vec::with_capacity(crate::link::xsk::BATCH);
+        let mut tx: Vec<FrameDesc> = Vec::with_capacity(crate::link::xsk::BATCH);
+        let mut scratch = vec![0u8; 64 * 1024];
+        let mut last_publish = self.now();
+        let mut last_idle_scan = self.now();
+        while !stop.load(Ordering::Relaxed) {
+            self.socket.reap_completions();
+            self.socket.refill();
+            let received = self.receive(&mut rx);
+            let now = self.now();
+            self.stack.handle_timeout(now);
+            self.serve(now, &mut scratch);
+            if now - last_idle_scan >= Duration::from_millis(50) {
+                self.close_idle(now);
+                last_idle_scan = now;
+            }
+            let sent = self.transmit(now, &mut tx);
+            if now - last_publish >= Duration::from_millis(100) {
+                *published.lock().expect("stats lock") = self.snapshot();
+                last_publish = now;
+            }
+            if received == 0 && sent == 0 {
+                let wait = self.stack.poll_timeout().map_or(100, |at| {
+                    (at.micros().saturating_sub(now.micros()) / 1000).clamp(0, 100)
+                });
+                // Frames still in the tx ring need kicks and completions.
+                let wait = if self.socket.counts().tx > 0 {
+                    wait.min(1)
+                } else {
+                    wait
+                };
+                self.socket.kick_tx();
+                self.socket.wait_readable(wait as i32);
+            }
+        }
+        *published.lock().expect("stats lock") = self.snapshot();
+    }
+
+    /// Step 2: an rx batch through `wire` into the engine.
+    fn receive(&mut self, rx: &mut Vec<FrameDesc>) -> usize {
+        rx.clear();
+        let n = self.socket.receive(rx);
+        let now = self.now();
+        for desc in rx.drain(..) {
+            self.stats.rx_frames += 1;
+            match wire::parse_frame(self.socket.frame(&desc)) {
+                Ok(Frame::Tcp { ethernet, ip, tcp }) => {
+                    let route = route::route_for_reply(&ethernet);
+                    self.stack.handle_segment(now, route, &ip, &tcp);
+                }
+                Ok(_) => self.stats.drops.not_tcp += 1,
+                Err(wire::Error::Truncated) => self.stats.drops.truncated += 1,
+                Err(wire::Error::Malformed) => self.stats.drops.malformed += 1,
+                Err(wire::Error::Checksum) => self.stats.drops.bad_checksum += 1,
+                Err(wire::Error::Fragmented) => self.stats.drops.fragment += 1,
+                Err(wire::Error::Unsupported) => self.stats.drops.unsupported += 1,
+            }
+            self.socket.release(desc);
+        }
+        n
+    }
+
+    /// Step 4: events and data for the services.
+    fn serve(&mut self, now: Instant, scratch: &mut [u8]) {
+        loop {
+            while let Some(event) = self.stack.poll_event() {
+                match event {
+                    Event::Acceptable(listener) => {
+                        let spec = self.listeners[&listener];
+                        while let Some(id) = self.stack.accept(listener) {
+                            self.served.push(Served {
+                                id,
+                                service: spec.service,
+                                sent: 0,
+                                shut: false,
+                                last_active: now,
+                            });
+                        }
+                    }
+                    Event::Closed(id) => {
+                        let _ = self.stack.close(now, id);
+                        self.served.retain(|s| s.id != id);
+                    }
+                    Event::Reset(id, _) => self.served.retain(|s| s.id != id),
+                    _ => {}
+                }
+            }
+            let mut moved = false;
+            for served in &mut self.served {
+                moved |= service::pump(&mut self.stack, now, served, scratch);
+            }
+            self.served.retain(|s| !s.shut);
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    /// Closes connections idle longer than their listener's idle timeout
+    /// (lastack sends FIN first: it will hold the TIME-WAIT).
+    fn close_idle(&mut self, now: Instant) {
+        let listeners = &self.listeners;
+        let stack = &mut self.stack;
+        for served in &mut self.served {
+            let Some(tuple) = stack.tuple(served.id) else {
+                continue;
+            };
+            let idle = listeners
+                .values()
+                .find(|l| l.addr == tuple.local)
+                .map(|l| l.idle_timeout);
+            if let Some(idle) = idle {
+                if now - served.last_active >= idle {
+                    let _ = stack.close(now, served.id);
+                    served.shut = true;
+                }
+            }
+        }
+        self.served.retain(|s| !s.shut);
+    }
+
+    /// Step 5: the engine's output into one tx batch.
+    fn transmit(&mut self, now: Instant, tx: &mut Vec<FrameDesc>) -> usize {
+        let mut sent = 0;
+        loop {
+            while tx.len() < crate::link::xsk::BATCH {
+                let Some(mut desc) = self.socket.alloc_tx() else {
+                    break;
+                };
+                let stack = &mut self.stack;
+                let mut produced = false;
+                self.socket.write_frame(&mut desc, |frame| {
+                    // Room for the largest Ethernet header in front.
+                    match stack.poll_transmit(now, &mut frame[18..]) {
+                        Some(t) => {
+                            produced = true;
+                            let eth = route::write_ethernet(&t.route, frame);
+                            if eth != 18 {
+                                frame.copy_within(18..18 + t.len, eth);
+                            }
+                            eth + t.len
+                        }
+                        None => 0,
+                    }
+                });
+                if !produced {
+                    self.socket.release(desc);
+                    break;
+                }
+                tx.push(desc);
+            }
+            if tx.is_empty() {
+                return sent;
+            }
+            let n = self.socket.transmit(tx);
+            sent += n;
+            self.stats.tx_frames += n as u64;
+            if !tx.is_empty() {
+                // The tx ring is full: give the frames back; the engine
+                // retransmits what matters.
+                self.stats.tx_ring_full += tx.len() as u64;
+                for desc in tx.drain(..) {
+                    self.socket.release(desc);
+                }
+                self.socket.reap_completions();
+                return sent;
+            }
+        }
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> ShardStats {
+        let mut stats = self.stats.clone();
+        stats.frames = self.socket.counts();
+        stats.tcp = self.stack.stats().clone();
+        stats.connections = self.stack.connection_count();
+        stats.time_wait = self.stack.time_wait_count();
+        stats.states = self
+            .stack
+            .state_counts()
+            .into_iter()
+            .map(|(s, n)| (s.name(), n))
+            .collect();
+        stats
+    }
+}
