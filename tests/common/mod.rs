@@ -119,11 +119,38 @@ pub struct VethPair {
 
 impl VethPair {
     pub fn new(net: u8) -> Self {
+        Self::with_queues(net, 1)
+    }
+
+    /// A pair whose ends have `queues` rx and tx queues each: veth delivers
+    /// a flow on the rx queue matching the sender's tx queue (chosen by the
+    /// flow hash), so flows spread over the queues.
+    pub fn with_queues(net: u8, queues: u32) -> Self {
         let (a, b) = (Netns::new("lsa"), Netns::new("lsb"));
         let (a_if, b_if) = (unique_name("vla"), unique_name("vlb"));
+        let q = queues.to_string();
         run(&[
-            "ip", "link", "add", &a_if, "netns", &a.name, "type", "veth", "peer", "name", &b_if,
-            "netns", &b.name,
+            "ip",
+            "link",
+            "add",
+            &a_if,
+            "netns",
+            &a.name,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &b_if,
+            "netns",
+            &b.name,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
         ]);
         let a_addr = std::net::Ipv4Addr::new(10, net, 0, 1);
         let b_addr = std::net::Ipv4Addr::new(10, net, 0, 2);
@@ -142,6 +169,24 @@ impl VethPair {
             a_addr,
             b_addr,
         }
+    }
+
+    /// MAC address of an interface in a namespace.
+    pub fn mac(ns: &Netns, ifname: &str) -> [u8; 6] {
+        let out = ns.exec(&["cat", &format!("/sys/class/net/{ifname}/address")]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut mac = [0u8; 6];
+        for (byte, part) in mac.iter_mut().zip(text.trim().split(':')) {
+            *byte = u8::from_str_radix(part, 16).expect("hex MAC");
+        }
+        mac
+    }
+
+    /// Interface index of the client-side veth, looked up in its namespace.
+    pub fn a_ifindex(&self) -> u32 {
+        let name = self.a_if.clone();
+        self.a
+            .enter(move || nix::net::if_::if_nametoindex(name.as_str()).expect("ifindex"))
     }
 
     /// Interface index of the lastack-side veth, looked up in its namespace.
