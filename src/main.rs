@@ -7,8 +7,8 @@
 //! | `lastack run -c FILE` | run the proxy with that config |
 //!
 //! Signals for `run` (DESIGN.md § Conventions 7): SIGTERM drains, SIGHUP
-//! reloads, SIGINT exits fast. Until the shards exist (issue 4) SIGTERM and
-//! SIGINT both detach and exit, and SIGHUP is logged and ignored.
+//! reloads, SIGINT exits fast. For now SIGTERM and SIGINT both stop the
+//! shards and detach, and SIGHUP is logged and ignored (no reload yet).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use lastack::config::{self, Config, LogFormat};
+use lastack::config::{self, Config, LogFormat, Service};
 use lastack::link::xdp::Steering;
+use lastack::tcp::TcpConfig;
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
@@ -123,9 +124,27 @@ fn init_logging(config: &Config) {
     }
 }
 
-/// Attaches the steering program to every interface with the listener map
-/// filled, then reports its counters until SIGTERM or SIGINT.
+/// Runs one shard per configured rx queue of every interface, with the
+/// steering program attached, until SIGTERM or SIGINT.
 fn run(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
+    use lastack::link::xsk::XskSocket;
+    use lastack::shard::{ListenerSpec, Shard};
+
+    if let Some(listener) = config
+        .listeners
+        .iter()
+        .find(|l| l.service == Service::Proxy)
+    {
+        return Err(format!(
+            "listener `{}`: service = \"proxy\" is not built yet (the proxy arrives with the next \
+             issue); use \"echo\", \"discard\" or \"source\"",
+            listener.name
+        )
+        .into());
+    }
+    if config.interfaces.is_empty() {
+        return Err("no [[interfaces]] configured: nothing to serve".into());
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
@@ -133,34 +152,79 @@ fn run(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
 
+    let specs: Vec<ListenerSpec> = config
+        .listeners
+        .iter()
+        .map(|l| ListenerSpec {
+            addr: std::net::SocketAddrV4::new(*l.vip, l.port),
+            service: l.service,
+            idle_timeout: *l.idle_timeout,
+        })
+        .collect();
+    let tcp = TcpConfig::from(&config.tcp);
     let mut programs = Vec::new();
+    let mut shards = Vec::new();
     for interface in &config.interfaces {
         let mut steering = Steering::load()?;
-        for listener in &config.listeners {
-            steering.add_listener(*listener.vip, listener.port)?;
+        for spec in &specs {
+            steering.add_listener(*spec.addr.ip(), spec.addr.port())?;
         }
         let ifindex = nix::net::if_::if_nametoindex(interface.name.as_str())
             .map_err(|e| format!("interface {}: {e}", interface.name))?;
         steering.attach(ifindex, interface.xdp_mode)?;
-        tracing::info!(interface = %interface.name, mode = ?interface.xdp_mode, "XDP steering attached");
+        for queue in 0..interface.queues {
+            let frames = std::num::NonZeroU32::new(interface.umem_frames).expect("validated");
+            let socket = XskSocket::bind_with_frame_size(
+                &interface.name,
+                queue,
+                frames,
+                interface.frame_size,
+                interface.bind_mode,
+            )?;
+            steering.register_socket(queue, socket.fd())?;
+            let secret = lastack::tcp::Secret(random_secret()?);
+            let max = (config
+                .listeners
+                .iter()
+                .map(|l| l.max_connections as usize)
+                .sum::<usize>())
+            .max(1);
+            let core = interface.cores.get(queue as usize).map(|&c| c as usize);
+            let shard = Shard::new(socket, tcp.clone(), secret, max, &specs);
+            shards.push(shard.spawn(core));
+        }
+        tracing::info!(interface = %interface.name, mode = ?interface.xdp_mode, queues = interface.queues, "serving");
         programs.push((interface.name.clone(), steering));
     }
-    if programs.is_empty() {
-        tracing::warn!("no [[interfaces]] configured: nothing to attach to");
-    }
-    tracing::warn!(
-        "the AF_XDP shards and TCP engine are not built yet: listener traffic is counted \
-         as no_socket and left to the kernel"
-    );
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(200));
         if reload.swap(false, Ordering::Relaxed) {
             tracing::warn!("SIGHUP: reload is not implemented yet; config unchanged");
         }
     }
+    for handle in &shards {
+        handle.stop.store(true, Ordering::Relaxed);
+    }
+    for handle in shards {
+        let stats = handle.thread.join().map_err(|_| "a shard panicked")?;
+        tracing::info!(
+            queue = stats.queue,
+            rx = stats.rx_frames,
+            tx = stats.tx_frames,
+            connections = stats.tcp.connections_opened,
+            "shard stopped"
+        );
+    }
     for (name, steering) in &programs {
-        let counters = steering.counters()?;
-        tracing::info!(interface = %name, ?counters, "detaching XDP steering");
+        tracing::info!(interface = %name, counters = ?steering.counters()?, "detaching XDP steering");
     }
     Ok(())
+}
+
+/// 16 bytes from the kernel's CSPRNG for a shard's ISN and cookie secret.
+fn random_secret() -> std::io::Result<[u8; 16]> {
+    use std::io::Read;
+    let mut secret = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
+    Ok(secret)
 }

@@ -469,3 +469,104 @@ fn hostile_packets_are_dropped_and_counted() {
     );
     assert_eq!(stats.tcp.connections_opened, 1, "only the real client");
 }
+
+/// `lastack run -c FILE` serves a config's echo listener on the veth, and
+/// SIGTERM stops it cleanly with the XDP program detached.
+#[test]
+fn lastack_run_serves_the_configured_listener_and_stops_on_sigterm() {
+    if !common::privileged("lastack_run") {
+        return;
+    }
+    let pair = common::VethPair::new(89);
+    let dir = std::env::temp_dir().join(format!("lastack-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[interfaces]]\nname = \"{}\"\nqueues = 1\numem_frames = 1024\n\n\
+             [[listeners]]\nname = \"echo\"\nvip = \"{}\"\nport = 7\nservice = \"echo\"\n\n\
+             [[pools]]\nname = \"unused\"\n[[pools.backends]]\naddress = \"10.89.0.9:80\"\n",
+            pair.b_if, pair.b_addr
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pair.b.name,
+            env!("CARGO_BIN_EXE_lastack"),
+            "run",
+            "-c",
+        ])
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start lastack run");
+    let vip = SocketAddrV4::new(pair.b_addr, 7);
+    let echoed = pair.a.enter(|| {
+        // It is serving once a connection echoes.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let attempt = TcpStream::connect_timeout(&vip.into(), Duration::from_millis(300))
+                .and_then(|mut s| {
+                    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+                    s.write_all(b"via lastack run")?;
+                    let mut back = [0u8; 15];
+                    s.read_exact(&mut back)?;
+                    Ok(back)
+                });
+            match attempt {
+                Ok(back) => break back,
+                Err(e) if std::time::Instant::now() > deadline => {
+                    panic!("lastack run never served: {e}")
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    });
+    assert_eq!(&echoed, b"via lastack run");
+    let shown = pair.b.exec(&["ip", "link", "show", "dev", &pair.b_if]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("xdp"));
+    // SIGTERM to the process we started (ip netns exec execs lastack).
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "exit: {:?}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown = pair.b.exec(&["ip", "link", "show", "dev", &pair.b_if]);
+    assert!(
+        !String::from_utf8_lossy(&shown.stdout).contains("xdp"),
+        "detached on exit"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn lastack_run_refuses_proxy_listeners_until_the_proxy_exists() {
+    let dir = std::env::temp_dir().join(format!("lastack-proxy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("proxy.toml");
+    std::fs::write(
+        &config,
+        "[[interfaces]]\nname = \"lo\"\n[[listeners]]\nname = \"web\"\nvip = \"10.0.0.1\"\nport = 80\npool = \"p\"\n\
+         [[pools]]\nname = \"p\"\n[[pools.backends]]\naddress = \"10.0.1.1:80\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lastack"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("service = \"proxy\" is not built yet"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -19,7 +19,7 @@ use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 pub use crate::config::BindMode;
-use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, SocketConfig, UmemConfig};
+use xsk_rs::config::{BindFlags, FrameSize, Interface, LibxdpFlags, SocketConfig, UmemConfig};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 /// Why a socket could not be set up.
@@ -84,12 +84,28 @@ impl XskSocket {
         frame_count: NonZeroU32,
         mode: BindMode,
     ) -> Result<Self, XskError> {
+        Self::bind_with_frame_size(interface, queue, frame_count, 4096, mode)
+    }
+
+    /// Like [`bind`](Self::bind) with UMEM frames of `frame_size` bytes
+    /// (2048 or 4096).
+    pub fn bind_with_frame_size(
+        interface: &str,
+        queue: u32,
+        frame_count: NonZeroU32,
+        frame_size: u32,
+        mode: BindMode,
+    ) -> Result<Self, XskError> {
         let error = |reason: String| XskError {
             interface: interface.into(),
             queue,
             reason,
         };
-        let umem_config = UmemConfig::default();
+        let size = FrameSize::new(frame_size).map_err(|e| error(format!("frame size: {e}")))?;
+        let umem_config = UmemConfig::builder()
+            .frame_size(size)
+            .build()
+            .map_err(|e| error(format!("UMEM config: {e}")))?;
         let (umem, frames) = Umem::new(umem_config, frame_count, false)
             .map_err(|e| error(format!("creating UMEM of {frame_count} frames: {e}")))?;
         let bind_flags = match mode {

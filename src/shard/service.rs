@@ -28,7 +28,14 @@ pub fn pump(stack: &mut Stack, now: Instant, served: &mut Served, scratch: &mut 
     let id = served.id;
     let mut moved = false;
     match served.service {
-        Service::Echo | Service::Proxy => loop {
+        Service::Proxy => {
+            // The proxy is not built yet (`lastack run` refuses such
+            // listeners); a connection here gets a clean reset, never a hang.
+            let _ = stack.abort(now, id);
+            served.shut = true;
+            return true;
+        }
+        Service::Echo => loop {
             let room = stack.send_capacity(id).min(scratch.len());
             if room == 0 {
                 break;
