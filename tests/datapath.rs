@@ -491,7 +491,7 @@ fn lastack_run_serves_the_configured_listener_and_stops_on_sigterm() {
         ),
     )
     .unwrap();
-    let mut child = std::process::Command::new("ip")
+    let child = std::process::Command::new("ip")
         .args([
             "netns",
             "exec",
