@@ -190,7 +190,8 @@ fn run(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
                 .sum::<usize>())
             .max(1);
             let core = interface.cores.get(queue as usize).map(|&c| c as usize);
-            let shard = Shard::new(socket, tcp.clone(), secret, max, &specs);
+            let shard = Shard::new(socket, tcp.clone(), secret, max, &specs)
+                .with_busy_poll(*interface.busy_poll);
             shards.push(shard.spawn(core));
         }
         tracing::info!(interface = %interface.name, mode = ?interface.xdp_mode, queues = interface.queues, "serving");

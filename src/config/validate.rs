@@ -116,6 +116,7 @@ impl Validator {
                     format!("expected a power of two from 64 to 1048576, found {frames}"),
                 );
             }
+            self.duration(path.key("busy_poll"), *interface.busy_poll, 0, 10);
             if ![2048, 4096].contains(&interface.frame_size) {
                 self.issue(
                     path.key("frame_size"),

@@ -9,8 +9,8 @@
 //! 4. serve events (accept, read/echo/discard/source, close);
 //! 5. collect the engine's output into a tx batch (Ethernet header from
 //!    the connection's route), transmit it with one ring operation;
-//! 6. if nothing happened, sleep in poll() on the socket until the next
-//!    timer (at most 100 ms), instead of spinning.
+//! 6. if nothing happened for [`BUSY_POLL`], sleep in poll() on the socket
+//!    until the next timer (at most 100 ms), instead of spinning.
 //!
 //! Counters are plain integers in the shard, published to a shared
 //! snapshot every 100 ms, never per packet.
@@ -30,6 +30,12 @@ use crate::link::xsk::{FrameCounts, XskSocket};
 use crate::tcp::{Event, Instant, ListenerId, Stack, Stats, TcpConfig};
 use crate::wire::{self, Frame};
 use service::Served;
+
+/// After work, the loop keeps polling the rings this long before it
+/// sleeps in poll() (unless configured otherwise): under load the next
+/// batch comes sooner than a sleep/wake-up round trip; when idle the shard
+/// sleeps.
+pub const BUSY_POLL: Duration = Duration::from_micros(50);
 
 /// What a shard serves on one listener.
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +90,7 @@ pub struct Shard {
     served: Vec<Served>,
     stats: ShardStats,
     clock: std::time::Instant,
+    busy_poll: Duration,
 }
 
 impl Shard {
@@ -115,7 +122,14 @@ impl Shard {
                 ..Default::default()
             },
             clock: std::time::Instant::now(),
+            busy_poll: BUSY_POLL,
         }
+    }
+
+    /// Sets the busy-poll window (zero: sleep as soon as idle).
+    pub fn with_busy_poll(mut self, busy_poll: Duration) -> Self {
+        self.busy_poll = busy_poll;
+        self
     }
 
     fn now(&self) -> Instant {
@@ -154,6 +168,7 @@ impl Shard {
         let mut scratch = vec![0u8; 64 * 1024];
         let mut last_publish = self.now();
         let mut last_idle_scan = self.now();
+        let mut last_work = self.now();
         while !stop.load(Ordering::Relaxed) {
             self.socket.reap_completions();
             self.socket.refill();
@@ -170,7 +185,13 @@ impl Shard {
                 *published.lock().expect("stats lock") = self.snapshot();
                 last_publish = now;
             }
-            if received == 0 && sent == 0 {
+            if received > 0 || sent > 0 {
+                last_work = now;
+            } else if now - last_work < self.busy_poll {
+                // Busy: more frames are likely within microseconds; a
+                // sleep and wake-up per batch would cost more than this.
+                std::hint::spin_loop();
+            } else {
                 let wait = self.stack.poll_timeout().map_or(100, |at| {
                     (at.micros().saturating_sub(now.micros()) / 1000).clamp(0, 100)
                 });
