@@ -19,6 +19,7 @@ use lastack::tcp::{Secret, TcpConfig};
 
 const ECHO: u16 = 7;
 const IDLE_ECHO: u16 = 8;
+const SOURCE: u16 = 19;
 
 /// Client namespace `a` (kernel TCP), lastack namespace `b`: the VIP is b's
 /// veth address, the kernel there answers ARP, the XDP program steers the
@@ -48,6 +49,11 @@ impl Datapath {
                 addr: SocketAddrV4::new(vip, IDLE_ECHO),
                 service: Service::Echo,
                 idle_timeout: Duration::from_millis(300),
+            },
+            ListenerSpec {
+                addr: SocketAddrV4::new(vip, SOURCE),
+                service: Service::Source,
+                idle_timeout: Duration::from_secs(300),
             },
         ];
         for spec in &listeners {
@@ -569,4 +575,28 @@ fn lastack_run_refuses_proxy_listeners_until_the_proxy_exists() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("service = \"proxy\" is not built yet"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_source_service_streams_until_the_client_closes() {
+    if !common::privileged("source_service") {
+        return;
+    }
+    let mut dp = Datapath::start(90);
+    let vip = dp.vip(SOURCE);
+    dp.client(|| {
+        let mut stream = connect(vip);
+        let mut got = vec![0u8; 1 << 20];
+        stream.read_exact(&mut got).unwrap();
+        for (i, &b) in got.iter().enumerate() {
+            assert_eq!(
+                b,
+                lastack::shard::service::source_byte(i as u64),
+                "byte {i}"
+            );
+        }
+    }); // the client closes first
+    let stats = dp.stop();
+    assert_eq!(stats.connections, 0, "closed after the client's FIN");
+    assert_eq!(stats.time_wait, 0);
 }
