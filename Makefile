@@ -72,7 +72,8 @@ demo: release
 	@echo "  namespaces for clients, lastack and three backends, churn at several"
 	@echo "  concurrencies in both close orders, and a table of connections/s, latency"
 	@echo "  and where TIME-WAIT ended up. Today lastack validates config/demo.toml"
-	@echo "  (above) and 'make test' exercises the wire layer, the XDP program and the config."
+	@echo "  (above); 'make test' runs the engine and the AF_XDP datapath against kernel"
+	@echo "  clients, and benches/datapath.sh measures the datapath."
 
 clean:
 	$(CARGO) clean
