@@ -41,7 +41,6 @@ release: deps
 # As root; with CI=true a test that cannot get root or namespaces fails.
 test: deps
 	$(CARGO) test --all-targets
-	$(CARGO) test --doc
 
 lint: deps
 	$(CARGO) fmt --check
