@@ -101,14 +101,21 @@ impl Datapath {
     }
 
     /// Stops the shards once their connections are done (bounded wait).
+    /// Only snapshots published after this call count: an older one may
+    /// predate connections that are still closing.
     fn stop_all(&mut self) -> Vec<ShardStats> {
+        let since: Vec<u64> = self
+            .shards
+            .iter()
+            .map(|h| h.stats.lock().unwrap().published)
+            .collect();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::time::Instant::now() < deadline {
-            if self
-                .shards
-                .iter()
-                .all(|h| h.stats.lock().unwrap().connections == 0)
-            {
+            let settled = self.shards.iter().zip(&since).all(|(h, &since)| {
+                let stats = h.stats.lock().unwrap();
+                stats.published > since + 1 && stats.connections == 0
+            });
+            if settled {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -597,6 +604,9 @@ fn the_source_service_streams_until_the_client_closes() {
         }
     }); // the client closes first
     let stats = dp.stop();
-    assert_eq!(stats.connections, 0, "closed after the client's FIN");
+    assert_eq!(
+        stats.connections, 0,
+        "closed after the client's FIN: {stats:?}"
+    );
     assert_eq!(stats.time_wait, 0);
 }

@@ -62,6 +62,9 @@ pub struct LinkDrops {
 #[derive(Debug, Clone, Default)]
 pub struct ShardStats {
     pub queue: u32,
+    /// How many snapshots have been published: a reader waiting for state
+    /// that is new since some moment waits for this to advance.
+    pub published: u64,
     pub rx_frames: u64,
     pub tx_frames: u64,
     pub drops: LinkDrops,
@@ -182,6 +185,7 @@ impl Shard {
             }
             let sent = self.transmit(now, &mut tx);
             if now - last_publish >= Duration::from_millis(100) {
+                self.stats.published += 1;
                 *published.lock().expect("stats lock") = self.snapshot();
                 last_publish = now;
             }
