@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{SocketAddrV4, TcpListener, TcpStream};
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -152,43 +152,6 @@ fn connect(addr: SocketAddrV4) -> TcpStream {
     stream
 }
 
-fn pattern(i: usize) -> u8 {
-    (i.wrapping_mul(2_654_435_761) >> 13) as u8
-}
-
-/// Writes `size` pattern bytes, half-closes, and checks the echo.
-fn echo_exact(stream: TcpStream, size: usize) {
-    let mut writer = stream.try_clone().unwrap();
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            let mut chunk = vec![0u8; 64 * 1024];
-            let mut sent = 0;
-            while sent < size {
-                let n = chunk.len().min(size - sent);
-                for (k, b) in chunk[..n].iter_mut().enumerate() {
-                    *b = pattern(sent + k);
-                }
-                writer.write_all(&chunk[..n]).unwrap();
-                sent += n;
-            }
-            writer.shutdown(Shutdown::Write).unwrap();
-        });
-        let mut reader = stream;
-        let (mut got, mut chunk) = (0, vec![0u8; 64 * 1024]);
-        loop {
-            let n = reader.read(&mut chunk).unwrap();
-            if n == 0 {
-                break;
-            }
-            for (k, &b) in chunk[..n].iter().enumerate() {
-                assert_eq!(b, pattern(got + k), "byte {}", got + k);
-            }
-            got += n;
-        }
-        assert_eq!(got, size);
-    });
-}
-
 #[test]
 fn sequential_connections_echo_and_the_client_keeps_time_wait() {
     if !common::privileged("sequential_connections_echo") {
@@ -243,12 +206,12 @@ fn concurrent_connections_and_ten_mebibytes_with_half_close() {
     dp.client(|| {
         std::thread::scope(|scope| {
             for _ in 0..200 {
-                scope.spawn(move || echo_exact(connect(vip), 64 * 1024));
+                scope.spawn(move || common::echo_exact(connect(vip), 64 * 1024));
             }
         });
     });
     let started = std::time::Instant::now();
-    dp.client(|| echo_exact(connect(vip), 10 << 20));
+    dp.client(|| common::echo_exact(connect(vip), 10 << 20));
     let elapsed = started.elapsed();
     println!(
         "10 MiB each way through the datapath in {:.2}s ({:.0} Mbit/s each way)",
@@ -343,7 +306,7 @@ fn five_percent_loss_on_the_client_side_stays_byte_exact() {
     std::fs::remove_file(&path).unwrap();
     let vip = dp.vip(ECHO);
     let started = std::time::Instant::now();
-    dp.client(|| echo_exact(connect(vip), 1 << 20));
+    dp.client(|| common::echo_exact(connect(vip), 1 << 20));
     println!(
         "1 MiB each way at 5 % loss in {:.2}s",
         started.elapsed().as_secs_f64()

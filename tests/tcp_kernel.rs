@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpStream};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -233,7 +233,7 @@ fn ten_mebibytes_each_way_are_byte_exact_with_the_kernel() {
     let server = topo.serve(Closing::AfterClient, stop.clone());
     let size = 10 << 20;
     let started = std::time::Instant::now();
-    topo.client(|| echo_transfer(size));
+    topo.client(|| common::echo_exact(connect(), size));
     let elapsed = started.elapsed();
     println!(
         "10 MiB each way through our stack and the kernel in {:.2}s ({:.0} Mbit/s each way)",
@@ -273,43 +273,6 @@ fn our_stack_closing_first_keeps_the_time_wait() {
     assert_eq!(stack.slots_in_use(), 0);
 }
 
-/// Sends `size` bytes of a pattern on a new connection, reads the echo back
-/// byte-checked while sending, half-closes, and waits for our FIN.
-fn echo_transfer(size: usize) {
-    let pattern = |i: usize| (i.wrapping_mul(2_654_435_761) >> 13) as u8;
-    let stream = connect();
-    let mut writer = stream.try_clone().unwrap();
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            let mut chunk = vec![0u8; 64 * 1024];
-            let mut sent = 0;
-            while sent < size {
-                let n = chunk.len().min(size - sent);
-                for (k, b) in chunk[..n].iter_mut().enumerate() {
-                    *b = pattern(sent + k);
-                }
-                writer.write_all(&chunk[..n]).unwrap();
-                sent += n;
-            }
-            writer.shutdown(Shutdown::Write).unwrap();
-        });
-        let mut reader = stream;
-        let mut got = 0;
-        let mut chunk = vec![0u8; 64 * 1024];
-        loop {
-            let n = reader.read(&mut chunk).unwrap();
-            if n == 0 {
-                break;
-            }
-            for (k, &b) in chunk[..n].iter().enumerate() {
-                assert_eq!(b, pattern(got + k), "byte {}", got + k);
-            }
-            got += n;
-        }
-        assert_eq!(got, size, "everything echoed, then our FIN");
-    });
-}
-
 #[test]
 fn five_percent_loss_both_ways_stays_byte_exact_with_the_kernel() {
     if !common::privileged("five_percent_loss_with_the_kernel") {
@@ -320,7 +283,7 @@ fn five_percent_loss_both_ways_stays_byte_exact_with_the_kernel() {
     let stop = Arc::new(AtomicBool::new(false));
     let server = topo.serve_lossy(Closing::AfterClient, stop.clone(), 5);
     let started = std::time::Instant::now();
-    topo.client(|| echo_transfer(1 << 20));
+    topo.client(|| common::echo_exact(connect(), 1 << 20));
     stop.store(true, Ordering::Relaxed);
     let stack = server.join().unwrap();
     let stats = stack.stats();

@@ -196,3 +196,44 @@ impl VethPair {
             .enter(move || nix::net::if_::if_nametoindex(name.as_str()).expect("ifindex"))
     }
 }
+
+/// The byte at offset `i` of the test streams.
+pub fn pattern(i: usize) -> u8 {
+    (i.wrapping_mul(2_654_435_761) >> 13) as u8
+}
+
+/// Sends `size` pattern bytes on `stream` from one thread while reading the
+/// echo back byte-checked on this one, half-closes once everything is
+/// sent, and expects exactly `size` bytes and then the peer's FIN.
+pub fn echo_exact(stream: std::net::TcpStream, size: usize) {
+    use std::io::{Read, Write};
+    let mut writer = stream.try_clone().unwrap();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut chunk = vec![0u8; 64 * 1024];
+            let mut sent = 0;
+            while sent < size {
+                let n = chunk.len().min(size - sent);
+                for (k, b) in chunk[..n].iter_mut().enumerate() {
+                    *b = pattern(sent + k);
+                }
+                writer.write_all(&chunk[..n]).unwrap();
+                sent += n;
+            }
+            writer.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        let mut reader = stream;
+        let (mut got, mut chunk) = (0, vec![0u8; 64 * 1024]);
+        loop {
+            let n = reader.read(&mut chunk).unwrap();
+            if n == 0 {
+                break;
+            }
+            for (k, &b) in chunk[..n].iter().enumerate() {
+                assert_eq!(b, pattern(got + k), "byte {}", got + k);
+            }
+            got += n;
+        }
+        assert_eq!(got, size, "everything echoed, then the peer's FIN");
+    });
+}
