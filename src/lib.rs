@@ -3,11 +3,15 @@
 //! See `DESIGN.md` in the shared folder and the README for the data flow.
 //! Module boundaries:
 //! - [`wire`]: zero-copy packet views; no allocation, no I/O.
+//! - [`tcp`]: the sans-IO TCP engine; never a socket, a clock or an RNG.
+//! - [`link`]: packet I/O (the XDP steering program, AF_XDP, TUN, raw).
+//! - [`shard`]: one core's loop gluing `link`, `tcp` and the services.
+//! - [`proxy`]: the backend side (so far the PROXY protocol header).
 //! - [`config`]: the TOML schema, loading and validation.
-//! - [`link`]: packet I/O (the XDP steering program and, later, AF_XDP).
 
 pub mod config;
 pub mod link;
+pub mod proxy;
 pub mod shard;
 pub mod tcp;
 pub mod wire;
