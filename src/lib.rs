@@ -7,6 +7,7 @@
 //! - [`link`]: packet I/O (the XDP steering program, AF_XDP, TUN, raw).
 //! - [`shard`]: one core's loop gluing `link`, `tcp` and the services.
 //! - [`proxy`]: the backend side (so far the PROXY protocol header).
+//! - [`upstream`]: backend pools (so far the balancing algorithms).
 //! - [`config`]: the TOML schema, loading and validation.
 
 pub mod config;
@@ -14,4 +15,5 @@ pub mod link;
 pub mod proxy;
 pub mod shard;
 pub mod tcp;
+pub mod upstream;
 pub mod wire;

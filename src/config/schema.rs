@@ -220,8 +220,10 @@ pub enum Balance {
     RoundRobin,
     /// The healthy backend with the fewest open connections per weight.
     LeastConnections,
-    /// Two random backends by weight, the less loaded one wins.
-    RandomTwo,
+    /// Consistent hashing on the client address (Maglev): a client keeps
+    /// its backend, and removing a backend moves only that backend's
+    /// clients.
+    Maglev,
 }
 
 /// PROXY protocol version sent to backends.
