@@ -1,4 +1,5 @@
 //! The backend side: pools, balancing, (later) the io_uring driver and
-//! health checks. So far: [`balance`].
+//! health checks. So far: [`balance`] and [`health`].
 
 pub mod balance;
+pub mod health;
