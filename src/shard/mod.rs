@@ -27,7 +27,7 @@ use xsk_rs::FrameDesc;
 
 use crate::config::Service;
 use crate::link::xsk::{FrameCounts, XskSocket};
-use crate::tcp::{Event, Instant, ListenerId, Stack, Stats, TcpConfig};
+use crate::tcp::{ConnId, Event, Instant, ListenerId, Stack, Stats, TcpConfig};
 use crate::wire::{self, Frame};
 use service::Served;
 
@@ -90,7 +90,10 @@ pub struct Shard {
     socket: XskSocket,
     stack: Stack,
     listeners: HashMap<ListenerId, ListenerSpec>,
-    served: Vec<Served>,
+    /// Connections being served, by handle.
+    served: HashMap<ConnId, Served>,
+    /// Connections with an event since they were last pumped.
+    ready: Vec<ConnId>,
     stats: ShardStats,
     clock: std::time::Instant,
     busy_poll: Duration,
@@ -119,7 +122,8 @@ impl Shard {
             socket,
             stack,
             listeners: specs,
-            served: Vec::new(),
+            served: HashMap::new(),
+            ready: Vec::new(),
             stats: ShardStats {
                 queue,
                 ..Default::default()
@@ -236,38 +240,45 @@ impl Shard {
         n
     }
 
-    /// Step 4: events and data for the services.
+    /// Step 4: events and data for the services. Only connections with an
+    /// event are pumped: the work is per event, not per open connection.
     fn serve(&mut self, now: Instant, scratch: &mut [u8]) {
-        loop {
-            while let Some(event) = self.stack.poll_event() {
-                match event {
-                    Event::Acceptable(listener) => {
-                        let spec = self.listeners[&listener];
-                        while let Some(id) = self.stack.accept(listener) {
-                            self.served.push(Served {
-                                id,
-                                service: spec.service,
-                                sent: 0,
-                                shut: false,
-                                last_active: now,
-                            });
-                        }
+        while let Some(event) = self.stack.poll_event() {
+            match event {
+                Event::Acceptable(listener) => {
+                    let spec = self.listeners[&listener];
+                    while let Some(id) = self.stack.accept(listener) {
+                        let served = Served {
+                            id,
+                            service: spec.service,
+                            sent: 0,
+                            shut: false,
+                            last_active: now,
+                        };
+                        self.served.insert(id, served);
+                        self.ready.push(id);
                     }
-                    Event::Closed(id) => {
-                        let _ = self.stack.close(now, id);
-                        self.served.retain(|s| s.id != id);
-                    }
-                    Event::Reset(id, _) => self.served.retain(|s| s.id != id),
-                    _ => {}
                 }
+                Event::Readable(id) | Event::Writable(id) | Event::PeerClosed(id) => {
+                    self.ready.push(id)
+                }
+                Event::Closed(id) => {
+                    let _ = self.stack.close(now, id);
+                    self.served.remove(&id);
+                }
+                Event::Reset(id, _) => {
+                    self.served.remove(&id);
+                }
+                Event::Connected(_) => {}
             }
-            let mut moved = false;
-            for served in &mut self.served {
-                moved |= service::pump(&mut self.stack, now, served, scratch);
-            }
-            self.served.retain(|s| !s.shut);
-            if !moved {
-                break;
+        }
+        for id in std::mem::take(&mut self.ready) {
+            let Some(served) = self.served.get_mut(&id) else {
+                continue;
+            };
+            service::pump(&mut self.stack, now, served, scratch);
+            if served.shut {
+                self.served.remove(&id);
             }
         }
     }
@@ -277,22 +288,20 @@ impl Shard {
     fn close_idle(&mut self, now: Instant) {
         let listeners = &self.listeners;
         let stack = &mut self.stack;
-        for served in &mut self.served {
-            let Some(tuple) = stack.tuple(served.id) else {
-                continue;
+        self.served.retain(|&id, served| {
+            let Some(tuple) = stack.tuple(id) else {
+                return true;
             };
             let idle = listeners
                 .values()
                 .find(|l| l.addr == tuple.local)
                 .map(|l| l.idle_timeout);
-            if let Some(idle) = idle {
-                if now - served.last_active >= idle {
-                    let _ = stack.close(now, served.id);
-                    served.shut = true;
-                }
+            if idle.is_some_and(|idle| now - served.last_active >= idle) {
+                let _ = stack.close(now, id);
+                return false;
             }
-        }
-        self.served.retain(|s| !s.shut);
+            true
+        });
     }
 
     /// Step 5: the engine's output into one tx batch.

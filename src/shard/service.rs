@@ -1,6 +1,8 @@
 //! In-process services on the accept queue, selectable per listener: echo,
 //! discard and source (for tests and benchmarks; the proxy replaces them).
-//! Each respects backpressure: it moves only what the send buffer takes.
+//! Each respects backpressure: it moves only what the send buffer takes,
+//! and is pumped again on the connection's next event (Readable when data
+//! arrives, Writable when a full send buffer drains, PeerClosed).
 
 use crate::config::Service;
 use crate::tcp::{ConnId, Instant, Stack};
@@ -56,14 +58,22 @@ pub fn pump(stack: &mut Stack, now: Instant, served: &mut Served, scratch: &mut 
         },
         Service::Source => {
             while stack.recv(now, id, scratch).unwrap_or(0) > 0 {}
-            if !served.shut {
+            // Fill the send buffer: a full buffer brings a Writable event
+            // once the peer has taken half of it.
+            while !served.shut {
                 let room = stack.send_capacity(id).min(scratch.len());
+                if room == 0 {
+                    break;
+                }
                 for (k, byte) in scratch[..room].iter_mut().enumerate() {
                     *byte = source_byte(served.sent + k as u64);
                 }
                 let n = stack.send(now, id, &scratch[..room]).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
                 served.sent += n as u64;
-                moved |= n > 0;
+                moved = true;
             }
         }
     }

@@ -138,7 +138,8 @@ pub enum Event {
     Connected(ConnId),
     /// New data can be read.
     Readable(ConnId),
-    /// Send buffer space became free.
+    /// Send buffer space became free (at least half the buffer) after a
+    /// send that filled it or was cut short.
     Writable(ConnId),
     /// The peer sent FIN: after the data already readable, no more comes.
     PeerClosed(ConnId),

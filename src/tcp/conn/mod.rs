@@ -305,7 +305,9 @@ impl Conn {
     /// SEND (§3.10.2): buffers what fits, returns the count.
     pub fn send(&mut self, data: &[u8]) -> usize {
         let n = self.send_buf.write(data);
-        if n < data.len() {
+        // Short write, or the buffer is now full: the application will
+        // want to know when room comes back.
+        if n < data.len() || self.send_buf.free() == 0 {
             self.writable_wanted = true;
         }
         n
