@@ -49,6 +49,9 @@ pub struct XskSocket {
     held: usize,
     /// Scratch descriptors for ring batches (kept to avoid allocating).
     scratch: Vec<FrameDesc>,
+    /// A descriptor of this UMEM to fill `scratch` slots with before a
+    /// ring overwrites them; never lent to the kernel through it.
+    placeholder: FrameDesc,
     frame_len: usize,
 }
 
@@ -126,6 +129,7 @@ impl XskSocket {
         let (fill, completion) =
             rings.ok_or_else(|| error("the UMEM came without fill/completion rings".into()))?;
         let total = frames.len();
+        let placeholder = frames[0];
         let mut socket = Self {
             tx,
             rx,
@@ -139,6 +143,7 @@ impl XskSocket {
             in_tx: 0,
             held: 0,
             scratch: Vec::with_capacity(BATCH),
+            placeholder,
             frame_len: 0,
         };
         // The data segment's size, as the UMEM lays frames out.
@@ -229,7 +234,7 @@ impl XskSocket {
     /// must go back with [`release`](Self::release).
     pub fn receive(&mut self, out: &mut Vec<FrameDesc>) -> usize {
         self.scratch.clear();
-        self.scratch.resize(BATCH, self.empty_desc());
+        self.scratch.resize(BATCH, self.placeholder);
         // Safety: the rx ring only hands back frames of this UMEM that we
         // lent through the fill ring; from here we hold them.
         let n = unsafe { self.rx.consume(&mut self.scratch) };
@@ -252,18 +257,6 @@ impl XskSocket {
     pub fn release(&mut self, desc: FrameDesc) {
         self.held -= 1;
         self.free.push(desc);
-    }
-
-    fn empty_desc(&self) -> FrameDesc {
-        // Any descriptor will do as a slot to be overwritten.
-        self.free
-            .first()
-            .copied()
-            .unwrap_or_else(|| self.last_seen())
-    }
-
-    fn last_seen(&self) -> FrameDesc {
-        self.scratch.first().copied().expect("a descriptor exists")
     }
 
     /// Takes a free frame for transmission, if any.
@@ -316,7 +309,7 @@ impl XskSocket {
             return 0;
         }
         self.scratch.clear();
-        self.scratch.resize(BATCH, self.empty_desc());
+        self.scratch.resize(BATCH, self.placeholder);
         // Safety: the completion ring only returns frames of this UMEM that
         // we put on the tx ring; from here they are ours again.
         let n = unsafe { self.completion.consume(&mut self.scratch) };
