@@ -143,13 +143,7 @@ impl Datapath {
 }
 
 fn connect(addr: SocketAddrV4) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5))
-        .expect("connect to the VIP");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream
+    common::connect(addr, Duration::from_secs(20))
 }
 
 #[test]

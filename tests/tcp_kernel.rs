@@ -182,13 +182,7 @@ fn echo_server(tun: TunDevice, closing: Closing, stop: &AtomicBool, rx_loss_perc
 }
 
 fn connect() -> TcpStream {
-    let stream = TcpStream::connect_timeout(&OURS.into(), Duration::from_secs(5))
-        .expect("connect to our stack");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream
+    common::connect(OURS, Duration::from_secs(10))
 }
 
 #[test]

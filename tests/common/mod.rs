@@ -237,3 +237,17 @@ pub fn echo_exact(stream: std::net::TcpStream, size: usize) {
         assert_eq!(got, size, "everything echoed, then the peer's FIN");
     });
 }
+
+/// A kernel TCP connection to `addr` (5 s to connect), with `read_timeout`
+/// on reads and Nagle off.
+pub fn connect(
+    addr: std::net::SocketAddrV4,
+    read_timeout: std::time::Duration,
+) -> std::net::TcpStream {
+    let stream =
+        std::net::TcpStream::connect_timeout(&addr.into(), std::time::Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    stream.set_read_timeout(Some(read_timeout)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
