@@ -1,5 +1,9 @@
-//! The backend side: pools, balancing, (later) the io_uring driver and
-//! health checks. So far: [`balance`] and [`health`].
+//! The backend side: the shard's io_uring driver ([`uring`]), backend
+//! sockets ([`socket`]) and their source ports ([`ports`]), pools and
+//! balancing ([`pool`], [`balance`]), health ([`health`], [`checker`]).
 
 pub mod balance;
 pub mod health;
+pub mod ports;
+pub mod socket;
+pub mod uring;
