@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use lastack::config::{self, Config, LogFormat, Service};
+use lastack::config::{self, Config, LogFormat};
 use lastack::link::xdp::Steering;
 use lastack::tcp::TcpConfig;
 use tracing_subscriber::EnvFilter;
@@ -130,18 +130,6 @@ fn run(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     use lastack::link::xsk::XskSocket;
     use lastack::shard::{ListenerSpec, Shard};
 
-    if let Some(listener) = config
-        .listeners
-        .iter()
-        .find(|l| l.service == Service::Proxy)
-    {
-        return Err(format!(
-            "listener `{}`: service = \"proxy\" is not built yet (the proxy arrives with the next \
-             issue); use \"echo\", \"discard\" or \"source\"",
-            listener.name
-        )
-        .into());
-    }
     if config.interfaces.is_empty() {
         return Err("no [[interfaces]] configured: nothing to serve".into());
     }
@@ -162,6 +150,9 @@ fn run(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     let tcp = TcpConfig::from(&config.tcp);
+    let board = Arc::new(lastack::upstream::pool::HealthBoard::new(&config.pools));
+    let checkers = lastack::upstream::checker::spawn(&board, &config.pools, &stop);
+    let total_shards: usize = config.interfaces.iter().map(|i| i.queues as usize).sum();
     let mut programs = Vec::new();
     let mut shards = Vec::new();
     for interface in &config.interfaces {
@@ -190,8 +181,13 @@ fn run(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
                 .sum::<usize>())
             .max(1);
             let core = interface.cores.get(queue as usize).map(|&c| c as usize);
-            let shard = Shard::new(socket, tcp.clone(), secret, max, &specs)
+            let mut shard = Shard::new(socket, tcp.clone(), secret, max, &specs)
                 .with_busy_poll(*interface.busy_poll);
+            if let Some(proxy) =
+                lastack::proxy::for_shard(config, &board, shards.len(), total_shards)?
+            {
+                shard = shard.with_proxy(proxy);
+            }
             shards.push(shard.spawn(core));
         }
         tracing::info!(interface = %interface.name, mode = ?interface.xdp_mode, queues = interface.queues, "serving");
@@ -213,8 +209,13 @@ fn run(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
             rx = stats.rx_frames,
             tx = stats.tx_frames,
             connections = stats.tcp.connections_opened,
+            proxied = stats.proxy.sessions_opened,
+            time_wait = stats.time_wait,
             "shard stopped"
         );
+    }
+    for checker in checkers {
+        let _ = checker.join();
     }
     for (name, steering) in &programs {
         tracing::info!(interface = %name, counters = ?steering.counters()?, "detaching XDP steering");

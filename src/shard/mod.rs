@@ -27,6 +27,7 @@ use xsk_rs::FrameDesc;
 
 use crate::config::Service;
 use crate::link::xsk::{FrameCounts, XskSocket};
+use crate::proxy::{Proxy, ProxyStats};
 use crate::tcp::{ConnId, Event, Instant, ListenerId, Stack, Stats, TcpConfig};
 use crate::wire::{self, Frame};
 use service::Served;
@@ -75,6 +76,7 @@ pub struct ShardStats {
     pub time_wait: usize,
     /// Connections per TCP state (name, count).
     pub states: Vec<(&'static str, usize)>,
+    pub proxy: ProxyStats,
 }
 
 /// Handle to a running shard.
@@ -90,6 +92,10 @@ pub struct Shard {
     socket: XskSocket,
     stack: Stack,
     listeners: HashMap<ListenerId, ListenerSpec>,
+    /// Proxy listeners: index among them (the order of `service = proxy`
+    /// specs given to [`Shard::new`], which the [`Proxy`] follows).
+    proxy_listeners: HashMap<ListenerId, usize>,
+    proxy: Option<Proxy>,
     /// Connections being served, by handle.
     served: HashMap<ConnId, Served>,
     /// Connections with an event since they were last pumped.
@@ -111,17 +117,23 @@ impl Shard {
     ) -> Self {
         let mut stack = Stack::new(config, secret, max_connections);
         let mut specs = HashMap::new();
+        let mut proxy_listeners = HashMap::new();
         for spec in listeners {
             let id = stack
                 .listen(spec.addr)
                 .expect("listener addresses are validated unique");
             specs.insert(id, *spec);
+            if spec.service == Service::Proxy {
+                proxy_listeners.insert(id, proxy_listeners.len());
+            }
         }
         let queue = socket.queue();
         Self {
             socket,
             stack,
             listeners: specs,
+            proxy_listeners,
+            proxy: None,
             served: HashMap::new(),
             ready: Vec::new(),
             stats: ShardStats {
@@ -131,6 +143,13 @@ impl Shard {
             clock: std::time::Instant::now(),
             busy_poll: BUSY_POLL,
         }
+    }
+
+    /// Serves the proxy listeners with `proxy` (without one, their
+    /// connections are reset).
+    pub fn with_proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = Some(proxy);
+        self
     }
 
     /// Sets the busy-poll window (zero: sleep as soon as idle).
@@ -182,18 +201,28 @@ impl Shard {
             let received = self.receive(&mut rx);
             let now = self.now();
             self.stack.handle_timeout(now);
+            let completed = match self.proxy.as_mut() {
+                Some(proxy) => proxy.process_completions(&mut self.stack, now),
+                None => 0,
+            };
             self.serve(now, &mut scratch);
             if now - last_idle_scan >= Duration::from_millis(50) {
                 self.close_idle(now);
+                if let Some(proxy) = self.proxy.as_mut() {
+                    proxy.tick(&mut self.stack, now);
+                }
                 last_idle_scan = now;
             }
             let sent = self.transmit(now, &mut tx);
+            if let Some(proxy) = self.proxy.as_mut() {
+                proxy.submit();
+            }
             if now - last_publish >= Duration::from_millis(100) {
                 self.stats.published += 1;
                 *published.lock().expect("stats lock") = self.snapshot();
                 last_publish = now;
             }
-            if received > 0 || sent > 0 {
+            if received > 0 || sent > 0 || completed > 0 {
                 last_work = now;
             } else if now - last_work < self.busy_poll {
                 // Busy: more frames are likely within microseconds; a
@@ -210,8 +239,24 @@ impl Shard {
                     wait
                 };
                 self.socket.kick_tx();
-                self.socket.wait_readable(wait as i32);
+                match self.proxy.as_mut() {
+                    Some(proxy) => {
+                        use std::os::fd::AsRawFd;
+                        let xsk = self.socket.fd().as_raw_fd();
+                        proxy.wait(xsk, Duration::from_millis(wait));
+                    }
+                    None => {
+                        self.socket.wait_readable(wait as i32);
+                    }
+                }
             }
+        }
+        let now = self.now();
+        if let Some(proxy) = self.proxy.as_mut() {
+            proxy.shutdown(&mut self.stack, now);
+            let mut tx = Vec::with_capacity(crate::link::xsk::BATCH);
+            self.transmit(now, &mut tx);
+            self.socket.kick_tx();
         }
         *published.lock().expect("stats lock") = self.snapshot();
     }
@@ -246,6 +291,17 @@ impl Shard {
         while let Some(event) = self.stack.poll_event() {
             match event {
                 Event::Acceptable(listener) => {
+                    if let Some(&index) = self.proxy_listeners.get(&listener) {
+                        while let Some(id) = self.stack.accept(listener) {
+                            match self.proxy.as_mut() {
+                                Some(proxy) => proxy.open(&mut self.stack, now, id, index),
+                                None => {
+                                    let _ = self.stack.abort(now, id);
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     let spec = self.listeners[&listener];
                     while let Some(id) = self.stack.accept(listener) {
                         let served = Served {
@@ -260,7 +316,20 @@ impl Shard {
                     }
                 }
                 Event::Readable(id) | Event::Writable(id) | Event::PeerClosed(id) => {
-                    self.ready.push(id)
+                    match self.proxy.as_mut() {
+                        Some(proxy) if proxy.owns(id) => {
+                            proxy.on_client_event(&mut self.stack, now, id)
+                        }
+                        _ => self.ready.push(id),
+                    }
+                }
+                Event::Closed(id) | Event::Reset(id, _)
+                    if self.proxy.as_ref().is_some_and(|p| p.owns(id)) =>
+                {
+                    let reset = matches!(event, Event::Reset(..));
+                    if let Some(proxy) = self.proxy.as_mut() {
+                        proxy.on_client_gone(&mut self.stack, now, id, reset);
+                    }
                 }
                 Event::Closed(id) => {
                     let _ = self.stack.close(now, id);
@@ -358,6 +427,9 @@ impl Shard {
         let mut stats = self.stats.clone();
         stats.frames = self.socket.counts();
         stats.tcp = self.stack.stats().clone();
+        if let Some(proxy) = &self.proxy {
+            stats.proxy = proxy.stats;
+        }
         stats.connections = self.stack.connection_count();
         stats.time_wait = self.stack.time_wait_count();
         stats.states = self

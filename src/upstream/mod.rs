@@ -7,3 +7,5 @@ pub mod health;
 pub mod ports;
 pub mod socket;
 pub mod uring;
+pub mod checker;
+pub mod pool;

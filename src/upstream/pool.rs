@@ -1,0 +1,244 @@
+//! Backend pools at run time: the health every shard reads
+//! ([`HealthBoard`], shared), and each shard's own view of a pool
+//! ([`ShardPool`]: balancing state, open connections per backend, source
+//! addresses and their port queues).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::balance::{least_connections, BackendState, Maglev, RoundRobin};
+use super::health::{Health, Transition};
+use super::ports::PortQueue;
+use crate::config::{Balance, Pool, ProxyProtocol};
+
+/// One backend's health, shared by the shards and the checker.
+#[derive(Debug)]
+pub struct BackendHealth {
+    pub address: SocketAddrV4,
+    /// Fast read for every new connection: may it get one?
+    accepts: AtomicBool,
+    state: Mutex<Health>,
+    /// Connect failures seen by the shards (passive checks).
+    pub connect_failures: AtomicU64,
+}
+
+/// Health of every backend of every pool, indexed `[pool][backend]`.
+/// Changes bump `epoch`, so shards rebuild what depends on the set of
+/// live backends (a Maglev table) only when it changed.
+#[derive(Debug)]
+pub struct HealthBoard {
+    pools: Vec<Vec<BackendHealth>>,
+    epoch: AtomicU64,
+}
+
+impl HealthBoard {
+    pub fn new(pools: &[Pool]) -> Self {
+        let pools = pools
+            .iter()
+            .map(|pool| {
+                let (rise, fall) = (pool.health_check.rise, pool.health_check.fall);
+                pool.backends
+                    .iter()
+                    .map(|b| BackendHealth {
+                        address: *b.address,
+                        accepts: AtomicBool::new(true),
+                        state: Mutex::new(Health::new(rise, fall)),
+                        connect_failures: AtomicU64::new(0),
+                    })
+                    .collect()
+            })
+            .collect();
+        Self {
+            pools,
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    pub fn backends(&self, pool: usize) -> &[BackendHealth] {
+        &self.pools[pool]
+    }
+
+    pub fn accepts(&self, pool: usize, backend: usize) -> bool {
+        self.pools[pool][backend].accepts.load(Ordering::Relaxed)
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Records a check or connect result; logs and publishes a change.
+    pub fn record(&self, pool: usize, backend: usize, ok: bool) {
+        let entry = &self.pools[pool][backend];
+        if !ok {
+            entry.connect_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut state = entry.state.lock().expect("health lock");
+        if let Some(change) = state.record(ok) {
+            entry.accepts.store(state.accepts_new(), Ordering::Relaxed);
+            self.epoch.fetch_add(1, Ordering::Release);
+            match change {
+                Transition::WentDown => tracing::warn!(backend = %entry.address, "backend down"),
+                Transition::WentUp => tracing::info!(backend = %entry.address, "backend up"),
+            }
+        }
+    }
+
+    /// Drains a backend (existing connections finish, no new ones).
+    pub fn set_draining(&self, pool: usize, backend: usize, draining: bool) {
+        let entry = &self.pools[pool][backend];
+        let mut state = entry.state.lock().expect("health lock");
+        state.set_draining(draining);
+        entry.accepts.store(state.accepts_new(), Ordering::Relaxed);
+        self.epoch.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn is_up(&self, pool: usize, backend: usize) -> bool {
+        self.pools[pool][backend]
+            .state
+            .lock()
+            .expect("health lock")
+            .is_up()
+    }
+}
+
+/// A source address and this shard's share of its ports.
+#[derive(Debug)]
+pub struct Source {
+    pub address: Ipv4Addr,
+    pub ports: PortQueue,
+}
+
+/// First and last source port lastack binds backend sockets to.
+pub const SOURCE_PORTS: (u16, u16) = (1024, 65535);
+
+/// One shard's view of a pool.
+#[derive(Debug)]
+pub struct ShardPool {
+    pub index: usize,
+    pub backends: Vec<SocketAddrV4>,
+    weights: Vec<u32>,
+    /// Open connections per backend on this shard.
+    pub active: Vec<u32>,
+    balance: Balance,
+    round_robin: RoundRobin,
+    least_start: usize,
+    maglev: Option<Maglev>,
+    maglev_epoch: Option<u64>,
+    pub sources: Vec<Source>,
+    next_source: usize,
+    pub connect_timeout: Duration,
+    pub retries: u32,
+    pub proxy_protocol: ProxyProtocol,
+    /// This shard's share of the per-backend limit (0: none).
+    pub max_per_backend: u32,
+    scratch: Vec<BackendState>,
+}
+
+impl ShardPool {
+    /// Shard `shard` of `shards`' view of config pool `index`. Without
+    /// configured source addresses, sockets bind the wildcard address (the
+    /// route chooses it) and still get their port from lastack.
+    pub fn new(index: usize, pool: &Pool, shard: usize, shards: usize) -> Self {
+        let addresses: Vec<Ipv4Addr> = if pool.source_addresses.is_empty() {
+            vec![Ipv4Addr::UNSPECIFIED]
+        } else {
+            pool.source_addresses.iter().map(|a| **a).collect()
+        };
+        let sources = addresses
+            .into_iter()
+            .map(|address| Source {
+                address,
+                ports: PortQueue::new(SOURCE_PORTS.0, SOURCE_PORTS.1, shard, shards),
+            })
+            .collect();
+        let shards_u32 = shards.max(1) as u32;
+        Self {
+            index,
+            backends: pool.backends.iter().map(|b| *b.address).collect(),
+            weights: pool.backends.iter().map(|b| b.weight).collect(),
+            active: vec![0; pool.backends.len()],
+            balance: pool.balance,
+            round_robin: RoundRobin::default(),
+            least_start: shard,
+            maglev: None,
+            maglev_epoch: None,
+            sources,
+            next_source: 0,
+            connect_timeout: *pool.connect_timeout,
+            retries: pool.retries,
+            proxy_protocol: pool.proxy_protocol,
+            max_per_backend: pool.max_connections_per_backend.div_ceil(shards_u32),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Chooses a backend for `client`, skipping those down, draining, at
+    /// their connection limit, or in `exclude` (already tried). `None`:
+    /// nothing can take the connection.
+    pub fn choose(&mut self, board: &HealthBoard, client: Ipv4Addr, exclude: u64) -> Option<usize> {
+        self.scratch.clear();
+        for i in 0..self.backends.len() {
+            let full = self.max_per_backend > 0 && self.active[i] >= self.max_per_backend;
+            let excluded = i < 64 && exclude & (1 << i) != 0;
+            self.scratch.push(BackendState {
+                weight: self.weights[i],
+                up: board.accepts(self.index, i) && !full && !excluded,
+                active: self.active[i],
+            });
+        }
+        match self.balance {
+            Balance::RoundRobin => self.round_robin.pick(&self.scratch),
+            Balance::LeastConnections => {
+                self.least_start = self.least_start.wrapping_add(1);
+                least_connections(&self.scratch, self.least_start % self.backends.len().max(1))
+            }
+            Balance::Maglev => {
+                let epoch = board.epoch();
+                if self.maglev_epoch != Some(epoch) {
+                    // The table covers the backends that are healthy; a
+                    // full or already-tried pick falls back below.
+                    let names: Vec<Vec<u8>> =
+                        self.backends.iter().map(|a| a.to_string().into_bytes()).collect();
+                    let refs: Vec<&[u8]> = names.iter().map(|n| n.as_slice()).collect();
+                    let healthy: Vec<BackendState> = (0..self.backends.len())
+                        .map(|i| BackendState {
+                            weight: self.weights[i],
+                            up: board.accepts(self.index, i),
+                            active: 0,
+                        })
+                        .collect();
+                    self.maglev = Maglev::build(&refs, &healthy);
+                    self.maglev_epoch = Some(epoch);
+                }
+                let pick = self.maglev.as_ref().map(|m| m.pick(client));
+                match pick {
+                    Some(i) if self.scratch[i].up => Some(i),
+                    _ => least_connections(&self.scratch, 0),
+                }
+            }
+        }
+    }
+
+    /// The next source address (in turn) and a port from its queue;
+    /// `None` when this shard has no free port on any address.
+    pub fn take_source(&mut self) -> Option<(usize, Ipv4Addr, u16)> {
+        for _ in 0..self.sources.len() {
+            let k = self.next_source % self.sources.len();
+            self.next_source = self.next_source.wrapping_add(1);
+            if let Some(port) = self.sources[k].ports.take() {
+                return Some((k, self.sources[k].address, port));
+            }
+        }
+        None
+    }
+
+    pub fn give_back_source(&mut self, source: usize, port: u16) {
+        self.sources[source].ports.give_back(port);
+    }
+
+    pub fn retire_source(&mut self, source: usize, port: u16) {
+        self.sources[source].ports.retire(port);
+    }
+}

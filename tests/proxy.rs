@@ -1,0 +1,399 @@
+//! The proxy end to end, with real peers in three namespaces: Linux
+//! clients (`a`) → lastack (`b`: native XDP + AF_XDP on the client veth, a
+//! shard with its io_uring) → Linux backends (`c`, kernel sockets, several
+//! addresses on one veth).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use lastack::config::{BindMode, Service, XdpMode};
+use lastack::link::xdp::Steering;
+use lastack::link::xsk::XskSocket;
+use lastack::shard::{ListenerSpec, Shard, ShardHandle, ShardStats};
+use lastack::tcp::{Secret, TcpConfig};
+use lastack::upstream::pool::HealthBoard;
+
+/// What a test backend does with each connection.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    /// Echoes until EOF, then closes (so it closes second).
+    Echo,
+    /// Reads a request of this many bytes, answers with `response` bytes
+    /// and closes at once (the server closes first).
+    Respond { request: usize, response: usize },
+    /// Parses a PROXY v2 header and answers with the address it names
+    /// ("a.b.c.d:port\n"), then echoes.
+    ProxyV2Reporter,
+    /// Reads `chunk` bytes every `pause` (a slow reader), discarding.
+    Slow { chunk: usize, pause: Duration },
+}
+
+/// A backend server on `addr` in namespace `ns`, until `stop` (then its
+/// listening socket closes: the backend is "killed").
+struct Server {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    pub accepted: Arc<AtomicU64>,
+}
+
+impl Server {
+    fn start(ns: &str, addr: SocketAddrV4, kind: Backend) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let path = format!("/var/run/netns/{ns}");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (thread_stop, thread_accepted) = (stop.clone(), accepted.clone());
+        let thread = std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).unwrap();
+            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let listener = TcpListener::bind(addr).unwrap();
+            listener.set_nonblocking(true).unwrap();
+            ready_tx.send(()).unwrap();
+            while !thread_stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        thread_accepted.fetch_add(1, Ordering::Relaxed);
+                        stream.set_nonblocking(false).unwrap();
+                        std::thread::spawn(move || serve(stream, kind));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_micros(200)),
+                }
+            }
+        });
+        ready_rx.recv().unwrap();
+        Self {
+            stop,
+            thread: Some(thread),
+            accepted,
+        }
+    }
+
+    fn kill(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn serve(mut stream: TcpStream, kind: Backend) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = vec![0u8; 64 * 1024];
+    match kind {
+        Backend::Echo => loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if stream.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        },
+        Backend::Respond { request, response } => {
+            let mut got = 0;
+            while got < request {
+                match stream.read(&mut buf[..request - got]) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got += n,
+                }
+            }
+            let body: Vec<u8> = (0..response).map(common::pattern).collect();
+            let _ = stream.write_all(&body);
+        }
+        Backend::ProxyV2Reporter => {
+            let mut header = [0u8; 28];
+            if stream.read_exact(&mut header).is_err() {
+                return;
+            }
+            assert_eq!(&header[..12], b"\r\n\r\n\0\r\nQUIT\n", "v2 signature");
+            assert_eq!(header[12], 0x21, "version 2, PROXY");
+            assert_eq!(header[13], 0x11, "TCP over IPv4");
+            assert_eq!(u16::from_be_bytes([header[14], header[15]]), 12);
+            let src = Ipv4Addr::new(header[16], header[17], header[18], header[19]);
+            let port = u16::from_be_bytes([header[24], header[25]]);
+            let _ = stream.write_all(format!("{src}:{port}\n").as_bytes());
+            serve(stream, Backend::Echo);
+        }
+        Backend::Slow { chunk, pause } => loop {
+            match stream.read(&mut buf[..chunk]) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => std::thread::sleep(pause),
+            }
+        },
+    }
+}
+
+/// The three namespaces, the steering program and one shard.
+struct Topology {
+    pair: common::VethPair,
+    backends_ns: common::Netns,
+    backend_addrs: Vec<Ipv4Addr>,
+    steering: Steering,
+    shards: Vec<ShardHandle>,
+    board: Arc<HealthBoard>,
+    checkers_stop: Arc<AtomicBool>,
+    checkers: Vec<JoinHandle<()>>,
+}
+
+const PORT: u16 = 80;
+const BACKEND_PORT: u16 = 8080;
+
+impl Topology {
+    /// `backends` addresses `10.<net>.1.11…` in namespace `c`; `listeners`
+    /// and `pool` are TOML fragments (the VIP and backend list are filled
+    /// in).
+    fn start(net: u8, backends: usize, listener: &str, pool: &str) -> Self {
+        let pair = common::VethPair::new(net);
+        let backends_ns = common::Netns::new("lsc");
+        let (b_if, c_if) = (common::unique_name("vbb"), common::unique_name("vbc"));
+        common::run(&[
+            "ip", "link", "add", &b_if, "netns", &pair.b.name, "type", "veth", "peer", "name",
+            &c_if, "netns", &backends_ns.name,
+        ]);
+        pair.b
+            .exec(&["ip", "addr", "add", &format!("10.{net}.1.1/24"), "dev", &b_if]);
+        pair.b.exec(&["ip", "link", "set", &b_if, "up"]);
+        let backend_addrs: Vec<Ipv4Addr> = (0..backends)
+            .map(|i| Ipv4Addr::new(10, net, 1, 11 + i as u8))
+            .collect();
+        for addr in &backend_addrs {
+            backends_ns.exec(&["ip", "addr", "add", &format!("{addr}/24"), "dev", &c_if]);
+        }
+        backends_ns.exec(&["ip", "link", "set", &c_if, "up"]);
+        // The lastack namespace reuses its backend-leg TIME-WAITs (the
+        // deployment sysctl in deploy/README.md).
+        pair.b
+            .exec(&["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
+        pair.a.exec(&[
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_local_port_range=1024 65535",
+        ]);
+
+        let backend_list: String = backend_addrs
+            .iter()
+            .map(|a| format!("[[pools.backends]]\naddress = \"{a}:{BACKEND_PORT}\"\n"))
+            .collect();
+        let toml = format!(
+            "[[interfaces]]\nname = \"{}\"\n\n[[listeners]]\nname = \"l\"\nvip = \"{}\"\nport = \
+             {PORT}\npool = \"p\"\n{listener}\n\n[[pools]]\nname = \"p\"\n{pool}\n{backend_list}",
+            pair.b_if, pair.b_addr
+        );
+        let config = lastack::config::parse(&toml, Path::new("test.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        let board = Arc::new(HealthBoard::new(&config.pools));
+        let checkers_stop = Arc::new(AtomicBool::new(false));
+
+        let mut steering = Steering::load().unwrap();
+        let vip = SocketAddrV4::new(pair.b_addr, PORT);
+        steering.add_listener(*vip.ip(), vip.port()).unwrap();
+        let ifindex = pair.b_ifindex();
+        let b_if = pair.b_if.clone();
+        let spec = ListenerSpec {
+            addr: vip,
+            service: Service::Proxy,
+            idle_timeout: *config.listeners[0].idle_timeout,
+        };
+        // Shards and checkers start inside the lastack namespace: their
+        // backend sockets must be created there.
+        let (shards, checkers) = pair.b.enter(|| {
+            steering.attach(ifindex, XdpMode::Native).unwrap();
+            let socket =
+                XskSocket::bind(&b_if, 0, NonZeroU32::new(4096).unwrap(), BindMode::Copy).unwrap();
+            steering.register_socket(0, socket.fd()).unwrap();
+            let proxy = lastack::proxy::for_shard(&config, &board, 0, 1)
+                .unwrap()
+                .expect("a proxy listener");
+            let shard = Shard::new(socket, TcpConfig::default(), Secret([9; 16]), 20_000, &[spec])
+                .with_proxy(proxy)
+                .spawn(None);
+            let checkers = lastack::upstream::checker::spawn(&board, &config.pools, &checkers_stop);
+            (vec![shard], checkers)
+        });
+        Self {
+            pair,
+            backends_ns,
+            backend_addrs,
+            steering,
+            shards,
+            board,
+            checkers_stop,
+            checkers,
+        }
+    }
+
+    fn vip(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.pair.b_addr, PORT)
+    }
+
+    fn backend(&self, i: usize, kind: Backend) -> Server {
+        Server::start(
+            &self.backends_ns.name,
+            SocketAddrV4::new(self.backend_addrs[i], BACKEND_PORT),
+            kind,
+        )
+    }
+
+    fn client<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pair.a.enter(f)
+    }
+
+    fn stats(&self) -> ShardStats {
+        self.shards[0].stats.lock().unwrap().clone()
+    }
+
+    /// Waits until a snapshot newer than now satisfies `done` (bounded).
+    fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn(&ShardStats) -> bool) -> ShardStats {
+        let since = self.stats().published;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stats = self.stats();
+            if stats.published > since + 1 && done(&stats) {
+                return stats;
+            }
+            assert!(Instant::now() < deadline, "{what}: {stats:#?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for every session and connection to finish, then stops.
+    fn stop(&mut self) -> ShardStats {
+        let _ = self.wait_for_quiet(Duration::from_secs(10));
+        self.checkers_stop.store(true, Ordering::Relaxed);
+        for c in self.checkers.drain(..) {
+            c.join().unwrap();
+        }
+        let handle = self.shards.pop().unwrap();
+        handle.stop.store(true, Ordering::Relaxed);
+        handle.thread.join().expect("shard thread")
+    }
+
+    fn wait_for_quiet(&self, timeout: Duration) -> Option<ShardStats> {
+        let since = self.stats().published;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let stats = self.stats();
+            let quiet = stats.proxy.sessions_active == 0
+                && stats
+                    .states
+                    .iter()
+                    .all(|(name, n)| *n == 0 || *name == "TIME-WAIT");
+            if stats.published > since + 1 && quiet {
+                return Some(stats);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn kernel_time_wait(ns: &common::Netns) -> usize {
+        let out = ns.exec(&["ss", "-Htan", "state", "time-wait"]);
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        self.checkers_stop.store(true, Ordering::Relaxed);
+        for handle in self.shards.drain(..) {
+            handle.stop.store(true, Ordering::Relaxed);
+            let _ = handle.thread.join();
+        }
+        let _ = &self.steering;
+    }
+}
+
+/// One short exchange: `request` bytes out, then read `response` bytes
+/// (or until EOF if `until_eof`), then close. Returns the bytes read.
+fn exchange(vip: SocketAddrV4, request: usize, response: usize, until_eof: bool) -> std::io::Result<usize> {
+    let mut stream = TcpStream::connect_timeout(&vip.into(), Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_nodelay(true)?;
+    let req: Vec<u8> = (0..request).map(common::pattern).collect();
+    stream.write_all(&req)?;
+    let mut got = Vec::with_capacity(response);
+    let mut buf = [0u8; 4096];
+    loop {
+        if !until_eof && got.len() >= response {
+            break;
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    Ok(got.len())
+}
+
+/// `total` exchanges over `concurrency` client threads; returns the
+/// number that failed.
+fn churn(vip: SocketAddrV4, total: usize, concurrency: usize, request: usize, response: usize) -> usize {
+    let failures = AtomicU64::new(0);
+    let next = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..concurrency {
+            scope.spawn(|| {
+                while next.fetch_add(1, Ordering::Relaxed) < total as u64 {
+                    match exchange(vip, request, response, false) {
+                        Ok(n) if n == response => {}
+                        other => {
+                            if failures.fetch_add(1, Ordering::Relaxed) < 5 {
+                                eprintln!("exchange failed: {other:?}");
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    failures.load(Ordering::Relaxed) as usize
+}
+
+const ECHO_POOL: &str = "connect_timeout = \"500ms\"\n[pools.health_check]\nenabled = false\n";
+
+/// Test 1: 10 MiB each way byte-exact through the proxy, then 1,000
+/// short connections, all successful; the client closes first and lastack
+/// holds no TIME-WAIT on its client side.
+#[test]
+fn echo_10_mib_each_way_and_1000_short_connections() {
+    if !common::privileged("echo_10_mib_each_way_and_1000_short_connections") {
+        return;
+    }
+    let mut topo = Topology::start(71, 2, "", ECHO_POOL);
+    let _servers = [topo.backend(0, Backend::Echo), topo.backend(1, Backend::Echo)];
+    let vip = topo.vip();
+    topo.client(|| {
+        let started = Instant::now();
+        common::echo_exact(common::connect(vip, Duration::from_secs(10)), 10 << 20);
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "10 MiB each way through lastack in {secs:.2}s ({:.0} Mbit/s each way)",
+            10.0 * 8.0 * 1.048576 / secs
+        );
+    });
+    let failures = topo.client(|| churn(vip, 1000, 8, 64, 64));
+    assert_eq!(failures, 0);
+    let stats = topo.stop();
+    assert_eq!(stats.proxy.sessions_opened, 1001);
+    assert_eq!(stats.proxy.bytes_to_backend, (10 << 20) + 64 * 1000);
+    assert_eq!(stats.proxy.bytes_to_client, (10 << 20) + 64 * 1000);
+    assert_eq!(stats.proxy.client_closed_first, 1001);
+    assert_eq!(stats.time_wait, 0, "the clients closed first: {stats:#?}");
+    assert!(Topology::kernel_time_wait(&topo.pair.a) >= 1000);
+}
