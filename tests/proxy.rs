@@ -162,11 +162,28 @@ impl Topology {
         let backends_ns = common::Netns::new("lsc");
         let (b_if, c_if) = (common::unique_name("vbb"), common::unique_name("vbc"));
         common::run(&[
-            "ip", "link", "add", &b_if, "netns", &pair.b.name, "type", "veth", "peer", "name",
-            &c_if, "netns", &backends_ns.name,
+            "ip",
+            "link",
+            "add",
+            &b_if,
+            "netns",
+            &pair.b.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &c_if,
+            "netns",
+            &backends_ns.name,
         ]);
-        pair.b
-            .exec(&["ip", "addr", "add", &format!("10.{net}.1.1/24"), "dev", &b_if]);
+        pair.b.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("10.{net}.1.1/24"),
+            "dev",
+            &b_if,
+        ]);
         pair.b.exec(&["ip", "link", "set", &b_if, "up"]);
         let backend_addrs: Vec<Ipv4Addr> = (0..backends)
             .map(|i| Ipv4Addr::new(10, net, 1, 11 + i as u8))
@@ -177,13 +194,9 @@ impl Topology {
         backends_ns.exec(&["ip", "link", "set", &c_if, "up"]);
         // The lastack namespace reuses its backend-leg TIME-WAITs (the
         // deployment sysctl in deploy/README.md).
-        pair.b
-            .exec(&["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
-        pair.a.exec(&[
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_local_port_range=1024 65535",
-        ]);
+        pair.b.exec(&["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
+        pair.a
+            .exec(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"]);
 
         let backend_list: String = backend_addrs
             .iter()
@@ -219,9 +232,15 @@ impl Topology {
             let proxy = lastack::proxy::for_shard(&config, &board, 0, 1)
                 .unwrap()
                 .expect("a proxy listener");
-            let shard = Shard::new(socket, TcpConfig::default(), Secret([9; 16]), 20_000, &[spec])
-                .with_proxy(proxy)
-                .spawn(None);
+            let shard = Shard::new(
+                socket,
+                TcpConfig::default(),
+                Secret([9; 16]),
+                20_000,
+                &[spec],
+            )
+            .with_proxy(proxy)
+            .spawn(None);
             let checkers = lastack::upstream::checker::spawn(&board, &config.pools, &checkers_stop);
             (vec![shard], checkers)
         });
@@ -258,7 +277,12 @@ impl Topology {
     }
 
     /// Waits until a snapshot newer than now satisfies `done` (bounded).
-    fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn(&ShardStats) -> bool) -> ShardStats {
+    fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&ShardStats) -> bool,
+    ) -> ShardStats {
         let since = self.stats().published;
         let deadline = Instant::now() + timeout;
         loop {
@@ -320,7 +344,12 @@ impl Drop for Topology {
 
 /// One short exchange: `request` bytes out, then read `response` bytes
 /// (or until EOF if `until_eof`), then close. Returns the bytes read.
-fn exchange(vip: SocketAddrV4, request: usize, response: usize, until_eof: bool) -> std::io::Result<usize> {
+fn exchange(
+    vip: SocketAddrV4,
+    request: usize,
+    response: usize,
+    until_eof: bool,
+) -> std::io::Result<usize> {
     let mut stream = TcpStream::connect_timeout(&vip.into(), Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_nodelay(true)?;
@@ -343,7 +372,13 @@ fn exchange(vip: SocketAddrV4, request: usize, response: usize, until_eof: bool)
 
 /// `total` exchanges over `concurrency` client threads; returns the
 /// number that failed.
-fn churn(vip: SocketAddrV4, total: usize, concurrency: usize, request: usize, response: usize) -> usize {
+fn churn(
+    vip: SocketAddrV4,
+    total: usize,
+    concurrency: usize,
+    request: usize,
+    response: usize,
+) -> usize {
     let failures = AtomicU64::new(0);
     let next = AtomicU64::new(0);
     std::thread::scope(|scope| {
@@ -376,7 +411,10 @@ fn echo_10_mib_each_way_and_1000_short_connections() {
         return;
     }
     let mut topo = Topology::start(71, 2, "", ECHO_POOL);
-    let _servers = [topo.backend(0, Backend::Echo), topo.backend(1, Backend::Echo)];
+    let _servers = [
+        topo.backend(0, Backend::Echo),
+        topo.backend(1, Backend::Echo),
+    ];
     let vip = topo.vip();
     topo.client(|| {
         let started = Instant::now();
@@ -396,4 +434,255 @@ fn echo_10_mib_each_way_and_1000_short_connections() {
     assert_eq!(stats.proxy.client_closed_first, 1001);
     assert_eq!(stats.time_wait, 0, "the clients closed first: {stats:#?}");
     assert!(Topology::kernel_time_wait(&topo.pair.a) >= 1000);
+}
+
+/// `n` exchanges against a backend that answers `response` bytes and
+/// closes first; each client reads until EOF or just the response.
+fn server_first_round(vip: SocketAddrV4, n: usize, response: usize, until_eof: bool) {
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for i in 0..n / 4 {
+                    let got = exchange(vip, 64, response, until_eof).expect("exchange");
+                    assert_eq!(got, response, "exchange {i}");
+                }
+            });
+        }
+    });
+}
+
+/// Test 3: where TIME-WAIT lands. `immediate` with a backend that closes
+/// first leaves it on lastack (so the counting can fail); `client-first`
+/// with a client that closes once it has the framed response leaves none.
+#[test]
+fn close_policy_decides_where_time_wait_lands() {
+    if !common::privileged("close_policy_decides_where_time_wait_lands") {
+        return;
+    }
+    let respond = Backend::Respond {
+        request: 64,
+        response: 3000,
+    };
+    // immediate: lastack forwards the backend's FIN at once, the client
+    // reads until EOF and closes second: lastack holds the TIME-WAITs.
+    let mut topo = Topology::start(72, 1, "close_policy = \"immediate\"", ECHO_POOL);
+    let _server = topo.backend(0, respond);
+    let vip = topo.vip();
+    topo.client(|| server_first_round(vip, 200, 3000, true));
+    let stats = topo.stop();
+    assert_eq!(stats.proxy.sessions_opened, 200);
+    assert_eq!(stats.time_wait, 200, "immediate: lastack closed first");
+    drop(topo);
+
+    // client-first, and the client closes as soon as it has the whole
+    // response (Content-Length framing): lastack passes LAST-ACK only.
+    let mut topo = Topology::start(73, 1, "close_policy = \"client-first\"", ECHO_POOL);
+    let _server = topo.backend(0, respond);
+    let vip = topo.vip();
+    topo.client(|| server_first_round(vip, 1000, 3000, false));
+    let stats = topo.stop();
+    assert_eq!(stats.proxy.sessions_opened, 1000);
+    assert_eq!(stats.proxy.client_closed_first, 1000);
+    assert_eq!(stats.proxy.grace_expired, 0);
+    assert_eq!(stats.time_wait, 0, "client-first: {stats:#?}");
+    assert!(Topology::kernel_time_wait(&topo.pair.a) >= 1000);
+}
+
+/// Test 3, last part: a client that reads until EOF still gets all its
+/// bytes and then lastack's FIN once `close_grace` has passed.
+#[test]
+fn a_client_reading_until_eof_gets_fin_after_the_grace_period() {
+    if !common::privileged("a_client_reading_until_eof_gets_fin_after_the_grace_period") {
+        return;
+    }
+    let mut topo = Topology::start(
+        74,
+        1,
+        "close_grace = \"400ms\"\ngrace_fallback = \"fin\"",
+        ECHO_POOL,
+    );
+    let _server = topo.backend(
+        0,
+        Backend::Respond {
+            request: 64,
+            response: 100_000,
+        },
+    );
+    let vip = topo.vip();
+    let (got, elapsed) = topo.client(|| {
+        let started = Instant::now();
+        let got = exchange(vip, 64, 100_000, true).unwrap();
+        (got, started.elapsed())
+    });
+    assert_eq!(got, 100_000, "all bytes, then EOF");
+    assert!(
+        elapsed >= Duration::from_millis(400),
+        "FIN held {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "FIN after the grace: {elapsed:?}"
+    );
+    let stats = topo.stop();
+    assert_eq!(stats.proxy.grace_expired, 1);
+    assert_eq!(stats.time_wait, 1, "fallback fin: lastack closed first");
+}
+
+/// Test 8: 20,000 connections to a single backend address, the client
+/// closing first, without an error: lastack binds each backend socket to
+/// its least recently used source port, so connect() never scans for one.
+#[test]
+fn twenty_thousand_connections_to_one_backend_address() {
+    if !common::privileged("twenty_thousand_connections_to_one_backend_address") {
+        return;
+    }
+    let mut topo = Topology::start(75, 1, "", ECHO_POOL);
+    let _server = topo.backend(0, Backend::Echo);
+    let vip = topo.vip();
+    let started = Instant::now();
+    let failures = topo.client(|| churn(vip, 20_000, 32, 64, 64));
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "20,000 connections in {secs:.1}s ({:.0}/s)",
+        20_000.0 / secs
+    );
+    assert_eq!(failures, 0);
+    let stats = topo.stop();
+    assert_eq!(stats.proxy.sessions_opened, 20_000);
+    assert_eq!(
+        stats.proxy.connects_failed + stats.proxy.connects_timed_out,
+        0
+    );
+    assert_eq!(stats.time_wait, 0);
+    // The backend leg's TIME-WAITs are the kernel's, in lastack's namespace.
+    let backend_leg_tw = Topology::kernel_time_wait(&topo.pair.b);
+    eprintln!(
+        "backend-leg TIME-WAIT in the kernel: {backend_leg_tw}; port retries: {}",
+        stats.proxy.port_retries
+    );
+}
+
+/// Test 7: with PROXY v2, the backend sees the client's own address.
+#[test]
+fn proxy_v2_tells_the_backend_the_client_address() {
+    if !common::privileged("proxy_v2_tells_the_backend_the_client_address") {
+        return;
+    }
+    let pool = format!("proxy_protocol = \"v2\"\n{ECHO_POOL}");
+    let mut topo = Topology::start(76, 1, "", &pool);
+    let _server = topo.backend(0, Backend::ProxyV2Reporter);
+    let vip = topo.vip();
+    topo.client(|| {
+        for _ in 0..3 {
+            let mut stream = common::connect(vip, Duration::from_secs(5));
+            let local = stream.local_addr().unwrap();
+            let mut line = Vec::new();
+            let mut byte = [0u8];
+            while byte[0] != b'\n' {
+                stream.read_exact(&mut byte).unwrap();
+                line.push(byte[0]);
+            }
+            assert_eq!(String::from_utf8(line).unwrap().trim(), local.to_string());
+            // And the stream goes on, echoed, after the header.
+            stream.write_all(b"after the header").unwrap();
+            let mut echo = [0u8; 16];
+            stream.read_exact(&mut echo).unwrap();
+            assert_eq!(&echo, b"after the header");
+        }
+    });
+    let stats = topo.stop();
+    assert_eq!(stats.proxy.bytes_to_backend, 3 * (28 + 16));
+}
+
+/// Test 4: a refused backend is skipped (passive health), and with every
+/// backend down the client gets a RST at once instead of hanging.
+#[test]
+fn dead_backends_are_skipped_and_all_dead_means_reset() {
+    if !common::privileged("dead_backends_are_skipped_and_all_dead_means_reset") {
+        return;
+    }
+    let pool = "retries = 2\nconnect_timeout = \"500ms\"\n[pools.health_check]\nenabled = false\nfall = 2\n";
+    let mut topo = Topology::start(77, 2, "", pool);
+    let mut server = topo.backend(0, Backend::Echo);
+    // Backend 1 has no listener: the kernel refuses.
+    let vip = topo.vip();
+    let failures = topo.client(|| churn(vip, 100, 4, 64, 64));
+    assert_eq!(failures, 0, "every connection reached backend 0");
+    assert_eq!(server.accepted.load(Ordering::Relaxed), 100);
+    assert!(!topo.board.is_up(0, 1), "refusals took backend 1 down");
+    topo.wait_for("passive failures counted", Duration::from_secs(2), |s| {
+        s.proxy.connects_failed >= 2 && s.proxy.sessions_opened == 100
+    });
+
+    server.kill();
+    let (result, elapsed) = topo.client(|| {
+        let started = Instant::now();
+        (exchange(vip, 64, 64, false), started.elapsed())
+    });
+    let err = result.expect_err("no backend: the client must see an error");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    let stats = topo.stop();
+    assert!(stats.proxy.no_backend >= 1);
+}
+
+/// Test 4: a backend that never answers costs one connect timeout per
+/// try, then RST; active checks take a killed backend down within
+/// `fall` intervals and bring it back after `rise` once it is restarted.
+#[test]
+fn health_checks_follow_a_killed_and_restarted_backend() {
+    if !common::privileged("health_checks_follow_a_killed_and_restarted_backend") {
+        return;
+    }
+    let pool = "connect_timeout = \"300ms\"\nretries = 0\n[pools.health_check]\ninterval = \"200ms\"\ntimeout = \"100ms\"\nrise = 2\nfall = 2\n";
+    let mut topo = Topology::start(78, 1, "", pool);
+    let mut server = topo.backend(0, Backend::Echo);
+    let vip = topo.vip();
+    assert_eq!(topo.client(|| churn(vip, 10, 2, 64, 64)), 0);
+    assert!(topo.board.is_up(0, 0));
+    server.kill();
+    let killed = Instant::now();
+    while topo.board.is_up(0, 0) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(2),
+            "never marked down"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let down_after = killed.elapsed();
+    let server = topo.backend(0, Backend::Echo);
+    let restarted = Instant::now();
+    while !topo.board.is_up(0, 0) {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(2),
+            "never back up"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!(
+        "down after {down_after:?}, up after {:?}",
+        restarted.elapsed()
+    );
+    assert_eq!(topo.client(|| churn(vip, 10, 2, 64, 64)), 0);
+    assert!(server.accepted.load(Ordering::Relaxed) >= 10);
+
+    // A blackhole: SYNs to the backend vanish; the client gets RST after
+    // the connect timeout, not a hang.
+    topo.backends_ns.exec(&[
+        "nft", "add table inet bh { chain in { type filter hook input priority 0; tcp dport 8080 drop; }; }",
+    ]);
+    let (result, elapsed) = topo.client(|| {
+        let started = Instant::now();
+        (exchange(vip, 64, 64, false), started.elapsed())
+    });
+    assert_eq!(
+        result.unwrap_err().kind(),
+        std::io::ErrorKind::ConnectionReset
+    );
+    assert!(
+        elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(2),
+        "{elapsed:?}"
+    );
+    let stats = topo.stop();
+    assert!(stats.proxy.connects_timed_out >= 1);
 }

@@ -78,6 +78,10 @@ pub struct ProxyStats {
     pub socket_errors: u64,
     pub ports_exhausted: u64,
     pub receive_buffer_shortage: u64,
+    /// Provided buffers held now for clients that have no room yet, and
+    /// the most ever held at once (backend → client backpressure).
+    pub held_buffers: u64,
+    pub held_buffers_peak: u64,
 }
 
 const NO_SESSION: u32 = u32::MAX;
@@ -246,13 +250,8 @@ impl Proxy {
         // `ops` > 0; the timeout lives in `self.timeouts` for the proxy's
         // life.
         unsafe {
-            self.uring.connect(
-                fd,
-                &*s.addr,
-                slot,
-                s.generation,
-                &*self.timeouts[s.pool],
-            )
+            self.uring
+                .connect(fd, &*s.addr, slot, s.generation, &*self.timeouts[s.pool])
         };
     }
 
@@ -297,12 +296,14 @@ impl Proxy {
     /// Step 5: frees the slot once both sides are done and nothing is in
     /// flight.
     fn maybe_free(&mut self, slot: u32) {
+        self.close_when_idle(slot);
         let s = &mut self.sessions[slot as usize];
         if !s.live || !s.finished() || s.ops > 0 {
             return;
         }
         for held in s.pending.drain(..) {
             self.uring.recycle(held.buffer);
+            self.stats.held_buffers -= 1;
         }
         s.live = false;
         self.stats.sessions_active -= 1;
@@ -330,7 +331,7 @@ impl Proxy {
         }
         self.release_client(slot);
         let s = &mut self.sessions[slot as usize];
-        if reset && s.fd >= 0 && !s.closing {
+        if reset && s.fd >= 0 && !s.close_wanted {
             // The backend should see an abort, not a clean end.
             socket::set_linger_zero(s.fd);
             self.close_backend(slot);
@@ -338,20 +339,32 @@ impl Proxy {
         self.advance(stack, now, slot);
     }
 
+    /// Ends the backend socket: cancels its receive, and closes the fd once
+    /// no other operation on it is in flight. io_uring does not order
+    /// independent entries: a shutdown or send still queued behind a close
+    /// would hit whatever socket gets the fd number next.
     fn close_backend(&mut self, slot: u32) {
         let s = &mut self.sessions[slot as usize];
-        if s.fd < 0 || s.closing {
+        if s.fd < 0 || s.close_wanted {
             return;
         }
+        s.close_wanted = true;
         if s.recv_armed && !s.recv_cancelled {
             s.recv_cancelled = true;
             s.ops += 1;
             self.uring.cancel(Op::Recv, slot, s.generation);
         }
-        s.closing = true;
-        s.ops += 1;
-        self.uring.close(s.fd, slot, s.generation);
         self.pools[s.pool].active[s.backend] -= 1;
+        self.close_when_idle(slot);
+    }
+
+    fn close_when_idle(&mut self, slot: u32) {
+        let s = &mut self.sessions[slot as usize];
+        if s.close_wanted && !s.closing && s.ops == 0 && s.fd >= 0 {
+            s.closing = true;
+            s.ops += 1;
+            self.uring.close(s.fd, slot, s.generation);
+        }
     }
 
     /// Moves data and applies the close policy after anything happened to
@@ -378,6 +391,7 @@ impl Proxy {
                             let buffer = held.buffer;
                             s.pending.remove(0);
                             self.uring.recycle(buffer);
+                            self.stats.held_buffers -= 1;
                         } else {
                             break;
                         }
@@ -388,12 +402,13 @@ impl Proxy {
                         // its receive side or is gone): drop the rest.
                         for held in s.pending.drain(..) {
                             self.uring.recycle(held.buffer);
+                            self.stats.held_buffers -= 1;
                         }
                     }
                 }
             }
             // Client → backend: one send in flight at a time.
-            if s.connected && !s.send_in_flight && !s.backend_shut && !s.closing {
+            if s.connected && !s.send_in_flight && !s.backend_shut && !s.close_wanted {
                 if s.sent == s.filled {
                     s.sent = 0;
                     s.filled = stack.recv(now, s.client, &mut s.upload).unwrap_or(0);
@@ -426,7 +441,7 @@ impl Proxy {
             if s.connected
                 && !s.recv_armed
                 && !s.backend_eof
-                && !s.closing
+                && !s.close_wanted
                 && s.pending.is_empty()
             {
                 s.recv_armed = true;
@@ -461,7 +476,7 @@ impl Proxy {
         let s = &mut self.sessions[slot as usize];
         // The backend socket: done when both directions are, or when the
         // client is gone.
-        if s.fd >= 0 && !s.closing {
+        if s.fd >= 0 && !s.close_wanted {
             let both_ended = s.backend_eof && (s.backend_shut || s.client_done);
             let client_gone_unconnected = s.client_done && !s.connected;
             if both_ended || client_gone_unconnected {
@@ -546,7 +561,9 @@ impl Proxy {
             if result == 0 {
                 s.connected = true;
             } else {
-                self.pools[s.pool].active[s.backend] -= 1;
+                if !s.close_wanted {
+                    self.pools[s.pool].active[s.backend] -= 1;
+                }
                 self.drop_failed_socket(slot);
             }
             return;
@@ -593,7 +610,7 @@ impl Proxy {
         match c.result {
             n if n > 0 => {
                 let buffer = c.buffer.expect("a receive with data names its buffer");
-                if s.client_done || s.closing {
+                if s.client_done || s.close_wanted {
                     self.uring.recycle(buffer);
                     return;
                 }
@@ -602,6 +619,9 @@ impl Proxy {
                     offset: 0,
                     len: n as u32,
                 });
+                self.stats.held_buffers += 1;
+                self.stats.held_buffers_peak =
+                    self.stats.held_buffers_peak.max(self.stats.held_buffers);
                 // Flush now; if the client cannot take it all, stop reading.
                 self.advance(stack, now, slot);
                 let s = &mut self.sessions[slot as usize];
@@ -701,7 +721,7 @@ impl Proxy {
                 self.release_client(slot);
             }
             let s = &mut self.sessions[slot as usize];
-            if s.fd >= 0 && !s.closing {
+            if s.fd >= 0 && !s.close_wanted {
                 socket::set_linger_zero(s.fd);
                 self.close_backend(slot);
             }

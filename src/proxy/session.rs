@@ -70,6 +70,9 @@ pub struct Session {
     pub backend_eof: bool,
     /// We sent FIN to the backend (shutdown(SHUT_WR) submitted).
     pub backend_shut: bool,
+    /// The backend socket is to be closed (once nothing else is in
+    /// flight on it).
+    pub close_wanted: bool,
     /// close(2) of `fd` submitted.
     pub closing: bool,
     /// We sent (or queued) FIN to the client without closing: immediate
@@ -119,6 +122,7 @@ impl Session {
             send_in_flight: false,
             backend_eof: false,
             backend_shut: false,
+            close_wanted: false,
             closing: false,
             client_fin_sent: false,
             client_done: false,
@@ -129,9 +133,16 @@ impl Session {
     }
 
     /// Resets the slot for a new connection, keeping its allocations.
-    pub fn reset(&mut self, client: ConnId, client_addr: SocketAddrV4, vip: SocketAddrV4, now: Instant) {
+    pub fn reset(
+        &mut self,
+        client: ConnId,
+        client_addr: SocketAddrV4,
+        vip: SocketAddrV4,
+        now: Instant,
+    ) {
         debug_assert!(self.ops == 0 && self.pending.is_empty());
-        self.generation = self.generation.wrapping_add(1) & crate::upstream::uring::Token::GENERATION_MASK;
+        self.generation =
+            self.generation.wrapping_add(1) & crate::upstream::uring::Token::GENERATION_MASK;
         self.live = true;
         self.client = client;
         self.client_addr = client_addr;
@@ -149,6 +160,7 @@ impl Session {
         self.send_in_flight = false;
         self.backend_eof = false;
         self.backend_shut = false;
+        self.close_wanted = false;
         self.closing = false;
         self.client_fin_sent = false;
         self.client_done = false;
@@ -162,6 +174,6 @@ impl Session {
 
     /// Both sides finished: the slot can go back once `ops` is zero.
     pub fn finished(&self) -> bool {
-        self.client_done && (self.fd < 0 || self.closing)
+        self.client_done && self.fd < 0
     }
 }

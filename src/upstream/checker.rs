@@ -13,7 +13,11 @@ use super::pool::HealthBoard;
 use crate::config::Pool;
 
 /// Starts the checkers; they end when `stop` is set.
-pub fn spawn(board: &Arc<HealthBoard>, pools: &[Pool], stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
+pub fn spawn(
+    board: &Arc<HealthBoard>,
+    pools: &[Pool],
+    stop: &Arc<AtomicBool>,
+) -> Vec<JoinHandle<()>> {
     pools
         .iter()
         .enumerate()

@@ -3,9 +3,9 @@
 //! balancing ([`pool`], [`balance`]), health ([`health`], [`checker`]).
 
 pub mod balance;
+pub mod checker;
 pub mod health;
+pub mod pool;
 pub mod ports;
 pub mod socket;
 pub mod uring;
-pub mod checker;
-pub mod pool;

@@ -199,8 +199,11 @@ impl ShardPool {
                 if self.maglev_epoch != Some(epoch) {
                     // The table covers the backends that are healthy; a
                     // full or already-tried pick falls back below.
-                    let names: Vec<Vec<u8>> =
-                        self.backends.iter().map(|a| a.to_string().into_bytes()).collect();
+                    let names: Vec<Vec<u8>> = self
+                        .backends
+                        .iter()
+                        .map(|a| a.to_string().into_bytes())
+                        .collect();
                     let refs: Vec<&[u8]> = names.iter().map(|n| n.as_slice()).collect();
                     let healthy: Vec<BackendState> = (0..self.backends.len())
                         .map(|i| BackendState {
