@@ -32,8 +32,31 @@ enum Backend {
     /// Parses a PROXY v2 header and answers with the address it names
     /// ("a.b.c.d:port\n"), then echoes.
     ProxyV2Reporter,
-    /// Reads `chunk` bytes every `pause` (a slow reader), discarding.
+    /// Reads `chunk` bytes every `pause` (a slow reader, receive buffer
+    /// 128 KiB), counting them in `Server::bytes`.
     Slow { chunk: usize, pause: Duration },
+    /// Writes `bytes` pattern bytes as fast as the peer takes them
+    /// (counted in `Server::bytes` as they are written), then closes.
+    Stream { bytes: usize },
+    /// Answers every connection with this backend's index (one byte).
+    Identify(u8),
+}
+
+/// Sets SO_RCVBUF or SO_SNDBUF (which also stops the kernel's
+/// autotuning), so buffers between the ends are bounded and known.
+fn set_buffer(stream: &TcpStream, option: i32, bytes: i32) {
+    use std::os::fd::AsRawFd;
+    // Safety: a live socket and an i32 option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&bytes as *const i32).cast(),
+            4,
+        )
+    };
+    assert_eq!(rc, 0);
 }
 
 /// A backend server on `addr` in namespace `ns`, until `stop` (then its
@@ -42,12 +65,16 @@ struct Server {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     pub accepted: Arc<AtomicU64>,
+    /// Bytes read (`Slow`) or written (`Stream`) by all connections.
+    pub bytes: Arc<AtomicU64>,
 }
 
 impl Server {
     fn start(ns: &str, addr: SocketAddrV4, kind: Backend) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicU64::new(0));
+        let bytes = Arc::new(AtomicU64::new(0));
+        let thread_bytes = bytes.clone();
         let path = format!("/var/run/netns/{ns}");
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (thread_stop, thread_accepted) = (stop.clone(), accepted.clone());
@@ -62,7 +89,8 @@ impl Server {
                     Ok((stream, _)) => {
                         thread_accepted.fetch_add(1, Ordering::Relaxed);
                         stream.set_nonblocking(false).unwrap();
-                        std::thread::spawn(move || serve(stream, kind));
+                        let bytes = thread_bytes.clone();
+                        std::thread::spawn(move || serve(stream, kind, &bytes));
                     }
                     Err(_) => std::thread::sleep(Duration::from_micros(200)),
                 }
@@ -73,6 +101,7 @@ impl Server {
             stop,
             thread: Some(thread),
             accepted,
+            bytes,
         }
     }
 
@@ -90,7 +119,7 @@ impl Drop for Server {
     }
 }
 
-fn serve(mut stream: TcpStream, kind: Backend) {
+fn serve(mut stream: TcpStream, kind: Backend, bytes: &AtomicU64) {
     let _ = stream.set_nodelay(true);
     let mut buf = vec![0u8; 64 * 1024];
     match kind {
@@ -127,14 +156,37 @@ fn serve(mut stream: TcpStream, kind: Backend) {
             let src = Ipv4Addr::new(header[16], header[17], header[18], header[19]);
             let port = u16::from_be_bytes([header[24], header[25]]);
             let _ = stream.write_all(format!("{src}:{port}\n").as_bytes());
-            serve(stream, Backend::Echo);
+            serve(stream, Backend::Echo, bytes);
         }
-        Backend::Slow { chunk, pause } => loop {
-            match stream.read(&mut buf[..chunk]) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => std::thread::sleep(pause),
+        Backend::Slow { chunk, pause } => {
+            set_buffer(&stream, libc::SO_RCVBUF, 128 * 1024);
+            loop {
+                match stream.read(&mut buf[..chunk]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        bytes.fetch_add(n as u64, Ordering::Relaxed);
+                        std::thread::sleep(pause);
+                    }
+                }
             }
-        },
+        }
+        Backend::Stream { bytes: total } => {
+            let mut sent = 0;
+            while sent < total {
+                let n = buf.len().min(total - sent);
+                for (k, b) in buf[..n].iter_mut().enumerate() {
+                    *b = common::pattern(sent + k);
+                }
+                if stream.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+                sent += n;
+                bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+        Backend::Identify(index) => {
+            let _ = stream.write_all(&[index]);
+        }
     }
 }
 
@@ -685,4 +737,209 @@ fn health_checks_follow_a_killed_and_restarted_backend() {
     );
     let stats = topo.stop();
     assert!(stats.proxy.connects_timed_out >= 1);
+}
+
+/// Test 5: backpressure both ways while 100 MiB moves. A backend that
+/// reads slowly closes the client's window (the client cannot get ahead
+/// of it by more than the buffers between them); a client that reads
+/// slowly stops reads from a fast backend; lastack's own buffering stays
+/// bounded (the provided buffers it holds at once).
+#[test]
+fn backpressure_both_ways_with_100_mib() {
+    if !common::privileged("backpressure_both_ways_with_100_mib") {
+        return;
+    }
+    const TOTAL: usize = 100 << 20;
+    // The most that may sit between the two ends: client socket (128 KiB),
+    // our receive buffer (256 KiB), one upload (16 KiB), lastack's kernel
+    // socket (autotuned, at most 4 MiB), the backend's 128 KiB, and
+    // segments in flight. Without backpressure the client would finish
+    // ~70 MiB ahead of this slow backend.
+    const BOUND: u64 = 12 << 20;
+    let mut topo = Topology::start(79, 2, "", ECHO_POOL);
+    let slow = topo.backend(
+        0,
+        Backend::Slow {
+            chunk: 64 * 1024,
+            pause: Duration::from_micros(1500),
+        },
+    );
+    let vip = topo.vip();
+    let slow_bytes = slow.bytes.clone();
+    let started = Instant::now();
+    let ahead = topo.client(|| {
+        let mut stream = common::connect(vip, Duration::from_secs(30));
+        set_buffer(&stream, libc::SO_SNDBUF, 128 * 1024);
+        let chunk: Vec<u8> = (0..1 << 20).map(common::pattern).collect();
+        for _ in 0..TOTAL >> 20 {
+            stream.write_all(&chunk).unwrap();
+        }
+        let ahead = TOTAL as u64 - slow_bytes.load(Ordering::Relaxed);
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        ahead
+    });
+    while slow.bytes.load(Ordering::Relaxed) < TOTAL as u64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "upload stalled"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!(
+        "upload: client finished {:.1} MiB ahead of the slow backend; {:.1}s",
+        ahead as f64 / 1048576.0,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        ahead <= BOUND,
+        "client got {ahead} bytes ahead of the backend"
+    );
+    drop(slow);
+
+    // Download: a fast backend (whichever round robin picks: both stream)
+    // and a slow client.
+    let fast = [
+        topo.backend(0, Backend::Stream { bytes: TOTAL }),
+        topo.backend(1, Backend::Stream { bytes: TOTAL }),
+    ];
+    let written = || -> u64 { fast.iter().map(|f| f.bytes.load(Ordering::Relaxed)).sum() };
+    let behind = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        topo.client(|| {
+            let mut stream = common::connect(vip, Duration::from_secs(5));
+            set_buffer(&stream, libc::SO_RCVBUF, 128 * 1024);
+            let mut buf = vec![0u8; 64 * 1024];
+            let (mut got, mut behind) = (0usize, None);
+            loop {
+                let n = match stream.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) => panic!(
+                        "download stalled at {got} bytes ({e}); backend wrote {}",
+                        written()
+                    ),
+                };
+                if n == 0 {
+                    break;
+                }
+                for (k, &b) in buf[..n].iter().enumerate() {
+                    assert_eq!(b, common::pattern(got + k), "byte {}", got + k);
+                }
+                got += n;
+                if behind.is_none() && written() == TOTAL as u64 {
+                    behind = Some(TOTAL - got);
+                }
+                std::thread::sleep(Duration::from_micros(1500));
+            }
+            assert_eq!(got, TOTAL);
+            behind.unwrap_or(0)
+        })
+    }));
+    let behind = behind.unwrap_or_else(|e| {
+        eprintln!("STATS {:#?}", topo.stats());
+        std::panic::resume_unwind(e)
+    });
+    eprintln!(
+        "download: the fast backend finished {:.1} MiB ahead of the slow client",
+        behind as f64 / 1048576.0
+    );
+    assert!((behind as u64) <= BOUND, "backend got {behind} bytes ahead");
+    let stats = topo.stop();
+    eprintln!(
+        "held provided buffers at most: {}",
+        stats.proxy.held_buffers_peak
+    );
+    assert!(
+        stats.proxy.held_buffers_peak <= 4,
+        "lastack held {} receive buffers at once",
+        stats.proxy.held_buffers_peak
+    );
+    assert_eq!(stats.proxy.held_buffers, 0);
+}
+
+/// Test 6: Maglev keeps a client address on its backend, and removing one
+/// of five backends (health checks take it down) moves only its clients.
+/// Clients differ by source address: 40 addresses on the client veth.
+#[test]
+fn maglev_keeps_clients_on_their_backend() {
+    if !common::privileged("maglev_keeps_clients_on_their_backend") {
+        return;
+    }
+    let pool = "balance = \"maglev\"\nconnect_timeout = \"300ms\"\n[pools.health_check]\ninterval = \"100ms\"\ntimeout = \"50ms\"\nrise = 1\nfall = 1\n";
+    let mut topo = Topology::start(80, 5, "", pool);
+    let mut servers: Vec<Server> = (0..5)
+        .map(|i| topo.backend(i, Backend::Identify(i as u8)))
+        .collect();
+    let clients: Vec<Ipv4Addr> = (0..40).map(|i| Ipv4Addr::new(10, 80, 0, 100 + i)).collect();
+    for addr in &clients {
+        topo.pair.a.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            &topo.pair.a_if,
+        ]);
+    }
+    let vip = topo.vip();
+    let ask = |from: Ipv4Addr| -> Option<u8> {
+        let s = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Inet,
+            nix::sys::socket::SockType::Stream,
+            nix::sys::socket::SockFlag::empty(),
+            None,
+        )
+        .ok()?;
+        nix::sys::socket::bind(
+            std::os::fd::AsRawFd::as_raw_fd(&s),
+            &nix::sys::socket::SockaddrIn::from(SocketAddrV4::new(from, 0)),
+        )
+        .ok()?;
+        nix::sys::socket::connect(
+            std::os::fd::AsRawFd::as_raw_fd(&s),
+            &nix::sys::socket::SockaddrIn::from(vip),
+        )
+        .ok()?;
+        let mut stream = TcpStream::from(s);
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let mut byte = [0u8];
+        stream.read_exact(&mut byte).ok()?;
+        Some(byte[0])
+    };
+    let round = || -> Vec<u8> {
+        topo.client(|| {
+            clients
+                .iter()
+                .map(|&c| ask(c).expect("an answer"))
+                .collect()
+        })
+    };
+    let first = round();
+    assert_eq!(first, round(), "the same client lands on the same backend");
+    let used: std::collections::BTreeSet<u8> = first.iter().copied().collect();
+    assert!(
+        used.len() >= 4,
+        "40 clients spread over the backends: {first:?}"
+    );
+
+    // Take down the backend with the most clients.
+    let victim = (0..5u8)
+        .max_by_key(|b| first.iter().filter(|&&x| x == *b).count())
+        .unwrap();
+    servers[victim as usize].kill();
+    let killed = Instant::now();
+    while topo.board.is_up(0, victim as usize) {
+        assert!(killed.elapsed() < Duration::from_secs(3));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let after = round();
+    for (i, (&before, &now)) in first.iter().zip(&after).enumerate() {
+        if before == victim {
+            assert_ne!(now, victim, "client {i} left the dead backend");
+        } else {
+            assert_eq!(now, before, "client {i} stayed (its backend is alive)");
+        }
+    }
+    drop(servers);
+    topo.stop();
 }

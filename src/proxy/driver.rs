@@ -92,7 +92,7 @@ pub struct Proxy {
     board: Arc<HealthBoard>,
     pools: Vec<ShardPool>,
     /// Connect timeouts per pool (the kernel copies them at submit).
-    timeouts: Vec<Box<Timespec>>,
+    timeouts: Vec<Timespec>,
     listeners: Vec<ProxyListener>,
     open_per_listener: Vec<u32>,
     sessions: Vec<Session>,
@@ -115,7 +115,7 @@ impl Proxy {
     ) -> std::io::Result<Self> {
         let timeouts = pools
             .iter()
-            .map(|p| Box::new(Timespec::from(p.connect_timeout)))
+            .map(|p| Timespec::from(p.connect_timeout))
             .collect();
         let open_per_listener = vec![0; listeners.len()];
         Ok(Self {
@@ -251,7 +251,7 @@ impl Proxy {
         // life.
         unsafe {
             self.uring
-                .connect(fd, &*s.addr, slot, s.generation, &*self.timeouts[s.pool])
+                .connect(fd, &*s.addr, slot, s.generation, &self.timeouts[s.pool])
         };
     }
 
@@ -437,17 +437,41 @@ impl Proxy {
                     self.uring.shutdown_write(s.fd, slot, s.generation);
                 }
             }
-            // Keep reading from the backend while the client keeps up.
+            // Keep reading from the backend while the client keeps up: a
+            // multishot receive while the client's buffer is at least half
+            // free, one buffer at a time below that, none when it is full
+            // (its Writable event brings us back). A multishot receive is
+            // cancelled when room falls under half, so what it still pulls
+            // in before the cancel lands fits the remaining room instead of
+            // piling up in held buffers.
+            let room = stack.send_capacity(s.client);
+            let half = stack.config().send_buffer / 2;
             if s.connected
                 && !s.recv_armed
                 && !s.backend_eof
                 && !s.close_wanted
                 && s.pending.is_empty()
+                && room > 0
             {
                 s.recv_armed = true;
                 s.recv_cancelled = false;
+                s.recv_multishot = room >= half;
                 s.ops += 1;
-                self.uring.recv_multishot(s.fd, slot, s.generation);
+                if s.recv_multishot {
+                    let limit = room.min(u32::MAX as usize) as u32;
+                    self.uring.recv_multishot(s.fd, slot, s.generation, limit);
+                } else {
+                    self.uring.recv_once(s.fd, slot, s.generation);
+                }
+            } else if s.recv_armed
+                && s.recv_multishot
+                && !s.recv_cancelled
+                && room < half
+                && !self.uring.limits_supported()
+            {
+                s.recv_cancelled = true;
+                s.ops += 1;
+                self.uring.cancel(Op::Recv, slot, s.generation);
             }
             // The backend finished and all its bytes are queued to the client.
             if s.backend_eof && s.pending.is_empty() {
@@ -637,6 +661,10 @@ impl Proxy {
                 self.starved.push(slot);
             }
             e if e == -libc::ECANCELED => {}
+            e if e == -libc::EINVAL && self.uring.limits_supported() => {
+                // An older kernel refused the receive limit: re-arm without.
+                self.uring.disable_limits();
+            }
             _ => self.backend_failed(stack, now, slot),
         }
     }

@@ -65,6 +65,8 @@ pub struct Session {
     pub connected: bool,
     pub recv_armed: bool,
     pub recv_cancelled: bool,
+    /// The armed receive is multishot (else a single one).
+    pub recv_multishot: bool,
     pub send_in_flight: bool,
     /// The backend sent FIN (a receive returned 0).
     pub backend_eof: bool,
@@ -119,6 +121,7 @@ impl Session {
             connected: false,
             recv_armed: false,
             recv_cancelled: false,
+            recv_multishot: false,
             send_in_flight: false,
             backend_eof: false,
             backend_shut: false,

@@ -35,6 +35,12 @@ fn set_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Receive buffer of a backend socket. Fixed (no autotuning) because it
+/// bounds what one multishot receive can pull into the shard's provided
+/// buffers after the client stopped keeping up, before its cancel lands.
+/// 256 KiB is several bandwidth-delay products of a data-centre link.
+pub const RECEIVE_BUFFER: i32 = 256 * 1024;
+
 /// Why opening a backend socket failed.
 #[derive(Debug)]
 pub enum OpenError {
@@ -50,7 +56,8 @@ pub enum OpenError {
 /// once the 4-tuple is known). `SO_REUSEADDR` lets a port whose previous
 /// connection is in TIME-WAIT be bound again (connect then reuses the
 /// TIME-WAIT if `tcp_tw_reuse` allows); `TCP_NODELAY` because lastack
-/// forwards what it has as soon as it has it.
+/// forwards what it has as soon as it has it; a fixed receive buffer
+/// ([`RECEIVE_BUFFER`]).
 pub fn open(source: Ipv4Addr, port: u16) -> Result<RawFd, OpenError> {
     // Safety: socket(2) with constant arguments; the result is checked.
     let fd = unsafe {
@@ -66,6 +73,7 @@ pub fn open(source: Ipv4Addr, port: u16) -> Result<RawFd, OpenError> {
     let setup = || -> Result<(), OpenError> {
         set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1).map_err(OpenError::Other)?;
         set_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1).map_err(OpenError::Other)?;
+        set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, RECEIVE_BUFFER).map_err(OpenError::Other)?;
         if source.is_unspecified() && port == 0 {
             return Ok(());
         }

@@ -226,6 +226,7 @@ pub struct Uring {
     recycled: usize,
     /// Completions whose user data we did not issue (never expected).
     pub foreign_completions: u64,
+    limits_supported: bool,
 }
 
 // Safety: the raw ring pointer refers to memory this value owns; moving
@@ -254,6 +255,7 @@ impl Uring {
             in_flight: 0,
             recycled: 0,
             foreign_completions: 0,
+            limits_supported: true,
         })
     }
 
@@ -319,10 +321,56 @@ impl Uring {
     }
 
     /// Multishot receive on `fd` into provided buffers; completions until
-    /// one without `more`.
-    pub fn recv_multishot(&mut self, fd: RawFd, slot: u32, generation: u32) {
-        let entry = opcode::RecvMulti::new(types::Fd(fd), BUFFER_GROUP)
+    /// one without `more`. A nonzero `limit` ends it after that many bytes
+    /// (to within one buffer: the kernel checks it after each; kernel ≥
+    /// 6.17: `sqe->optlen` of a multishot receive; older kernels
+    /// answer `-EINVAL`, after which [`Uring::limits_supported`] is false and
+    /// the caller re-arms without). The limit is what makes backpressure
+    /// exact: the kernel never pulls more than the client has room for.
+    pub fn recv_multishot(&mut self, fd: RawFd, slot: u32, generation: u32, limit: u32) {
+        let mut entry = opcode::RecvMulti::new(types::Fd(fd), BUFFER_GROUP)
             .build()
+            .user_data(
+                Token {
+                    op: Op::Recv,
+                    slot,
+                    generation,
+                }
+                .encode(),
+            );
+        if limit > 0 && self.limits_supported {
+            // Safety: `squeue::Entry` is `#[repr(C)]` around the 64-byte
+            // `io_uring_sqe`, where every byte pattern is valid; bytes
+            // 44..48 are the `optlen` union member (io_uring.h).
+            let mut bytes: [u8; 64] = unsafe { std::mem::transmute(entry) };
+            bytes[44..48].copy_from_slice(&limit.to_ne_bytes());
+            // Safety: as above, back to the same type.
+            entry = unsafe { std::mem::transmute::<[u8; 64], squeue::Entry>(bytes) };
+        }
+        self.push(entry);
+        self.in_flight += 1;
+    }
+
+    /// False once the kernel refused a multishot receive limit.
+    pub fn limits_supported(&self) -> bool {
+        self.limits_supported
+    }
+
+    /// Records that the kernel refused a limited multishot receive.
+    pub fn disable_limits(&mut self) {
+        if self.limits_supported {
+            tracing::warn!("kernel without multishot receive limits: backpressure is coarser");
+        }
+        self.limits_supported = false;
+    }
+
+    /// One receive on `fd` into one provided buffer (for when the client
+    /// has little room: at most one buffer's worth comes back).
+    pub fn recv_once(&mut self, fd: RawFd, slot: u32, generation: u32) {
+        let entry = opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), self.buffers.size)
+            .buf_group(BUFFER_GROUP)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT)
             .user_data(
                 Token {
                     op: Op::Recv,
@@ -394,6 +442,10 @@ impl Uring {
 
     /// Cancels the slot's operations of kind `op` (e.g. a multishot
     /// receive); the cancelled operation still completes (`-ECANCELED`).
+    /// Submitted at once (one system call): a multishot receive keeps
+    /// filling buffers at line rate until the cancel lands, so it must not
+    /// wait for the end of the loop iteration. Rare: only when a client
+    /// stops keeping up.
     pub fn cancel(&mut self, op: Op, slot: u32, generation: u32) {
         let target = Token {
             op,
@@ -411,6 +463,7 @@ impl Uring {
         );
         self.push(entry);
         self.in_flight += 1;
+        self.submit();
     }
 
     /// Polls `fd` (the AF_XDP socket) for input, one shot.
@@ -602,7 +655,7 @@ mod tests {
         assert_eq!((done.token.slot, done.token.generation), (7, 1));
         let (mut server, _) = listener.accept().unwrap();
 
-        uring.recv_multishot(fd, 7, 1);
+        uring.recv_multishot(fd, 7, 1, 0);
         let mut received = Vec::new();
         for round in 0..3u8 {
             server.write_all(&[round; 5000]).unwrap();
@@ -635,6 +688,40 @@ mod tests {
         let mut rest = Vec::with_capacity(8);
         uring.complete(&mut rest);
         assert_eq!(uring.in_flight(), 0, "{rest:?}");
+    }
+
+    /// A limited multishot receive ends (without `more`) once it has
+    /// delivered its limit (to within one buffer), leaving the rest in the
+    /// socket.
+    #[test]
+    fn a_multishot_receive_stops_at_its_limit() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let mut uring = Uring::new(UringConfig {
+            entries: 16,
+            buffers: 16,
+            buffer_size: 1024,
+        })
+        .unwrap();
+        let mut waiter = Waiter(Default::default());
+        server.write_all(&[5u8; 10_000]).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        uring.recv_multishot(client.as_raw_fd(), 1, 1, 3000);
+        let mut got = 0;
+        loop {
+            let c = waiter.next(&mut uring, Op::Recv);
+            assert!(c.result > 0, "{c:?}");
+            got += c.result as usize;
+            uring.recycle(c.buffer.unwrap());
+            if !c.more {
+                break;
+            }
+        }
+        // The kernel checks the limit after each buffer: it stops within
+        // one buffer past it.
+        assert!((3000..3000 + 1024).contains(&got), "stopped at {got}");
+        assert_eq!(uring.in_flight(), 0);
     }
 
     /// A connect to an address that never answers ends at the linked
