@@ -5,9 +5,11 @@
 
 # Debian packages the build and the tests need: clang/llvm compile the XDP
 # program, libelf/zlib/m4/pkg-config build libbpf and libxdp, iproute2/
-# ethtool/nftables build the test topologies (namespaces, veth, offloads, loss).
+# ethtool/nftables build the test topologies (namespaces, veth, offloads, loss),
+# nginx-light/curl/apache2-utils (ab)/wrk are the real HTTP backend and
+# clients of the proxy tests. Services are not started by the install.
 APT_PACKAGES := clang llvm libelf-dev zlib1g-dev m4 pkg-config linux-libc-dev \
-                iproute2 ethtool nftables make gcc
+                iproute2 ethtool nftables make gcc nginx-light curl apache2-utils wrk
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
