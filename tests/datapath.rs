@@ -521,27 +521,6 @@ fn lastack_run_serves_the_configured_listener_and_stops_on_sigterm() {
 }
 
 #[test]
-fn lastack_run_refuses_proxy_listeners_until_the_proxy_exists() {
-    let dir = std::env::temp_dir().join(format!("lastack-proxy-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("proxy.toml");
-    std::fs::write(
-        &config,
-        "[[interfaces]]\nname = \"lo\"\n[[listeners]]\nname = \"web\"\nvip = \"10.0.0.1\"\nport = 80\npool = \"p\"\n\
-         [[pools]]\nname = \"p\"\n[[pools.backends]]\naddress = \"10.0.1.1:80\"\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lastack"))
-        .args(["run", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("service = \"proxy\" is not built yet"));
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
 fn the_source_service_streams_until_the_client_closes() {
     if !common::privileged("source_service") {
         return;

@@ -190,6 +190,52 @@ fn serve(mut stream: TcpStream, kind: Backend, bytes: &AtomicU64) {
     }
 }
 
+/// Clients (`a`) and lastack (`b`) joined by a veth (`10.<net>.0.0/24`),
+/// lastack and the backends (`c`) by another (`10.<net>.1.0/24`), with
+/// `backends` addresses `10.<net>.1.11…` in `c`.
+fn network(net: u8, backends: usize) -> (common::VethPair, common::Netns, Vec<Ipv4Addr>) {
+    let pair = common::VethPair::new(net);
+    let backends_ns = common::Netns::new("lsc");
+    let (b_if, c_if) = (common::unique_name("vbb"), common::unique_name("vbc"));
+    common::run(&[
+        "ip",
+        "link",
+        "add",
+        &b_if,
+        "netns",
+        &pair.b.name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &c_if,
+        "netns",
+        &backends_ns.name,
+    ]);
+    pair.b.exec(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("10.{net}.1.1/24"),
+        "dev",
+        &b_if,
+    ]);
+    pair.b.exec(&["ip", "link", "set", &b_if, "up"]);
+    let backend_addrs: Vec<Ipv4Addr> = (0..backends)
+        .map(|i| Ipv4Addr::new(10, net, 1, 11 + i as u8))
+        .collect();
+    for addr in &backend_addrs {
+        backends_ns.exec(&["ip", "addr", "add", &format!("{addr}/24"), "dev", &c_if]);
+    }
+    backends_ns.exec(&["ip", "link", "set", &c_if, "up"]);
+    // The lastack namespace reuses its backend-leg TIME-WAITs (the
+    // deployment sysctl in deploy/README.md); clients get a wide port range.
+    pair.b.exec(&["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
+    pair.a
+        .exec(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"]);
+    (pair, backends_ns, backend_addrs)
+}
+
 /// The three namespaces, the steering program and one shard.
 struct Topology {
     pair: common::VethPair,
@@ -210,46 +256,7 @@ impl Topology {
     /// and `pool` are TOML fragments (the VIP and backend list are filled
     /// in).
     fn start(net: u8, backends: usize, listener: &str, pool: &str) -> Self {
-        let pair = common::VethPair::new(net);
-        let backends_ns = common::Netns::new("lsc");
-        let (b_if, c_if) = (common::unique_name("vbb"), common::unique_name("vbc"));
-        common::run(&[
-            "ip",
-            "link",
-            "add",
-            &b_if,
-            "netns",
-            &pair.b.name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &c_if,
-            "netns",
-            &backends_ns.name,
-        ]);
-        pair.b.exec(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("10.{net}.1.1/24"),
-            "dev",
-            &b_if,
-        ]);
-        pair.b.exec(&["ip", "link", "set", &b_if, "up"]);
-        let backend_addrs: Vec<Ipv4Addr> = (0..backends)
-            .map(|i| Ipv4Addr::new(10, net, 1, 11 + i as u8))
-            .collect();
-        for addr in &backend_addrs {
-            backends_ns.exec(&["ip", "addr", "add", &format!("{addr}/24"), "dev", &c_if]);
-        }
-        backends_ns.exec(&["ip", "link", "set", &c_if, "up"]);
-        // The lastack namespace reuses its backend-leg TIME-WAITs (the
-        // deployment sysctl in deploy/README.md).
-        pair.b.exec(&["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
-        pair.a
-            .exec(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"]);
-
+        let (pair, backends_ns, backend_addrs) = network(net, backends);
         let backend_list: String = backend_addrs
             .iter()
             .map(|a| format!("[[pools.backends]]\naddress = \"{a}:{BACKEND_PORT}\"\n"))
@@ -1077,4 +1084,72 @@ fn nginx_behind_lastack_with_curl_ab_and_wrk() {
     );
     assert!(stats.proxy.sessions_opened >= 2 + 16 + requests);
     assert_eq!(stats.proxy.backend_resets + stats.proxy.no_backend, 0);
+}
+
+/// `lastack run` with a proxy listener: the binary as deployed, in the
+/// lastack namespace, forwards to a kernel backend and stops on SIGTERM.
+#[test]
+fn lastack_run_proxies_and_stops_on_sigterm() {
+    if !common::privileged("lastack_run_proxies_and_stops_on_sigterm") {
+        return;
+    }
+    let (pair, backends_ns, addrs) = network(82, 1);
+    let backend = SocketAddrV4::new(addrs[0], BACKEND_PORT);
+    let _server = Server::start(&backends_ns.name, backend, Backend::Echo);
+    let dir = std::env::temp_dir().join(common::unique_name("lsrun"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[interfaces]]\nname = \"{}\"\nqueues = 1\numem_frames = 1024\n\n\
+             [[listeners]]\nname = \"web\"\nvip = \"{}\"\nport = 80\npool = \"p\"\n\n\
+             [[pools]]\nname = \"p\"\n[[pools.backends]]\naddress = \"{backend}\"\n",
+            pair.b_if, pair.b_addr
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pair.b.name,
+            env!("CARGO_BIN_EXE_lastack"),
+            "run",
+            "-c",
+        ])
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start lastack run");
+    let vip = SocketAddrV4::new(pair.b_addr, 80);
+    let echoed = pair.a.enter(|| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let attempt = TcpStream::connect_timeout(&vip.into(), Duration::from_millis(300))
+                .and_then(|mut s| {
+                    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+                    s.write_all(b"through the proxy")?;
+                    let mut back = [0u8; 17];
+                    s.read_exact(&mut back)?;
+                    Ok(back)
+                });
+            match attempt {
+                Ok(back) => break back,
+                Err(e) if Instant::now() > deadline => panic!("lastack run never proxied: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    });
+    assert_eq!(&echoed, b"through the proxy");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit: {:?}\n{log}", output.status);
+    assert!(log.contains("proxied="), "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
