@@ -38,7 +38,8 @@ enum Backend {
     /// Writes `bytes` pattern bytes as fast as the peer takes them
     /// (counted in `Server::bytes` as they are written), then closes.
     Stream { bytes: usize },
-    /// Answers every connection with this backend's index (one byte).
+    /// Answers every connection with this backend's index (one byte), then
+    /// echoes.
     Identify(u8),
 }
 
@@ -185,7 +186,9 @@ fn serve(mut stream: TcpStream, kind: Backend, bytes: &AtomicU64) {
             }
         }
         Backend::Identify(index) => {
-            let _ = stream.write_all(&[index]);
+            if stream.write_all(&[index]).is_ok() {
+                serve(stream, Backend::Echo, bytes);
+            }
         }
     }
 }
@@ -256,10 +259,19 @@ impl Topology {
     /// and `pool` are TOML fragments (the VIP and backend list are filled
     /// in).
     fn start(net: u8, backends: usize, listener: &str, pool: &str) -> Self {
+        Self::start_with(net, backends, listener, pool, &[])
+    }
+
+    /// As [`Topology::start`], with extra TOML lines per backend.
+    fn start_with(net: u8, backends: usize, listener: &str, pool: &str, extra: &[&str]) -> Self {
         let (pair, backends_ns, backend_addrs) = network(net, backends);
         let backend_list: String = backend_addrs
             .iter()
-            .map(|a| format!("[[pools.backends]]\naddress = \"{a}:{BACKEND_PORT}\"\n"))
+            .enumerate()
+            .map(|(i, a)| {
+                let more = extra.get(i).copied().unwrap_or("");
+                format!("[[pools.backends]]\naddress = \"{a}:{BACKEND_PORT}\"\n{more}\n")
+            })
             .collect();
         let toml = format!(
             "[[interfaces]]\nname = \"{}\"\n\n[[listeners]]\nname = \"l\"\nvip = \"{}\"\nport = \
@@ -1152,4 +1164,45 @@ fn lastack_run_proxies_and_stops_on_sigterm() {
     assert!(output.status.success(), "exit: {:?}\n{log}", output.status);
     assert!(log.contains("proxied="), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Limits: a draining backend gets no new connections, and the listener's
+/// connection limit answers the connection beyond it with RST; closing one
+/// makes room again.
+#[test]
+fn drained_backends_and_connection_limits() {
+    if !common::privileged("drained_backends_and_connection_limits") {
+        return;
+    }
+    let mut topo = Topology::start_with(83, 2, "max_connections = 3", ECHO_POOL, &["drain = true"]);
+    let _servers = [
+        topo.backend(0, Backend::Identify(0)),
+        topo.backend(1, Backend::Identify(1)),
+    ];
+    let vip = topo.vip();
+    topo.client(|| {
+        let open = |expect_ok: bool| -> Option<TcpStream> {
+            let mut s = common::connect(vip, Duration::from_secs(5));
+            let mut byte = [0u8];
+            match s.read_exact(&mut byte) {
+                Ok(()) => {
+                    assert!(expect_ok, "a connection beyond the limit was served");
+                    assert_eq!(byte[0], 1, "the draining backend 0 got a new connection");
+                    Some(s)
+                }
+                Err(e) => {
+                    assert!(!expect_ok, "refused within the limit: {e}");
+                    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
+                    None
+                }
+            }
+        };
+        let mut held: Vec<TcpStream> = (0..3).map(|_| open(true).unwrap()).collect();
+        assert!(open(false).is_none(), "the fourth is over the limit");
+        drop(held.pop());
+        std::thread::sleep(Duration::from_millis(200));
+        held.push(open(true).expect("room again after a close"));
+    });
+    let stats = topo.stop();
+    assert_eq!(stats.proxy.over_limit, 1);
 }

@@ -271,6 +271,10 @@ pub struct Backend {
     /// Default: 1.
     #[serde(default = "defaults::weight")]
     pub weight: u32,
+    /// Draining: connections already open finish, new ones go to the
+    /// other backends (take a backend out for maintenance). Default: false.
+    #[serde(default)]
+    pub drain: bool,
 }
 
 /// `[tcp]`: the TCP stack, shared by all listeners.

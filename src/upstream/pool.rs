@@ -41,11 +41,15 @@ impl HealthBoard {
                 let (rise, fall) = (pool.health_check.rise, pool.health_check.fall);
                 pool.backends
                     .iter()
-                    .map(|b| BackendHealth {
-                        address: *b.address,
-                        accepts: AtomicBool::new(true),
-                        state: Mutex::new(Health::new(rise, fall)),
-                        connect_failures: AtomicU64::new(0),
+                    .map(|b| {
+                        let mut health = Health::new(rise, fall);
+                        health.set_draining(b.drain);
+                        BackendHealth {
+                            address: *b.address,
+                            accepts: AtomicBool::new(health.accepts_new()),
+                            state: Mutex::new(health),
+                            connect_failures: AtomicU64::new(0),
+                        }
                     })
                     .collect()
             })
