@@ -5,6 +5,8 @@
 //! | `lastack check -c FILE` | validate a config; errors name file:line:column and key |
 //! | `lastack check --explain` | print the config reference |
 //! | `lastack run -c FILE` | run the proxy with that config |
+//! | `lastack churn ADDR...` | connection-churn load generator (any TCP service) |
+//! | `lastack backend --listen ADDR...` | built-in backend server (echo or fixed response) |
 //!
 //! Signals for `run` (DESIGN.md § Conventions 7): SIGTERM drains, SIGHUP
 //! reloads, SIGINT exits fast. For now SIGTERM and SIGINT both stop the
@@ -58,6 +60,77 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Load generator: open, use and close connections as fast as the
+    /// target allows (or at a fixed rate), and report rate, latency
+    /// percentiles and errors. Works against any TCP service.
+    Churn(ChurnArgs),
+    /// A backend server for demos and benchmarks: echo, or a fixed
+    /// response after a fixed request.
+    Backend(BackendArgs),
+}
+
+#[derive(clap::Args)]
+struct ChurnArgs {
+    /// Target address(es), used in turn.
+    #[arg(required = true)]
+    targets: Vec<std::net::SocketAddrV4>,
+    /// Flows in progress at once.
+    #[arg(short, long, default_value_t = 64)]
+    concurrency: usize,
+    /// Load threads (default: one per CPU).
+    #[arg(short, long)]
+    threads: Option<usize>,
+    /// How long to run (default 10s unless --connections is given).
+    #[arg(short, long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Stop after this many connections.
+    #[arg(short = 'n', long)]
+    connections: Option<u64>,
+    /// Request bytes sent on each connection.
+    #[arg(long, default_value_t = 64)]
+    request: usize,
+    /// Response bytes expected on each connection.
+    #[arg(long, default_value_t = 64)]
+    response: usize,
+    /// Who closes first: the client once it has the whole response, or the
+    /// server (the client reads until EOF).
+    #[arg(long, value_enum, default_value = "client-first")]
+    close: lastack::churn::CloseOrder,
+    /// Open loop: start this many connections per second, measuring
+    /// latency from when each was due.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Source address(es) to connect from, used in turn.
+    #[arg(long = "source")]
+    sources: Vec<std::net::Ipv4Addr>,
+    /// A connection not done by then counts as a timeout.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct BackendArgs {
+    /// Address(es) to listen on.
+    #[arg(short, long, required = true)]
+    listen: Vec<std::net::SocketAddrV4>,
+    #[arg(long, value_enum, default_value = "respond")]
+    mode: lastack::churn::server::Mode,
+    /// respond: bytes to read before answering.
+    #[arg(long, default_value_t = 64)]
+    request: usize,
+    /// respond: bytes to answer with.
+    #[arg(long, default_value_t = 64)]
+    response: usize,
+    /// respond: close right after the response (server-first) or after the
+    /// client's FIN (client-first).
+    #[arg(long, value_enum, default_value = "client-first")]
+    close: lastack::churn::CloseOrder,
+    /// Server threads.
+    #[arg(short, long, default_value_t = 1)]
+    threads: usize,
 }
 
 fn main() -> ExitCode {
@@ -80,6 +153,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Check { config: None, .. } => unreachable!("clap requires --config"),
+        Command::Churn(args) => churn(args),
+        Command::Backend(args) => backend(args),
         Command::Run { config: path } => {
             let config = match config::load(&path) {
                 Ok(config) => config,
@@ -231,4 +306,88 @@ fn random_secret() -> std::io::Result<[u8; 16]> {
     let mut secret = [0u8; 16];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
     Ok(secret)
+}
+
+fn churn(args: ChurnArgs) -> ExitCode {
+    use std::io::IsTerminal;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let duration = match (args.duration, args.connections) {
+        (None, None) => Some(Duration::from_secs(10)),
+        (d, _) => d,
+    };
+    let config = lastack::churn::ChurnConfig {
+        targets: args.targets,
+        concurrency: args.concurrency.max(1),
+        threads,
+        duration,
+        connections: args.connections,
+        request: args.request,
+        response: args.response,
+        close: args.close,
+        rate: args.rate,
+        sources: args.sources,
+        timeout: args.timeout,
+    };
+    let live = std::io::stderr().is_terminal() && !args.json;
+    let mut previous = 0;
+    let report = lastack::churn::run(&config, |elapsed, done, errors| {
+        if live {
+            eprint!(
+                "\r{:>5.1}s  {:>9} connections  {:>8}/s  {} errors   ",
+                elapsed.as_secs_f64(),
+                done,
+                done - previous,
+                errors
+            );
+            previous = done;
+        }
+    });
+    if live {
+        eprintln!();
+    }
+    match report {
+        Ok(report) => {
+            use std::io::Write;
+            let text = if args.json {
+                serde_json::to_string_pretty(&report).expect("a report serializes") + "\n"
+            } else {
+                report.text()
+            };
+            // A closed stdout (e.g. `| head`) is not worth a panic.
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("churn: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn backend(args: BackendArgs) -> ExitCode {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+            eprintln!("backend: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    }
+    let config = lastack::churn::server::ServerConfig {
+        listen: args.listen,
+        mode: args.mode,
+        request: args.request,
+        response: args.response,
+        close: args.close,
+        threads: args.threads,
+    };
+    let stats = lastack::churn::server::ServerStats::default();
+    match lastack::churn::server::serve(&config, &stop, &stats) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("backend: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
 }

@@ -1,0 +1,139 @@
+//! `lastack churn` and `lastack backend` against each other over kernel
+//! TCP, in a namespace of the test's own (so TIME-WAIT counts are exact).
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use lastack::churn::server::{self, Mode, ServerConfig};
+use lastack::churn::{self as churn, ChurnConfig, CloseOrder};
+
+fn config(target: SocketAddrV4, close: CloseOrder, n: u64) -> ChurnConfig {
+    ChurnConfig {
+        targets: vec![target],
+        concurrency: 16,
+        threads: 2,
+        duration: None,
+        connections: Some(n),
+        request: 100,
+        response: 3000,
+        close,
+        rate: None,
+        sources: Vec::new(),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+fn backend(addr: SocketAddrV4, close: CloseOrder) -> ServerConfig {
+    ServerConfig {
+        listen: vec![addr],
+        mode: Mode::Respond,
+        request: 100,
+        response: 3000,
+        close,
+        threads: 1,
+    }
+}
+
+/// Both close orders complete every transaction, and the TIME-WAITs land
+/// on the side that closed first: the client's in client-first (counted
+/// by churn), none of the client's in server-first.
+#[test]
+fn churn_counts_transactions_and_time_wait_in_both_close_orders() {
+    if !common::privileged("churn_counts_transactions") {
+        return;
+    }
+    let ns = common::Netns::new("lsch");
+    // No TIME-WAIT reuse (Debian's default 2 reuses them on loopback), so
+    // every one stays countable.
+    ns.exec(&["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=0"]);
+    ns.enter(|| {
+        let a = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9601);
+        let (stop, handle) = server::spawn(backend(a, CloseOrder::ClientFirst));
+        let report = churn::run(&config(a, CloseOrder::ClientFirst, 2000), |_, _, _| {}).unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        handle.join().unwrap().unwrap();
+        assert_eq!(report.transactions, 2000, "{report:#?}");
+        assert_eq!(report.errors.total(), 0);
+        assert!(report.connections_per_s > 0.0);
+        assert!(report.transaction.p50_us <= report.transaction.p99_us);
+        assert!(report.transaction.p99_us <= report.transaction.max_us);
+        // On loopback both ends are in this namespace: the client's 2,000.
+        assert!(
+            report.client_time_wait >= 2000,
+            "{}",
+            report.client_time_wait
+        );
+
+        let b = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9602);
+        let (stop, handle) = server::spawn(backend(b, CloseOrder::ServerFirst));
+        let before = churn::time_wait_sockets();
+        let report = churn::run(&config(b, CloseOrder::ServerFirst, 1000), |_, _, _| {}).unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        handle.join().unwrap().unwrap();
+        assert_eq!(report.transactions, 1000, "{report:#?}");
+        assert_eq!(report.errors.total(), 0);
+        // The server closed first: its side holds these (same namespace).
+        assert!(report.client_time_wait >= before + 1000);
+    });
+}
+
+/// Errors are counted by kind: nothing listening is "refused"; a server
+/// that answers short is a "short read"; a duration-bound run stops.
+#[test]
+fn churn_sorts_errors_by_kind() {
+    if !common::privileged("churn_sorts_errors_by_kind") {
+        return;
+    }
+    let ns = common::Netns::new("lsce");
+    ns.enter(|| {
+        let nobody = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9603);
+        let report =
+            churn::run(&config(nobody, CloseOrder::ClientFirst, 50), |_, _, _| {}).unwrap();
+        assert_eq!(report.transactions, 0);
+        assert_eq!(report.errors.refused, 50, "{:?}", report.errors);
+
+        // The server sends 3,000 bytes and closes, the client wants 5,000.
+        let short = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9604);
+        let (stop, handle) = server::spawn(backend(short, CloseOrder::ServerFirst));
+        let mut want_more = config(short, CloseOrder::ServerFirst, 0);
+        want_more.response = 5000;
+        want_more.connections = None;
+        want_more.duration = Some(Duration::from_millis(300));
+        let report = churn::run(&want_more, |_, _, _| {}).unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        handle.join().unwrap().unwrap();
+        assert_eq!(report.transactions, 0);
+        assert!(report.errors.short_read > 10, "{:?}", report.errors);
+        assert_eq!(report.errors.short_read, report.errors.total());
+        assert!(report.elapsed_s < 3.0);
+    });
+}
+
+/// Open loop: at a fixed rate, about rate × duration connections start.
+#[test]
+fn churn_open_loop_holds_its_rate() {
+    if !common::privileged("churn_open_loop_holds_its_rate") {
+        return;
+    }
+    let ns = common::Netns::new("lsco");
+    ns.enter(|| {
+        let a = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9605);
+        let (stop, handle) = server::spawn(backend(a, CloseOrder::ClientFirst));
+        let mut open = config(a, CloseOrder::ClientFirst, 0);
+        open.connections = None;
+        open.duration = Some(Duration::from_secs(1));
+        open.rate = Some(2000.0);
+        let report = churn::run(&open, |_, _, _| {}).unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        handle.join().unwrap().unwrap();
+        assert_eq!(report.errors.total(), 0);
+        // 2,000/s for 1 s: not a closed loop's tens of thousands.
+        assert!(
+            (1500..=2300).contains(&report.transactions),
+            "{} transactions",
+            report.transactions
+        );
+    });
+}
