@@ -288,6 +288,7 @@ fn run(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
             connections = stats.tcp.connections_opened,
             proxied = stats.proxy.sessions_opened,
             time_wait = stats.time_wait,
+            slots = stats.slots_created,
             "shard stopped"
         );
     }

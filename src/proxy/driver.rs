@@ -433,8 +433,7 @@ impl Proxy {
                     // The client's FIN, after all its bytes: pass it on.
                     s.backend_shut = true;
                     s.backend_deadline = Some(now + spec.close_grace.max(Duration::from_secs(1)));
-                    s.ops += 1;
-                    self.uring.shutdown_write(s.fd, slot, s.generation);
+                    socket::shutdown_write(s.fd);
                 }
             }
             // Keep reading from the backend while the client keeps up: a
@@ -510,8 +509,7 @@ impl Proxy {
                 // FIN to the backend, then a bounded wait for its EOF.
                 s.backend_shut = true;
                 s.backend_deadline = Some(now + spec.close_grace.max(Duration::from_secs(1)));
-                s.ops += 1;
-                self.uring.shutdown_write(s.fd, slot, s.generation);
+                socket::shutdown_write(s.fd);
             }
         }
         self.maybe_free(slot);

@@ -73,6 +73,11 @@ pub struct ShardStats {
     pub frames: FrameCounts,
     pub tcp: Stats,
     pub connections: usize,
+    /// Connection slots in use, finished-but-unreleased ones included
+    /// (0 when idle: anything else is a handle leak).
+    pub slots_in_use: usize,
+    /// Connection slots created so far (the peak of open connections).
+    pub slots_created: usize,
     pub time_wait: usize,
     /// Connections per TCP state (name, count).
     pub states: Vec<(&'static str, usize)>,
@@ -431,6 +436,8 @@ impl Shard {
             stats.proxy = proxy.stats;
         }
         stats.connections = self.stack.connection_count();
+        stats.slots_in_use = self.stack.slots_in_use();
+        stats.slots_created = self.stack.slots_created();
         stats.time_wait = self.stack.time_wait_count();
         stats.states = self
             .stack

@@ -1012,6 +1012,12 @@ impl Stack {
         self.free.push(index);
     }
 
+    /// Connection slots ever created (in use or free for reuse): the peak
+    /// of connections open at once.
+    pub fn slots_created(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Connection slots in use, detached ones included: zero once every
     /// connection has finished and been closed by the application.
     pub fn slots_in_use(&self) -> usize {

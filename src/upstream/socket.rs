@@ -130,6 +130,16 @@ pub fn set_linger_zero(fd: RawFd) {
     }
 }
 
+/// shutdown(fd, SHUT_WR): our FIN toward the backend. Synchronous on
+/// purpose: io_uring runs `IORING_OP_SHUTDOWN` on an io-wq worker thread
+/// (a thread hop and two context switches per connection, measured at 8 %
+/// of a shard's CPU under churn), while the system call never blocks.
+/// Failure (the peer already reset) shows up on the next receive.
+pub fn shutdown_write(fd: RawFd) {
+    // Safety: `fd` is a socket the caller owns.
+    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+}
+
 /// Closes `fd` synchronously (for sockets never handed to io_uring).
 pub fn close_now(fd: RawFd) {
     // Safety: the caller owns `fd` and forgets it after this.

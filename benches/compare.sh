@@ -1,0 +1,318 @@
+#!/usr/bin/env bash
+# Compares lastack with HAProxy (mode tcp) and nginx (stream) on connection
+# churn, with `direct` (no proxy) as the upper bound. Same topology for all:
+#
+#   namespace C (load: lastack churn)  ──veth──  P (the proxy)  ──veth──  S (backends)
+#   10.70.0.1                                    10.70.0.2 = VIP          10.70.1.11-14
+#
+# The proxy is pinned to CPU 0; the load generator and the backends
+# (`lastack backend`) to CPU 1. Workloads, 64 B each way, at each
+# concurrency in $FLOWS, to one backend address and to four:
+#   A  client-first: the client reads the response and closes first
+#   B  server-first: the backend closes first, the client reads until EOF
+#   C  framed: the backend closes first, the client closes once it has the
+#      whole response (HTTP/1.1 Connection: close with Content-Length)
+# plus a sustained run of A to one address ($SUSTAINED seconds) and a
+# single-stream bulk run. For each: connections/s, p50/p99, errors, CPU-µs
+# per connection of the proxy process and of the whole machine
+# (/proc/stat), TIME-WAIT on the proxy's client leg and backend leg.
+#
+# Writes benches/results/<date>/{results.md,results.json}.
+# Usage (root): benches/compare.sh            full run (several minutes)
+#               QUICK=1 benches/compare.sh    A and C only, 128 flows, 5 s
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+SECS=${SECS:-10}
+FLOWS=${FLOWS:-"32 128"}
+SUSTAINED=${SUSTAINED:-60}
+PROXIES=${PROXIES:-"direct lastack haproxy nginx"}
+WORKLOADS=${WORKLOADS:-"A B C"}
+if [ -n "${QUICK:-}" ]; then SECS=5; FLOWS=128; SUSTAINED=0; WORKLOADS="A C"; fi
+
+need=""
+command -v haproxy >/dev/null || need="$need haproxy"
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need="$need libnginx-mod-stream"
+command -v nginx >/dev/null || need="$need nginx-light"
+if [ -n "$need" ]; then
+    echo "compare: installing$need" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+(cd "$here" && cargo build --release --quiet)
+bin="$here/target/release/lastack"
+
+id=$$
+C=lscc$id; P=lscp$id; S=lscs$id
+VC=vcc$id; VP=vcp$id; VQ=vcq$id; VS=vcs$id
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    ip netns del "$C" 2>/dev/null || true
+    ip netns del "$P" 2>/dev/null || true
+    ip netns del "$S" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+# (The topology is built afresh for each proxy: see topology_up.)
+
+# Frontend ports on the VIP: 80 → 1 backend :8080, 81 → 4 × :8080,
+# 82 → 1 × :8081, 83 → 4 × :8081, 90 → bulk (echo).
+backends() { # port count
+    local n
+    for n in $(seq 11 $((10 + $2))); do echo "10.70.1.$n:$1"; done
+}
+cat > "$work/lastack.toml" <<TOML
+[[interfaces]]
+name = "$VP"
+queues = 1
+cores = [0]
+umem_frames = 16384
+$(for p in 80 81 82 83 90; do cat <<L
+[[listeners]]
+name = "l$p"
+vip = "10.70.0.2"
+port = $p
+pool = "p$p"
+close_grace = "2s"
+max_connections = 100000
+L
+done)
+$(for spec in "80 8080 1" "81 8080 4" "82 8081 1" "83 8081 4" "90 9000 1"; do set -- $spec; cat <<P
+[[pools]]
+name = "p$1"
+[pools.health_check]
+enabled = false
+$(for b in $(backends "$2" "$3"); do printf '[[pools.backends]]\naddress = "%s"\n' "$b"; done)
+P
+done)
+[tcp]
+syn_backlog = 16384
+accept_backlog = 16384
+[admin]
+listen = "10.70.0.2:9190"
+[logging]
+level = "warn"
+TOML
+cat > "$work/haproxy.cfg" <<CFG
+global
+    nbthread 1
+    # Within the 20,000 open files this machine allows (2 per connection).
+    maxconn 9000
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+$(for spec in "80 8080 1" "81 8080 4" "82 8081 1" "83 8081 4" "90 9000 1"; do set -- $spec; cat <<F
+listen l$1
+    bind 10.70.0.2:$1
+    balance roundrobin
+$(n=0; for b in $(backends "$2" "$3"); do n=$((n+1)); echo "    server s$n $b"; done)
+F
+done)
+CFG
+cat > "$work/nginx.conf" <<CFG
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+events { worker_connections 16000; }
+stream {
+$(for spec in "80 8080 1" "81 8080 4" "82 8081 1" "83 8081 4" "90 9000 1"; do set -- $spec; cat <<F
+    upstream u$1 {
+$(for b in $(backends "$2" "$3"); do echo "        server $b;"; done)
+    }
+    server { listen 10.70.0.2:$1; proxy_pass u$1; }
+F
+done)
+}
+CFG
+
+topology_up() {
+    for ns in "$C" "$P" "$S"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+    ip link add "$VC" netns "$C" type veth peer name "$VP" netns "$P"
+    ip link add "$VQ" netns "$P" type veth peer name "$VS" netns "$S"
+    ip -n "$C" addr add 10.70.0.1/24 dev "$VC"
+    ip -n "$P" addr add 10.70.0.2/24 dev "$VP"
+    ip -n "$P" addr add 10.70.1.1/24 dev "$VQ"
+    for i in 11 12 13 14; do ip -n "$S" addr add 10.70.1.$i/24 dev "$VS"; done
+    for l in "$C:$VC" "$P:$VP" "$P:$VQ" "$S:$VS"; do ip -n "${l%%:*}" link set "${l##*:}" up; done
+    ip netns exec "$C" ethtool -K "$VC" tx off tso off gso off >/dev/null
+    # direct: the clients reach the backends through P's kernel.
+    ip -n "$C" route add 10.70.1.0/24 via 10.70.0.2
+    ip -n "$S" route add 10.70.0.0/24 via 10.70.1.1
+    ip netns exec "$P" sysctl -qw net.ipv4.ip_forward=1
+    # Clients: a wide port range and TIME-WAIT reuse (a load generator must not
+    # be the one that runs out of ports). The proxy's namespace keeps the
+    # kernel's default port range (32768-60999) with tcp_tw_reuse=1, the
+    # setting the issue's measurements used: the kernel proxies' backend leg
+    # lives on it; lastack allocates its own ports (1024-65535).
+    ip netns exec "$C" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
+    ip netns exec "$P" sysctl -qw net.ipv4.tcp_tw_reuse=1
+
+    # Backends: :8080 closes after the client (A), :8081 closes first (B, C).
+    ip netns exec "$S" taskset -c 1 "$bin" backend -l 10.70.1.11:8080 -l 10.70.1.12:8080 \
+        -l 10.70.1.13:8080 -l 10.70.1.14:8080 --close client-first & pids+=($!)
+    ip netns exec "$S" taskset -c 1 "$bin" backend -l 10.70.1.11:8081 -l 10.70.1.12:8081 \
+        -l 10.70.1.13:8081 -l 10.70.1.14:8081 --close server-first & pids+=($!)
+    # Bulk: a discard-like sink is the echo mode read by a reader below.
+    ip netns exec "$S" taskset -c 1 "$bin" backend -l 10.70.1.11:9000 --mode echo & pids+=($!)
+    sleep 0.5
+}
+topology_down() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    pids=()
+    ip netns del "$C" 2>/dev/null || true
+    ip netns del "$P" 2>/dev/null || true
+    ip netns del "$S" 2>/dev/null || true
+    sleep 0.5
+}
+
+proxy_pid=""
+start_proxy() {
+    case $1 in
+        direct) proxy_pid="" ;;
+        lastack) ip netns exec "$P" taskset -c 0 "$bin" run -c "$work/lastack.toml" & proxy_pid=$! ;;
+        haproxy) ip netns exec "$P" taskset -c 0 haproxy -db -f "$work/haproxy.cfg" & proxy_pid=$! ;;
+        nginx) ip netns exec "$P" taskset -c 0 nginx -p "$work" -c "$work/nginx.conf" 2>>"$work/nginx.err" & proxy_pid=$! ;;
+    esac
+    [ -n "$proxy_pid" ] && pids+=("$proxy_pid")
+    sleep 1.5
+    if [ -n "$proxy_pid" ] && ! kill -0 "$proxy_pid" 2>/dev/null; then
+        echo "compare: $1 did not start" >&2
+        cat "$work/nginx.err" 2>/dev/null >&2 || true
+        exit 1
+    fi
+}
+stop_proxy() {
+    if [ -n "$proxy_pid" ]; then
+        kill "$proxy_pid" 2>/dev/null || true
+        wait "$proxy_pid" 2>/dev/null || true
+    fi
+    proxy_pid=""
+    sleep 0.5
+}
+# CPU ticks (user+system) of a process and its threads/children.
+proc_ticks() {
+    [ -z "$1" ] && { echo 0; return; }
+    local total=0 t
+    for t in $(pgrep -P "$1" 2>/dev/null) "$1"; do
+        [ -r "/proc/$t/stat" ] && total=$((total + $(awk '{print $14 + $15}' "/proc/$t/stat")))
+    done
+    echo "$total"
+}
+sys_ticks() { awk '/^cpu /{print $2+$3+$4+$6+$7+$8}' /proc/stat; }
+hz=$(getconf CLK_TCK)
+
+target() { # proxy workload backends
+    local port
+    case "$2:$3" in
+        A:1|C:1|B:1) port=80 ;; A:4|C:4|B:4) port=81 ;;
+    esac
+    case $2 in B|C) port=$((port + 2)) ;; esac
+    if [ "$1" = direct ]; then
+        if [ "$3" = 1 ]; then backends $((port >= 82 ? 8081 : 8080)) 1
+        else backends $((port >= 82 ? 8081 : 8080)) 4; fi
+    else
+        echo "10.70.0.2:$port"
+    fi
+}
+time_wait() { # namespace local-address-prefix
+    ip netns exec "$1" ss -Htan state time-wait 2>/dev/null | awk -v p="$2" '$3 ~ "^"p {n++} END {print n+0}'
+}
+lastack_metric() { # name
+    { ip netns exec "$C" curl -s --max-time 2 "http://10.70.0.2:9190/metrics" 2>/dev/null || true; } \
+        | awk -v m="$1" '$1 == m {s += $2} END {print s+0}'
+}
+
+results="$work/results.jsonl"
+: > "$results"
+run_one() { # proxy workload flows backends seconds
+    local proxy=$1 w=$2 flows=$3 nb=$4 secs=$5 close churn_close targets
+    case $w in A) churn_close=client-first ;; B) churn_close=server-first ;; C) churn_close=client-first ;; esac
+    targets=$(target "$proxy" "$w" "$nb" | tr '\n' ' ')
+    local p0 s0 p1 s1 out tw_client tw_backend
+    local lastack_tw0=0
+    [ "$proxy" = lastack ] && lastack_tw0=$(lastack_metric lastack_tcp_time_wait_entries)
+    p0=$(proc_ticks "$proxy_pid"); s0=$(sys_ticks)
+    local perf_pid=""
+    if [ -n "${PROFILE:-}" ] && [ -n "$proxy_pid" ] && [ ! -e "$work/profile-$proxy.data" ]; then
+        perf record -q -g -o "$work/profile-$proxy.data" -p "$proxy_pid" -- sleep "$secs" \
+            >/dev/null 2>&1 & perf_pid=$!
+    fi
+    out=$(ip netns exec "$C" taskset -c 1 "$bin" churn $targets -c "$flows" -t 1 -d "${secs}s" \
+        --close "$churn_close" --json)
+    if [ -n "$perf_pid" ]; then
+        wait "$perf_pid" || true
+        perf report -i "$work/profile-$proxy.data" --stdio --no-children --percent-limit 0.7 \
+            -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60 > "$work/profile-$proxy.txt" || true
+    fi
+    p1=$(proc_ticks "$proxy_pid"); s1=$(sys_ticks)
+    if [ "$proxy" = lastack ]; then
+        tw_client=$(lastack_metric lastack_tcp_time_wait_entries)
+    else
+        tw_client=$(time_wait "$P" "10.70.0.2:")
+    fi
+    tw_backend=$(time_wait "$P" "10.70.1.1:")
+    echo "$out" | python3 -c "
+import json, sys
+r = json.load(sys.stdin)
+n = max(r['transactions'], 1)
+print(json.dumps({'proxy': '$proxy', 'workload': '$w', 'flows': $flows, 'backends': $nb,
+  'seconds': r['elapsed_s'], 'conn_per_s': round(r['connections_per_s']),
+  'p50_ms': r['transaction']['p50_us'] / 1000, 'p99_ms': r['transaction']['p99_us'] / 1000,
+  'errors': sum(r['errors'].values()), 'proxy_cpu_us_per_conn': round(($p1 - $p0) * 1e6 / $hz / n, 1),
+  'system_cpu_us_per_conn': round(($s1 - $s0) * 1e6 / $hz / n, 1),
+  'tw_client_leg': $tw_client, 'tw_backend_leg': $tw_backend,
+  'load_cpu_cores': round(r['cpu_cores'], 2)}))" | tee -a "$results"
+}
+
+for proxy in $PROXIES; do
+    # Fresh namespaces per proxy: TIME-WAITs one proxy leaves in the kernel
+    # must not stand in the next one's way.
+    topology_up
+    start_proxy "$proxy"
+    for w in $WORKLOADS; do
+        for nb in 1 4; do
+            for flows in $FLOWS; do
+                run_one "$proxy" "$w" "$flows" "$nb" "$SECS"
+                sleep 1
+            done
+        done
+    done
+    if [ "$SUSTAINED" -gt 0 ]; then
+        run_one "$proxy" A 128 1 "$SUSTAINED"
+    fi
+    stop_proxy
+    topology_down
+done
+
+date=$(date -u +%Y-%m-%d)
+out="$here/benches/results/$date"
+mkdir -p "$out"
+cp "$results" "$out/results.jsonl"
+cp "$work"/profile-*.txt "$work"/profile-*.data "$out/" 2>/dev/null || true
+python3 - "$results" "$out/results.md" <<'PY'
+import json, sys, platform, os
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), '?')
+with open(sys.argv[2], 'w') as f:
+    f.write(f"# Connection churn: lastack vs HAProxy vs nginx\n\n")
+    f.write(f"Machine: {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}. "
+            "Proxy pinned to CPU 0; load generator and backends on CPU 1. 64 B each way.\n\n")
+    f.write("A: client closes first. B: server closes first, client reads until EOF. "
+            "C: server closes first, client closes once it has the response.\n\n")
+    f.write("| proxy | workload | flows | backends | seconds | conn/s | p50 ms | p99 ms | errors | proxy CPU-µs/conn | system CPU-µs/conn | TIME-WAIT client leg | TIME-WAIT backend leg |\n")
+    f.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    for r in rows:
+        f.write(f"| {r['proxy']} | {r['workload']} | {r['flows']} | {r['backends']} | {r['seconds']:.0f} | "
+                f"{r['conn_per_s']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | "
+                f"{r['proxy_cpu_us_per_conn']} | {r['system_cpu_us_per_conn']} | {r['tw_client_leg']} | {r['tw_backend_leg']} |\n")
+print(open(sys.argv[2]).read())
+PY
+echo "written: $out/results.md"
