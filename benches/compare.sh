@@ -69,6 +69,7 @@ name = "$VP"
 queues = 1
 cores = [0]
 umem_frames = 16384
+busy_poll = "${BUSY_POLL:-50us}"
 $(for p in 80 81 82 83 90; do cat <<L
 [[listeners]]
 name = "l$p"
