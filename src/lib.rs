@@ -10,6 +10,7 @@
 //! - [`upstream`]: backend pools (so far the balancing algorithms).
 //! - [`config`]: the TOML schema, loading and validation.
 
+pub mod admin;
 pub mod churn;
 pub mod config;
 pub mod link;

@@ -7,6 +7,7 @@
 //! | `lastack run -c FILE` | run the proxy with that config |
 //! | `lastack churn ADDR...` | connection-churn load generator (any TCP service) |
 //! | `lastack backend --listen ADDR...` | built-in backend server (echo or fixed response) |
+//! | `lastack stats [-a ADDR \| -c FILE]` | counters of a running instance as a table |
 //!
 //! Signals for `run` (DESIGN.md § Conventions 7): SIGTERM drains, SIGHUP
 //! reloads, SIGINT exits fast. For now SIGTERM and SIGINT both stop the
@@ -67,6 +68,19 @@ enum Command {
     /// A backend server for demos and benchmarks: echo, or a fixed
     /// response after a fixed request.
     Backend(BackendArgs),
+    /// Print the counters of a running instance as a table (from its
+    /// admin endpoint).
+    Stats {
+        /// Admin address of the instance.
+        #[arg(short, long, conflicts_with = "config")]
+        admin: Option<std::net::SocketAddrV4>,
+        /// Or the instance's config file (its `[admin] listen`).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Print the Prometheus text as served.
+        #[arg(long)]
+        raw: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -154,6 +168,7 @@ fn main() -> ExitCode {
         },
         Command::Check { config: None, .. } => unreachable!("clap requires --config"),
         Command::Churn(args) => churn(args),
+        Command::Stats { admin, config, raw } => stats(admin, config, raw),
         Command::Backend(args) => backend(args),
         Command::Run { config: path } => {
             let config = match config::load(&path) {
@@ -270,8 +285,29 @@ fn run(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!(interface = %interface.name, mode = ?interface.xdp_mode, queues = interface.queues, "serving");
         programs.push((interface.name.clone(), steering));
     }
+    let admin_state = Arc::new(lastack::admin::AdminState {
+        shards: shards.iter().map(|h| Arc::clone(&h.stats)).collect(),
+        xdp: std::sync::Mutex::new(Vec::new()),
+        board: Arc::clone(&board),
+        pool_names: config.pools.iter().map(|p| p.name.clone()).collect(),
+        started: std::time::Instant::now(),
+    });
+    let admin = if config.admin.enabled {
+        let listen = *config.admin.listen;
+        let handle = lastack::admin::spawn(listen, Arc::clone(&admin_state), Arc::clone(&stop))
+            .map_err(|e| format!("admin endpoint {listen}: {e}"))?;
+        tracing::info!(%listen, "admin endpoint: GET /metrics");
+        Some(handle)
+    } else {
+        None
+    };
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(200));
+        let counters: Vec<_> = programs
+            .iter()
+            .filter_map(|(name, steering)| steering.counters().ok().map(|c| (name.clone(), c)))
+            .collect();
+        *admin_state.xdp.lock().expect("xdp lock") = counters;
         if reload.swap(false, Ordering::Relaxed) {
             tracing::warn!("SIGHUP: reload is not implemented yet; config unchanged");
         }
@@ -294,6 +330,9 @@ fn run(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     }
     for checker in checkers {
         let _ = checker.join();
+    }
+    if let Some(admin) = admin {
+        let _ = admin.join();
     }
     for (name, steering) in &programs {
         tracing::info!(interface = %name, counters = ?steering.counters()?, "detaching XDP steering");
@@ -388,6 +427,36 @@ fn backend(args: BackendArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("backend: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn stats(admin: Option<std::net::SocketAddrV4>, config: Option<PathBuf>, raw: bool) -> ExitCode {
+    let address = match (admin, config) {
+        (Some(a), _) => a,
+        (None, Some(path)) => match config::load(&path) {
+            Ok(c) => *c.admin.listen,
+            Err(errors) => {
+                eprintln!("{errors}");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+        },
+        (None, None) => "127.0.0.1:9190".parse().expect("a literal address"),
+    };
+    match lastack::admin::fetch(address) {
+        Ok(text) => {
+            use std::io::Write;
+            let shown = if raw {
+                text
+            } else {
+                lastack::admin::table(&text)
+            };
+            let _ = std::io::stdout().write_all(shown.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("stats: admin endpoint {address}: {e}");
             ExitCode::from(EXIT_RUNTIME)
         }
     }

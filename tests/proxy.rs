@@ -1155,6 +1155,40 @@ fn lastack_run_proxies_and_stops_on_sigterm() {
         }
     });
     assert_eq!(&echoed, b"through the proxy");
+    // The admin endpoint (default 127.0.0.1:9190 in lastack's namespace):
+    // `lastack stats` shows the session, the XDP program's redirects, and
+    // the backend as up with no connection left open.
+    std::thread::sleep(Duration::from_millis(400));
+    let raw = pair
+        .b
+        .exec(&[env!("CARGO_BIN_EXE_lastack"), "stats", "--raw"]);
+    let raw = String::from_utf8_lossy(&raw.stdout).to_string();
+    let value = |series: &str| -> f64 {
+        raw.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{raw}"))
+    };
+    assert!(value("lastack_proxy_sessions_total{shard=\"0\"}") >= 1.0);
+    assert!(
+        value(&format!(
+            "lastack_xdp_packets_total{{interface=\"{}\",outcome=\"redirected\"}}",
+            pair.b_if
+        )) >= 3.0
+    );
+    assert_eq!(
+        value(&format!(
+            "lastack_backend_up{{pool=\"p\",backend=\"{backend}\"}}"
+        )),
+        1.0
+    );
+    let table = pair.b.exec(&[env!("CARGO_BIN_EXE_lastack"), "stats"]);
+    let table = String::from_utf8_lossy(&table.stdout).to_string();
+    assert!(
+        table.lines().any(|l| l.starts_with("proxy_sessions_total")),
+        "{table}"
+    );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,

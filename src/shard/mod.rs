@@ -79,6 +79,12 @@ pub struct ShardStats {
     /// Connection slots created so far (the peak of open connections).
     pub slots_created: usize,
     pub time_wait: usize,
+    /// Bytes the TIME-WAIT table holds.
+    pub time_wait_bytes: usize,
+    /// Per listener (address, SYN queue depth, accept queue depth).
+    pub queues: Vec<(std::net::SocketAddrV4, usize, usize)>,
+    /// Open backend connections per pool and backend (proxy shards).
+    pub backend_connections: Vec<Vec<u32>>,
     /// Connections per TCP state (name, count).
     pub states: Vec<(&'static str, usize)>,
     pub proxy: ProxyStats,
@@ -434,11 +440,26 @@ impl Shard {
         stats.tcp = self.stack.stats().clone();
         if let Some(proxy) = &self.proxy {
             stats.proxy = proxy.stats;
+            stats.backend_connections = proxy.pools().iter().map(|p| p.active.clone()).collect();
         }
         stats.connections = self.stack.connection_count();
         stats.slots_in_use = self.stack.slots_in_use();
         stats.slots_created = self.stack.slots_created();
         stats.time_wait = self.stack.time_wait_count();
+        stats.time_wait_bytes = self.stack.time_wait_memory();
+        let mut queues: Vec<_> = self
+            .listeners
+            .iter()
+            .map(|(&id, spec)| {
+                (
+                    spec.addr,
+                    self.stack.syn_queue_len(id),
+                    self.stack.accept_queue_len(id),
+                )
+            })
+            .collect();
+        queues.sort_by_key(|q| (*q.0.ip(), q.0.port()));
+        stats.queues = queues;
         stats.states = self
             .stack
             .state_counts()

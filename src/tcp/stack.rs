@@ -142,6 +142,11 @@ impl Stack {
         self.time_wait.len()
     }
 
+    /// Memory the TIME-WAIT table holds, in bytes.
+    pub fn time_wait_memory(&self) -> usize {
+        self.time_wait.memory_bytes()
+    }
+
     /// Connections per state, TIME-WAIT from its table.
     pub fn state_counts(&self) -> Vec<(State, usize)> {
         let mut counts: Vec<(State, usize)> = State::ALL.iter().map(|&s| (s, 0)).collect();

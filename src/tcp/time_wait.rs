@@ -46,6 +46,14 @@ impl TimeWaitTable {
         self.entries.len()
     }
 
+    /// Bytes of memory the table holds: the map's buckets (tuple, entry
+    /// and a control byte each) and the expiry queue, at their capacity.
+    pub fn memory_bytes(&self) -> usize {
+        let bucket = std::mem::size_of::<(FourTuple, TimeWaitEntry)>() + 1;
+        let queued = std::mem::size_of::<(Instant, FourTuple)>();
+        self.entries.capacity() * bucket + self.expiry.capacity() * queued
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
