@@ -66,15 +66,12 @@ fuzz: deps
 	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run segments corpus/segments -- \
 		-max_total_time=$(FUZZ_SECONDS) -max_len=2048
 
+# The demo (about a minute, as root): lastack in front of three backends in
+# network namespaces, churn under both close policies, and where TIME-WAIT
+# ended up. Everything it creates is removed at the end, also on Ctrl-C.
 demo: release
 	./target/release/lastack check -c config/demo.toml
-	@echo
-	@echo "make demo: the demo is not built yet. It arrives with the churn/demo issue:"
-	@echo "  namespaces for clients, lastack and three backends, churn at several"
-	@echo "  concurrencies in both close orders, and a table of connections/s, latency"
-	@echo "  and where TIME-WAIT ended up. Today lastack validates config/demo.toml"
-	@echo "  (above); 'make test' runs the engine and the AF_XDP datapath against kernel"
-	@echo "  clients, and benches/datapath.sh measures the datapath."
+	$(SUDO) ./target/release/lastack demo -c config/demo.toml
 
 clean:
 	$(CARGO) clean

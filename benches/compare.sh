@@ -286,6 +286,13 @@ for proxy in $PROXIES; do
             done
         done
     done
+    # One stream, 100 MiB each way through the proxy (echo backend).
+    bulk=$(ip netns exec "$C" taskset -c 1 "$bin" churn "$(if [ "$proxy" = direct ]; then echo 10.70.1.11:9000; else echo 10.70.0.2:90; fi)" \
+        -c 1 -t 1 -n 1 --request 104857600 --response 104857600 --timeout 60s --json)
+    echo "$bulk" | python3 -c "
+import json, sys
+r = json.load(sys.stdin)
+print(json.dumps({'proxy': '$proxy', 'bulk_gbit_per_s_each_way': round(100 * 1048576 * 8 / r['elapsed_s'] / 1e9, 2), 'errors': sum(r['errors'].values())}))" | tee -a "$work/bulk.jsonl"
     if [ "$SUSTAINED" -gt 0 ]; then
         run_one "$proxy" A 128 1 "$SUSTAINED"
     fi
@@ -297,8 +304,9 @@ date=$(date -u +%Y-%m-%d)
 out="$here/benches/results/$date"
 mkdir -p "$out"
 cp "$results" "$out/results.jsonl"
+cp "$work/bulk.jsonl" "$out/bulk.jsonl" 2>/dev/null || true
 cp "$work"/profile-*.txt "$work"/profile-*.data "$out/" 2>/dev/null || true
-python3 - "$results" "$out/results.md" <<'PY'
+python3 - "$results" "$out/results.md" "$work/bulk.jsonl" <<'PY'
 import json, sys, platform, os
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), '?')
@@ -314,6 +322,14 @@ with open(sys.argv[2], 'w') as f:
         f.write(f"| {r['proxy']} | {r['workload']} | {r['flows']} | {r['backends']} | {r['seconds']:.0f} | "
                 f"{r['conn_per_s']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | "
                 f"{r['proxy_cpu_us_per_conn']} | {r['system_cpu_us_per_conn']} | {r['tw_client_leg']} | {r['tw_backend_leg']} |\n")
+    try:
+        bulk = [json.loads(l) for l in open(sys.argv[3]) if l.strip()]
+    except OSError:
+        bulk = []
+    if bulk:
+        f.write("\nSingle stream, 100 MiB each way (echo backend):\n\n| proxy | Gbit/s each way | errors |\n|---|---|---|\n")
+        for b in bulk:
+            f.write(f"| {b['proxy']} | {b['bulk_gbit_per_s_each_way']} | {b['errors']} |\n")
 print(open(sys.argv[2]).read())
 PY
 echo "written: $out/results.md"

@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod churn;
 pub mod config;
+pub mod demo;
 pub mod link;
 pub mod proxy;
 pub mod shard;

@@ -68,6 +68,16 @@ enum Command {
     /// A backend server for demos and benchmarks: echo, or a fixed
     /// response after a fixed request.
     Backend(BackendArgs),
+    /// The demo: lastack in front of three backends in network namespaces,
+    /// driven by churn under both close policies (root; about a minute).
+    Demo {
+        /// The demo config.
+        #[arg(short, long, default_value = "config/demo.toml")]
+        config: PathBuf,
+        /// Seconds of load per measurement.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
     /// Print the counters of a running instance as a table (from its
     /// admin endpoint).
     Stats {
@@ -168,6 +178,13 @@ fn main() -> ExitCode {
         },
         Command::Check { config: None, .. } => unreachable!("clap requires --config"),
         Command::Churn(args) => churn(args),
+        Command::Demo { config, seconds } => match lastack::demo::run(&config, seconds) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("demo: {e}");
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        },
         Command::Stats { admin, config, raw } => stats(admin, config, raw),
         Command::Backend(args) => backend(args),
         Command::Run { config: path } => {
@@ -369,6 +386,7 @@ fn churn(args: ChurnArgs) -> ExitCode {
         rate: args.rate,
         sources: args.sources,
         timeout: args.timeout,
+        cancel: None,
     };
     let live = std::io::stderr().is_terminal() && !args.json;
     let mut previous = 0;

@@ -432,6 +432,11 @@ pub fn render(snap: &Snapshot<'_>) -> String {
             "TIME-WAIT entries reused by a new SYN.",
             |s| s.tcp.time_wait_reopened,
         ),
+        (
+            "lastack_tcp_time_wait_entered_total",
+            "Connections that entered TIME-WAIT (lastack closed first).",
+            |s| s.tcp.time_wait_entered,
+        ),
     ];
     for (name, help, f) in tcp_counters {
         out.per_shard(shards, name, "counter", help, f);
@@ -502,6 +507,24 @@ pub fn render(snap: &Snapshot<'_>) -> String {
                 "lastack_backend_connections",
                 &[("pool", &pool.name), ("backend", &b.address.to_string())],
                 open,
+            );
+        }
+    }
+    out.family(
+        "lastack_backend_connections_total",
+        "counter",
+        "Connections sent to the backend, all shards.",
+    );
+    for (p, pool) in snap.pools.iter().enumerate() {
+        for (i, b) in pool.backends.iter().enumerate() {
+            let total: u64 = shards
+                .iter()
+                .filter_map(|s| s.backend_opened.get(p).and_then(|v| v.get(i)))
+                .sum();
+            out.sample(
+                "lastack_backend_connections_total",
+                &[("pool", &pool.name), ("backend", &b.address.to_string())],
+                total,
             );
         }
     }

@@ -50,6 +50,8 @@ pub struct ChurnConfig {
     pub sources: Vec<Ipv4Addr>,
     /// A flow not finished by then fails as a timeout.
     pub timeout: Duration,
+    /// Set from outside (e.g. Ctrl-C) to end the run early.
+    pub cancel: Option<std::sync::Arc<AtomicBool>>,
 }
 
 /// Failed flows by kind.
@@ -198,7 +200,11 @@ pub fn run(
         let mut last = Instant::now();
         while !handles.iter().all(|h| h.is_finished()) {
             std::thread::sleep(Duration::from_millis(20));
-            if config.duration.is_some_and(|d| started.elapsed() >= d) {
+            let cancelled = config
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed));
+            if cancelled || config.duration.is_some_and(|d| started.elapsed() >= d) {
                 stop.store(true, Ordering::Relaxed);
             }
             if last.elapsed() >= Duration::from_secs(1) {

@@ -337,11 +337,27 @@ impl<'a> Worker<'a> {
             };
             if n < 0 {
                 let e = errno();
-                return if e.kind() == io::ErrorKind::WouldBlock {
-                    Outcome::Pending
-                } else {
-                    Outcome::Failed(e)
-                };
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    return Outcome::Failed(e);
+                }
+                // A large request to an echoing server: read while sending,
+                // or both ends block on full buffers.
+                loop {
+                    // Safety: recv(2) into our buffer.
+                    let r = unsafe {
+                        libc::recv(
+                            flow.fd,
+                            self.buffer.as_mut_ptr().cast(),
+                            self.buffer.len(),
+                            0,
+                        )
+                    };
+                    if r <= 0 {
+                        break;
+                    }
+                    flow.received += r as usize;
+                }
+                return Outcome::Pending;
             }
             flow.sent += n as usize;
         }

@@ -204,6 +204,7 @@ impl Proxy {
         s.tried |= 1u64.checked_shl(backend as u32).unwrap_or(0);
         s.backend = backend;
         pool.active[backend] += 1;
+        pool.opened[backend] += 1;
         self.connect_backend(stack, now, slot);
     }
 

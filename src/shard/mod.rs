@@ -85,6 +85,8 @@ pub struct ShardStats {
     pub queues: Vec<(std::net::SocketAddrV4, usize, usize)>,
     /// Open backend connections per pool and backend (proxy shards).
     pub backend_connections: Vec<Vec<u32>>,
+    /// Connections sent to each backend so far, per pool.
+    pub backend_opened: Vec<Vec<u64>>,
     /// Connections per TCP state (name, count).
     pub states: Vec<(&'static str, usize)>,
     pub proxy: ProxyStats,
@@ -441,6 +443,7 @@ impl Shard {
         if let Some(proxy) = &self.proxy {
             stats.proxy = proxy.stats;
             stats.backend_connections = proxy.pools().iter().map(|p| p.active.clone()).collect();
+            stats.backend_opened = proxy.pools().iter().map(|p| p.opened.clone()).collect();
         }
         stats.connections = self.stack.connection_count();
         stats.slots_in_use = self.stack.slots_in_use();

@@ -939,6 +939,7 @@ impl Stack {
                 let tuple = self.slots[index as usize].conn.tuple;
                 self.time_wait.insert(tuple, entry);
                 self.stats.connections_closed += 1;
+                self.stats.time_wait_entered += 1;
                 if !self.slots[index as usize].conn.app_closed {
                     self.events.push_back(Event::Closed(id));
                 }

@@ -20,6 +20,8 @@ pub struct Stats {
     pub accept_queue_overflows: u64,
     pub connections_opened: u64,
     pub connections_closed: u64,
+    /// Connections that entered TIME-WAIT (we closed first).
+    pub time_wait_entered: u64,
     pub connections_reset: u64,
     pub connection_timeouts: u64,
     pub out_of_order_segments: u64,

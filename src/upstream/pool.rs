@@ -125,6 +125,8 @@ pub struct ShardPool {
     weights: Vec<u32>,
     /// Open connections per backend on this shard.
     pub active: Vec<u32>,
+    /// Connections sent to each backend by this shard so far.
+    pub opened: Vec<u64>,
     balance: Balance,
     round_robin: RoundRobin,
     least_start: usize,
@@ -163,6 +165,7 @@ impl ShardPool {
             backends: pool.backends.iter().map(|b| *b.address).collect(),
             weights: pool.backends.iter().map(|b| b.weight).collect(),
             active: vec![0; pool.backends.len()],
+            opened: vec![0; pool.backends.len()],
             balance: pool.balance,
             round_robin: RoundRobin::default(),
             least_start: shard,
