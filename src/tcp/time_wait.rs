@@ -64,13 +64,35 @@ impl TimeWaitTable {
 
     /// Adds or restarts an entry (the 2×MSL timer restarts on a
     /// retransmitted FIN).
+    ///
+    /// Entries removed early (a new SYN reopened the tuple) or restarted
+    /// leave stale items in the expiry queue until they reach its front.
+    /// Under churn with port reuse those can outnumber live entries many
+    /// times (measured: 1.6 M queued for 64 k live), so when stale items
+    /// are more than twice the live ones the queue is compacted: O(n),
+    /// at most once per n inserts, so O(1) amortised, and the queue stays
+    /// within 3× the live entries.
     pub fn insert(&mut self, tuple: FourTuple, entry: TimeWaitEntry) {
         self.expiry.push_back((entry.expires, tuple));
         self.entries.insert(tuple, entry);
+        if self.expiry.len() > 3 * self.entries.len() + 1024 {
+            let entries = &self.entries;
+            self.expiry
+                .retain(|(at, tuple)| entries.get(tuple).is_some_and(|e| e.expires == *at));
+            // Give memory back after a burst, keeping room to grow.
+            if self.expiry.capacity() > 4 * self.expiry.len() + 4096 {
+                self.expiry.shrink_to(2 * self.expiry.len() + 1024);
+            }
+        }
     }
 
     pub fn remove(&mut self, tuple: &FourTuple) -> Option<TimeWaitEntry> {
         self.entries.remove(tuple)
+    }
+
+    /// Items in the expiry queue (live and stale).
+    pub fn queued(&self) -> usize {
+        self.expiry.len()
     }
 
     /// The earliest expiry, if any (may be of an entry already removed,
@@ -96,5 +118,68 @@ impl TimeWaitTable {
             }
         }
         expired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    fn tuple(port: u16) -> FourTuple {
+        FourTuple {
+            local: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80),
+            remote: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), port),
+        }
+    }
+
+    fn entry(expires: u64) -> TimeWaitEntry {
+        TimeWaitEntry {
+            snd_nxt: Seq(1),
+            rcv_nxt: Seq(2),
+            ts: None,
+            rcv_shift: 0,
+            route: [0; 16],
+            expires: Instant::from_micros(expires),
+        }
+    }
+
+    #[test]
+    fn entries_expire_in_order_and_restarts_survive() {
+        let mut table = TimeWaitTable::new(1);
+        table.insert(tuple(1), entry(100));
+        table.insert(tuple(2), entry(200));
+        table.insert(tuple(1), entry(300)); // restarted
+        assert_eq!(table.expire(Instant::from_micros(250)), 1, "only tuple 2");
+        assert!(table.get(&tuple(1)).is_some());
+        assert_eq!(table.expire(Instant::from_micros(300)), 1);
+        assert!(table.is_empty());
+    }
+
+    /// Tuples reopened by new SYNs (removed early) over and over, as under
+    /// churn with client port reuse: the queue stays proportional to the
+    /// live entries, and expiry still finds every live one.
+    #[test]
+    fn the_expiry_queue_stays_bounded_when_entries_are_reopened() {
+        let mut table = TimeWaitTable::new(1);
+        let mut now = 0;
+        for round in 0..200u64 {
+            for port in 0..1000u16 {
+                now += 1;
+                table.insert(tuple(port), entry(1_000_000 + now));
+                if round < 199 {
+                    table.remove(&tuple(port));
+                }
+            }
+            assert!(
+                table.queued() <= 3 * table.len() + 1024 + 1,
+                "round {round}: {} queued for {} live",
+                table.queued(),
+                table.len()
+            );
+        }
+        assert_eq!(table.len(), 1000);
+        assert_eq!(table.expire(Instant::from_micros(u64::MAX)), 1000);
+        assert!(table.is_empty());
     }
 }
