@@ -110,16 +110,8 @@ struct ChurnArgs {
     /// Stop after this many connections.
     #[arg(short = 'n', long)]
     connections: Option<u64>,
-    /// Request bytes sent on each connection.
-    #[arg(long, default_value_t = 64)]
-    request: usize,
-    /// Response bytes expected on each connection.
-    #[arg(long, default_value_t = 64)]
-    response: usize,
-    /// Who closes first: the client once it has the whole response, or the
-    /// server (the client reads until EOF).
-    #[arg(long, value_enum, default_value = "client-first")]
-    close: lastack::churn::CloseOrder,
+    #[command(flatten)]
+    exchange: ExchangeArgs,
     /// Open loop: start this many connections per second, measuring
     /// latency from when each was due.
     #[arg(long)]
@@ -135,6 +127,24 @@ struct ChurnArgs {
     json: bool,
 }
 
+/// One exchange, as churn and backend both see it.
+#[derive(clap::Args)]
+struct ExchangeArgs {
+    /// Request bytes: churn sends them on each connection; backend reads
+    /// them before answering.
+    #[arg(long, default_value_t = 64)]
+    request: usize,
+    /// Response bytes: backend answers with them; churn expects them.
+    #[arg(long, default_value_t = 64)]
+    response: usize,
+    /// Who closes first. churn: the client once it has the whole response
+    /// (client-first) or the server, read until EOF (server-first).
+    /// backend: after the client's FIN (client-first) or right after the
+    /// response (server-first).
+    #[arg(long, value_enum, default_value = "client-first")]
+    close: lastack::churn::CloseOrder,
+}
+
 #[derive(clap::Args)]
 struct BackendArgs {
     /// Address(es) to listen on.
@@ -142,16 +152,8 @@ struct BackendArgs {
     listen: Vec<std::net::SocketAddrV4>,
     #[arg(long, value_enum, default_value = "respond")]
     mode: lastack::churn::server::Mode,
-    /// respond: bytes to read before answering.
-    #[arg(long, default_value_t = 64)]
-    request: usize,
-    /// respond: bytes to answer with.
-    #[arg(long, default_value_t = 64)]
-    response: usize,
-    /// respond: close right after the response (server-first) or after the
-    /// client's FIN (client-first).
-    #[arg(long, value_enum, default_value = "client-first")]
-    close: lastack::churn::CloseOrder,
+    #[command(flatten)]
+    exchange: ExchangeArgs,
     /// Server threads.
     #[arg(short, long, default_value_t = 1)]
     threads: usize,
@@ -380,9 +382,9 @@ fn churn(args: ChurnArgs) -> ExitCode {
         threads,
         duration,
         connections: args.connections,
-        request: args.request,
-        response: args.response,
-        close: args.close,
+        request: args.exchange.request,
+        response: args.exchange.response,
+        close: args.exchange.close,
         rate: args.rate,
         sources: args.sources,
         timeout: args.timeout,
@@ -435,9 +437,9 @@ fn backend(args: BackendArgs) -> ExitCode {
     let config = lastack::churn::server::ServerConfig {
         listen: args.listen,
         mode: args.mode,
-        request: args.request,
-        response: args.response,
-        close: args.close,
+        request: args.exchange.request,
+        response: args.exchange.response,
+        close: args.exchange.close,
         threads: args.threads,
     };
     let stats = lastack::churn::server::ServerStats::default();

@@ -22,6 +22,7 @@ fn config(target: SocketAddrV4, close: CloseOrder, n: u64) -> ChurnConfig {
         rate: None,
         sources: Vec::new(),
         timeout: Duration::from_secs(5),
+        cancel: None,
     }
 }
 

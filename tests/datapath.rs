@@ -461,51 +461,16 @@ fn lastack_run_serves_the_configured_listener_and_stops_on_sigterm() {
         ),
     )
     .unwrap();
-    let child = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &pair.b.name,
-            env!("CARGO_BIN_EXE_lastack"),
-            "run",
-            "-c",
-        ])
-        .arg(&config)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start lastack run");
+    let child = common::lastack_run(&pair.b, &config);
     let vip = SocketAddrV4::new(pair.b_addr, 7);
-    let echoed = pair.a.enter(|| {
-        // It is serving once a connection echoes.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let attempt = TcpStream::connect_timeout(&vip.into(), Duration::from_millis(300))
-                .and_then(|mut s| {
-                    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-                    s.write_all(b"via lastack run")?;
-                    let mut back = [0u8; 15];
-                    s.read_exact(&mut back)?;
-                    Ok(back)
-                });
-            match attempt {
-                Ok(back) => break back,
-                Err(e) if std::time::Instant::now() > deadline => {
-                    panic!("lastack run never served: {e}")
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    });
-    assert_eq!(&echoed, b"via lastack run");
+    let echoed = pair
+        .a
+        .enter(|| common::until_echoed(vip, b"via lastack run"));
+    assert_eq!(echoed, b"via lastack run");
     let shown = pair.b.exec(&["ip", "link", "show", "dev", &pair.b_if]);
     assert!(String::from_utf8_lossy(&shown.stdout).contains("xdp"));
     // SIGTERM to the process we started (ip netns exec execs lastack).
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = common::terminate(child);
     assert!(
         output.status.success(),
         "exit: {:?}\n{}",

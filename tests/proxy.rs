@@ -1122,39 +1122,12 @@ fn lastack_run_proxies_and_stops_on_sigterm() {
         ),
     )
     .unwrap();
-    let child = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &pair.b.name,
-            env!("CARGO_BIN_EXE_lastack"),
-            "run",
-            "-c",
-        ])
-        .arg(&config)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start lastack run");
+    let child = common::lastack_run(&pair.b, &config);
     let vip = SocketAddrV4::new(pair.b_addr, 80);
-    let echoed = pair.a.enter(|| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let attempt = TcpStream::connect_timeout(&vip.into(), Duration::from_millis(300))
-                .and_then(|mut s| {
-                    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-                    s.write_all(b"through the proxy")?;
-                    let mut back = [0u8; 17];
-                    s.read_exact(&mut back)?;
-                    Ok(back)
-                });
-            match attempt {
-                Ok(back) => break back,
-                Err(e) if Instant::now() > deadline => panic!("lastack run never proxied: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    });
-    assert_eq!(&echoed, b"through the proxy");
+    let echoed = pair
+        .a
+        .enter(|| common::until_echoed(vip, b"through the proxy"));
+    assert_eq!(echoed, b"through the proxy");
     // The admin endpoint (default 127.0.0.1:9190 in lastack's namespace):
     // `lastack stats` shows the session, the XDP program's redirects, and
     // the backend as up with no connection left open.
@@ -1189,12 +1162,7 @@ fn lastack_run_proxies_and_stops_on_sigterm() {
         table.lines().any(|l| l.starts_with("proxy_sessions_total")),
         "{table}"
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = common::terminate(child);
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "exit: {:?}\n{log}", output.status);
     assert!(log.contains("proxied="), "{log}");

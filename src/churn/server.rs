@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::CloseOrder;
-use crate::upstream::socket::sockaddr;
+use crate::upstream::socket;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -63,48 +63,18 @@ fn errno() -> io::Error {
 }
 
 fn listener(addr: SocketAddrV4) -> io::Result<RawFd> {
-    // Safety: socket(2); checked.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
+    let fd = socket::tcp_socket()?;
+    let setup = || -> io::Result<()> {
+        socket::set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        socket::set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        socket::bind(fd, addr)?;
+        // Safety: listen(2) on our socket.
+        if unsafe { libc::listen(fd, 4096) } < 0 {
+            return Err(errno());
+        }
+        Ok(())
     };
-    if fd < 0 {
-        return Err(errno());
-    }
-    let one: i32 = 1;
-    let sa = sockaddr(addr);
-    // Safety: live option values and sockaddr on our socket.
-    let ok = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            (&one as *const i32).cast(),
-            4,
-        ) == 0
-            && libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_REUSEPORT,
-                (&one as *const i32).cast(),
-                4,
-            ) == 0
-            && libc::bind(
-                fd,
-                (&sa as *const libc::sockaddr_in).cast(),
-                std::mem::size_of::<libc::sockaddr_in>() as u32,
-            ) == 0
-            && libc::listen(fd, 4096) == 0
-    };
-    if !ok {
-        let e = errno();
-        // Safety: our fd.
-        unsafe { libc::close(fd) };
-        return Err(e);
-    }
+    setup().inspect_err(|_| socket::close_now(fd))?;
     Ok(fd)
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::histogram::Histogram;
 use super::{ChurnConfig, CloseOrder, Errors};
-use crate::upstream::socket::sockaddr;
+use crate::upstream::socket::{self, sockaddr};
 
 /// What one thread measured.
 #[derive(Debug, Default)]
@@ -433,40 +433,17 @@ impl<'a> Worker<'a> {
 }
 
 fn open(source: Option<Ipv4Addr>, target: SocketAddrV4) -> io::Result<RawFd> {
-    // Safety: socket(2) with constant arguments; checked.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(errno());
-    }
-    let one: i32 = 1;
-    // Safety: live i32 option values on our socket.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const i32).cast(),
-            4,
-        );
-    }
-    if let Some(source) = source {
-        let addr = sockaddr(SocketAddrV4::new(source, 0));
-        // Safety: as above; then bind(2) with a live sockaddr_in.
+    let fd = socket::tcp_socket()?;
+    let setup = || -> io::Result<()> {
+        socket::set_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+        if let Some(source) = source {
+            socket::set_int(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)?;
+            socket::bind(fd, SocketAddrV4::new(source, 0))?;
+        }
+        let addr = sockaddr(target);
+        // Safety: connect(2) with a live sockaddr_in.
         let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
-                (&one as *const i32).cast(),
-                4,
-            );
-            libc::bind(
+            libc::connect(
                 fd,
                 (&addr as *const libc::sockaddr_in).cast(),
                 std::mem::size_of::<libc::sockaddr_in>() as u32,
@@ -474,27 +451,12 @@ fn open(source: Option<Ipv4Addr>, target: SocketAddrV4) -> io::Result<RawFd> {
         };
         if rc < 0 {
             let e = errno();
-            // Safety: our fd.
-            unsafe { libc::close(fd) };
-            return Err(e);
+            if e.raw_os_error() != Some(libc::EINPROGRESS) {
+                return Err(e);
+            }
         }
-    }
-    let addr = sockaddr(target);
-    // Safety: connect(2) with a live sockaddr_in.
-    let rc = unsafe {
-        libc::connect(
-            fd,
-            (&addr as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as u32,
-        )
+        Ok(())
     };
-    if rc < 0 {
-        let e = errno();
-        if e.raw_os_error() != Some(libc::EINPROGRESS) {
-            // Safety: our fd.
-            unsafe { libc::close(fd) };
-            return Err(e);
-        }
-    }
+    setup().inspect_err(|_| socket::close_now(fd))?;
     Ok(fd)
 }

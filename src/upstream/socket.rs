@@ -18,7 +18,8 @@ pub fn sockaddr(addr: SocketAddrV4) -> libc::sockaddr_in {
     }
 }
 
-fn set_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+/// setsockopt(2) with an `int` value.
+pub fn set_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
     // Safety: `value` is a live i32 and the length says so; `fd` is ours.
     let rc = unsafe {
         libc::setsockopt(
@@ -41,6 +42,39 @@ fn set_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
 /// 256 KiB is several bandwidth-delay products of a data-centre link.
 pub const RECEIVE_BUFFER: i32 = 256 * 1024;
 
+/// A new nonblocking, close-on-exec IPv4 TCP socket.
+pub fn tcp_socket() -> io::Result<RawFd> {
+    // Safety: socket(2) with constant arguments; the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// bind(2) to `addr`.
+pub fn bind(fd: RawFd, addr: SocketAddrV4) -> io::Result<()> {
+    let sa = sockaddr(addr);
+    // Safety: `sa` is a live sockaddr_in and the length says so.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Why opening a backend socket failed.
 #[derive(Debug)]
 pub enum OpenError {
@@ -59,17 +93,7 @@ pub enum OpenError {
 /// forwards what it has as soon as it has it; a fixed receive buffer
 /// ([`RECEIVE_BUFFER`]).
 pub fn open(source: Ipv4Addr, port: u16) -> Result<RawFd, OpenError> {
-    // Safety: socket(2) with constant arguments; the result is checked.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(OpenError::Other(io::Error::last_os_error()));
-    }
+    let fd = tcp_socket().map_err(OpenError::Other)?;
     let setup = || -> Result<(), OpenError> {
         set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1).map_err(OpenError::Other)?;
         set_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1).map_err(OpenError::Other)?;
@@ -81,30 +105,18 @@ pub fn open(source: Ipv4Addr, port: u16) -> Result<RawFd, OpenError> {
             set_int(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)
                 .map_err(OpenError::Other)?;
         }
-        let addr = sockaddr(SocketAddrV4::new(source, port));
-        // Safety: `addr` is a live sockaddr_in and the length says so.
-        let rc = unsafe {
-            libc::bind(
-                fd,
-                (&addr as *const libc::sockaddr_in).cast(),
-                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            return Err(if e.raw_os_error() == Some(libc::EADDRINUSE) {
+        bind(fd, SocketAddrV4::new(source, port)).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EADDRINUSE) {
                 OpenError::PortInUse
             } else {
                 OpenError::Other(e)
-            });
-        }
-        Ok(())
+            }
+        })
     };
     match setup() {
         Ok(()) => Ok(fd),
         Err(e) => {
-            // Safety: `fd` is ours and not yet handed to anyone.
-            unsafe { libc::close(fd) };
+            close_now(fd);
             Err(e)
         }
     }

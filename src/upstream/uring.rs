@@ -639,14 +639,9 @@ mod tests {
         // Safety (test): plain socket(2).
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
         assert!(fd >= 0);
-        let addr = Box::new(libc::sockaddr_in {
-            sin_family: libc::AF_INET as u16,
-            sin_port: port.to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
-            },
-            sin_zero: [0; 8],
-        });
+        let addr = Box::new(crate::upstream::socket::sockaddr(
+            std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port),
+        ));
         // Safety: `addr` lives until the end of the test.
         unsafe { uring.connect(fd, &*addr, 7, 1, &TIMEOUT) };
         uring.submit();
@@ -755,14 +750,9 @@ mod tests {
         let mut waiter = Waiter(Default::default());
         // Safety (test): plain socket(2).
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
-        let addr = Box::new(libc::sockaddr_in {
-            sin_family: libc::AF_INET as u16,
-            sin_port: port.to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
-            },
-            sin_zero: [0; 8],
-        });
+        let addr = Box::new(crate::upstream::socket::sockaddr(
+            std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port),
+        ));
         let started = std::time::Instant::now();
         // Safety: `addr` lives until the end of the test.
         unsafe { uring.connect(fd, &*addr, 1, 1, &SHORT) };

@@ -251,3 +251,55 @@ pub fn connect(
     stream.set_nodelay(true).unwrap();
     stream
 }
+
+/// Starts `lastack run -c config` inside `ns` (stderr captured).
+pub fn lastack_run(ns: &Netns, config: &std::path::Path) -> std::process::Child {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            env!("CARGO_BIN_EXE_lastack"),
+            "run",
+            "-c",
+        ])
+        .arg(config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start lastack run")
+}
+
+/// Sends `payload` to `addr` and reads as many bytes back, retrying for
+/// up to 10 s while the service comes up; returns what came back.
+pub fn until_echoed(addr: std::net::SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let attempt = std::net::TcpStream::connect_timeout(
+            &addr.into(),
+            std::time::Duration::from_millis(300),
+        )
+        .and_then(|mut s| {
+            s.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+            s.write_all(payload)?;
+            let mut back = vec![0u8; payload.len()];
+            s.read_exact(&mut back)?;
+            Ok(back)
+        });
+        match attempt {
+            Ok(back) => return back,
+            Err(e) if std::time::Instant::now() > deadline => panic!("{addr} never served: {e}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+}
+
+/// SIGTERM to a child we started (by PID), then its output.
+pub fn terminate(child: std::process::Child) -> std::process::Output {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal our child");
+    child.wait_with_output().expect("wait for our child")
+}
