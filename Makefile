@@ -7,9 +7,11 @@
 # program, libelf/zlib/m4/pkg-config build libbpf and libxdp, iproute2/
 # ethtool/nftables build the test topologies (namespaces, veth, offloads, loss),
 # nginx-light/curl/apache2-utils (ab)/wrk are the real HTTP backend and
-# clients of the proxy tests. Services are not started by the install.
+# clients of the proxy tests (services are not started by the install);
+# fonts-dejavu-core draws the benchmark charts.
 APT_PACKAGES := clang llvm libelf-dev zlib1g-dev m4 pkg-config linux-libc-dev \
-                iproute2 ethtool nftables make gcc nginx-light curl apache2-utils wrk
+                iproute2 ethtool nftables make gcc nginx-light curl apache2-utils wrk \
+                fonts-dejavu-core
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
@@ -55,8 +57,11 @@ fmt:
 docs: deps
 	$(CARGO) run --quiet -- check --explain > docs/config.md
 
+# Criterion benches of the engine, then the churn comparison with HAProxy
+# and nginx (benches/compare.sh: installs them, several minutes, as root).
 bench: deps
 	$(CARGO) bench
+	$(SUDO) benches/compare.sh
 
 # Fuzz the TCP engine with arbitrary segments (cargo-fuzz on the stable
 # toolchain through RUSTC_BOOTSTRAP). FUZZ_SECONDS=600 make fuzz runs longer.

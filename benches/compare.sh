@@ -70,17 +70,18 @@ queues = 1
 cores = [0]
 umem_frames = 16384
 busy_poll = "${BUSY_POLL:-50us}"
-$(for p in 80 81 82 83 90; do cat <<L
+$(for p in 80 81 82 83 84 85 90; do cat <<L
 [[listeners]]
 name = "l$p"
 vip = "10.70.0.2"
 port = $p
 pool = "p$p"
 close_grace = "2s"
+close_policy = "$(case $p in 84|85) echo immediate ;; *) echo client-first ;; esac)"
 max_connections = 100000
 L
 done)
-$(for spec in "80 8080 1" "81 8080 4" "82 8081 1" "83 8081 4" "90 9000 1"; do set -- $spec; cat <<P
+$(for spec in "80 8080 1" "81 8080 4" "82 8081 1" "83 8081 4" "84 8081 1" "85 8081 4" "90 9000 1"; do set -- $spec; cat <<P
 [[pools]]
 name = "p$1"
 [pools.health_check]
@@ -216,6 +217,9 @@ target() { # proxy workload backends
         A:1|C:1|B:1) port=80 ;; A:4|C:4|B:4) port=81 ;;
     esac
     case $2 in B|C) port=$((port + 2)) ;; esac
+    # lastack serves B (clients that read until EOF) from an `immediate`
+    # listener: under client-first they would wait close_grace for its FIN.
+    if [ "$1" = lastack ] && [ "$2" = B ]; then port=$((port + 2)); fi
     if [ "$1" = direct ]; then
         if [ "$3" = 1 ]; then backends $((port >= 82 ? 8081 : 8080)) 1
         else backends $((port >= 82 ? 8081 : 8080)) 4; fi
@@ -227,14 +231,14 @@ time_wait() { # namespace local-address-prefix
     ip netns exec "$1" ss -Htan state time-wait 2>/dev/null | awk -v p="$2" '$3 ~ "^"p {n++} END {print n+0}'
 }
 lastack_metric() { # name
-    { ip netns exec "$C" curl -s --max-time 2 "http://10.70.0.2:9190/metrics" 2>/dev/null || true; } \
-        | awk -v m="$1" '$1 == m {s += $2} END {print s+0}'
+    { ip netns exec "$C" curl -s --max-time 2 "http://10.70.0.2:9190/metrics" 2>/dev/null || echo "compare: no metrics from lastack" >&2; } \
+        | awk -v m="$1" '{split($1, a, "{")} a[1] == m {s += $2} END {print s+0}'
 }
 
 results="$work/results.jsonl"
 : > "$results"
-run_one() { # proxy workload flows backends seconds
-    local proxy=$1 w=$2 flows=$3 nb=$4 secs=$5 close churn_close targets
+run_one() { # proxy workload flows backends seconds [label]
+    local proxy=$1 w=$2 flows=$3 nb=$4 secs=$5 label=${6:-$2} close churn_close targets
     case $w in A) churn_close=client-first ;; B) churn_close=server-first ;; C) churn_close=client-first ;; esac
     targets=$(target "$proxy" "$w" "$nb" | tr '\n' ' ')
     local p0 s0 p1 s1 out tw_client tw_backend
@@ -254,8 +258,10 @@ run_one() { # proxy workload flows backends seconds
             -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60 > "$work/profile-$proxy.txt" || true
     fi
     p1=$(proc_ticks "$proxy_pid"); s1=$(sys_ticks)
+    local tw_bytes=0
     if [ "$proxy" = lastack ]; then
         tw_client=$(lastack_metric lastack_tcp_time_wait_entries)
+        tw_bytes=$(lastack_metric lastack_tcp_time_wait_bytes)
     else
         tw_client=$(time_wait "$P" "10.70.0.2:")
     fi
@@ -264,28 +270,33 @@ run_one() { # proxy workload flows backends seconds
 import json, sys
 r = json.load(sys.stdin)
 n = max(r['transactions'], 1)
-print(json.dumps({'proxy': '$proxy', 'workload': '$w', 'flows': $flows, 'backends': $nb,
+print(json.dumps({'proxy': '$proxy', 'workload': '$label', 'flows': $flows, 'backends': $nb,
   'seconds': r['elapsed_s'], 'conn_per_s': round(r['connections_per_s']),
   'p50_ms': r['transaction']['p50_us'] / 1000, 'p99_ms': r['transaction']['p99_us'] / 1000,
   'errors': sum(r['errors'].values()), 'proxy_cpu_us_per_conn': round(($p1 - $p0) * 1e6 / $hz / n, 1),
   'system_cpu_us_per_conn': round(($s1 - $s0) * 1e6 / $hz / n, 1),
-  'tw_client_leg': $tw_client, 'tw_backend_leg': $tw_backend,
+  'tw_client_leg': $tw_client, 'tw_backend_leg': $tw_backend, 'lastack_tw_table_bytes': $tw_bytes,
   'load_cpu_cores': round(r['cpu_cores'], 2)}))" | tee -a "$results"
 }
 
+# Fresh namespaces and a fresh proxy per workload: TIME-WAITs left in the
+# kernel (or in lastack) by one workload must neither stand in the next
+# one's way nor be counted as its own.
 for proxy in $PROXIES; do
-    # Fresh namespaces per proxy: TIME-WAITs one proxy leaves in the kernel
-    # must not stand in the next one's way.
-    topology_up
-    start_proxy "$proxy"
     for w in $WORKLOADS; do
+        topology_up
+        start_proxy "$proxy"
         for nb in 1 4; do
             for flows in $FLOWS; do
                 run_one "$proxy" "$w" "$flows" "$nb" "$SECS"
                 sleep 1
             done
         done
+        stop_proxy
+        topology_down
     done
+    topology_up
+    start_proxy "$proxy"
     # One stream, 100 MiB each way through the proxy (echo backend).
     bulk=$(ip netns exec "$C" taskset -c 1 "$bin" churn "$(if [ "$proxy" = direct ]; then echo 10.70.1.11:9000; else echo 10.70.0.2:90; fi)" \
         -c 1 -t 1 -n 1 --request 104857600 --response 104857600 --timeout 60s --json)
@@ -294,7 +305,7 @@ import json, sys
 r = json.load(sys.stdin)
 print(json.dumps({'proxy': '$proxy', 'bulk_gbit_per_s_each_way': round(100 * 1048576 * 8 / r['elapsed_s'] / 1e9, 2), 'errors': sum(r['errors'].values())}))" | tee -a "$work/bulk.jsonl"
     if [ "$SUSTAINED" -gt 0 ]; then
-        run_one "$proxy" A 128 1 "$SUSTAINED"
+        run_one "$proxy" A 128 1 "$SUSTAINED" "A sustained"
     fi
     stop_proxy
     topology_down
@@ -303,6 +314,23 @@ done
 date=$(date -u +%Y-%m-%d)
 out="$here/benches/results/$date"
 mkdir -p "$out"
+# Merge with an earlier run of the same day: rows of (proxy, workload) or
+# bulk runs this run did not repeat are kept.
+python3 - "$results" "$out/results.jsonl" "$work/bulk.jsonl" "$out/bulk.jsonl" <<'PY'
+import json, sys, os
+def load(p):
+    return [json.loads(l) for l in open(p) if l.strip()] if os.path.exists(p) else []
+new, old = load(sys.argv[1]), load(sys.argv[2])
+done = {(r['proxy'], r['workload']) for r in new}
+merged = [r for r in old if (r['proxy'], r['workload']) not in done] + new
+order = {p: i for i, p in enumerate(['direct', 'lastack', 'haproxy', 'nginx'])}
+merged.sort(key=lambda r: (order.get(r['proxy'], 9), r['workload'], r['backends'], r['flows']))
+open(sys.argv[1], 'w').write(''.join(json.dumps(r) + '\n' for r in merged))
+nb, ob = load(sys.argv[3]), load(sys.argv[4])
+seen = {b['proxy'] for b in nb}
+bulk = sorted([b for b in ob if b['proxy'] not in seen] + nb, key=lambda b: order.get(b['proxy'], 9))
+open(sys.argv[3], 'w').write(''.join(json.dumps(b) + '\n' for b in bulk))
+PY
 cp "$results" "$out/results.jsonl"
 cp "$work/bulk.jsonl" "$out/bulk.jsonl" 2>/dev/null || true
 cp "$work"/profile-*.txt "$work"/profile-*.data "$out/" 2>/dev/null || true
@@ -315,7 +343,10 @@ with open(sys.argv[2], 'w') as f:
     f.write(f"Machine: {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}. "
             "Proxy pinned to CPU 0; load generator and backends on CPU 1. 64 B each way.\n\n")
     f.write("A: client closes first. B: server closes first, client reads until EOF. "
-            "C: server closes first, client closes once it has the response.\n\n")
+            "C: server closes first, client closes once it has the response. lastack runs "
+            "A and C on `client-first` listeners and B on `immediate` ones (a client that "
+            "reads until EOF would wait close_grace under client-first). The proxy's namespace "
+            "keeps the kernel's default port range with tcp_tw_reuse=1.\n\n")
     f.write("| proxy | workload | flows | backends | seconds | conn/s | p50 ms | p99 ms | errors | proxy CPU-µs/conn | system CPU-µs/conn | TIME-WAIT client leg | TIME-WAIT backend leg |\n")
     f.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     for r in rows:
@@ -332,4 +363,7 @@ with open(sys.argv[2], 'w') as f:
             f.write(f"| {b['proxy']} | {b['bulk_gbit_per_s_each_way']} | {b['errors']} |\n")
 print(open(sys.argv[2]).read())
 PY
+(cd "$here" && cargo run --release --quiet --example plot -- "$out/results.jsonl" "$out") \
+    && printf '\n![connections/s](conn_per_s.png)\n\n![p99](p99.png)\n' >> "$out/results.md"
 echo "written: $out/results.md"
+rm -f "$out"/profile-*.data
