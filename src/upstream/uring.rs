@@ -623,25 +623,39 @@ mod tests {
         }
     }
 
+    /// A ring of `entries` with `buffers` provided buffers of `size` bytes,
+    /// and a waiter for its completions.
+    fn ring(entries: u32, buffers: u16, size: u32) -> (Uring, Waiter) {
+        let uring = Uring::new(UringConfig {
+            entries,
+            buffers,
+            buffer_size: size,
+        })
+        .unwrap();
+        (uring, Waiter(Default::default()))
+    }
+
+    /// A blocking TCP socket and the loopback address of `port` (boxed: it
+    /// must stay put until the connect completes).
+    fn loopback_socket(port: u16) -> (RawFd, Box<libc::sockaddr_in>) {
+        // Safety (test): plain socket(2).
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        assert!(fd >= 0);
+        let addr = crate::upstream::socket::sockaddr(std::net::SocketAddrV4::new(
+            std::net::Ipv4Addr::LOCALHOST,
+            port,
+        ));
+        (fd, Box::new(addr))
+    }
+
     /// Loopback kernel sockets: connect with a linked timeout, multishot
     /// receive into provided buffers, send, shutdown and close.
     #[test]
     fn connect_send_receive_multishot_shutdown_close() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let mut uring = Uring::new(UringConfig {
-            entries: 64,
-            buffers: 8,
-            buffer_size: 4096,
-        })
-        .unwrap();
-        let mut waiter = Waiter(Default::default());
-        // Safety (test): plain socket(2).
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
-        assert!(fd >= 0);
-        let addr = Box::new(crate::upstream::socket::sockaddr(
-            std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port),
-        ));
+        let (mut uring, mut waiter) = ring(64, 8, 4096);
+        let (fd, addr) = loopback_socket(port);
         // Safety: `addr` lives until the end of the test.
         unsafe { uring.connect(fd, &*addr, 7, 1, &TIMEOUT) };
         uring.submit();
@@ -693,13 +707,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut server, _) = listener.accept().unwrap();
-        let mut uring = Uring::new(UringConfig {
-            entries: 16,
-            buffers: 16,
-            buffer_size: 1024,
-        })
-        .unwrap();
-        let mut waiter = Waiter(Default::default());
+        let (mut uring, mut waiter) = ring(16, 16, 1024);
         server.write_all(&[5u8; 10_000]).unwrap();
         std::thread::sleep(Duration::from_millis(50));
         uring.recv_multishot(client.as_raw_fd(), 1, 1, 3000);
@@ -741,18 +749,8 @@ mod tests {
             }
         }
         static SHORT: types::Timespec = types::Timespec::new().nsec(300_000_000);
-        let mut uring = Uring::new(UringConfig {
-            entries: 16,
-            buffers: 2,
-            buffer_size: 1024,
-        })
-        .unwrap();
-        let mut waiter = Waiter(Default::default());
-        // Safety (test): plain socket(2).
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
-        let addr = Box::new(crate::upstream::socket::sockaddr(
-            std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port),
-        ));
+        let (mut uring, mut waiter) = ring(16, 2, 1024);
+        let (fd, addr) = loopback_socket(port);
         let started = std::time::Instant::now();
         // Safety: `addr` lives until the end of the test.
         unsafe { uring.connect(fd, &*addr, 1, 1, &SHORT) };
