@@ -412,3 +412,70 @@ fn segments_with_timestamps_and_sack_stay_within_the_mtu() {
     let first = h.stack.info(id).unwrap();
     assert_eq!(first.mss, 1460);
 }
+
+/// With window scaling, the SYN-ACK could only announce 64 KiB; reading a
+/// short request does not send a pure window update for the larger real
+/// window (the peer has plenty left): the response carries it. One segment
+/// per request/response instead of two, which a proxy pays per connection.
+#[test]
+fn the_first_scaled_window_rides_on_the_response() {
+    let mut cfg = config();
+    cfg.window_scaling = true;
+    cfg.recv_buffer = 256 * 1024;
+    let mut h = Harness::listening(cfg);
+    h.stack.set_next_iss(lastack::tcp::Seq(LOCAL_SEQ));
+    let options = TcpOptions {
+        window_scale: Some(7),
+        ..MSS_1460
+    };
+    send!(h, seq: REMOTE_SEQ, flags: TcpFlags::SYN, options: options);
+    let syn_ack = h.sent();
+    assert_eq!(syn_ack[0].window, 65535, "a SYN's window is never scaled");
+    assert_eq!(syn_ack[0].options.window_scale, Some(3));
+    send!(h, seq: A, ack: Some(L));
+    let id = h.stack.accept(h.listener.unwrap()).unwrap();
+    h.take_events();
+    send!(h, seq: A, ack: Some(L), payload: b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(h.app_recv(id, 100).len(), 18);
+    recv_nothing!(h);
+    h.app_send(id, b"HTTP/1.1 200 OK\r\n\r\n");
+    let reply = h.sent();
+    assert_eq!(reply.len(), 1, "the response alone");
+    assert_eq!(reply[0].ack, Some(A + 18));
+    assert_eq!(
+        usize::from(reply[0].window) << 3,
+        256 * 1024,
+        "and it announces the scaled window"
+    );
+}
+
+/// The rule above does not hold back an update the peer needs: once less
+/// than four segments of the announced window are left, reading sends it.
+#[test]
+fn the_first_scaled_window_is_sent_at_once_when_the_peer_is_short() {
+    let mut cfg = config();
+    cfg.window_scaling = true;
+    cfg.recv_buffer = 256 * 1024;
+    let mut h = Harness::listening(cfg);
+    h.stack.set_next_iss(lastack::tcp::Seq(LOCAL_SEQ));
+    let options = TcpOptions {
+        window_scale: Some(7),
+        ..MSS_1460
+    };
+    send!(h, seq: REMOTE_SEQ, flags: TcpFlags::SYN, options: options);
+    h.sent();
+    send!(h, seq: A, ack: Some(L));
+    let id = h.stack.accept(h.listener.unwrap()).unwrap();
+    h.take_events();
+    // 60 segments of 1,000 bytes (not full-sized, so none is ACKed at
+    // once): 5,535 bytes of the 64 KiB left, under four segments.
+    for i in 0..60u32 {
+        send!(h, seq: A + i * 1000, ack: Some(L), payload: &MSS_BYTES[..1000]);
+    }
+    recv_nothing!(h);
+    assert_eq!(h.app_recv(id, 256 * 1024).len(), 60_000);
+    let update = h.sent();
+    assert_eq!(update.len(), 1, "a window update at once");
+    assert_eq!(update[0].ack, Some(A + 60_000));
+    assert_eq!(usize::from(update[0].window) << 3, 256 * 1024);
+}

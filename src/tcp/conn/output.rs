@@ -368,6 +368,7 @@ impl Conn {
             let advertised = if flags.syn() {
                 free.min(65535)
             } else {
+                self.scaled_window_announced = true;
                 (free >> self.rcv_shift).min(65535) << self.rcv_shift
             };
             let edge = self.rcv_nxt + advertised;
