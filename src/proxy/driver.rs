@@ -763,8 +763,19 @@ impl Proxy {
                 if !c.more && c.token.op != Op::PollXsk && s.ops > 0 {
                     s.ops -= 1;
                 }
+                if c.token.op == Op::Close && !c.more {
+                    s.fd = -1;
+                }
             }
         });
+        // Sockets whose close was waiting for other operations: nothing is
+        // in flight on them any more (or the ring is about to go).
+        for s in &mut self.sessions {
+            if s.fd >= 0 && !s.closing {
+                socket::close_now(s.fd);
+                s.fd = -1;
+            }
+        }
     }
 
     /// Sessions open now.

@@ -7,8 +7,9 @@
 //! Every pointer given to the kernel stays valid until the operation's
 //! completion arrives:
 //! - the provided buffers and their ring belong to [`Uring`] and are freed
-//!   only after the ring itself is closed (field order in the struct, and
-//!   [`Uring::drop`] cancels and drains everything first);
+//!   only after the ring itself is closed (field order in the struct); the
+//!   owner cancels and drains what is in flight first
+//!   ([`crate::proxy::Proxy::shutdown`], [`Uring::drain`]);
 //! - a send's bytes and a connect's address live in the caller's session
 //!   ([`crate::proxy::Session`]), which is not reused while it has
 //!   operations in flight (the caller counts them by their completions).
