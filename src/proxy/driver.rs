@@ -26,7 +26,6 @@
 //!      backend reset or error → RST to the client.
 //! 5. **Free**: both sides finished and no io_uring operation in flight.
 
-use std::net::SocketAddrV4;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -572,7 +571,7 @@ impl Proxy {
                     self.pools[s.pool].give_back_source(source, port);
                 }
             }
-            Op::ConnectTimeout | Op::Shutdown | Op::Cancel | Op::PollXsk => {}
+            Op::ConnectTimeout | Op::Cancel | Op::PollXsk => {}
         }
         self.advance(stack, now, slot);
     }
@@ -776,15 +775,5 @@ impl Proxy {
                 s.fd = -1;
             }
         }
-    }
-
-    /// Sessions open now.
-    pub fn active(&self) -> u64 {
-        self.stats.sessions_active
-    }
-
-    /// Backend address of each pool's backends, for reports.
-    pub fn backend_addresses(&self, pool: usize) -> &[SocketAddrV4] {
-        &self.pools[pool].backends
     }
 }

@@ -34,7 +34,6 @@ pub enum Op {
     ConnectTimeout = 2,
     Recv = 3,
     Send = 4,
-    Shutdown = 5,
     Close = 6,
     /// An `AsyncCancel` of the slot's receive.
     Cancel = 7,
@@ -49,7 +48,6 @@ impl Op {
             2 => Self::ConnectTimeout,
             3 => Self::Recv,
             4 => Self::Send,
-            5 => Self::Shutdown,
             6 => Self::Close,
             7 => Self::Cancel,
             8 => Self::PollXsk,
@@ -85,6 +83,16 @@ impl Token {
             slot: user_data as u32,
         })
     }
+}
+
+/// The user data of the slot's operation `op`.
+fn user_data(op: Op, slot: u32, generation: u32) -> u64 {
+    Token {
+        op,
+        slot,
+        generation,
+    }
+    .encode()
 }
 
 /// One completion, copied out of the completion ring.
@@ -265,6 +273,12 @@ impl Uring {
         self.in_flight
     }
 
+    /// Queues `entry` for one more operation in flight.
+    fn start(&mut self, entry: squeue::Entry) {
+        self.push(entry);
+        self.in_flight += 1;
+    }
+
     fn push(&mut self, entry: squeue::Entry) {
         loop {
             // Safety: every pointer in the entries built by this module is
@@ -297,14 +311,6 @@ impl Uring {
         generation: u32,
         timeout: *const types::Timespec,
     ) {
-        let token = |op| {
-            Token {
-                op,
-                slot,
-                generation,
-            }
-            .encode()
-        };
         let connect = opcode::Connect::new(
             types::Fd(fd),
             addr.cast(),
@@ -312,10 +318,10 @@ impl Uring {
         )
         .build()
         .flags(squeue::Flags::IO_LINK)
-        .user_data(token(Op::Connect));
+        .user_data(user_data(Op::Connect, slot, generation));
         let timer = opcode::LinkTimeout::new(timeout)
             .build()
-            .user_data(token(Op::ConnectTimeout));
+            .user_data(user_data(Op::ConnectTimeout, slot, generation));
         self.push(connect);
         self.push(timer);
         self.in_flight += 2;
@@ -331,14 +337,7 @@ impl Uring {
     pub fn recv_multishot(&mut self, fd: RawFd, slot: u32, generation: u32, limit: u32) {
         let mut entry = opcode::RecvMulti::new(types::Fd(fd), BUFFER_GROUP)
             .build()
-            .user_data(
-                Token {
-                    op: Op::Recv,
-                    slot,
-                    generation,
-                }
-                .encode(),
-            );
+            .user_data(user_data(Op::Recv, slot, generation));
         if limit > 0 && self.limits_supported {
             // Safety: `squeue::Entry` is `#[repr(C)]` around the 64-byte
             // `io_uring_sqe`, where every byte pattern is valid; bytes
@@ -348,8 +347,7 @@ impl Uring {
             // Safety: as above, back to the same type.
             entry = unsafe { std::mem::transmute::<[u8; 64], squeue::Entry>(bytes) };
         }
-        self.push(entry);
-        self.in_flight += 1;
+        self.start(entry);
     }
 
     /// False once the kernel refused a multishot receive limit.
@@ -372,16 +370,8 @@ impl Uring {
             .buf_group(BUFFER_GROUP)
             .build()
             .flags(squeue::Flags::BUFFER_SELECT)
-            .user_data(
-                Token {
-                    op: Op::Recv,
-                    slot,
-                    generation,
-                }
-                .encode(),
-            );
-        self.push(entry);
-        self.in_flight += 1;
+            .user_data(user_data(Op::Recv, slot, generation));
+        self.start(entry);
     }
 
     /// Sends `len` bytes at `data`.
@@ -399,46 +389,16 @@ impl Uring {
         let entry = opcode::Send::new(types::Fd(fd), data, len as u32)
             .flags(libc::MSG_NOSIGNAL)
             .build()
-            .user_data(
-                Token {
-                    op: Op::Send,
-                    slot,
-                    generation,
-                }
-                .encode(),
-            );
-        self.push(entry);
-        self.in_flight += 1;
-    }
-
-    /// shutdown(fd, SHUT_WR): our FIN toward the backend.
-    pub fn shutdown_write(&mut self, fd: RawFd, slot: u32, generation: u32) {
-        let entry = opcode::Shutdown::new(types::Fd(fd), libc::SHUT_WR)
-            .build()
-            .user_data(
-                Token {
-                    op: Op::Shutdown,
-                    slot,
-                    generation,
-                }
-                .encode(),
-            );
-        self.push(entry);
-        self.in_flight += 1;
+            .user_data(user_data(Op::Send, slot, generation));
+        self.start(entry);
     }
 
     /// close(fd).
     pub fn close(&mut self, fd: RawFd, slot: u32, generation: u32) {
-        let entry = opcode::Close::new(types::Fd(fd)).build().user_data(
-            Token {
-                op: Op::Close,
-                slot,
-                generation,
-            }
-            .encode(),
-        );
-        self.push(entry);
-        self.in_flight += 1;
+        let entry = opcode::Close::new(types::Fd(fd))
+            .build()
+            .user_data(user_data(Op::Close, slot, generation));
+        self.start(entry);
     }
 
     /// Cancels the slot's operations of kind `op` (e.g. a multishot
@@ -448,22 +408,11 @@ impl Uring {
     /// wait for the end of the loop iteration. Rare: only when a client
     /// stops keeping up.
     pub fn cancel(&mut self, op: Op, slot: u32, generation: u32) {
-        let target = Token {
-            op,
-            slot,
-            generation,
-        }
-        .encode();
-        let entry = opcode::AsyncCancel::new(target).build().user_data(
-            Token {
-                op: Op::Cancel,
-                slot,
-                generation,
-            }
-            .encode(),
-        );
-        self.push(entry);
-        self.in_flight += 1;
+        let target = user_data(op, slot, generation);
+        let entry = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(user_data(Op::Cancel, slot, generation));
+        self.start(entry);
         self.submit();
     }
 
@@ -471,16 +420,8 @@ impl Uring {
     pub fn poll_readable(&mut self, fd: RawFd) {
         let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
             .build()
-            .user_data(
-                Token {
-                    op: Op::PollXsk,
-                    slot: 0,
-                    generation: 0,
-                }
-                .encode(),
-            );
-        self.push(entry);
-        self.in_flight += 1;
+            .user_data(user_data(Op::PollXsk, 0, 0));
+        self.start(entry);
     }
 
     /// Hands queued entries to the kernel (no syscall when none are
@@ -650,7 +591,7 @@ mod tests {
     }
 
     /// Loopback kernel sockets: connect with a linked timeout, multishot
-    /// receive into provided buffers, send, shutdown and close.
+    /// receive into provided buffers, send, then (after a shutdown) close.
     #[test]
     fn connect_send_receive_multishot_shutdown_close() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -685,8 +626,7 @@ mod tests {
         // Safety: `data` outlives the completion awaited below.
         unsafe { uring.send(fd, data.as_ptr(), data.len(), 7, 1) };
         assert_eq!(waiter.next(&mut uring, Op::Send).result, data.len() as i32);
-        uring.shutdown_write(fd, 7, 1);
-        assert_eq!(waiter.next(&mut uring, Op::Shutdown).result, 0);
+        crate::upstream::socket::shutdown_write(fd);
         let mut got = Vec::new();
         server.read_to_end(&mut got).unwrap();
         assert_eq!(got, data, "data then EOF");
