@@ -413,12 +413,9 @@ fn segments_with_timestamps_and_sack_stay_within_the_mtu() {
     assert_eq!(first.mss, 1460);
 }
 
-/// With window scaling, the SYN-ACK could only announce 64 KiB; reading a
-/// short request does not send a pure window update for the larger real
-/// window (the peer has plenty left): the response carries it. One segment
-/// per request/response instead of two, which a proxy pays per connection.
-#[test]
-fn the_first_scaled_window_rides_on_the_response() {
+/// A passive open with window scaling (shift 7 from the peer, 256 KiB
+/// receive buffer, so our shift is 3), up to ESTABLISHED and accepted.
+fn scaled_established() -> (Harness, lastack::tcp::ConnId) {
     let mut cfg = config();
     cfg.window_scaling = true;
     cfg.recv_buffer = 256 * 1024;
@@ -435,6 +432,16 @@ fn the_first_scaled_window_rides_on_the_response() {
     send!(h, seq: A, ack: Some(L));
     let id = h.stack.accept(h.listener.unwrap()).unwrap();
     h.take_events();
+    (h, id)
+}
+
+/// With window scaling, the SYN-ACK could only announce 64 KiB; reading a
+/// short request does not send a pure window update for the larger real
+/// window (the peer has plenty left): the response carries it. One segment
+/// per request/response instead of two, which a proxy pays per connection.
+#[test]
+fn the_first_scaled_window_rides_on_the_response() {
+    let (mut h, id) = scaled_established();
     send!(h, seq: A, ack: Some(L), payload: b"GET / HTTP/1.1\r\n\r\n");
     assert_eq!(h.app_recv(id, 100).len(), 18);
     recv_nothing!(h);
@@ -453,20 +460,7 @@ fn the_first_scaled_window_rides_on_the_response() {
 /// than four segments of the announced window are left, reading sends it.
 #[test]
 fn the_first_scaled_window_is_sent_at_once_when_the_peer_is_short() {
-    let mut cfg = config();
-    cfg.window_scaling = true;
-    cfg.recv_buffer = 256 * 1024;
-    let mut h = Harness::listening(cfg);
-    h.stack.set_next_iss(lastack::tcp::Seq(LOCAL_SEQ));
-    let options = TcpOptions {
-        window_scale: Some(7),
-        ..MSS_1460
-    };
-    send!(h, seq: REMOTE_SEQ, flags: TcpFlags::SYN, options: options);
-    h.sent();
-    send!(h, seq: A, ack: Some(L));
-    let id = h.stack.accept(h.listener.unwrap()).unwrap();
-    h.take_events();
+    let (mut h, id) = scaled_established();
     // 60 segments of 1,000 bytes (not full-sized, so none is ACKed at
     // once): 5,535 bytes of the 64 KiB left, under four segments.
     for i in 0..60u32 {
