@@ -8,8 +8,11 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use lastack::tcp::sim::deliver_bytes;
 use lastack::tcp::{Event, Instant, Route, Secret, Stack, TcpConfig};
+use lastack_testkit::sim::deliver_bytes;
+
+/// The tag these connections carry in their events.
+const TAG: lastack::tcp::Tag = lastack::tcp::Tag(1);
 
 const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80);
 
@@ -68,13 +71,13 @@ impl BackToBack {
         let client = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 | (n & 0x00ff_ffff)), 40000);
         let id = self
             .client
-            .connect(self.now, client, SERVER, Route::default())
+            .connect(self.now, client, SERVER, Route::default(), TAG)
             .unwrap();
         let mut segments = self.exchange();
         let mut accepted = None;
         while let Some(event) = self.server.poll_event() {
             if let Event::Acceptable(l) = event {
-                accepted = self.server.accept(l);
+                accepted = self.server.accept(l, TAG);
             }
         }
         while self.client.poll_event().is_some() {}
@@ -126,13 +129,13 @@ fn bulk(c: &mut Criterion) {
     let client = SocketAddrV4::new(Ipv4Addr::new(10, 9, 9, 9), 40000);
     let id = pair
         .client
-        .connect(pair.now, client, SERVER, Route::default())
+        .connect(pair.now, client, SERVER, Route::default(), TAG)
         .unwrap();
     pair.exchange();
     let mut server_id = None;
     while let Some(event) = pair.server.poll_event() {
         if let Event::Acceptable(l) = event {
-            server_id = pair.server.accept(l);
+            server_id = pair.server.accept(l, TAG);
         }
     }
     let server_id = server_id.unwrap();

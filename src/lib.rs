@@ -1,22 +1,32 @@
 //! lastack: an L4 reverse proxy with its own TCP stack on XDP/AF_XDP.
 //!
 //! See `DESIGN.md` in the shared folder and the README for the data flow.
-//! Module boundaries:
-//! - [`wire`]: zero-copy packet views; no allocation, no I/O.
-//! - [`tcp`]: the sans-IO TCP engine; never a socket, a clock or an RNG.
-//! - [`link`]: packet I/O (the XDP steering program, AF_XDP, TUN, raw).
-//! - [`shard`]: one core's loop gluing `link`, `tcp` and the services.
-//! - [`proxy`]: the backend side (so far the PROXY protocol header).
-//! - [`upstream`]: backend pools (so far the balancing algorithms).
+//! The product, by module:
+//! - [`wire`], [`tcp`]: re-exported from `lastack-core` (zero-copy packet
+//!   views; the sans-IO TCP engine), which forbids `unsafe`.
+//! - [`link`]: packet I/O (the XDP steering program, AF_XDP sockets).
+//! - [`shard`]: one core's loop gluing `link`, `tcp` and what serves each
+//!   connection.
+//! - [`proxy`]: a session per proxied connection, the close policy, the
+//!   PROXY protocol header.
+//! - [`upstream`]: the shard's io_uring, backend sockets, pools, balancing,
+//!   health.
 //! - [`config`]: the TOML schema, loading and validation.
+//! - [`admin`]: metrics (declared once; Prometheus text and JSON).
+//!
+//! `unsafe` is denied in this crate except in [`link`] and [`upstream`],
+//! where every block carries a `// Safety:` comment
+//! (`clippy::undocumented_unsafe_blocks` is an error).
+#![deny(unsafe_code)]
+
+pub use lastack_core::{pattern, tcp, wire};
 
 pub mod admin;
-pub mod churn;
 pub mod config;
-pub mod demo;
+#[allow(unsafe_code)]
 pub mod link;
 pub mod proxy;
+pub mod runtime;
 pub mod shard;
-pub mod tcp;
+#[allow(unsafe_code)]
 pub mod upstream;
-pub mod wire;

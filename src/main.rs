@@ -13,6 +13,8 @@
 //! reloads, SIGINT exits fast. For now SIGTERM and SIGINT both stop the
 //! shards and detach, and SIGHUP is logged and ignored (no reload yet).
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,8 +23,6 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use lastack::config::{self, Config, LogFormat};
-use lastack::link::xdp::Steering;
-use lastack::tcp::TcpConfig;
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
@@ -83,13 +83,16 @@ enum Command {
     Stats {
         /// Admin address of the instance.
         #[arg(short, long, conflicts_with = "config")]
-        admin: Option<std::net::SocketAddrV4>,
+        admin: Option<std::net::SocketAddr>,
         /// Or the instance's config file (its `[admin] listen`).
         #[arg(short, long)]
         config: Option<PathBuf>,
         /// Print the Prometheus text as served.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "json")]
         raw: bool,
+        /// Print the JSON view as served.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -97,7 +100,7 @@ enum Command {
 struct ChurnArgs {
     /// Target address(es), used in turn.
     #[arg(required = true)]
-    targets: Vec<std::net::SocketAddrV4>,
+    targets: Vec<std::net::SocketAddr>,
     /// Flows in progress at once.
     #[arg(short, long, default_value_t = 64)]
     concurrency: usize,
@@ -118,7 +121,7 @@ struct ChurnArgs {
     rate: Option<f64>,
     /// Source address(es) to connect from, used in turn.
     #[arg(long = "source")]
-    sources: Vec<std::net::Ipv4Addr>,
+    sources: Vec<std::net::IpAddr>,
     /// A connection not done by then counts as a timeout.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -142,16 +145,16 @@ struct ExchangeArgs {
     /// backend: after the client's FIN (client-first) or right after the
     /// response (server-first).
     #[arg(long, value_enum, default_value = "client-first")]
-    close: lastack::churn::CloseOrder,
+    close: lastack_tools::churn::CloseOrder,
 }
 
 #[derive(clap::Args)]
 struct BackendArgs {
     /// Address(es) to listen on.
     #[arg(short, long, required = true)]
-    listen: Vec<std::net::SocketAddrV4>,
+    listen: Vec<std::net::SocketAddr>,
     #[arg(long, value_enum, default_value = "respond")]
-    mode: lastack::churn::server::Mode,
+    mode: lastack_tools::churn::server::Mode,
     #[command(flatten)]
     exchange: ExchangeArgs,
     /// Server threads.
@@ -180,14 +183,19 @@ fn main() -> ExitCode {
         },
         Command::Check { config: None, .. } => unreachable!("clap requires --config"),
         Command::Churn(args) => churn(args),
-        Command::Demo { config, seconds } => match lastack::demo::run(&config, seconds) {
+        Command::Demo { config, seconds } => match lastack_tools::demo::run(&config, seconds) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("demo: {e}");
                 ExitCode::from(EXIT_RUNTIME)
             }
         },
-        Command::Stats { admin, config, raw } => stats(admin, config, raw),
+        Command::Stats {
+            admin,
+            config,
+            raw,
+            json,
+        } => stats(admin, config, raw, json),
         Command::Backend(args) => backend(args),
         Command::Run { config: path } => {
             let config = match config::load(&path) {
@@ -238,133 +246,24 @@ fn init_logging(config: &Config) {
 /// Runs one shard per configured rx queue of every interface, with the
 /// steering program attached, until SIGTERM or SIGINT.
 fn run(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
-    use lastack::link::xsk::XskSocket;
-    use lastack::shard::{ListenerSpec, Shard};
+    use lastack::runtime::{Runtime, Secrets};
 
-    if config.interfaces.is_empty() {
-        return Err("no [[interfaces]] configured: nothing to serve".into());
-    }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
-
-    let specs: Vec<ListenerSpec> = config
-        .listeners
-        .iter()
-        .map(|l| ListenerSpec {
-            addr: std::net::SocketAddrV4::new(*l.vip, l.port),
-            service: l.service,
-            idle_timeout: *l.idle_timeout,
-        })
-        .collect();
-    let tcp = TcpConfig::from(&config.tcp);
-    let board = Arc::new(lastack::upstream::pool::HealthBoard::new(&config.pools));
-    let checkers = lastack::upstream::checker::spawn(&board, &config.pools, &stop);
-    let total_shards: usize = config.interfaces.iter().map(|i| i.queues as usize).sum();
-    let mut programs = Vec::new();
-    let mut shards = Vec::new();
-    for interface in &config.interfaces {
-        let mut steering = Steering::load()?;
-        for spec in &specs {
-            steering.add_listener(*spec.addr.ip(), spec.addr.port())?;
-        }
-        let ifindex = nix::net::if_::if_nametoindex(interface.name.as_str())
-            .map_err(|e| format!("interface {}: {e}", interface.name))?;
-        steering.attach(ifindex, interface.xdp_mode)?;
-        for queue in 0..interface.queues {
-            let frames = std::num::NonZeroU32::new(interface.umem_frames).expect("validated");
-            let socket = XskSocket::bind_with_frame_size(
-                &interface.name,
-                queue,
-                frames,
-                interface.frame_size,
-                interface.bind_mode,
-            )?;
-            steering.register_socket(queue, socket.fd())?;
-            let secret = lastack::tcp::Secret(random_secret()?);
-            let max = (config
-                .listeners
-                .iter()
-                .map(|l| l.max_connections as usize)
-                .sum::<usize>())
-            .max(1);
-            let core = interface.cores.get(queue as usize).map(|&c| c as usize);
-            let mut shard = Shard::new(socket, tcp.clone(), secret, max, &specs)
-                .with_busy_poll(*interface.busy_poll);
-            if let Some(proxy) =
-                lastack::proxy::for_shard(config, &board, shards.len(), total_shards)?
-            {
-                shard = shard.with_proxy(proxy);
-            }
-            shards.push(shard.spawn(core));
-        }
-        tracing::info!(interface = %interface.name, mode = ?interface.xdp_mode, queues = interface.queues, "serving");
-        programs.push((interface.name.clone(), steering));
-    }
-    let admin_state = Arc::new(lastack::admin::AdminState {
-        shards: shards.iter().map(|h| Arc::clone(&h.stats)).collect(),
-        xdp: std::sync::Mutex::new(Vec::new()),
-        board: Arc::clone(&board),
-        pool_names: config.pools.iter().map(|p| p.name.clone()).collect(),
-        started: std::time::Instant::now(),
-    });
-    let admin = if config.admin.enabled {
-        let listen = *config.admin.listen;
-        let handle = lastack::admin::spawn(listen, Arc::clone(&admin_state), Arc::clone(&stop))
-            .map_err(|e| format!("admin endpoint {listen}: {e}"))?;
-        tracing::info!(%listen, "admin endpoint: GET /metrics");
-        Some(handle)
-    } else {
-        None
-    };
+    let runtime = Runtime::start(config, Secrets::Random)?;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(200));
-        let counters: Vec<_> = programs
-            .iter()
-            .filter_map(|(name, steering)| steering.counters().ok().map(|c| (name.clone(), c)))
-            .collect();
-        *admin_state.xdp.lock().expect("xdp lock") = counters;
+        runtime.steering_counters();
         if reload.swap(false, Ordering::Relaxed) {
             tracing::warn!("SIGHUP: reload is not implemented yet; config unchanged");
         }
     }
-    for handle in &shards {
-        handle.stop.store(true, Ordering::Relaxed);
-    }
-    for handle in shards {
-        let stats = handle.thread.join().map_err(|_| "a shard panicked")?;
-        tracing::info!(
-            queue = stats.queue,
-            rx = stats.rx_frames,
-            tx = stats.tx_frames,
-            connections = stats.tcp.connections_opened,
-            proxied = stats.proxy.sessions_opened,
-            time_wait = stats.time_wait,
-            slots = stats.slots_created,
-            "shard stopped"
-        );
-    }
-    for checker in checkers {
-        let _ = checker.join();
-    }
-    if let Some(admin) = admin {
-        let _ = admin.join();
-    }
-    for (name, steering) in &programs {
-        tracing::info!(interface = %name, counters = ?steering.counters()?, "detaching XDP steering");
-    }
+    runtime.stop()?;
     Ok(())
-}
-
-/// 16 bytes from the kernel's CSPRNG for a shard's ISN and cookie secret.
-fn random_secret() -> std::io::Result<[u8; 16]> {
-    use std::io::Read;
-    let mut secret = [0u8; 16];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
-    Ok(secret)
 }
 
 fn churn(args: ChurnArgs) -> ExitCode {
@@ -376,7 +275,7 @@ fn churn(args: ChurnArgs) -> ExitCode {
         (None, None) => Some(Duration::from_secs(10)),
         (d, _) => d,
     };
-    let config = lastack::churn::ChurnConfig {
+    let config = lastack_tools::churn::ChurnConfig {
         targets: args.targets,
         concurrency: args.concurrency.max(1),
         threads,
@@ -392,7 +291,7 @@ fn churn(args: ChurnArgs) -> ExitCode {
     };
     let live = std::io::stderr().is_terminal() && !args.json;
     let mut previous = 0;
-    let report = lastack::churn::run(&config, |elapsed, done, errors| {
+    let report = lastack_tools::churn::run(&config, |elapsed, done, errors| {
         if live {
             eprint!(
                 "\r{:>5.1}s  {:>9} connections  {:>8}/s  {} errors   ",
@@ -434,7 +333,7 @@ fn backend(args: BackendArgs) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     }
-    let config = lastack::churn::server::ServerConfig {
+    let config = lastack_tools::churn::server::ServerConfig {
         listen: args.listen,
         mode: args.mode,
         request: args.exchange.request,
@@ -442,8 +341,8 @@ fn backend(args: BackendArgs) -> ExitCode {
         close: args.exchange.close,
         threads: args.threads,
     };
-    let stats = lastack::churn::server::ServerStats::default();
-    match lastack::churn::server::serve(&config, &stop, &stats) {
+    let stats = lastack_tools::churn::server::ServerStats::default();
+    match lastack_tools::churn::server::serve(&config, &stop, &stats) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("backend: {e}");
@@ -452,11 +351,17 @@ fn backend(args: BackendArgs) -> ExitCode {
     }
 }
 
-fn stats(admin: Option<std::net::SocketAddrV4>, config: Option<PathBuf>, raw: bool) -> ExitCode {
+fn stats(
+    admin: Option<std::net::SocketAddr>,
+    config: Option<PathBuf>,
+    raw: bool,
+    json: bool,
+) -> ExitCode {
+    use lastack_tools::metrics;
     let address = match (admin, config) {
         (Some(a), _) => a,
         (None, Some(path)) => match config::load(&path) {
-            Ok(c) => *c.admin.listen,
+            Ok(c) => std::net::SocketAddr::V4(*c.admin.listen),
             Err(errors) => {
                 eprintln!("{errors}");
                 return ExitCode::from(EXIT_BAD_CONFIG);
@@ -464,15 +369,15 @@ fn stats(admin: Option<std::net::SocketAddrV4>, config: Option<PathBuf>, raw: bo
         },
         (None, None) => "127.0.0.1:9190".parse().expect("a literal address"),
     };
-    match lastack::admin::fetch(address) {
+    let shown = match (raw, json) {
+        (true, _) => metrics::get(address, "/metrics"),
+        (_, true) => metrics::get(address, "/metrics.json"),
+        _ => metrics::fetch(address).map(|exposition| exposition.table()),
+    };
+    match shown {
         Ok(text) => {
             use std::io::Write;
-            let shown = if raw {
-                text
-            } else {
-                lastack::admin::table(&text)
-            };
-            let _ = std::io::stdout().write_all(shown.as_bytes());
+            let _ = std::io::stdout().write_all(text.as_bytes());
             ExitCode::SUCCESS
         }
         Err(e) => {

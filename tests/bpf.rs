@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use lastack::link::xdp::{SteerCounters, Steering, XdpAction, XdpMode};
 use lastack::link::xsk::{BindMode, XskSocket};
-use lastack::wire::captured;
+use lastack_testkit::captured;
 
 /// The captured SYN goes to 10.77.0.2:8080.
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);

@@ -6,8 +6,8 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use lastack::churn::server::{self, Mode, ServerConfig};
-use lastack::churn::{self as churn, ChurnConfig, CloseOrder};
+use lastack_tools::churn::server::{self, Mode, ServerConfig};
+use lastack_tools::churn::{self as churn, ChurnConfig, CloseOrder};
 
 fn config(target: SocketAddrV4, close: CloseOrder, n: u64) -> ChurnConfig {
     ChurnConfig {

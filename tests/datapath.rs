@@ -11,11 +11,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use lastack::config::{Service, XdpMode};
-use lastack::link::raw::PacketSocket;
 use lastack::link::xdp::Steering;
 use lastack::link::xsk::{BindMode, XskSocket};
 use lastack::shard::{ListenerSpec, Shard, ShardHandle, ShardStats};
 use lastack::tcp::{Secret, TcpConfig};
+use lastack_testkit::link::raw::PacketSocket;
 
 const ECHO: u16 = 7;
 const IDLE_ECHO: u16 = 8;

@@ -11,9 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lastack::link::tun::TunDevice;
-use lastack::tcp::sim::deliver_bytes;
 use lastack::tcp::{ConnId, Event, Instant, Secret, Stack, TcpConfig};
+use lastack_testkit::link::tun::TunDevice;
+use lastack_testkit::sim::deliver_bytes;
+
+/// The tag these connections carry in their events.
+const TAG: lastack::tcp::Tag = lastack::tcp::Tag(1);
 
 const KERNEL: Ipv4Addr = Ipv4Addr::new(10, 51, 0, 1);
 const OURS: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 51, 0, 2), 7);
@@ -95,7 +98,7 @@ impl Topology {
 }
 
 fn echo_server(tun: TunDevice, closing: Closing, stop: &AtomicBool, rx_loss_percent: u32) -> Stack {
-    let mut loss = lastack::tcp::sim::Rng::new(7);
+    let mut loss = lastack_testkit::sim::Rng::new(7);
     let config = TcpConfig::default();
     let mut stack = Stack::new(config, Secret([0x42; 16]), 10_000);
     let listener = stack.listen(OURS).unwrap();
@@ -130,15 +133,15 @@ fn echo_server(tun: TunDevice, closing: Closing, stop: &AtomicBool, rx_loss_perc
             while let Some(event) = stack.poll_event() {
                 match event {
                     Event::Acceptable(l) => {
-                        while let Some(id) = stack.accept(l) {
+                        while let Some(id) = stack.accept(l, TAG) {
                             open.push(id);
                         }
                     }
-                    Event::Closed(id) => {
+                    Event::Closed(id, _) => {
                         stack.close(now(), id).unwrap();
                         open.retain(|&c| c != id);
                     }
-                    Event::Reset(id, cause) => panic!("{id} reset: {cause:?}"),
+                    Event::Reset(id, _, cause) => panic!("{id} reset: {cause:?}"),
                     _ => {}
                 }
             }

@@ -1,11 +1,14 @@
 //! The TCP engine end to end: two stacks in the deterministic simulation
-//! (`lastack::tcp::sim`), over links with loss, duplication, reordering and
+//! (`lastack_testkit::sim`), over links with loss, duplication, reordering and
 //! delay. Every segment crosses as bytes with checksums verified.
 
 use std::time::Duration;
 
-use lastack::tcp::sim::{client_addr, server_addr, LinkConfig, Pair, Side};
 use lastack::tcp::{ConnId, Event, Instant, Route, State, TcpConfig};
+use lastack_testkit::sim::{client_addr, server_addr, LinkConfig, Pair, Side};
+
+/// The tag these connections carry in their events.
+const TAG: lastack::tcp::Tag = lastack::tcp::Tag(1);
 
 /// The byte at stream offset `i` of the stream from `side`.
 fn pattern(side: Side, i: usize) -> u8 {
@@ -33,7 +36,13 @@ fn transfer(link: LinkConfig, seed: u64, a_len: usize, b_len: usize) -> Pair {
     let now = pair.now;
     let conn = pair
         .a
-        .connect(now, client_addr(40000), server_addr(80), Route::default())
+        .connect(
+            now,
+            client_addr(40000),
+            server_addr(80),
+            Route::default(),
+            TAG,
+        )
         .unwrap();
     let mut ends = [
         End {
@@ -59,11 +68,11 @@ fn transfer(link: LinkConfig, seed: u64, a_len: usize, b_len: usize) -> Pair {
             match event {
                 Event::Acceptable(l) => {
                     assert_eq!(l, listener);
-                    end.conn = stack.accept(l);
+                    end.conn = stack.accept(l, TAG);
                 }
-                Event::PeerClosed(_) => end.peer_closed = true,
-                Event::Closed(_) => end.closed = true,
-                Event::Reset(_, cause) => panic!(
+                Event::PeerClosed(..) => end.peer_closed = true,
+                Event::Closed(..) => end.closed = true,
+                Event::Reset(_, _, cause) => panic!(
                     "{side:?} reset: {cause:?}\nA: {:?}\nB: {:?}",
                     last_info[0], last_info[1]
                 ),
@@ -220,11 +229,11 @@ fn churn(link: LinkConfig, seed: u64, total: usize, concurrency: usize, order: C
         |side: Side, stack: &mut lastack::tcp::Stack, event: Event, now: Instant| match (
             side, event,
         ) {
-            (Side::B, Event::Acceptable(l)) => while stack.accept(l).is_some() {}, // served on Readable
-            (Side::A, Event::Connected(id)) => {
+            (Side::B, Event::Acceptable(l)) => while stack.accept(l, TAG).is_some() {}, // served on Readable
+            (Side::A, Event::Connected(id, _)) => {
                 assert_eq!(stack.send(now, id, &request).unwrap(), 64);
             }
-            (Side::B, Event::Readable(id)) => {
+            (Side::B, Event::Readable(id, _)) => {
                 let n = stack.recv(now, id, &mut buf).unwrap();
                 if n > 0 {
                     assert_eq!(&buf[..n], &request[..n]);
@@ -234,7 +243,7 @@ fn churn(link: LinkConfig, seed: u64, total: usize, concurrency: usize, order: C
                     }
                 }
             }
-            (Side::A, Event::Readable(id)) => {
+            (Side::A, Event::Readable(id, _)) => {
                 let n = stack.recv(now, id, &mut buf).unwrap();
                 let mut got = client_got.borrow_mut();
                 let got = got.get_mut(&id).expect("known connection");
@@ -244,7 +253,7 @@ fn churn(link: LinkConfig, seed: u64, total: usize, concurrency: usize, order: C
                     closed.set(closed.get() + 1);
                 }
             }
-            (Side::A, Event::PeerClosed(id)) => {
+            (Side::A, Event::PeerClosed(id, _)) => {
                 // Server-first: the response is in; close our side.
                 let n = stack.recv(now, id, &mut buf).unwrap();
                 let mut got = client_got.borrow_mut();
@@ -256,10 +265,10 @@ fn churn(link: LinkConfig, seed: u64, total: usize, concurrency: usize, order: C
                     closed.set(closed.get() + 1);
                 }
             }
-            (Side::B, Event::PeerClosed(id)) if order == CloseOrder::ClientFirst => {
+            (Side::B, Event::PeerClosed(id, _)) if order == CloseOrder::ClientFirst => {
                 stack.close(now, id).unwrap();
             }
-            (_, Event::Reset(id, cause)) => panic!("{side:?} {id} reset: {cause:?}"),
+            (_, Event::Reset(id, _, cause)) => panic!("{side:?} {id} reset: {cause:?}"),
             _ => {}
         };
     loop {
@@ -268,7 +277,13 @@ fn churn(link: LinkConfig, seed: u64, total: usize, concurrency: usize, order: C
             let port = 10_000 + started as u16;
             let id = pair
                 .a
-                .connect(now, client_addr(port), server_addr(80), Route::default())
+                .connect(
+                    now,
+                    client_addr(port),
+                    server_addr(80),
+                    Route::default(),
+                    TAG,
+                )
                 .unwrap();
             client_got.borrow_mut().insert(id, 0);
             started += 1;
@@ -288,7 +303,7 @@ fn churn(link: LinkConfig, seed: u64, total: usize, concurrency: usize, order: C
             panic!("nothing left to happen at {}/{total}", closed.get());
         }
     }
-    pair.b.accept(listener);
+    pair.b.accept(listener, TAG);
     pair
 }
 
@@ -368,7 +383,7 @@ fn syn_flood_every_real_client_still_connects() {
         99,
     );
     let listener = pair.b.listen(server_addr(80)).unwrap();
-    let mut flood = lastack::tcp::sim::Rng::new(12345);
+    let mut flood = lastack_testkit::sim::Rng::new(12345);
     let mut syn = Vec::new();
     let (mut connected, mut served, mut echoed) = (0usize, 0usize, 0usize);
     let mut most_slots = 0;
@@ -378,9 +393,14 @@ fn syn_flood_every_real_client_still_connects() {
             let ip =
                 std::net::Ipv4Addr::from(0xc000_0000 | (flood.next_u64() as u32 & 0x00ff_ffff));
             let from = std::net::SocketAddrV4::new(ip, 1024 + (flood.next_u64() % 60000) as u16);
-            lastack::tcp::sim::syn_bytes(from, server_addr(80), flood.next_u64() as u32, &mut syn);
+            lastack_testkit::sim::syn_bytes(
+                from,
+                server_addr(80),
+                flood.next_u64() as u32,
+                &mut syn,
+            );
             let now = pair.now;
-            assert!(lastack::tcp::sim::deliver_bytes(&mut pair.b, now, &syn));
+            assert!(lastack_testkit::sim::deliver_bytes(&mut pair.b, now, &syn));
         }
         let now = pair.now;
         pair.a
@@ -389,31 +409,32 @@ fn syn_flood_every_real_client_still_connects() {
                 client_addr(20_000 + round),
                 server_addr(80),
                 Route::default(),
+                TAG,
             )
             .unwrap();
         // Let this client's handshake and echo run (a few round trips).
         let until = pair.now + Duration::from_millis(5);
         while pair.now < until {
             pair.step(|side, stack, event, now| match (side, event) {
-                (Side::A, Event::Connected(id)) => {
+                (Side::A, Event::Connected(id, _)) => {
                     connected += 1;
                     stack.send(now, id, b"real client").unwrap();
                 }
                 (Side::B, Event::Acceptable(l)) => {
-                    while stack.accept(l).is_some() {
+                    while stack.accept(l, TAG).is_some() {
                         served += 1;
                     }
                 }
-                (Side::B, Event::Readable(id)) => {
+                (Side::B, Event::Readable(id, _)) => {
                     let n = stack.recv(now, id, &mut buf).unwrap();
                     stack.send(now, id, &buf[..n]).unwrap();
                 }
-                (Side::A, Event::Readable(id)) => {
+                (Side::A, Event::Readable(id, _)) => {
                     let n = stack.recv(now, id, &mut buf).unwrap();
                     assert_eq!(&buf[..n], b"real client");
                     echoed += 1;
                 }
-                (_, Event::Reset(id, cause)) => panic!("{side:?} {id} reset: {cause:?}"),
+                (_, Event::Reset(id, _, cause)) => panic!("{side:?} {id} reset: {cause:?}"),
                 _ => {}
             });
         }

@@ -10,11 +10,14 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use lastack::tcp::sim::{client_addr, deliver_bytes, server_addr, LinkConfig, Pair, Side};
+use lastack_testkit::sim::{client_addr, deliver_bytes, server_addr, LinkConfig, Pair, Side};
 use lastack::tcp::{ConnId, Event, Route, TcpConfig};
 use lastack::wire::{IpProtocol, Ipv4Repr, TcpPacket};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
+
+/// The tag these connections carry in their events.
+const TAG: lastack::tcp::Tag = lastack::tcp::Tag(1);
 
 #[derive(Arbitrary, Debug)]
 enum Step {
@@ -78,9 +81,9 @@ fuzz_target!(|steps: Vec<Step>| {
     let mut pair = Pair::new(config.clone(), config, LinkConfig::default(), 1);
     let listener = pair.b.listen(server_addr(80)).unwrap();
     let now = pair.now;
-    let client = pair.a.connect(now, client_addr(40000), server_addr(80), Route::default()).unwrap();
+    let client = pair.a.connect(now, client_addr(40000), server_addr(80), Route::default(), TAG).unwrap();
     pair.settle(|_, _, _, _| {});
-    let server: ConnId = pair.b.accept(listener).expect("handshake in memory");
+    let server: ConnId = pair.b.accept(listener, TAG).expect("handshake in memory");
     let mut buf = vec![0u8; 70_000];
     for step in steps.into_iter().take(64) {
         let now = pair.now;
@@ -133,7 +136,7 @@ fuzz_target!(|steps: Vec<Step>| {
         }
         while let Some(event) = pair.b.poll_event() {
             if let Event::Acceptable(l) = event {
-                while pair.b.accept(l).is_some() {}
+                while pair.b.accept(l, TAG).is_some() {}
             }
         }
         let _ = pair.b.poll_timeout();

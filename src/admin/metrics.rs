@@ -1,13 +1,23 @@
-//! Prometheus text exposition (format 0.0.4) of everything lastack counts:
-//! per shard (label `shard`) and, for the XDP program, per interface.
+//! Every metric lastack exports, declared once ([`METRICS`]: name, kind,
+//! help, labels, and how it is read from a [`Snapshot`]). [`collect`] turns
+//! the declarations into an [`Exposition`], from which the admin endpoint
+//! renders both views: Prometheus text (`/metrics`) and JSON
+//! (`/metrics.json`, what `lastack stats`, the demo, the tests and the
+//! benchmark read).
+//!
 //! Names follow the Prometheus conventions: `lastack_` prefix, `_total`
-//! for counters, units in the name (`_bytes`).
+//! for counters, units in the name (`_bytes`, `_seconds`).
+//!
+//! Hand-written rather than `prometheus-client`: the samples are read from
+//! per-shard snapshots when scraped (nothing is registered or updated on the
+//! fast path), the JSON view must come from the same declarations, and the
+//! text format is a few lines of [`Exposition::to_prometheus_text`].
 
-use std::fmt::Write;
 use std::net::SocketAddrV4;
 
+use lastack_tools::metrics::{Exposition, Family, Kind, Sample};
+
 use crate::link::xdp::SteerCounters;
-use crate::proxy::ProxyStats;
 use crate::shard::ShardStats;
 
 /// What the exposition is built from.
@@ -15,7 +25,6 @@ pub struct Snapshot<'a> {
     pub shards: &'a [ShardStats],
     /// XDP program counters per interface.
     pub xdp: &'a [(String, SteerCounters)],
-    /// Pools: name and backends (address, up, draining-or-down accepts, connect failures).
     pub pools: &'a [PoolView],
     pub uptime_seconds: f64,
 }
@@ -35,514 +44,534 @@ pub struct BackendView {
     pub connect_failures: u64,
 }
 
-struct Out {
-    text: String,
+/// How a metric's samples are read.
+#[derive(Clone, Copy)]
+pub enum Source {
+    /// One sample per shard (label `shard`), from its snapshot.
+    PerShard(fn(&ShardStats) -> u64),
+    /// Anything else: the function pushes samples with the declared labels.
+    Custom(fn(&Snapshot<'_>, &mut Samples<'_>)),
 }
 
-impl Out {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.text, "# HELP {name} {help}");
-        let _ = writeln!(self.text, "# TYPE {name} {kind}");
-    }
+/// A metric's declaration.
+#[derive(Clone, Copy)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    /// Label names, in order (`["shard"]` for [`Source::PerShard`]).
+    pub labels: &'static [&'static str],
+    pub source: Source,
+}
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-        self.text.push_str(name);
-        if !labels.is_empty() {
-            self.text.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.text.push(',');
+/// Where a [`Source::Custom`] function puts its samples.
+pub struct Samples<'a> {
+    labels: &'static [&'static str],
+    out: &'a mut Vec<Sample>,
+}
+
+impl Samples<'_> {
+    /// A sample with label values in the declared order.
+    pub fn push(&mut self, values: &[&str], value: impl Into<f64>) {
+        debug_assert_eq!(values.len(), self.labels.len(), "declared labels");
+        self.out.push(Sample {
+            labels: self
+                .labels
+                .iter()
+                .zip(values)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            value: value.into(),
+        });
+    }
+}
+
+const SHARD: &[&str] = &["shard"];
+const BACKEND: &[&str] = &["pool", "backend"];
+
+const fn per_shard(
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    read: fn(&ShardStats) -> u64,
+) -> Metric {
+    Metric {
+        name,
+        kind,
+        help,
+        labels: SHARD,
+        source: Source::PerShard(read),
+    }
+}
+
+const fn counter(name: &'static str, help: &'static str, read: fn(&ShardStats) -> u64) -> Metric {
+    per_shard(name, Kind::Counter, help, read)
+}
+
+const fn gauge(name: &'static str, help: &'static str, read: fn(&ShardStats) -> u64) -> Metric {
+    per_shard(name, Kind::Gauge, help, read)
+}
+
+const fn custom(
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    labels: &'static [&'static str],
+    read: fn(&Snapshot<'_>, &mut Samples<'_>),
+) -> Metric {
+    Metric {
+        name,
+        kind,
+        help,
+        labels,
+        source: Source::Custom(read),
+    }
+}
+
+/// Samples of every shard: `rows` gives each shard's (second label, value)
+/// pairs.
+fn each_shard(
+    snap: &Snapshot<'_>,
+    out: &mut Samples<'_>,
+    rows: impl Fn(&ShardStats, &mut dyn FnMut(&str, u64)),
+) {
+    for s in snap.shards {
+        let shard = s.queue.to_string();
+        rows(s, &mut |label, value| {
+            out.push(&[&shard, label], value as f64)
+        });
+    }
+}
+
+/// Samples of every backend of every pool.
+fn each_backend(
+    snap: &Snapshot<'_>,
+    out: &mut Samples<'_>,
+    value: impl Fn(usize, usize, &BackendView) -> f64,
+) {
+    for (p, pool) in snap.pools.iter().enumerate() {
+        for (i, b) in pool.backends.iter().enumerate() {
+            out.push(&[&pool.name, &b.address.to_string()], value(p, i, b));
+        }
+    }
+}
+
+/// A per-backend count summed over shards.
+fn over_shards(snap: &Snapshot<'_>, read: impl Fn(&ShardStats) -> Option<u64>) -> f64 {
+    snap.shards.iter().filter_map(read).sum::<u64>() as f64
+}
+
+/// Every metric, in exposition order.
+pub const METRICS: &[Metric] = &[
+    custom(
+        "lastack_uptime_seconds",
+        Kind::Gauge,
+        "Seconds since lastack started.",
+        &[],
+        |snap, out| out.push(&[], (snap.uptime_seconds * 10.0).round() / 10.0),
+    ),
+    custom(
+        "lastack_xdp_packets_total",
+        Kind::Counter,
+        "Packets seen by the XDP steering program, by outcome.",
+        &["interface", "outcome"],
+        |snap, out| {
+            for (interface, c) in snap.xdp {
+                for (outcome, v) in [
+                    ("redirected", c.redirected),
+                    ("passed", c.passed),
+                    ("no_socket", c.no_socket),
+                    ("malformed", c.malformed),
+                    ("fragment", c.fragment),
+                ] {
+                    out.push(&[interface, outcome], v as f64);
                 }
-                let escaped = v
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n");
-                let _ = write!(self.text, "{k}=\"{escaped}\"");
             }
-            self.text.push('}');
-        }
-        let _ = writeln!(self.text, " {value}");
-    }
-
-    /// One sample per shard.
-    fn per_shard(
-        &mut self,
-        shards: &[ShardStats],
-        name: &str,
-        kind: &str,
-        help: &str,
-        value: impl Fn(&ShardStats) -> u64,
-    ) {
-        self.family(name, kind, help);
-        for s in shards {
-            let shard = s.queue.to_string();
-            self.sample(name, &[("shard", &shard)], value(s));
-        }
-    }
-}
-
-/// Shard counters: (metric name, help, accessor).
-type ShardField = (&'static str, &'static str, fn(&ShardStats) -> u64);
-
-/// Proxy counters: (metric suffix, help, accessor).
-type ProxyField = (&'static str, &'static str, fn(&ProxyStats) -> u64);
-
-const PROXY_COUNTERS: &[ProxyField] = &[
-    (
-        "sessions_total",
+        },
+    ),
+    // Link layer.
+    counter(
+        "lastack_rx_frames_total",
+        "Frames taken from the AF_XDP rx ring.",
+        |s| s.rx_frames,
+    ),
+    counter(
+        "lastack_tx_frames_total",
+        "Frames put on the AF_XDP tx ring.",
+        |s| s.tx_frames,
+    ),
+    counter(
+        "lastack_tx_ring_full_total",
+        "Frames dropped because the tx ring was full.",
+        |s| s.tx_ring_full,
+    ),
+    custom(
+        "lastack_drops_total",
+        Kind::Counter,
+        "Frames or segments dropped, by reason.",
+        &["shard", "reason"],
+        |snap, out| {
+            each_shard(snap, out, |s, push| {
+                let (d, t) = (&s.drops, &s.tcp);
+                for (reason, v) in [
+                    ("truncated", d.truncated),
+                    ("malformed", d.malformed),
+                    ("bad_checksum", d.bad_checksum),
+                    ("fragment", d.fragment),
+                    ("unsupported", d.unsupported),
+                    ("not_tcp", d.not_tcp),
+                    ("bad_flags", t.drop_bad_flags),
+                    ("out_of_window", t.drop_out_of_window),
+                    ("paws", t.drop_paws),
+                    ("bad_ack", t.drop_bad_ack),
+                    ("reassembly_full", t.drop_reassembly_full),
+                    ("no_listener", t.drop_no_listener),
+                    ("syn_queue_full", t.drop_syn_queue_full),
+                    ("control_queue_full", t.drop_control_queue_full),
+                    ("table_full", t.drop_table_full),
+                ] {
+                    push(reason, v);
+                }
+            })
+        },
+    ),
+    custom(
+        "lastack_umem_frames",
+        Kind::Gauge,
+        "UMEM frames by place.",
+        &["shard", "place"],
+        |snap, out| {
+            each_shard(snap, out, |s, push| {
+                let f = &s.frames;
+                push("free", f.free as u64);
+                push("fill_ring", f.fill as u64);
+                push("held", f.held as u64);
+                push("tx_ring", f.tx as u64);
+            })
+        },
+    ),
+    // TCP.
+    custom(
+        "lastack_tcp_connections",
+        Kind::Gauge,
+        "Connections of lastack's TCP stack by state.",
+        &["shard", "state"],
+        |snap, out| {
+            each_shard(snap, out, |s, push| {
+                for &(state, n) in &s.states {
+                    push(state, n as u64);
+                }
+            })
+        },
+    ),
+    gauge(
+        "lastack_tcp_time_wait_entries",
+        "TIME-WAIT entries held by lastack's stack.",
+        |s| s.time_wait as u64,
+    ),
+    gauge(
+        "lastack_tcp_time_wait_bytes",
+        "Memory of the TIME-WAIT table.",
+        |s| s.time_wait_bytes as u64,
+    ),
+    custom(
+        "lastack_tcp_syn_queue_depth",
+        Kind::Gauge,
+        "Half-open connections per listener.",
+        &["shard", "listener"],
+        |snap, out| {
+            for s in snap.shards {
+                for (addr, syn, _) in &s.queues {
+                    out.push(&[&s.queue.to_string(), &addr.to_string()], *syn as f64);
+                }
+            }
+        },
+    ),
+    custom(
+        "lastack_tcp_accept_queue_depth",
+        Kind::Gauge,
+        "Established connections not yet taken, per listener.",
+        &["shard", "listener"],
+        |snap, out| {
+            for s in snap.shards {
+                for (addr, _, accept) in &s.queues {
+                    out.push(&[&s.queue.to_string(), &addr.to_string()], *accept as f64);
+                }
+            }
+        },
+    ),
+    counter(
+        "lastack_tcp_segments_received_total",
+        "TCP segments handed to the stack.",
+        |s| s.tcp.segments_in,
+    ),
+    counter(
+        "lastack_tcp_segments_sent_total",
+        "TCP segments sent.",
+        |s| s.tcp.segments_out,
+    ),
+    counter(
+        "lastack_tcp_retransmitted_segments_total",
+        "Segments retransmitted.",
+        |s| s.tcp.retransmitted_segments,
+    ),
+    counter(
+        "lastack_tcp_fast_retransmits_total",
+        "Fast retransmits.",
+        |s| s.tcp.fast_retransmits,
+    ),
+    counter(
+        "lastack_tcp_rto_expirations_total",
+        "Retransmission timeouts.",
+        |s| s.tcp.rto_expirations,
+    ),
+    counter("lastack_tcp_resets_sent_total", "RST segments sent.", |s| {
+        s.tcp.resets_sent
+    }),
+    counter(
+        "lastack_tcp_resets_received_total",
+        "RST segments accepted.",
+        |s| s.tcp.resets_received,
+    ),
+    counter(
+        "lastack_tcp_syn_cookies_sent_total",
+        "SYN-ACKs carrying a SYN cookie.",
+        |s| s.tcp.syn_cookies_sent,
+    ),
+    counter(
+        "lastack_tcp_syn_cookies_validated_total",
+        "Connections rebuilt from a valid cookie.",
+        |s| s.tcp.syn_cookies_validated,
+    ),
+    counter(
+        "lastack_tcp_syn_cookies_invalid_total",
+        "ACKs with an invalid cookie.",
+        |s| s.tcp.syn_cookies_invalid,
+    ),
+    counter(
+        "lastack_tcp_syn_queue_overflows_total",
+        "SYNs beyond a full SYN queue.",
+        |s| s.tcp.syn_queue_overflows,
+    ),
+    counter(
+        "lastack_tcp_accept_queue_overflows_total",
+        "Handshakes completed into a full accept queue.",
+        |s| s.tcp.accept_queue_overflows,
+    ),
+    counter(
+        "lastack_tcp_connections_opened_total",
+        "Connections established.",
+        |s| s.tcp.connections_opened,
+    ),
+    counter(
+        "lastack_tcp_connections_closed_total",
+        "Connections closed cleanly.",
+        |s| s.tcp.connections_closed,
+    ),
+    counter(
+        "lastack_tcp_connections_reset_total",
+        "Connections reset.",
+        |s| s.tcp.connections_reset,
+    ),
+    counter(
+        "lastack_tcp_connection_timeouts_total",
+        "Connections given up after retransmissions.",
+        |s| s.tcp.connection_timeouts,
+    ),
+    counter(
+        "lastack_tcp_challenge_acks_total",
+        "Challenge ACKs (RFC 5961).",
+        |s| s.tcp.challenge_acks,
+    ),
+    counter(
+        "lastack_tcp_time_wait_reopened_total",
+        "TIME-WAIT entries reused by a new SYN.",
+        |s| s.tcp.time_wait_reopened,
+    ),
+    counter(
+        "lastack_tcp_time_wait_entered_total",
+        "Connections that entered TIME-WAIT (lastack closed first).",
+        |s| s.tcp.time_wait_entered,
+    ),
+    // Proxy.
+    gauge("lastack_proxy_sessions", "Proxy sessions open.", |s| {
+        s.proxy.sessions_active
+    }),
+    gauge(
+        "lastack_proxy_held_buffers",
+        "Receive buffers held for clients without room.",
+        |s| s.proxy.held_buffers,
+    ),
+    counter(
+        "lastack_proxy_sessions_total",
         "Client connections handed to the proxy.",
-        |p| p.sessions_opened,
+        |s| s.proxy.sessions_opened,
     ),
-    (
-        "connect_failures_total",
+    counter(
+        "lastack_proxy_connect_failures_total",
         "Backend connects refused or failed.",
-        |p| p.connects_failed,
+        |s| s.proxy.connects_failed,
     ),
-    (
-        "connect_timeouts_total",
+    counter(
+        "lastack_proxy_connect_timeouts_total",
         "Backend connects that timed out.",
-        |p| p.connects_timed_out,
+        |s| s.proxy.connects_timed_out,
     ),
-    (
-        "retries_total",
+    counter(
+        "lastack_proxy_retries_total",
         "Connects retried on another backend.",
-        |p| p.retries,
+        |s| s.proxy.retries,
     ),
-    (
-        "port_retries_total",
+    counter(
+        "lastack_proxy_port_retries_total",
         "Connects retried on another source port (TIME-WAIT too young).",
-        |p| p.port_retries,
+        |s| s.proxy.port_retries,
     ),
-    (
-        "no_backend_resets_total",
+    counter(
+        "lastack_proxy_no_backend_resets_total",
         "Clients reset because no backend could take them.",
-        |p| p.no_backend,
+        |s| s.proxy.no_backend,
     ),
-    (
-        "over_limit_resets_total",
+    counter(
+        "lastack_proxy_over_limit_resets_total",
         "Clients reset at the listener's connection limit.",
-        |p| p.over_limit,
+        |s| s.proxy.over_limit,
     ),
-    (
-        "backend_resets_total",
+    counter(
+        "lastack_proxy_backend_resets_total",
         "Backend resets or errors passed to the client as RST.",
-        |p| p.backend_resets,
+        |s| s.proxy.backend_resets,
     ),
-    (
-        "client_resets_total",
+    counter(
+        "lastack_proxy_client_resets_total",
         "Client resets passed to the backend.",
-        |p| p.client_resets,
+        |s| s.proxy.client_resets,
     ),
-    (
-        "client_closed_first_total",
+    counter(
+        "lastack_proxy_client_closed_first_total",
         "Sessions where the client closed first (lastack held no TIME-WAIT).",
-        |p| p.client_closed_first,
+        |s| s.proxy.client_closed_first,
     ),
-    (
-        "grace_expired_total",
+    counter(
+        "lastack_proxy_grace_expired_total",
         "client-first sessions whose grace period ended (fallback applied).",
-        |p| p.grace_expired,
+        |s| s.proxy.grace_expired,
     ),
-    (
-        "idle_closed_total",
+    counter(
+        "lastack_proxy_idle_closed_total",
         "Sessions closed by the idle timeout.",
-        |p| p.idle_closed,
+        |s| s.proxy.idle_closed,
     ),
-    ("to_backend_bytes_total", "Bytes sent to backends.", |p| {
-        p.bytes_to_backend
-    }),
-    ("to_client_bytes_total", "Bytes queued to clients.", |p| {
-        p.bytes_to_client
-    }),
-    (
-        "socket_errors_total",
+    counter(
+        "lastack_proxy_to_backend_bytes_total",
+        "Bytes sent to backends.",
+        |s| s.proxy.bytes_to_backend,
+    ),
+    counter(
+        "lastack_proxy_to_client_bytes_total",
+        "Bytes queued to clients.",
+        |s| s.proxy.bytes_to_client,
+    ),
+    counter(
+        "lastack_proxy_socket_errors_total",
         "Errors opening backend sockets.",
-        |p| p.socket_errors,
+        |s| s.proxy.socket_errors,
     ),
-    (
-        "ports_exhausted_total",
+    counter(
+        "lastack_proxy_ports_exhausted_total",
         "Connects that found no free source port of the shard's share.",
-        |p| p.ports_exhausted,
+        |s| s.proxy.ports_exhausted,
     ),
-    (
-        "receive_buffer_shortage_total",
+    counter(
+        "lastack_proxy_receive_buffer_shortage_total",
         "Backend receives that found no provided buffer.",
-        |p| p.receive_buffer_shortage,
+        |s| s.proxy.receive_buffer_shortage,
+    ),
+    // Backends.
+    custom(
+        "lastack_backend_up",
+        Kind::Gauge,
+        "1 if the backend passes its health checks.",
+        BACKEND,
+        |snap, out| each_backend(snap, out, |_, _, b| f64::from(u8::from(b.up))),
+    ),
+    custom(
+        "lastack_backend_accepting",
+        Kind::Gauge,
+        "1 if the backend gets new connections (up and not draining).",
+        BACKEND,
+        |snap, out| each_backend(snap, out, |_, _, b| f64::from(u8::from(b.accepts_new))),
+    ),
+    custom(
+        "lastack_backend_connections",
+        Kind::Gauge,
+        "Open connections to the backend, all shards.",
+        BACKEND,
+        |snap, out| {
+            each_backend(snap, out, |p, i, _| {
+                over_shards(snap, |s| {
+                    s.backend_connections
+                        .get(p)
+                        .and_then(|v| v.get(i))
+                        .map(|&n| u64::from(n))
+                })
+            })
+        },
+    ),
+    custom(
+        "lastack_backend_connections_total",
+        Kind::Counter,
+        "Connections sent to the backend, all shards.",
+        BACKEND,
+        |snap, out| {
+            each_backend(snap, out, |p, i, _| {
+                over_shards(snap, |s| {
+                    s.backend_opened.get(p).and_then(|v| v.get(i)).copied()
+                })
+            })
+        },
+    ),
+    custom(
+        "lastack_backend_connect_failures_total",
+        Kind::Counter,
+        "Failed connects and health checks.",
+        BACKEND,
+        |snap, out| each_backend(snap, out, |_, _, b| b.connect_failures as f64),
     ),
 ];
 
-/// Renders the exposition.
-pub fn render(snap: &Snapshot<'_>) -> String {
-    let mut out = Out {
-        text: String::with_capacity(16 * 1024),
-    };
-    let shards = snap.shards;
-    out.family(
-        "lastack_uptime_seconds",
-        "gauge",
-        "Seconds since lastack started.",
-    );
-    out.sample(
-        "lastack_uptime_seconds",
-        &[],
-        format!("{:.1}", snap.uptime_seconds),
-    );
-
-    // XDP program.
-    out.family(
-        "lastack_xdp_packets_total",
-        "counter",
-        "Packets seen by the XDP steering program, by outcome.",
-    );
-    for (interface, c) in snap.xdp {
-        for (action, v) in [
-            ("redirected", c.redirected),
-            ("passed", c.passed),
-            ("no_socket", c.no_socket),
-            ("malformed", c.malformed),
-            ("fragment", c.fragment),
-        ] {
-            out.sample(
-                "lastack_xdp_packets_total",
-                &[("interface", interface), ("outcome", action)],
-                v,
-            );
-        }
-    }
-
-    // Link layer.
-    out.per_shard(
-        shards,
-        "lastack_rx_frames_total",
-        "counter",
-        "Frames taken from the AF_XDP rx ring.",
-        |s| s.rx_frames,
-    );
-    out.per_shard(
-        shards,
-        "lastack_tx_frames_total",
-        "counter",
-        "Frames put on the AF_XDP tx ring.",
-        |s| s.tx_frames,
-    );
-    out.per_shard(
-        shards,
-        "lastack_tx_ring_full_total",
-        "counter",
-        "Frames dropped because the tx ring was full.",
-        |s| s.tx_ring_full,
-    );
-    out.family(
-        "lastack_drops_total",
-        "counter",
-        "Frames or segments dropped, by reason.",
-    );
-    for s in shards {
-        let shard = s.queue.to_string();
-        let d = &s.drops;
-        let t = &s.tcp;
-        for (reason, v) in [
-            ("truncated", d.truncated),
-            ("malformed", d.malformed),
-            ("bad_checksum", d.bad_checksum),
-            ("fragment", d.fragment),
-            ("unsupported", d.unsupported),
-            ("not_tcp", d.not_tcp),
-            ("bad_flags", t.drop_bad_flags),
-            ("out_of_window", t.drop_out_of_window),
-            ("paws", t.drop_paws),
-            ("bad_ack", t.drop_bad_ack),
-            ("reassembly_full", t.drop_reassembly_full),
-            ("no_listener", t.drop_no_listener),
-            ("syn_queue_full", t.drop_syn_queue_full),
-            ("control_queue_full", t.drop_control_queue_full),
-            ("table_full", t.drop_table_full),
-        ] {
-            out.sample(
-                "lastack_drops_total",
-                &[("shard", &shard), ("reason", reason)],
-                v,
-            );
-        }
-    }
-    out.family("lastack_umem_frames", "gauge", "UMEM frames by place.");
-    for s in shards {
-        let shard = s.queue.to_string();
-        let f = &s.frames;
-        for (place, v) in [
-            ("free", f.free),
-            ("fill_ring", f.fill),
-            ("held", f.held),
-            ("tx_ring", f.tx),
-        ] {
-            out.sample(
-                "lastack_umem_frames",
-                &[("shard", &shard), ("place", place)],
-                v,
-            );
-        }
-    }
-
-    // TCP.
-    out.family(
-        "lastack_tcp_connections",
-        "gauge",
-        "Connections of lastack's TCP stack by state.",
-    );
-    for s in shards {
-        let shard = s.queue.to_string();
-        for (state, n) in &s.states {
-            out.sample(
-                "lastack_tcp_connections",
-                &[("shard", &shard), ("state", state)],
-                n,
-            );
-        }
-    }
-    out.per_shard(
-        shards,
-        "lastack_tcp_time_wait_entries",
-        "gauge",
-        "TIME-WAIT entries held by lastack's stack.",
-        |s| s.time_wait as u64,
-    );
-    out.per_shard(
-        shards,
-        "lastack_tcp_time_wait_bytes",
-        "gauge",
-        "Memory of the TIME-WAIT table.",
-        |s| s.time_wait_bytes as u64,
-    );
-    out.family(
-        "lastack_tcp_syn_queue_depth",
-        "gauge",
-        "Half-open connections per listener.",
-    );
-    for s in shards {
-        let shard = s.queue.to_string();
-        for (addr, syn, _) in &s.queues {
-            out.sample(
-                "lastack_tcp_syn_queue_depth",
-                &[("shard", &shard), ("listener", &addr.to_string())],
-                syn,
-            );
-        }
-    }
-    out.family(
-        "lastack_tcp_accept_queue_depth",
-        "gauge",
-        "Established connections not yet taken, per listener.",
-    );
-    for s in shards {
-        let shard = s.queue.to_string();
-        for (addr, _, accept) in &s.queues {
-            out.sample(
-                "lastack_tcp_accept_queue_depth",
-                &[("shard", &shard), ("listener", &addr.to_string())],
-                accept,
-            );
-        }
-    }
-    let tcp_counters: &[ShardField] = &[
-        (
-            "lastack_tcp_segments_received_total",
-            "TCP segments handed to the stack.",
-            |s| s.tcp.segments_in,
-        ),
-        (
-            "lastack_tcp_segments_sent_total",
-            "TCP segments sent.",
-            |s| s.tcp.segments_out,
-        ),
-        (
-            "lastack_tcp_retransmitted_segments_total",
-            "Segments retransmitted.",
-            |s| s.tcp.retransmitted_segments,
-        ),
-        (
-            "lastack_tcp_fast_retransmits_total",
-            "Fast retransmits.",
-            |s| s.tcp.fast_retransmits,
-        ),
-        (
-            "lastack_tcp_rto_expirations_total",
-            "Retransmission timeouts.",
-            |s| s.tcp.rto_expirations,
-        ),
-        ("lastack_tcp_resets_sent_total", "RST segments sent.", |s| {
-            s.tcp.resets_sent
-        }),
-        (
-            "lastack_tcp_resets_received_total",
-            "RST segments accepted.",
-            |s| s.tcp.resets_received,
-        ),
-        (
-            "lastack_tcp_syn_cookies_sent_total",
-            "SYN-ACKs carrying a SYN cookie.",
-            |s| s.tcp.syn_cookies_sent,
-        ),
-        (
-            "lastack_tcp_syn_cookies_validated_total",
-            "Connections rebuilt from a valid cookie.",
-            |s| s.tcp.syn_cookies_validated,
-        ),
-        (
-            "lastack_tcp_syn_cookies_invalid_total",
-            "ACKs with an invalid cookie.",
-            |s| s.tcp.syn_cookies_invalid,
-        ),
-        (
-            "lastack_tcp_syn_queue_overflows_total",
-            "SYNs beyond a full SYN queue.",
-            |s| s.tcp.syn_queue_overflows,
-        ),
-        (
-            "lastack_tcp_accept_queue_overflows_total",
-            "Handshakes completed into a full accept queue.",
-            |s| s.tcp.accept_queue_overflows,
-        ),
-        (
-            "lastack_tcp_connections_opened_total",
-            "Connections established.",
-            |s| s.tcp.connections_opened,
-        ),
-        (
-            "lastack_tcp_connections_closed_total",
-            "Connections closed cleanly.",
-            |s| s.tcp.connections_closed,
-        ),
-        (
-            "lastack_tcp_connections_reset_total",
-            "Connections reset.",
-            |s| s.tcp.connections_reset,
-        ),
-        (
-            "lastack_tcp_connection_timeouts_total",
-            "Connections given up after retransmissions.",
-            |s| s.tcp.connection_timeouts,
-        ),
-        (
-            "lastack_tcp_challenge_acks_total",
-            "Challenge ACKs (RFC 5961).",
-            |s| s.tcp.challenge_acks,
-        ),
-        (
-            "lastack_tcp_time_wait_reopened_total",
-            "TIME-WAIT entries reused by a new SYN.",
-            |s| s.tcp.time_wait_reopened,
-        ),
-        (
-            "lastack_tcp_time_wait_entered_total",
-            "Connections that entered TIME-WAIT (lastack closed first).",
-            |s| s.tcp.time_wait_entered,
-        ),
-    ];
-    for (name, help, f) in tcp_counters {
-        out.per_shard(shards, name, "counter", help, f);
-    }
-
-    // Proxy.
-    out.per_shard(
-        shards,
-        "lastack_proxy_sessions",
-        "gauge",
-        "Proxy sessions open.",
-        |s| s.proxy.sessions_active,
-    );
-    out.per_shard(
-        shards,
-        "lastack_proxy_held_buffers",
-        "gauge",
-        "Receive buffers held for clients without room.",
-        |s| s.proxy.held_buffers,
-    );
-    for (suffix, help, f) in PROXY_COUNTERS {
-        let name = format!("lastack_proxy_{suffix}");
-        out.per_shard(shards, &name, "counter", help, |s| f(&s.proxy));
-    }
-
-    // Backends.
-    out.family(
-        "lastack_backend_up",
-        "gauge",
-        "1 if the backend passes its health checks.",
-    );
-    for pool in snap.pools {
-        for b in &pool.backends {
-            out.sample(
-                "lastack_backend_up",
-                &[("pool", &pool.name), ("backend", &b.address.to_string())],
-                u8::from(b.up),
-            );
-        }
-    }
-    out.family(
-        "lastack_backend_accepting",
-        "gauge",
-        "1 if the backend gets new connections (up and not draining).",
-    );
-    for pool in snap.pools {
-        for b in &pool.backends {
-            out.sample(
-                "lastack_backend_accepting",
-                &[("pool", &pool.name), ("backend", &b.address.to_string())],
-                u8::from(b.accepts_new),
-            );
-        }
-    }
-    out.family(
-        "lastack_backend_connections",
-        "gauge",
-        "Open connections to the backend, all shards.",
-    );
-    for (p, pool) in snap.pools.iter().enumerate() {
-        for (i, b) in pool.backends.iter().enumerate() {
-            let open: u64 = shards
-                .iter()
-                .filter_map(|s| s.backend_connections.get(p).and_then(|v| v.get(i)))
-                .map(|&n| u64::from(n))
-                .sum();
-            out.sample(
-                "lastack_backend_connections",
-                &[("pool", &pool.name), ("backend", &b.address.to_string())],
-                open,
-            );
-        }
-    }
-    out.family(
-        "lastack_backend_connections_total",
-        "counter",
-        "Connections sent to the backend, all shards.",
-    );
-    for (p, pool) in snap.pools.iter().enumerate() {
-        for (i, b) in pool.backends.iter().enumerate() {
-            let total: u64 = shards
-                .iter()
-                .filter_map(|s| s.backend_opened.get(p).and_then(|v| v.get(i)))
-                .sum();
-            out.sample(
-                "lastack_backend_connections_total",
-                &[("pool", &pool.name), ("backend", &b.address.to_string())],
-                total,
-            );
-        }
-    }
-    out.family(
-        "lastack_backend_connect_failures_total",
-        "counter",
-        "Failed connects and health checks.",
-    );
-    for pool in snap.pools {
-        for b in &pool.backends {
-            out.sample(
-                "lastack_backend_connect_failures_total",
-                &[("pool", &pool.name), ("backend", &b.address.to_string())],
-                b.connect_failures,
-            );
-        }
-    }
-    out.text
+/// Reads every declared metric from `snap`.
+pub fn collect(snap: &Snapshot<'_>) -> Exposition {
+    let families = METRICS
+        .iter()
+        .map(|metric| {
+            let mut samples = Vec::new();
+            match metric.source {
+                Source::PerShard(read) => {
+                    for s in snap.shards {
+                        samples.push(Sample {
+                            labels: vec![("shard".to_string(), s.queue.to_string())],
+                            value: read(s) as f64,
+                        });
+                    }
+                }
+                Source::Custom(read) => read(
+                    snap,
+                    &mut Samples {
+                        labels: metric.labels,
+                        out: &mut samples,
+                    },
+                ),
+            }
+            Family {
+                name: metric.name.to_string(),
+                kind: metric.kind,
+                help: metric.help.to_string(),
+                samples,
+            }
+        })
+        .collect();
+    Exposition { families }
 }
 
 #[cfg(test)]
@@ -562,8 +591,7 @@ mod tests {
         s
     }
 
-    #[test]
-    fn the_exposition_is_well_formed_and_complete() {
+    fn exposition() -> Exposition {
         let shards = [shard(0), shard(1)];
         let pools = [PoolView {
             name: "web".into(),
@@ -589,53 +617,96 @@ mod tests {
                 ..Default::default()
             },
         )];
-        let text = render(&Snapshot {
+        collect(&Snapshot {
             shards: &shards,
             xdp: &xdp,
             pools: &pools,
             uptime_seconds: 1.5,
-        });
-        assert!(text.contains("lastack_rx_frames_total{shard=\"1\"} 11\n"));
-        assert!(text.contains("lastack_tcp_connections{shard=\"0\",state=\"LAST-ACK\"} 1\n"));
-        assert!(text
-            .contains("lastack_xdp_packets_total{interface=\"eth0\",outcome=\"redirected\"} 5\n"));
-        assert!(text.contains("lastack_backend_up{pool=\"web\",backend=\"10.0.0.2:80\"} 0\n"));
-        // Open connections are summed over shards.
-        assert!(
-            text.contains("lastack_backend_connections{pool=\"web\",backend=\"10.0.0.2:80\"} 4\n")
+        })
+    }
+
+    /// The declarations follow the naming conventions, each name once.
+    #[test]
+    fn declarations_follow_the_conventions() {
+        let mut names = std::collections::HashSet::new();
+        for metric in METRICS {
+            assert!(names.insert(metric.name), "{} declared twice", metric.name);
+            assert!(metric.name.starts_with("lastack_"), "{}", metric.name);
+            assert_eq!(
+                metric.kind == Kind::Counter,
+                metric.name.ends_with("_total"),
+                "{}: counters, and only counters, end in _total",
+                metric.name
+            );
+            assert!(metric.help.ends_with('.'), "{}", metric.name);
+        }
+    }
+
+    /// The text view parses with an independent Prometheus parser, every
+    /// sample under its declared family and kind, and agrees with the JSON
+    /// view sample for sample.
+    #[test]
+    fn the_text_view_parses_and_agrees_with_the_json_view() {
+        let exposition = exposition();
+        let text = exposition.to_prometheus_text();
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("a valid exposition");
+        let json: Exposition =
+            serde_json::from_str(&serde_json::to_string(&exposition).unwrap()).unwrap();
+        let mut parsed = 0;
+        for family in &json.families {
+            for sample in &family.samples {
+                let found = scrape
+                    .samples
+                    .iter()
+                    .find(|s| {
+                        s.metric == family.name
+                            && sample
+                                .labels
+                                .iter()
+                                .all(|(k, v)| s.labels.get(k) == Some(v.as_str()))
+                    })
+                    .unwrap_or_else(|| panic!("{} {:?} not in the text", family.name, sample));
+                let value = match found.value {
+                    prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Gauge(v)
+                    | prometheus_parse::Value::Untyped(v) => v,
+                    ref other => panic!("{}: {other:?}", family.name),
+                };
+                assert_eq!(value, sample.value, "{}", family.name);
+                let kind = match found.value {
+                    prometheus_parse::Value::Counter(_) => Kind::Counter,
+                    _ => Kind::Gauge,
+                };
+                assert_eq!(kind, family.kind, "{}", family.name);
+                parsed += 1;
+            }
+        }
+        assert_eq!(parsed, scrape.samples.len(), "nothing else in the text");
+        assert!(parsed > METRICS.len());
+    }
+
+    #[test]
+    fn samples_are_read_from_the_snapshots() {
+        let e = exposition();
+        assert_eq!(e.sum_where("lastack_rx_frames_total", "shard", "1"), 11.0);
+        assert_eq!(
+            e.sum_where("lastack_tcp_connections", "state", "LAST-ACK"),
+            2.0
         );
-        assert!(text.contains("lastack_proxy_sessions_total{shard=\"0\"} 7\n"));
-        // Every sample belongs to a family declared just before, and every
-        // line parses as `name{labels} value`.
-        let mut declared = std::collections::HashSet::new();
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let mut parts = rest.split(' ');
-                let name = parts.next().unwrap();
-                assert!(matches!(parts.next(), Some("counter" | "gauge")), "{line}");
-                assert!(declared.insert(name.to_string()), "{name} declared twice");
-                if let Some(base) = name.strip_suffix("_total") {
-                    assert!(!base.is_empty());
-                }
-                continue;
-            }
-            if line.starts_with('#') {
-                continue;
-            }
-            let name = line.split(['{', ' ']).next().unwrap();
-            assert!(declared.contains(name), "undeclared {name}");
-            let value = line.rsplit(' ').next().unwrap();
-            assert!(value.parse::<f64>().is_ok(), "{line}");
-            assert!(name.starts_with("lastack_"));
-        }
-        // Counters end in _total.
-        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
-            if line.ends_with(" counter") {
-                assert!(
-                    line.split(' ').nth(2).unwrap().ends_with("_total"),
-                    "{line}"
-                );
-            }
-        }
+        assert_eq!(
+            e.sum_where("lastack_xdp_packets_total", "outcome", "redirected"),
+            5.0
+        );
+        assert_eq!(
+            e.sum_where("lastack_backend_up", "backend", "10.0.0.2:80"),
+            0.0
+        );
+        // Open connections are summed over shards.
+        assert_eq!(
+            e.sum_where("lastack_backend_connections", "backend", "10.0.0.2:80"),
+            4.0
+        );
+        assert_eq!(e.sum("lastack_proxy_sessions_total"), 14.0);
     }
 }

@@ -6,6 +6,7 @@
 //! The field reference is generated from the doc comments of [`schema`]; see
 //! [`REFERENCE`] (`lastack check --explain`) and `docs/config.md`.
 
+mod engine;
 mod locate;
 pub mod schema;
 mod validate;

@@ -3,13 +3,10 @@
 //! - [`xdp`]: the steering program (`bpf/steer.bpf.c`): load, attach with a
 //!   bpf_link, listener map, counters, and `BPF_PROG_TEST_RUN`.
 //! - [`xsk`]: AF_XDP sockets bound to rx queues.
-//! - [`tun`]: a TUN device, for testing the TCP engine against the kernel.
-//! - [`raw`]: an `AF_PACKET` socket, for putting exact (hostile) frames on a link.
 //!
 //! `unsafe` is allowed here (and in `upstream`) only, each block with a
-//! `// Safety:` comment.
+//! `// Safety:` comment. (The test-only TUN and raw-packet helpers live in
+//! the test kit.)
 
-pub mod raw;
-pub mod tun;
 pub mod xdp;
 pub mod xsk;

@@ -1,55 +1,372 @@
-//! The proxy layer: a session per accepted connection between our stack
-//! (client side) and a backend socket (io_uring), the close policy, and the
-//! PROXY protocol header.
+//! The proxy: a [`Session`] per connection accepted on a proxy listener,
+//! between our TCP stack (the client) and a backend socket owned by the
+//! shard's io_uring ([`crate::upstream::uring`]).
+//!
+//! # Life of a session
+//! 1. **Open** (accepted): choose a backend, take a source port, open a
+//!    socket, connect with the pool's timeout. Client bytes wait in our
+//!    stack meanwhile (its window closes if they keep coming).
+//! 2. **Connect failed** (refused, timed out): a passive health failure;
+//!    the next backend, up to `retries` more; then RST to the client. A
+//!    4-tuple still in TIME-WAIT (`EADDRNOTAVAIL`) retries with the next
+//!    source port, not counted against the backend.
+//! 3. **Splice** ([`splice`]): client → backend through the socket's
+//!    outbox, one send in flight; backend → client from a receive limited
+//!    to the room in the client's send buffer.
+//! 4. **Close** ([`close`]), per the listener's policy (see
+//!    [`session`] for every transition).
+//! 5. **Finished**: the client handle is released and the socket handed
+//!    back to the io_uring layer, which closes it once nothing is in
+//!    flight; the shard drops the session at once.
+//!
+//! The shard owns the sessions (one slab for everything it serves) and
+//! calls in with the session: [`Proxy::open`], [`Proxy::on_client`],
+//! [`Proxy::on_backend`], [`Proxy::on_timeout`]; each returns whether the
+//! session goes on, and [`Session::deadline`] says when to call back.
 
-pub mod driver;
+mod close;
+mod connect;
 pub mod proxy_protocol;
 pub mod session;
+mod splice;
 
-pub use driver::{Proxy, ProxyListener, ProxyStats};
 pub use session::Session;
 
+use std::io;
+use std::net::SocketAddrV4;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::{Config, Service};
+use crate::config::{ClosePolicy, Config, GraceFallback, Pool, Service};
+use crate::tcp::{ConnId, Instant, Stack};
+use crate::upstream::lease::SourcePort;
 use crate::upstream::pool::{HealthBoard, ShardPool};
-use crate::upstream::uring::UringConfig;
+use crate::upstream::uring::{Completion, Release, SocketEvent, Uring, UringConfig};
+use session::{Client, Download, Leg};
 
-/// The proxy of shard `shard` of `shards` for `config`: one entry per
-/// `service = "proxy"` listener, in config order (the order
-/// [`crate::shard::Shard::new`] numbers them in). `None` if no listener
-/// proxies.
-pub fn for_shard(
-    config: &Config,
-    board: &Arc<HealthBoard>,
-    shard: usize,
-    shards: usize,
-) -> std::io::Result<Option<Proxy>> {
-    let listeners: Vec<ProxyListener> = config
-        .listeners
-        .iter()
-        .filter(|l| l.service == Service::Proxy)
-        .map(|l| ProxyListener {
-            pool: l
-                .pool
-                .as_ref()
-                .and_then(|name| config.pools.iter().position(|p| &p.name == name))
-                .expect("validated: a proxy listener names a pool"),
+/// What a proxy listener does with its connections; built once per
+/// configured listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyPolicy {
+    /// Index of the pool in the config.
+    pub pool: usize,
+    pub close_policy: ClosePolicy,
+    pub close_grace: Duration,
+    pub grace_fallback: GraceFallback,
+    pub idle_timeout: Duration,
+    /// This shard's share of the listener's connection limit (0: none).
+    pub max_connections: u32,
+}
+
+impl ProxyPolicy {
+    /// The policy of `config.listeners[listener]` on one of `shards`, or
+    /// `None` if that listener does not proxy.
+    pub fn for_listener(config: &Config, listener: usize, shards: usize) -> Option<Self> {
+        let l = &config.listeners[listener];
+        if l.service != Service::Proxy {
+            return None;
+        }
+        let pool = l
+            .pool
+            .as_ref()
+            .and_then(|name| config.pools.iter().position(|p| &p.name == name))
+            .expect("validated: a proxy listener names a pool");
+        Some(Self {
+            pool,
             close_policy: l.close_policy,
             close_grace: *l.close_grace,
             grace_fallback: l.grace_fallback,
             idle_timeout: *l.idle_timeout,
             max_connections: l.max_connections.div_ceil(shards.max(1) as u32),
         })
-        .collect();
-    if listeners.is_empty() {
-        return Ok(None);
     }
-    let pools = config
-        .pools
-        .iter()
-        .enumerate()
-        .map(|(i, pool)| ShardPool::new(i, pool, shard, shards))
-        .collect();
-    Proxy::new(UringConfig::default(), Arc::clone(board), pools, listeners).map(Some)
+}
+
+/// What a shard's proxy needs to build its backend leg.
+#[derive(Debug, Clone)]
+pub struct UpstreamPlan {
+    pub board: Arc<HealthBoard>,
+    pub pools: Vec<Pool>,
+    /// This shard and how many there are (their source ports are disjoint).
+    pub shard: usize,
+    pub shards: usize,
+    pub uring: UringConfig,
+}
+
+impl UpstreamPlan {
+    pub fn new(config: &Config, board: &Arc<HealthBoard>, shard: usize, shards: usize) -> Self {
+        Self {
+            board: Arc::clone(board),
+            pools: config.pools.clone(),
+            shard,
+            shards,
+            uring: UringConfig::default(),
+        }
+    }
+}
+
+/// Proxy counters of one shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProxyStats {
+    pub sessions_opened: u64,
+    pub sessions_active: u64,
+    pub connects_failed: u64,
+    pub connects_timed_out: u64,
+    pub retries: u64,
+    /// Connects retried on another port: the 4-tuple was in TIME-WAIT.
+    pub port_retries: u64,
+    /// Clients reset because no backend could take them.
+    pub no_backend: u64,
+    /// Clients reset at the listener's connection limit.
+    pub over_limit: u64,
+    pub backend_resets: u64,
+    pub client_resets: u64,
+    /// client-first: the client closed within the grace period.
+    pub client_closed_first: u64,
+    pub grace_expired: u64,
+    pub idle_closed: u64,
+    pub bytes_to_backend: u64,
+    pub bytes_to_client: u64,
+    /// Socket errors opening a backend socket (not port conflicts).
+    pub socket_errors: u64,
+    pub ports_exhausted: u64,
+    /// From the io_uring layer: receives that found no provided buffer.
+    pub receive_buffer_shortage: u64,
+    /// From the io_uring layer: provided buffers held now for clients that
+    /// have no room yet, and the most ever held at once.
+    pub held_buffers: u64,
+    pub held_buffers_peak: u64,
+    /// From the io_uring layer: backend sockets open or closing.
+    pub backend_sockets: u64,
+}
+
+/// After an input: whether the session goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Step {
+    Continue,
+    /// Both sides are done: drop the session.
+    Finished,
+}
+
+/// What happened on the client side of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// Readable, writable, or the client's FIN.
+    Ready,
+    /// The connection finished cleanly: our handle is to be released.
+    Closed,
+    /// The client reset: our handle is already invalid.
+    Reset,
+}
+
+/// One shard's backend leg: the io_uring with the backend sockets, the
+/// pools, the shared health board.
+pub struct Proxy {
+    /// Each socket carries its source-port lease until it is closed.
+    uring: Uring<Option<SourcePort>>,
+    board: Arc<HealthBoard>,
+    pools: Vec<ShardPool>,
+    stats: ProxyStats,
+}
+
+impl Proxy {
+    pub fn new(plan: &UpstreamPlan) -> io::Result<Self> {
+        let pools = plan
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, pool)| ShardPool::new(i, pool, plan.shard, plan.shards))
+            .collect();
+        Ok(Self {
+            uring: Uring::new(plan.uring)?,
+            board: Arc::clone(&plan.board),
+            pools,
+            stats: ProxyStats::default(),
+        })
+    }
+
+    /// The counters, with the io_uring layer's.
+    pub fn stats(&self) -> ProxyStats {
+        let uring = self.uring.stats();
+        ProxyStats {
+            receive_buffer_shortage: uring.receive_buffer_shortage,
+            held_buffers: uring.held_buffers,
+            held_buffers_peak: uring.held_buffers_peak,
+            backend_sockets: uring.sockets,
+            ..self.stats
+        }
+    }
+
+    /// Open connections per backend of each pool, and connections opened.
+    pub fn backend_counts(&self) -> (Vec<Vec<u32>>, Vec<Vec<u64>>) {
+        (
+            self.pools.iter().map(ShardPool::active).collect(),
+            self.pools.iter().map(ShardPool::opened).collect(),
+        )
+    }
+
+    /// Step 1: connection `client` was accepted under `policy` and tagged
+    /// `key`. `None` if it already ended (no backend could take it: the
+    /// client was reset).
+    pub fn open(
+        &mut self,
+        stack: &mut Stack,
+        now: Instant,
+        key: u64,
+        client: ConnId,
+        policy: ProxyPolicy,
+    ) -> Option<Session> {
+        let tuple = stack.tuple(client)?;
+        let mut session = Session::new(key, client, tuple.remote, tuple.local, policy, now);
+        self.stats.sessions_opened += 1;
+        self.stats.sessions_active += 1;
+        self.connect_next(stack, now, &mut session);
+        match self.advance(stack, now, &mut session) {
+            Step::Continue => Some(session),
+            Step::Finished => None,
+        }
+    }
+
+    /// Something happened on the client side.
+    pub fn on_client(
+        &mut self,
+        stack: &mut Stack,
+        now: Instant,
+        s: &mut Session,
+        event: ClientEvent,
+    ) -> Step {
+        match event {
+            ClientEvent::Ready => {}
+            ClientEvent::Closed => {
+                let _ = stack.close(now, s.client);
+                s.client_state = Client::Gone;
+            }
+            ClientEvent::Reset => {
+                self.stats.client_resets += 1;
+                s.client_state = Client::Gone;
+                // The backend should see an abort, not a clean end.
+                self.release_leg(s, Release::Reset);
+            }
+        }
+        self.advance(stack, now, s)
+    }
+
+    /// Something happened to the session's backend socket.
+    pub fn on_backend(
+        &mut self,
+        stack: &mut Stack,
+        now: Instant,
+        s: &mut Session,
+        completion: &Completion,
+    ) -> Step {
+        if s.leg.socket() != Some(completion.socket) {
+            // A socket this session no longer uses (cannot happen: released
+            // sockets report nothing); nothing to do.
+            return Step::Continue;
+        }
+        match completion.event {
+            SocketEvent::Connected(result) => self.on_connected(stack, now, s, result),
+            SocketEvent::Sent(Ok(n)) => {
+                self.stats.bytes_to_backend += n as u64;
+                s.last_active = now;
+            }
+            SocketEvent::Sent(Err(_)) | SocketEvent::ReceiveFailed(_) => {
+                self.backend_failed(stack, now, s)
+            }
+            SocketEvent::Eof => s.download = Download::Ended,
+            SocketEvent::Received(_) | SocketEvent::ReceiveStopped => {}
+        }
+        self.advance(stack, now, s)
+    }
+
+    /// The session's deadline ([`Session::deadline`]) passed.
+    pub fn on_timeout(&mut self, stack: &mut Stack, now: Instant, s: &mut Session) -> Step {
+        self.expire_grace(stack, now, s);
+        if s.backend_wait.is_some_and(|at| now >= at) && s.download == Download::Open {
+            // The backend never finished after our FIN.
+            s.download = Download::Ended;
+        }
+        if s.client_state != Client::Gone && now >= s.idle_check {
+            if now - s.last_active >= s.policy.idle_timeout {
+                self.stats.idle_closed += 1;
+                let _ = stack.close(now, s.client);
+                s.client_state = Client::Gone;
+            } else {
+                s.idle_check = s.last_active + s.policy.idle_timeout;
+            }
+        }
+        self.advance(stack, now, s)
+    }
+
+    /// A connection refused at the listener's limit (counted here).
+    pub fn over_limit(&mut self) {
+        self.stats.over_limit += 1;
+    }
+
+    /// Moves data and applies the close policy after anything happened.
+    fn advance(&mut self, stack: &mut Stack, now: Instant, s: &mut Session) -> Step {
+        self.pump_download(stack, now, s);
+        self.pump_upload(stack, now, s);
+        self.close_client_side(stack, now, s);
+        self.finish_leg(now, s);
+        if s.finished() {
+            self.stats.sessions_active -= 1;
+            Step::Finished
+        } else {
+            Step::Continue
+        }
+    }
+
+    /// Hands the session's socket back to the io_uring layer (closed once
+    /// nothing is in flight); its backend lease drops here.
+    fn release_leg(&mut self, s: &mut Session, how: Release) {
+        if let Some(socket) = s.leg.socket() {
+            self.uring.release(socket, how);
+        }
+        s.leg = Leg::Closed;
+    }
+
+    // ---- The io_uring, for the shard loop ----
+
+    /// Completions for sessions (cleared first); the io_uring layer keeps
+    /// the rest to itself.
+    pub fn poll_completions(&mut self, out: &mut Vec<Completion>) {
+        self.uring.complete(out);
+    }
+
+    /// Submits queued io_uring work (one system call at most).
+    pub fn submit(&mut self) {
+        self.uring.submit();
+    }
+
+    /// Sleeps until a packet (the AF_XDP socket `xsk` is readable), an
+    /// io_uring completion, or `timeout`.
+    pub fn wait(&mut self, xsk: std::os::fd::RawFd, timeout: Duration) {
+        self.uring.wait(xsk, timeout);
+    }
+
+    /// Shutdown: RST every client of `sessions`, reset every backend
+    /// socket, and wait (bounded) for io_uring to give back what it holds.
+    pub fn shutdown<'a>(
+        &mut self,
+        stack: &mut Stack,
+        now: Instant,
+        sessions: impl Iterator<Item = &'a mut Session>,
+    ) {
+        for s in sessions {
+            if s.client_state != Client::Gone {
+                let _ = stack.abort(now, s.client);
+                s.client_state = Client::Gone;
+            }
+            self.release_leg(s, Release::Reset);
+        }
+        self.uring.drain(Release::Reset, Duration::from_secs(2));
+    }
+}
+
+/// The client's address as a balancing key (IPv4 today; the session keeps
+/// the engine's addresses).
+fn client_ip(addr: SocketAddrV4) -> std::net::IpAddr {
+    std::net::IpAddr::V4(*addr.ip())
 }

@@ -1,182 +1,246 @@
 //! One proxied connection: the client side (a connection of our TCP
-//! stack) and the backend side (a kernel socket driven by io_uring), and
-//! where each stands.
+//! stack) and the backend side (a kernel socket owned by the shard's
+//! io_uring), as four small state machines with named states.
 //!
-//! # Invariants
-//! - `ops` counts this session's io_uring operations whose last
-//!   completion has not arrived; the slot (with `addr` and `upload`, which
-//!   those operations may point into) is reused only when it is zero.
-//! - `pending` holds provided buffers taken from the kernel and not yet
-//!   copied to the client; each goes back to the ring exactly once.
-//! - While `pending` is not empty no receive is re-armed: a slow client
-//!   stops reads from the backend (its socket buffer fills and the
-//!   backend's window closes). While `upload` holds bytes no more are read
-//!   from the client: a slow backend closes the client's window.
+//! # States
+//! - [`Leg`], the backend socket: `Connecting` → `Connected` → `Closed`
+//!   (released to the io_uring layer, which closes it; nothing more comes
+//!   from it).
+//! - [`Upload`], client → backend: `Open` → `Shut` (the client's FIN,
+//!   after its last byte, became shutdown(SHUT_WR) toward the backend).
+//! - [`Download`], backend → client: `Open` → `Ended` (the backend's FIN,
+//!   its failure, or our wait for its FIN after ours timed out). Bytes the
+//!   client could not take yet stay held in the io_uring slot.
+//! - [`Client`], our handle on the client: `Open` → `FinSent` (we
+//!   half-closed: `immediate`, or the grace period ended with fallback
+//!   `fin`) → `Gone` (closed, aborted, or it was reset).
+//!
+//! # Transitions
+//! | on | when | then |
+//! |---|---|---|
+//! | accept | a backend can take it | `Leg::Connecting` |
+//! | accept, connect failed | no backend left (retries spent, all down) | RST client: `Client::Gone`, `Leg::Closed` |
+//! | connected | | `Leg::Connected`; the PROXY header, if any, goes first |
+//! | connect failed `EADDRNOTAVAIL` | port retries left | same backend, next source port |
+//! | connect failed | attempts left | passive health failure; next backend |
+//! | client bytes | `Upload::Open`, connected, outbox empty | into the outbox, sent |
+//! | client FIN | all its bytes sent | shutdown(SHUT_WR): `Upload::Shut`, wait for the backend's FIN until `backend_wait` |
+//! | backend bytes | | to the client as its buffer takes them (backpressure) |
+//! | backend FIN | | `Download::Ended` |
+//! | backend error | | RST client (`Client::Gone`), `Download::Ended` |
+//! | `Download::Ended`, nothing held | the client closed first | close: CLOSE-WAIT → LAST-ACK, `Client::Gone` (the client keeps TIME-WAIT) |
+//! | `Download::Ended`, nothing held | `immediate` | FIN to the client: `Client::FinSent` |
+//! | `Download::Ended`, nothing held | `client-first` | hold our FIN until `grace` |
+//! | `grace` passes | `Client::Open` | fallback `fin` → `FinSent`; `reset` → RST, `Gone` |
+//! | `backend_wait` passes | `Download::Open` | `Download::Ended` |
+//! | idle timeout passes | client not gone, no activity | close the client: `Client::Gone` |
+//! | client reset | | `Client::Gone`; the backend socket is reset (`SO_LINGER` 0) |
+//! | client gone | connected, `Upload::Open`, no send in flight | shutdown(SHUT_WR): `Upload::Shut` |
+//! | `Download::Ended` and (`Upload::Shut` or client gone); or client gone before connected | | release the socket: `Leg::Closed` |
+//! | `Client::Gone` and `Leg::Closed` | | the session is finished |
 
 use std::net::SocketAddrV4;
-use std::os::fd::RawFd;
+use std::time::Duration;
 
 use crate::tcp::{ConnId, Instant};
+use crate::upstream::lease::BackendLease;
+use crate::upstream::uring::SocketId;
 
-/// Bytes read from the client and sent to the backend per send.
-pub const UPLOAD_BUFFER: usize = 16 * 1024;
+use super::ProxyPolicy;
 
-/// A held provided buffer: received backend bytes `offset..len` not yet
-/// taken by the client's send buffer.
-#[derive(Debug, Clone, Copy)]
-pub struct Held {
-    pub buffer: u16,
-    pub offset: u32,
-    pub len: u32,
+/// The backend socket's life.
+#[derive(Debug)]
+pub enum Leg {
+    /// connect() in flight.
+    Connecting {
+        socket: SocketId,
+        lease: BackendLease,
+    },
+    /// Connected: bytes flow.
+    Connected {
+        socket: SocketId,
+        lease: BackendLease,
+    },
+    /// Released to the io_uring layer (closing or closed), or never
+    /// opened: nothing more comes from the backend.
+    Closed,
 }
 
+impl Leg {
+    /// The socket, while it serves this session.
+    pub fn socket(&self) -> Option<SocketId> {
+        match self {
+            Leg::Connecting { socket, .. } | Leg::Connected { socket, .. } => Some(*socket),
+            Leg::Closed => None,
+        }
+    }
+
+    /// The socket, once connected.
+    pub fn connected(&self) -> Option<SocketId> {
+        match self {
+            Leg::Connected { socket, .. } => Some(*socket),
+            _ => None,
+        }
+    }
+}
+
+/// Client → backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upload {
+    Open,
+    /// The client's FIN was passed on.
+    Shut,
+}
+
+/// Backend → client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Download {
+    Open,
+    /// Nothing more comes from the backend (held bytes still go out).
+    Ended,
+}
+
+/// Our handle on the client connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    Open,
+    /// We sent FIN (half-close); the client may still send.
+    FinSent,
+    /// Released: closed, aborted, or reset.
+    Gone,
+}
+
+/// Backends tried and connect attempts made for this connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Attempts {
+    /// Bit i: backend i was tried.
+    pub tried: u64,
+    /// Connects to distinct backends so far (retries are those after the
+    /// first).
+    pub backends: u32,
+    /// Connects retried on another source port because the 4-tuple was
+    /// still in TIME-WAIT.
+    pub ports: u32,
+}
+
+/// One proxied connection.
 #[derive(Debug)]
 pub struct Session {
-    /// Bumped when the slot is reused; in every io_uring token.
-    pub generation: u32,
-    pub live: bool,
+    /// The shard's key for this session: the engine's tag of the client
+    /// connection and the owner of the backend socket.
+    pub key: u64,
     pub client: ConnId,
     pub client_addr: SocketAddrV4,
     pub vip: SocketAddrV4,
-    pub listener: usize,
-    pub pool: usize,
+    pub policy: ProxyPolicy,
+    pub leg: Leg,
+    pub upload: Upload,
+    pub download: Download,
+    pub client_state: Client,
+    pub attempts: Attempts,
+    /// The backend chosen last (for passive health).
     pub backend: usize,
-    /// Backends tried for this connection (bit i: backend i).
-    pub tried: u64,
-    /// Connect attempts so far (retries are attempts after the first).
-    pub attempts: u32,
-    /// Connects retried on another source port because the 4-tuple was
-    /// still in TIME-WAIT.
-    pub port_retries: u32,
-    /// The backend socket, or -1.
-    pub fd: RawFd,
-    /// Source address index in the pool and port, given back when the
-    /// socket is closed.
-    pub source: Option<(usize, u16)>,
-    /// The backend address for connect (pointed to until its completion).
-    pub addr: Box<libc::sockaddr_in>,
-    /// Client → backend bytes; `upload[sent..filled]` is in flight or next.
-    pub upload: Box<[u8]>,
-    pub sent: usize,
-    pub filled: usize,
-    /// Backend → client bytes waiting for room in the client's buffer.
-    pub pending: Vec<Held>,
-    pub ops: u32,
-    pub connected: bool,
-    pub recv_armed: bool,
-    pub recv_cancelled: bool,
-    /// The armed receive is multishot (else a single one).
-    pub recv_multishot: bool,
-    pub send_in_flight: bool,
-    /// The backend sent FIN (a receive returned 0).
-    pub backend_eof: bool,
-    /// We sent FIN to the backend (shutdown(SHUT_WR) submitted).
-    pub backend_shut: bool,
-    /// The backend socket is to be closed (once nothing else is in
-    /// flight on it).
-    pub close_wanted: bool,
-    /// close(2) of `fd` submitted.
-    pub closing: bool,
-    /// We sent (or queued) FIN to the client without closing: immediate
-    /// policy, or the grace period ended with fallback `fin`.
-    pub client_fin_sent: bool,
-    /// Our handle on the client connection is released (closed, aborted,
-    /// or it was reset).
-    pub client_done: bool,
-    /// client-first: FIN to the client is held until then.
-    pub grace_deadline: Option<Instant>,
-    /// After our FIN to the backend, its EOF is awaited until then.
-    pub backend_deadline: Option<Instant>,
+    /// client-first: our FIN is held until then.
+    pub grace: Option<Instant>,
+    /// After our FIN to the backend, its FIN is awaited until then.
+    pub backend_wait: Option<Instant>,
+    /// When data last moved either way.
     pub last_active: Instant,
+    /// When the idle timeout is checked next (moved forward lazily, at
+    /// expiry, so activity never touches the timer wheel).
+    pub idle_check: Instant,
 }
 
 impl Session {
-    pub fn empty() -> Self {
-        Self {
-            generation: 0,
-            live: false,
-            client: ConnId {
-                index: u32::MAX,
-                generation: 0,
-            },
-            client_addr: SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0),
-            vip: SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0),
-            listener: 0,
-            pool: 0,
-            backend: 0,
-            tried: 0,
-            attempts: 0,
-            port_retries: 0,
-            fd: -1,
-            source: None,
-            addr: Box::new(crate::upstream::socket::sockaddr(SocketAddrV4::new(
-                std::net::Ipv4Addr::UNSPECIFIED,
-                0,
-            ))),
-            upload: Box::default(),
-            sent: 0,
-            filled: 0,
-            pending: Vec::new(),
-            ops: 0,
-            connected: false,
-            recv_armed: false,
-            recv_cancelled: false,
-            recv_multishot: false,
-            send_in_flight: false,
-            backend_eof: false,
-            backend_shut: false,
-            close_wanted: false,
-            closing: false,
-            client_fin_sent: false,
-            client_done: false,
-            grace_deadline: None,
-            backend_deadline: None,
-            last_active: Instant::from_micros(0),
-        }
-    }
-
-    /// Resets the slot for a new connection, keeping its allocations.
-    pub fn reset(
-        &mut self,
+    pub fn new(
+        key: u64,
         client: ConnId,
         client_addr: SocketAddrV4,
         vip: SocketAddrV4,
+        policy: ProxyPolicy,
         now: Instant,
-    ) {
-        debug_assert!(self.ops == 0 && self.pending.is_empty());
-        self.generation =
-            self.generation.wrapping_add(1) & crate::upstream::uring::Token::GENERATION_MASK;
-        self.live = true;
-        self.client = client;
-        self.client_addr = client_addr;
-        self.vip = vip;
-        self.tried = 0;
-        self.attempts = 0;
-        self.port_retries = 0;
-        self.fd = -1;
-        self.source = None;
-        self.sent = 0;
-        self.filled = 0;
-        self.connected = false;
-        self.recv_armed = false;
-        self.recv_cancelled = false;
-        self.send_in_flight = false;
-        self.backend_eof = false;
-        self.backend_shut = false;
-        self.close_wanted = false;
-        self.closing = false;
-        self.client_fin_sent = false;
-        self.client_done = false;
-        self.grace_deadline = None;
-        self.backend_deadline = None;
-        self.last_active = now;
-        if self.upload.is_empty() {
-            self.upload = vec![0u8; UPLOAD_BUFFER].into_boxed_slice();
+    ) -> Self {
+        Self {
+            key,
+            client,
+            client_addr,
+            vip,
+            policy,
+            leg: Leg::Closed,
+            upload: Upload::Open,
+            download: Download::Open,
+            client_state: Client::Open,
+            attempts: Attempts::default(),
+            backend: 0,
+            grace: None,
+            backend_wait: None,
+            last_active: now,
+            idle_check: now + policy.idle_timeout,
         }
     }
 
-    /// Both sides finished: the slot can go back once `ops` is zero.
+    /// Both sides are done: the session can go.
     pub fn finished(&self) -> bool {
-        self.client_done && self.fd < 0
+        self.client_state == Client::Gone && matches!(self.leg, Leg::Closed)
+    }
+
+    /// How long after our FIN to the backend we wait for its own.
+    pub fn backend_wait_for(&self) -> Duration {
+        self.policy.close_grace.max(Duration::from_secs(1))
+    }
+
+    /// The earliest deadline still relevant: the idle check while the
+    /// client is there, the grace period while our FIN is held, the wait
+    /// for the backend's FIN while it is awaited.
+    pub fn deadline(&self) -> Option<Instant> {
+        let idle = (self.client_state != Client::Gone).then_some(self.idle_check);
+        let grace = self.grace.filter(|_| self.client_state == Client::Open);
+        let backend = self
+            .backend_wait
+            .filter(|_| self.download == Download::Open && self.leg.socket().is_some());
+        [idle, grace, backend].into_iter().flatten().min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClosePolicy, GraceFallback};
+
+    fn session() -> Session {
+        let policy = ProxyPolicy {
+            pool: 0,
+            close_policy: ClosePolicy::ClientFirst,
+            close_grace: Duration::from_millis(400),
+            grace_fallback: GraceFallback::Fin,
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 0,
+        };
+        let addr: SocketAddrV4 = "10.0.0.1:4000".parse().unwrap();
+        let now = Instant::from_micros(1_000_000);
+        let mut stack = crate::tcp::Stack::new(Default::default(), crate::tcp::Secret([1; 16]), 4);
+        let peer = "10.0.0.2:80".parse().unwrap();
+        let id = stack
+            .connect(now, addr, peer, [0; 16], crate::tcp::Tag(0))
+            .unwrap();
+        Session::new(0, id, addr, peer, policy, now)
+    }
+
+    #[test]
+    fn the_deadline_follows_the_states() {
+        let mut s = session();
+        let start = Instant::from_micros(1_000_000);
+        assert_eq!(s.deadline(), Some(start + Duration::from_secs(300)), "idle");
+        s.grace = Some(start + Duration::from_millis(400));
+        assert_eq!(s.deadline(), s.grace, "grace is earlier");
+        s.client_state = Client::FinSent;
+        assert_eq!(
+            s.deadline(),
+            Some(start + Duration::from_secs(300)),
+            "the grace period is over once our FIN went"
+        );
+        s.client_state = Client::Gone;
+        assert_eq!(s.deadline(), None, "nothing to wait for");
+        assert!(s.finished(), "client gone, no socket");
     }
 }

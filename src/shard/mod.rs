@@ -1,50 +1,61 @@
 //! One shard: one rx queue, one core, one AF_XDP socket and UMEM, one TCP
-//! [`Stack`]. Shards share nothing on the fast path.
+//! [`Stack`], one io_uring. Shards share nothing on the fast path.
+//!
+//! # One owner per connection
+//! Everything the shard serves lives in one slab, [`Shard::conns`]: an
+//! [`Entry`] per accepted connection holding what serves it (echo,
+//! discard, source, or a proxy [`Session`]). Its slab key is the tag the
+//! engine returns with every event of the connection and the owner of its
+//! backend socket in the io_uring, so an event or completion finds what
+//! serves it by index, never by lookup; and the key names its deadline in
+//! the shard's timer wheel, so nothing scans.
 //!
 //! # The loop
 //! 1. take completed tx frames back, refill the fill ring;
 //! 2. take an rx batch (up to 64 frames), parse each with `wire` (drops
 //!    counted by reason), hand TCP segments to the engine, release frames;
 //! 3. run the engine's due timers;
-//! 4. serve events (accept, read/echo/discard/source, close);
-//! 5. collect the engine's output into a tx batch (Ethernet header from
-//!    the connection's route), transmit it with one ring operation;
-//! 6. if nothing happened for [`BUSY_POLL`], sleep in poll() on the socket
-//!    until the next timer (at most 100 ms), instead of spinning.
+//! 4. the io_uring's completions, each to the session that owns the socket;
+//! 5. the shard's due deadlines (idle timeouts, grace periods, waits for a
+//!    backend's FIN), each to what serves the connection;
+//! 6. the engine's events, each to what serves the connection;
+//! 7. collect the engine's output into a tx batch (Ethernet header from
+//!    the connection's route), transmit it with one ring operation; submit
+//!    the io_uring's queued work;
+//! 8. if nothing happened for the busy-poll window, sleep (in io_uring,
+//!    on packets, completions and the next deadline; at most 100 ms).
 //!
 //! Counters are plain integers in the shard, published to a shared
 //! snapshot every 100 ms, never per packet.
 
+mod plan;
 pub mod route;
 pub mod service;
 
-use std::collections::HashMap;
+pub use plan::{ListenerPlan, Serve, ShardPlan};
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use slab::Slab;
 use xsk_rs::FrameDesc;
 
-use crate::config::Service;
 use crate::link::xsk::{FrameCounts, XskSocket};
-use crate::proxy::{Proxy, ProxyStats};
-use crate::tcp::{ConnId, Event, Instant, ListenerId, Stack, Stats, TcpConfig};
+use crate::proxy::{ClientEvent, Proxy, ProxyStats, Session, Step};
+use crate::tcp::timer_wheel::TimerWheel;
+use crate::tcp::{ConnId, Event, Instant, ListenerId, Stack, Stats, Tag};
+use crate::upstream::uring::Completion;
 use crate::wire::{self, Frame};
-use service::Served;
+use service::{Kind, Local};
 
 /// After work, the loop keeps polling the rings this long before it
-/// sleeps in poll() (unless configured otherwise): under load the next
-/// batch comes sooner than a sleep/wake-up round trip; when idle the shard
-/// sleeps.
+/// sleeps (unless configured otherwise): under load the next batch comes
+/// sooner than a sleep/wake-up round trip; when idle the shard sleeps.
 pub const BUSY_POLL: Duration = Duration::from_micros(50);
 
-/// What a shard serves on one listener.
-#[derive(Debug, Clone, Copy)]
-pub struct ListenerSpec {
-    pub addr: std::net::SocketAddrV4,
-    pub service: Service,
-    pub idle_timeout: Duration,
-}
+/// The longest the loop sleeps.
+const MAX_SLEEP: Duration = Duration::from_millis(100);
 
 /// Frames the shard dropped before the engine, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,6 +89,10 @@ pub struct ShardStats {
     pub slots_in_use: usize,
     /// Connection slots created so far (the peak of open connections).
     pub slots_created: usize,
+    /// Connections the shard serves (its slab's entries).
+    pub served: usize,
+    /// Deadlines armed in the shard's timer wheel.
+    pub deadlines: usize,
     pub time_wait: usize,
     /// Bytes the TIME-WAIT table holds.
     pub time_wait_bytes: usize,
@@ -100,88 +115,132 @@ pub struct ShardHandle {
     pub thread: std::thread::JoinHandle<ShardStats>,
 }
 
+impl ShardHandle {
+    /// The latest published snapshot.
+    pub fn snapshot(&self) -> ShardStats {
+        self.stats.lock().expect("stats lock").clone()
+    }
+
+    /// Stops the shard and returns its last counters.
+    pub fn stop(self) -> ShardStats {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("a shard thread panicked")
+    }
+}
+
+/// What serves one connection.
+#[derive(Debug)]
+pub enum Serving {
+    /// In-process: echo, discard or source.
+    Local(Local),
+    /// A proxy session.
+    Proxy(Session),
+}
+
+/// One entry of the shard's slab.
+#[derive(Debug)]
+pub struct Entry {
+    /// The listener that accepted it (its open-connection count).
+    listener: usize,
+    serving: Serving,
+}
+
+impl Entry {
+    fn client(&self) -> ConnId {
+        match &self.serving {
+            Serving::Local(local) => local.id,
+            Serving::Proxy(session) => session.client,
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match &self.serving {
+            Serving::Local(local) => Some(local.idle_check),
+            Serving::Proxy(session) => session.deadline(),
+        }
+    }
+}
+
+/// A listener and its connections open on this shard.
+#[derive(Debug)]
+struct ListenerState {
+    id: ListenerId,
+    plan: ListenerPlan,
+    open: u32,
+}
+
 /// Everything one shard owns.
 pub struct Shard {
     socket: XskSocket,
     stack: Stack,
-    listeners: HashMap<ListenerId, ListenerSpec>,
-    /// Proxy listeners: index among them (the order of `service = proxy`
-    /// specs given to [`Shard::new`], which the [`Proxy`] follows).
-    proxy_listeners: HashMap<ListenerId, usize>,
+    /// By [`ListenerId::index`].
+    listeners: Vec<ListenerState>,
+    /// What serves each connection, keyed by the connection's engine tag.
+    conns: Slab<Entry>,
+    /// Each entry's next deadline, keyed by its slab key.
+    deadlines: TimerWheel,
+    expired: Vec<u32>,
     proxy: Option<Proxy>,
-    /// Connections being served, by handle.
-    served: HashMap<ConnId, Served>,
-    /// Connections with an event since they were last pumped.
-    ready: Vec<ConnId>,
+    completions: Vec<Completion>,
+    scratch: Box<[u8]>,
     stats: ShardStats,
     clock: std::time::Instant,
     busy_poll: Duration,
 }
 
 impl Shard {
-    /// A shard on `socket` with `listeners`; `secret` keys its ISNs and
-    /// cookies.
-    pub fn new(
-        socket: XskSocket,
-        config: TcpConfig,
-        secret: crate::tcp::Secret,
-        max_connections: usize,
-        listeners: &[ListenerSpec],
-    ) -> Self {
-        let mut stack = Stack::new(config, secret, max_connections);
-        let mut specs = HashMap::new();
-        let mut proxy_listeners = HashMap::new();
-        for spec in listeners {
+    /// Builds a shard from its plan (on the thread that will run it).
+    pub fn new(plan: ShardPlan) -> std::io::Result<Self> {
+        let mut stack = Stack::new(plan.tcp, plan.secret, plan.max_connections);
+        let mut listeners = Vec::with_capacity(plan.listeners.len());
+        for (i, listener) in plan.listeners.iter().enumerate() {
             let id = stack
-                .listen(spec.addr)
-                .expect("listener addresses are validated unique");
-            specs.insert(id, *spec);
-            if spec.service == Service::Proxy {
-                proxy_listeners.insert(id, proxy_listeners.len());
-            }
+                .listen(listener.addr)
+                .map_err(|e| std::io::Error::other(format!("listener {}: {e}", listener.addr)))?;
+            debug_assert_eq!(id.index(), i, "listeners are numbered in order");
+            listeners.push(ListenerState {
+                id,
+                plan: *listener,
+                open: 0,
+            });
         }
-        let queue = socket.queue();
-        Self {
-            socket,
+        let proxy = match &plan.upstream {
+            Some(upstream) => Some(Proxy::new(upstream)?),
+            None => None,
+        };
+        let queue = plan.socket.queue();
+        Ok(Self {
+            socket: plan.socket,
             stack,
-            listeners: specs,
-            proxy_listeners,
-            proxy: None,
-            served: HashMap::new(),
-            ready: Vec::new(),
+            listeners,
+            conns: Slab::new(),
+            deadlines: TimerWheel::default(),
+            expired: Vec::new(),
+            proxy,
+            completions: Vec::with_capacity(256),
+            scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             stats: ShardStats {
                 queue,
                 ..Default::default()
             },
             clock: std::time::Instant::now(),
-            busy_poll: BUSY_POLL,
-        }
-    }
-
-    /// Serves the proxy listeners with `proxy` (without one, their
-    /// connections are reset).
-    pub fn with_proxy(mut self, proxy: Proxy) -> Self {
-        self.proxy = Some(proxy);
-        self
-    }
-
-    /// Sets the busy-poll window (zero: sleep as soon as idle).
-    pub fn with_busy_poll(mut self, busy_poll: Duration) -> Self {
-        self.busy_poll = busy_poll;
-        self
+            busy_poll: plan.busy_poll,
+        })
     }
 
     fn now(&self) -> Instant {
         Instant::from_micros(1_000_000 + self.clock.elapsed().as_micros() as u64)
     }
 
-    /// Runs the shard on its own thread, pinned to `core` if given.
-    pub fn spawn(mut self, core: Option<usize>) -> ShardHandle {
+    /// Starts a shard thread (pinned to `core` if given) that builds the
+    /// shard from `plan` and runs it; returns once it is built.
+    pub fn spawn(plan: ShardPlan, core: Option<usize>) -> std::io::Result<ShardHandle> {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Mutex::new(ShardStats::default()));
         let (thread_stop, thread_stats) = (stop.clone(), stats.clone());
+        let (built, ready) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
-            .name(format!("shard-{}", self.stats.queue))
+            .name(format!("shard-{}", plan.socket.queue()))
             .spawn(move || {
                 if let Some(core) = core {
                     let mut set = nix::sched::CpuSet::new();
@@ -189,24 +248,34 @@ impl Shard {
                         let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
                     }
                 }
-                self.run(&thread_stop, &thread_stats);
-                self.snapshot()
-            })
-            .expect("spawn a shard thread");
-        ShardHandle {
+                let mut shard = match Shard::new(plan) {
+                    Ok(shard) => {
+                        let _ = built.send(Ok(()));
+                        shard
+                    }
+                    Err(e) => {
+                        let _ = built.send(Err(e));
+                        return ShardStats::default();
+                    }
+                };
+                shard.run(&thread_stop, &thread_stats);
+                shard.snapshot()
+            })?;
+        ready
+            .recv()
+            .map_err(|_| std::io::Error::other("the shard thread ended while starting"))??;
+        Ok(ShardHandle {
             stop,
             stats,
             thread,
-        }
+        })
     }
 
     /// The loop (see the module docs) until `stop`.
     pub fn run(&mut self, stop: &AtomicBool, published: &Mutex<ShardStats>) {
         let mut rx = Vec::with_capacity(crate::link::xsk::BATCH);
         let mut tx: Vec<FrameDesc> = Vec::with_capacity(crate::link::xsk::BATCH);
-        let mut scratch = vec![0u8; 64 * 1024];
         let mut last_publish = self.now();
-        let mut last_idle_scan = self.now();
         let mut last_work = self.now();
         while !stop.load(Ordering::Relaxed) {
             self.socket.reap_completions();
@@ -214,18 +283,9 @@ impl Shard {
             let received = self.receive(&mut rx);
             let now = self.now();
             self.stack.handle_timeout(now);
-            let completed = match self.proxy.as_mut() {
-                Some(proxy) => proxy.process_completions(&mut self.stack, now),
-                None => 0,
-            };
-            self.serve(now, &mut scratch);
-            if now - last_idle_scan >= Duration::from_millis(50) {
-                self.close_idle(now);
-                if let Some(proxy) = self.proxy.as_mut() {
-                    proxy.tick(&mut self.stack, now);
-                }
-                last_idle_scan = now;
-            }
+            let completed = self.backend_completions(now);
+            self.expire_deadlines(now);
+            self.serve_events(now);
             let sent = self.transmit(now, &mut tx);
             if let Some(proxy) = self.proxy.as_mut() {
                 proxy.submit();
@@ -242,36 +302,60 @@ impl Shard {
                 // sleep and wake-up per batch would cost more than this.
                 std::hint::spin_loop();
             } else {
-                let wait = self.stack.poll_timeout().map_or(100, |at| {
-                    (at.micros().saturating_sub(now.micros()) / 1000).clamp(0, 100)
-                });
-                // Frames still in the tx ring need kicks and completions.
-                let wait = if self.socket.counts().tx > 0 {
-                    wait.min(1)
-                } else {
-                    wait
-                };
-                self.socket.kick_tx();
-                match self.proxy.as_mut() {
-                    Some(proxy) => {
-                        use std::os::fd::AsRawFd;
-                        let xsk = self.socket.fd().as_raw_fd();
-                        proxy.wait(xsk, Duration::from_millis(wait));
-                    }
-                    None => {
-                        self.socket.wait_readable(wait as i32);
-                    }
-                }
+                self.sleep(now);
             }
         }
+        self.shutdown();
+        *published.lock().expect("stats lock") = self.snapshot();
+    }
+
+    /// Step 8: sleeps until a packet, a completion, or the next deadline.
+    fn sleep(&mut self, now: Instant) {
+        let horizon = now + MAX_SLEEP;
+        let next = [
+            self.stack.poll_timeout(),
+            self.deadlines.next_deadline_before(horizon),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(horizon)
+        .min(horizon);
+        let mut wait = Duration::from_micros(next.micros().saturating_sub(now.micros()));
+        // Frames still in the tx ring need kicks and completions.
+        if self.socket.counts().tx > 0 {
+            wait = wait.min(Duration::from_millis(1));
+        }
+        self.socket.kick_tx();
+        match self.proxy.as_mut() {
+            Some(proxy) => {
+                use std::os::fd::AsRawFd;
+                proxy.wait(self.socket.fd().as_raw_fd(), wait);
+            }
+            None => {
+                let ms = wait.as_micros().div_ceil(1000) as i32;
+                self.socket.wait_readable(ms);
+            }
+        }
+    }
+
+    /// Resets every proxied client and backend socket (SIGINT-style stop)
+    /// and sends what that produced.
+    fn shutdown(&mut self) {
         let now = self.now();
         if let Some(proxy) = self.proxy.as_mut() {
-            proxy.shutdown(&mut self.stack, now);
+            let sessions = self
+                .conns
+                .iter_mut()
+                .filter_map(|(_, e)| match &mut e.serving {
+                    Serving::Proxy(session) => Some(session),
+                    Serving::Local(_) => None,
+                });
+            proxy.shutdown(&mut self.stack, now, sessions);
             let mut tx = Vec::with_capacity(crate::link::xsk::BATCH);
             self.transmit(now, &mut tx);
             self.socket.kick_tx();
         }
-        *published.lock().expect("stats lock") = self.snapshot();
     }
 
     /// Step 2: an rx batch through `wire` into the engine.
@@ -298,95 +382,190 @@ impl Shard {
         n
     }
 
-    /// Step 4: events and data for the services. Only connections with an
-    /// event are pumped: the work is per event, not per open connection.
-    fn serve(&mut self, now: Instant, scratch: &mut [u8]) {
-        while let Some(event) = self.stack.poll_event() {
-            match event {
-                Event::Acceptable(listener) => {
-                    if let Some(&index) = self.proxy_listeners.get(&listener) {
-                        while let Some(id) = self.stack.accept(listener) {
-                            match self.proxy.as_mut() {
-                                Some(proxy) => proxy.open(&mut self.stack, now, id, index),
-                                None => {
-                                    let _ = self.stack.abort(now, id);
-                                }
-                            }
-                        }
-                        continue;
-                    }
-                    let spec = self.listeners[&listener];
-                    while let Some(id) = self.stack.accept(listener) {
-                        let served = Served {
-                            id,
-                            service: spec.service,
-                            sent: 0,
-                            shut: false,
-                            last_active: now,
-                        };
-                        self.served.insert(id, served);
-                        self.ready.push(id);
-                    }
-                }
-                Event::Readable(id) | Event::Writable(id) | Event::PeerClosed(id) => {
-                    match self.proxy.as_mut() {
-                        Some(proxy) if proxy.owns(id) => {
-                            proxy.on_client_event(&mut self.stack, now, id)
-                        }
-                        _ => self.ready.push(id),
-                    }
-                }
-                Event::Closed(id) | Event::Reset(id, _)
-                    if self.proxy.as_ref().is_some_and(|p| p.owns(id)) =>
-                {
-                    let reset = matches!(event, Event::Reset(..));
-                    if let Some(proxy) = self.proxy.as_mut() {
-                        proxy.on_client_gone(&mut self.stack, now, id, reset);
-                    }
-                }
-                Event::Closed(id) => {
-                    let _ = self.stack.close(now, id);
-                    self.served.remove(&id);
-                }
-                Event::Reset(id, _) => {
-                    self.served.remove(&id);
-                }
-                Event::Connected(_) => {}
-            }
-        }
-        for id in std::mem::take(&mut self.ready) {
-            let Some(served) = self.served.get_mut(&id) else {
+    /// Step 4: the io_uring's completions, each to its session.
+    fn backend_completions(&mut self, now: Instant) -> usize {
+        let Some(proxy) = self.proxy.as_mut() else {
+            return 0;
+        };
+        proxy.poll_completions(&mut self.completions);
+        let count = self.completions.len();
+        for completion in &self.completions {
+            let key = completion.owner as usize;
+            let Some(Entry {
+                serving: Serving::Proxy(session),
+                ..
+            }) = self.conns.get_mut(key)
+            else {
                 continue;
             };
-            service::pump(&mut self.stack, now, served, scratch);
-            if served.shut {
-                self.served.remove(&id);
+            let step = proxy.on_backend(&mut self.stack, now, session, completion);
+            Self::after(
+                &mut self.conns,
+                &mut self.deadlines,
+                &mut self.listeners,
+                key,
+                step,
+            );
+        }
+        count
+    }
+
+    /// Step 5: due deadlines.
+    fn expire_deadlines(&mut self, now: Instant) {
+        self.deadlines.expire(now, &mut self.expired);
+        for key in std::mem::take(&mut self.expired) {
+            let key = key as usize;
+            let Some(entry) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let step = match &mut entry.serving {
+                Serving::Local(local) => local.on_timeout(&mut self.stack, now),
+                Serving::Proxy(session) => match self.proxy.as_mut() {
+                    Some(proxy) => proxy.on_timeout(&mut self.stack, now, session),
+                    None => Step::Finished,
+                },
+            };
+            Self::after(
+                &mut self.conns,
+                &mut self.deadlines,
+                &mut self.listeners,
+                key,
+                step,
+            );
+        }
+    }
+
+    /// Step 6: the engine's events, each to what serves the connection.
+    fn serve_events(&mut self, now: Instant) {
+        while let Some(event) = self.stack.poll_event() {
+            let (id, tag) = match event {
+                Event::Acceptable(listener) => {
+                    self.accept_all(now, listener);
+                    continue;
+                }
+                other => other.conn().expect("a connection event"),
+            };
+            let key = tag.0 as usize;
+            // A slab key is reused as soon as its entry goes: the event may
+            // be for the connection that had it before.
+            let Some(entry) = self.conns.get_mut(key).filter(|e| e.client() == id) else {
+                continue;
+            };
+            let step = match &mut entry.serving {
+                Serving::Local(local) => match event {
+                    Event::Closed(..) => {
+                        let _ = self.stack.close(now, id);
+                        Step::Finished
+                    }
+                    Event::Reset(..) => Step::Finished,
+                    _ => local.pump(&mut self.stack, now, &mut self.scratch),
+                },
+                Serving::Proxy(session) => {
+                    let what = match event {
+                        Event::Closed(..) => ClientEvent::Closed,
+                        Event::Reset(..) => ClientEvent::Reset,
+                        _ => ClientEvent::Ready,
+                    };
+                    match self.proxy.as_mut() {
+                        Some(proxy) => proxy.on_client(&mut self.stack, now, session, what),
+                        None => Step::Finished,
+                    }
+                }
+            };
+            Self::after(
+                &mut self.conns,
+                &mut self.deadlines,
+                &mut self.listeners,
+                key,
+                step,
+            );
+        }
+    }
+
+    /// Takes every connection waiting on `listener` and starts serving it.
+    fn accept_all(&mut self, now: Instant, listener: ListenerId) {
+        let index = listener.index();
+        let Some(plan) = self.listeners.get(index).map(|l| l.plan) else {
+            return;
+        };
+        loop {
+            let vacant = self.conns.vacant_entry();
+            let key = vacant.key();
+            let Some(id) = self.stack.accept(listener, Tag(key as u64)) else {
+                return;
+            };
+            let serving = match plan.serve {
+                Serve::Proxy(policy) => {
+                    let open = self.listeners[index].open;
+                    let session = match self.proxy.as_mut() {
+                        Some(proxy) if over(open, policy.max_connections) => {
+                            proxy.over_limit();
+                            None
+                        }
+                        Some(proxy) => proxy.open(&mut self.stack, now, key as u64, id, policy),
+                        None => None,
+                    };
+                    match session {
+                        Some(session) => Serving::Proxy(session),
+                        None => {
+                            // Refused (over the limit, no backend leg) or
+                            // already over (no backend could take it).
+                            let _ = self.stack.abort(now, id);
+                            continue;
+                        }
+                    }
+                }
+                local => {
+                    let kind = match local {
+                        Serve::Echo => Kind::Echo,
+                        Serve::Discard => Kind::Discard,
+                        _ => Kind::Source,
+                    };
+                    let mut local = Local::new(id, kind, plan.idle_timeout, now);
+                    if local.pump(&mut self.stack, now, &mut self.scratch) == Step::Finished {
+                        continue;
+                    }
+                    Serving::Local(local)
+                }
+            };
+            self.listeners[index].open += 1;
+            let entry = vacant.insert(Entry {
+                listener: index,
+                serving,
+            });
+            let deadline = entry.deadline();
+            arm(&mut self.deadlines, key, deadline);
+        }
+    }
+
+    /// After an entry was served: drops it when finished (its deadline and
+    /// its listener's count with it), else keeps its deadline current.
+    fn after(
+        conns: &mut Slab<Entry>,
+        deadlines: &mut TimerWheel,
+        listeners: &mut [ListenerState],
+        key: usize,
+        step: Step,
+    ) {
+        match step {
+            Step::Finished => {
+                if let Some(entry) = conns.try_remove(key) {
+                    listeners[entry.listener].open -= 1;
+                }
+                deadlines.remove(key as u32);
+            }
+            Step::Continue => {
+                if let Some(entry) = conns.get(key) {
+                    let at = entry.deadline();
+                    if deadlines.deadline(key as u32) != at {
+                        arm(deadlines, key, at);
+                    }
+                }
             }
         }
     }
 
-    /// Closes connections idle longer than their listener's idle timeout
-    /// (lastack sends FIN first: it will hold the TIME-WAIT).
-    fn close_idle(&mut self, now: Instant) {
-        let listeners = &self.listeners;
-        let stack = &mut self.stack;
-        self.served.retain(|&id, served| {
-            let Some(tuple) = stack.tuple(id) else {
-                return true;
-            };
-            let idle = listeners
-                .values()
-                .find(|l| l.addr == tuple.local)
-                .map(|l| l.idle_timeout);
-            if idle.is_some_and(|idle| now - served.last_active >= idle) {
-                let _ = stack.close(now, id);
-                return false;
-            }
-            true
-        });
-    }
-
-    /// Step 5: the engine's output into one tx batch.
+    /// Step 7: the engine's output into one tx batch.
     fn transmit(&mut self, now: Instant, tx: &mut Vec<FrameDesc>) -> usize {
         let mut sent = 0;
         loop {
@@ -441,28 +620,27 @@ impl Shard {
         stats.frames = self.socket.counts();
         stats.tcp = self.stack.stats().clone();
         if let Some(proxy) = &self.proxy {
-            stats.proxy = proxy.stats;
-            stats.backend_connections = proxy.pools().iter().map(|p| p.active.clone()).collect();
-            stats.backend_opened = proxy.pools().iter().map(|p| p.opened.clone()).collect();
+            stats.proxy = proxy.stats();
+            (stats.backend_connections, stats.backend_opened) = proxy.backend_counts();
         }
         stats.connections = self.stack.connection_count();
         stats.slots_in_use = self.stack.slots_in_use();
         stats.slots_created = self.stack.slots_created();
+        stats.served = self.conns.len();
+        stats.deadlines = self.deadlines.len();
         stats.time_wait = self.stack.time_wait_count();
         stats.time_wait_bytes = self.stack.time_wait_memory();
-        let mut queues: Vec<_> = self
+        stats.queues = self
             .listeners
             .iter()
-            .map(|(&id, spec)| {
+            .map(|l| {
                 (
-                    spec.addr,
-                    self.stack.syn_queue_len(id),
-                    self.stack.accept_queue_len(id),
+                    l.plan.addr,
+                    self.stack.syn_queue_len(l.id),
+                    self.stack.accept_queue_len(l.id),
                 )
             })
             .collect();
-        queues.sort_by_key(|q| (*q.0.ip(), q.0.port()));
-        stats.queues = queues;
         stats.states = self
             .stack
             .state_counts()
@@ -470,5 +648,18 @@ impl Shard {
             .map(|(s, n)| (s.name(), n))
             .collect();
         stats
+    }
+}
+
+/// True if a listener with `open` connections is at its `max` (0: none).
+fn over(open: u32, max: u32) -> bool {
+    max > 0 && open >= max
+}
+
+/// Arms (or cancels) the deadline of slab entry `key`.
+fn arm(deadlines: &mut TimerWheel, key: usize, at: Option<Instant>) {
+    match at {
+        Some(at) => deadlines.insert(key as u32, at),
+        None => deadlines.remove(key as u32),
     }
 }

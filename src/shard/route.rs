@@ -54,7 +54,7 @@ pub fn write_ethernet(route: &Route, frame: &mut [u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::captured;
+    use lastack_testkit::captured;
 
     #[test]
     fn a_reply_swaps_the_addresses_and_keeps_the_tag() {

@@ -1,90 +1,121 @@
-//! In-process services on the accept queue, selectable per listener: echo,
-//! discard and source (for tests and benchmarks; the proxy replaces them).
-//! Each respects backpressure: it moves only what the send buffer takes,
-//! and is pumped again on the connection's next event (Readable when data
-//! arrives, Writable when a full send buffer drains, PeerClosed).
+//! In-process services, selectable per listener: echo, discard and source
+//! (for tests and benchmarks; the proxy replaces them). Each respects
+//! backpressure: it moves only what the send buffer takes, and runs again
+//! on the connection's next event (`Readable` when data arrives,
+//! `Writable` when a full send buffer drains, `PeerClosed`).
 
-use crate::config::Service;
+use std::time::Duration;
+
+use crate::pattern;
+use crate::proxy::Step;
 use crate::tcp::{ConnId, Instant, Stack};
 
-/// A connection being served.
+/// Which service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Echo,
+    Discard,
+    Source,
+}
+
+/// A connection served in-process.
 #[derive(Debug, Clone, Copy)]
-pub struct Served {
+pub struct Local {
     pub id: ConnId,
-    pub service: Service,
+    pub kind: Kind,
     /// Bytes sent by `source` so far.
     pub sent: u64,
-    /// We closed our side (the handle is gone from then on).
-    pub shut: bool,
-    /// Last time data moved (for the listener's idle timeout).
+    /// When data last moved.
     pub last_active: Instant,
+    pub idle_timeout: Duration,
+    /// When the idle timeout is checked next (moved lazily, at expiry).
+    pub idle_check: Instant,
 }
 
-/// The byte at offset `i` of what `source` sends.
-pub fn source_byte(i: u64) -> u8 {
-    (i.wrapping_mul(2_654_435_761) >> 13) as u8
-}
-
-/// Moves data for one connection; returns true if anything moved.
-pub fn pump(stack: &mut Stack, now: Instant, served: &mut Served, scratch: &mut [u8]) -> bool {
-    let id = served.id;
-    let mut moved = false;
-    match served.service {
-        Service::Proxy => {
-            // The proxy is not built yet (`lastack run` refuses such
-            // listeners); a connection here gets a clean reset, never a hang.
-            let _ = stack.abort(now, id);
-            served.shut = true;
-            return true;
+impl Local {
+    pub fn new(id: ConnId, kind: Kind, idle_timeout: Duration, now: Instant) -> Self {
+        Self {
+            id,
+            kind,
+            sent: 0,
+            last_active: now,
+            idle_timeout,
+            idle_check: now + idle_timeout,
         }
-        Service::Echo => loop {
-            let room = stack.send_capacity(id).min(scratch.len());
+    }
+
+    /// Moves data for the connection; once the peer has closed and
+    /// everything is echoed or read, closes our side too (the client
+    /// closed first: we never hold TIME-WAIT).
+    pub fn pump(&mut self, stack: &mut Stack, now: Instant, scratch: &mut [u8]) -> Step {
+        let moved = match self.kind {
+            Kind::Echo => echo(stack, now, self.id, scratch),
+            Kind::Discard => discard(stack, now, self.id, scratch),
+            Kind::Source => {
+                discard(stack, now, self.id, scratch);
+                self.source(stack, now, scratch)
+            }
+        };
+        if moved {
+            self.last_active = now;
+        }
+        if stack.peer_closed(self.id) && stack.readable(self.id) == 0 {
+            let _ = stack.close(now, self.id);
+            return Step::Finished;
+        }
+        Step::Continue
+    }
+
+    /// Fills the send buffer with the test stream: a full buffer brings a
+    /// `Writable` event once the peer has taken half of it.
+    fn source(&mut self, stack: &mut Stack, now: Instant, scratch: &mut [u8]) -> bool {
+        let mut moved = false;
+        loop {
+            let room = stack.send_capacity(self.id).min(scratch.len());
             if room == 0 {
-                break;
+                return moved;
             }
-            let n = stack.recv(now, id, &mut scratch[..room]).unwrap_or(0);
+            pattern::fill(0, self.sent, &mut scratch[..room]);
+            let n = stack.send(now, self.id, &scratch[..room]).unwrap_or(0);
             if n == 0 {
-                break;
+                return moved;
             }
-            let _ = stack.send(now, id, &scratch[..n]);
+            self.sent += n as u64;
             moved = true;
-        },
-        Service::Discard => loop {
-            let n = stack.recv(now, id, scratch).unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            moved = true;
-        },
-        Service::Source => {
-            while stack.recv(now, id, scratch).unwrap_or(0) > 0 {}
-            // Fill the send buffer: a full buffer brings a Writable event
-            // once the peer has taken half of it.
-            while !served.shut {
-                let room = stack.send_capacity(id).min(scratch.len());
-                if room == 0 {
-                    break;
-                }
-                for (k, byte) in scratch[..room].iter_mut().enumerate() {
-                    *byte = source_byte(served.sent + k as u64);
-                }
-                let n = stack.send(now, id, &scratch[..room]).unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                served.sent += n as u64;
-                moved = true;
-            }
         }
     }
-    if moved {
-        served.last_active = now;
+
+    /// The idle check came due: closes the connection (lastack sends FIN
+    /// first and will hold the TIME-WAIT) if it was idle all along.
+    pub fn on_timeout(&mut self, stack: &mut Stack, now: Instant) -> Step {
+        if now - self.last_active >= self.idle_timeout {
+            let _ = stack.close(now, self.id);
+            return Step::Finished;
+        }
+        self.idle_check = self.last_active + self.idle_timeout;
+        Step::Continue
     }
-    // Once the peer has closed and everything is echoed or read, close
-    // our side too: the client closed first, we never hold TIME-WAIT.
-    if !served.shut && stack.peer_closed(id) && stack.readable(id) == 0 {
-        let _ = stack.close(now, id);
-        served.shut = true;
+}
+
+fn echo(stack: &mut Stack, now: Instant, id: ConnId, scratch: &mut [u8]) -> bool {
+    let mut moved = false;
+    loop {
+        let room = stack.send_capacity(id).min(scratch.len());
+        if room == 0 {
+            return moved;
+        }
+        let n = stack.recv(now, id, &mut scratch[..room]).unwrap_or(0);
+        if n == 0 {
+            return moved;
+        }
+        let _ = stack.send(now, id, &scratch[..n]);
+        moved = true;
+    }
+}
+
+fn discard(stack: &mut Stack, now: Instant, id: ConnId, scratch: &mut [u8]) -> bool {
+    let mut moved = false;
+    while stack.recv(now, id, scratch).unwrap_or(0) > 0 {
         moved = true;
     }
     moved

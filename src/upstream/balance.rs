@@ -6,7 +6,7 @@
 //! or config change, not per connection).
 
 use core::hash::Hasher;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use siphasher::sip::SipHasher13;
 
@@ -145,8 +145,12 @@ impl Maglev {
     }
 
     /// The backend for a client address.
-    pub fn pick(&self, client: Ipv4Addr) -> usize {
-        let slot = hash(&client.octets(), 3) % self.table.len() as u64;
+    pub fn pick(&self, client: IpAddr) -> usize {
+        let key = match client {
+            IpAddr::V4(a) => hash(&a.octets(), 3),
+            IpAddr::V6(a) => hash(&a.octets(), 3),
+        };
+        let slot = key % self.table.len() as u64;
         self.table[slot as usize] as usize
     }
 
@@ -250,8 +254,8 @@ mod tests {
         let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
         let mut backends = up(&[1; 5]);
         let before = Maglev::build(&refs, &backends).unwrap();
-        let clients: Vec<Ipv4Addr> = (0..20_000u32)
-            .map(|i| Ipv4Addr::from(0xc0a8_0000 + i * 7))
+        let clients: Vec<IpAddr> = (0..20_000u32)
+            .map(|i| std::net::Ipv4Addr::from(0xc0a8_0000 + i * 7).into())
             .collect();
         for &c in &clients {
             assert_eq!(before.pick(c), before.pick(c), "same client, same backend");

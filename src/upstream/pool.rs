@@ -3,13 +3,16 @@
 //! ([`ShardPool`]: balancing state, open connections per backend, source
 //! addresses and their port queues).
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::cell::RefCell;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use super::balance::{least_connections, BackendState, Maglev, RoundRobin};
 use super::health::{Health, Transition};
+use super::lease::{BackendCounts, BackendLease, Source, SourcePort, Sources};
 use super::ports::PortQueue;
 use crate::config::{Balance, Pool, ProxyProtocol};
 
@@ -107,32 +110,27 @@ impl HealthBoard {
     }
 }
 
-/// A source address and this shard's share of its ports.
-#[derive(Debug)]
-pub struct Source {
-    pub address: Ipv4Addr,
-    pub ports: PortQueue,
-}
-
 /// First and last source port lastack binds backend sockets to.
 pub const SOURCE_PORTS: (u16, u16) = (1024, 65535);
 
-/// One shard's view of a pool.
+/// One shard's view of a pool: balancing state, open connections per
+/// backend (counted by [`BackendLease`]s), source addresses and their port
+/// queues (taken as [`SourcePort`] leases).
 #[derive(Debug)]
 pub struct ShardPool {
     pub index: usize,
-    pub backends: Vec<SocketAddrV4>,
+    pub backends: Vec<SocketAddr>,
     weights: Vec<u32>,
-    /// Open connections per backend on this shard.
-    pub active: Vec<u32>,
-    /// Connections sent to each backend by this shard so far.
-    pub opened: Vec<u64>,
+    counts: Rc<BackendCounts>,
     balance: Balance,
     round_robin: RoundRobin,
     least_start: usize,
     maglev: Option<Maglev>,
     maglev_epoch: Option<u64>,
-    pub sources: Vec<Source>,
+    sources: Sources,
+    /// Whether sockets bind a source address (else the route chooses it
+    /// and only the port is ours).
+    bind_address: bool,
     next_source: usize,
     pub connect_timeout: Duration,
     pub retries: u32,
@@ -147,10 +145,14 @@ impl ShardPool {
     /// configured source addresses, sockets bind the wildcard address (the
     /// route chooses it) and still get their port from lastack.
     pub fn new(index: usize, pool: &Pool, shard: usize, shards: usize) -> Self {
-        let addresses: Vec<Ipv4Addr> = if pool.source_addresses.is_empty() {
-            vec![Ipv4Addr::UNSPECIFIED]
+        let bind_address = !pool.source_addresses.is_empty();
+        let addresses: Vec<IpAddr> = if bind_address {
+            pool.source_addresses
+                .iter()
+                .map(|a| IpAddr::V4(**a))
+                .collect()
         } else {
-            pool.source_addresses.iter().map(|a| **a).collect()
+            vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
         };
         let sources = addresses
             .into_iter()
@@ -162,16 +164,20 @@ impl ShardPool {
         let shards_u32 = shards.max(1) as u32;
         Self {
             index,
-            backends: pool.backends.iter().map(|b| *b.address).collect(),
+            backends: pool
+                .backends
+                .iter()
+                .map(|b| SocketAddr::V4(*b.address))
+                .collect(),
             weights: pool.backends.iter().map(|b| b.weight).collect(),
-            active: vec![0; pool.backends.len()],
-            opened: vec![0; pool.backends.len()],
+            counts: BackendCounts::new(pool.backends.len()),
             balance: pool.balance,
             round_robin: RoundRobin::default(),
             least_start: shard,
             maglev: None,
             maglev_epoch: None,
-            sources,
+            sources: Rc::new(RefCell::new(sources)),
+            bind_address,
             next_source: 0,
             connect_timeout: *pool.connect_timeout,
             retries: pool.retries,
@@ -181,18 +187,34 @@ impl ShardPool {
         }
     }
 
+    /// Open connections per backend on this shard.
+    pub fn active(&self) -> Vec<u32> {
+        self.counts.active_all()
+    }
+
+    /// Connections sent to each backend by this shard so far.
+    pub fn opened(&self) -> Vec<u64> {
+        self.counts.opened_all()
+    }
+
+    /// Counts a new connection to `backend` until the lease drops.
+    pub fn lease(&self, backend: usize) -> BackendLease {
+        self.counts.lease(backend)
+    }
+
     /// Chooses a backend for `client`, skipping those down, draining, at
     /// their connection limit, or in `exclude` (already tried). `None`:
     /// nothing can take the connection.
-    pub fn choose(&mut self, board: &HealthBoard, client: Ipv4Addr, exclude: u64) -> Option<usize> {
+    pub fn choose(&mut self, board: &HealthBoard, client: IpAddr, exclude: u64) -> Option<usize> {
         self.scratch.clear();
         for i in 0..self.backends.len() {
-            let full = self.max_per_backend > 0 && self.active[i] >= self.max_per_backend;
+            let active = self.counts.active(i);
+            let full = self.max_per_backend > 0 && active >= self.max_per_backend;
             let excluded = i < 64 && exclude & (1 << i) != 0;
             self.scratch.push(BackendState {
                 weight: self.weights[i],
                 up: board.accepts(self.index, i) && !full && !excluded,
-                active: self.active[i],
+                active,
             });
         }
         match self.balance {
@@ -202,26 +224,7 @@ impl ShardPool {
                 least_connections(&self.scratch, self.least_start % self.backends.len().max(1))
             }
             Balance::Maglev => {
-                let epoch = board.epoch();
-                if self.maglev_epoch != Some(epoch) {
-                    // The table covers the backends that are healthy; a
-                    // full or already-tried pick falls back below.
-                    let names: Vec<Vec<u8>> = self
-                        .backends
-                        .iter()
-                        .map(|a| a.to_string().into_bytes())
-                        .collect();
-                    let refs: Vec<&[u8]> = names.iter().map(|n| n.as_slice()).collect();
-                    let healthy: Vec<BackendState> = (0..self.backends.len())
-                        .map(|i| BackendState {
-                            weight: self.weights[i],
-                            up: board.accepts(self.index, i),
-                            active: 0,
-                        })
-                        .collect();
-                    self.maglev = Maglev::build(&refs, &healthy);
-                    self.maglev_epoch = Some(epoch);
-                }
+                self.refresh_maglev(board);
                 let pick = self.maglev.as_ref().map(|m| m.pick(client));
                 match pick {
                     Some(i) if self.scratch[i].up => Some(i),
@@ -231,24 +234,48 @@ impl ShardPool {
         }
     }
 
-    /// The next source address (in turn) and a port from its queue;
-    /// `None` when this shard has no free port on any address.
-    pub fn take_source(&mut self) -> Option<(usize, Ipv4Addr, u16)> {
-        for _ in 0..self.sources.len() {
-            let k = self.next_source % self.sources.len();
+    /// Rebuilds the Maglev table when the set of healthy backends changed.
+    /// The table covers the backends that are healthy; a full or
+    /// already-tried pick falls back to least connections.
+    fn refresh_maglev(&mut self, board: &HealthBoard) {
+        let epoch = board.epoch();
+        if self.maglev_epoch == Some(epoch) {
+            return;
+        }
+        let names: Vec<Vec<u8>> = self
+            .backends
+            .iter()
+            .map(|a| a.to_string().into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = names.iter().map(|n| n.as_slice()).collect();
+        let healthy: Vec<BackendState> = (0..self.backends.len())
+            .map(|i| BackendState {
+                weight: self.weights[i],
+                up: board.accepts(self.index, i),
+                active: 0,
+            })
+            .collect();
+        self.maglev = Maglev::build(&refs, &healthy);
+        self.maglev_epoch = Some(epoch);
+    }
+
+    /// A port of the next source address (in turn) that has one; `None`
+    /// when this shard has no free port on any address.
+    pub fn take_source(&mut self) -> Option<SourcePort> {
+        let count = self.sources.borrow().len();
+        for _ in 0..count {
+            let k = self.next_source % count;
             self.next_source = self.next_source.wrapping_add(1);
-            if let Some(port) = self.sources[k].ports.take() {
-                return Some((k, self.sources[k].address, port));
+            if let Some(port) = SourcePort::take(&self.sources, k) {
+                return Some(port);
             }
         }
         None
     }
 
-    pub fn give_back_source(&mut self, source: usize, port: u16) {
-        self.sources[source].ports.give_back(port);
-    }
-
-    pub fn retire_source(&mut self, source: usize, port: u16) {
-        self.sources[source].ports.retire(port);
+    /// Whether sockets bind the source address of their port lease (else
+    /// only the port, on the wildcard address).
+    pub fn binds_address(&self) -> bool {
+        self.bind_address
     }
 }

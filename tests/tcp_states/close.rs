@@ -21,7 +21,7 @@ fn peer_fin_moves_to_close_wait_and_is_acked_at_once() {
     send!(h, seq: A, ack: Some(L), flags: TcpFlags::FIN);
     recv!(h, [{ seq: L, ack: Some(A + 1) }]);
     assert_eq!(h.stack.state(id), Some(State::CloseWait));
-    assert_eq!(h.take_events(), [Event::PeerClosed(id)]);
+    assert_eq!(h.take_events(), [Event::PeerClosed(id, TAG)]);
     assert!(h.stack.peer_closed(id));
 }
 
@@ -30,14 +30,14 @@ fn close_wait_can_still_send_then_last_ack_then_closed_without_time_wait() {
     let (mut h, id) = Harness::established(config());
     send!(h, seq: A, ack: Some(L), flags: TcpFlags::FIN);
     h.sent();
-    assert_eq!(h.take_events(), [Event::PeerClosed(id)]);
+    assert_eq!(h.take_events(), [Event::PeerClosed(id, TAG)]);
     h.app_send(id, b"bye");
     recv!(h, [{ seq: L, ack: Some(A + 1), flags: TcpFlags::PSH, payload: b"bye" }]);
     h.stack.shutdown(h.now, id).unwrap();
     recv!(h, [{ seq: L + 3, ack: Some(A + 1), flags: TcpFlags::FIN }]);
     assert_eq!(h.stack.state(id), Some(State::LastAck));
     send!(h, seq: A + 1, ack: Some(L + 4));
-    assert_eq!(h.take_events(), [Event::Closed(id)]);
+    assert_eq!(h.take_events(), [Event::Closed(id, TAG)]);
     assert_eq!(h.stack.connection_count(), 0);
     assert_eq!(h.stack.time_wait_count(), 0);
     h.stack.close(h.now, id).unwrap();
@@ -69,7 +69,10 @@ fn fin_wait_1_to_fin_wait_2_to_time_wait() {
     assert_eq!(h.stack.state(id), Some(State::FinWait2));
     send!(h, seq: A, ack: Some(L + 1), flags: TcpFlags::FIN);
     recv!(h, [{ seq: L + 1, ack: Some(A + 1) }]);
-    assert_eq!(h.take_events(), [Event::PeerClosed(id), Event::Closed(id)]);
+    assert_eq!(
+        h.take_events(),
+        [Event::PeerClosed(id, TAG), Event::Closed(id, TAG)]
+    );
     assert_eq!(h.stack.time_wait_count(), 1);
     assert_eq!(
         h.stack.state(id),
@@ -204,7 +207,7 @@ fn an_active_open_closes_passively_too() {
     recv!(h, [{ seq: L, ack: Some(A + 9) }]);
     assert_eq!(
         h.take_events(),
-        [Event::Readable(id), Event::PeerClosed(id)]
+        [Event::Readable(id, TAG), Event::PeerClosed(id, TAG)]
     );
     assert_eq!(h.app_recv(id, 100), b"response");
     h.stack.close(h.now, id).unwrap();

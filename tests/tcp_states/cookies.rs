@@ -46,7 +46,7 @@ fn the_final_ack_rebuilds_the_connection() {
     send!(h, seq: REMOTE_SEQ + 1, ack: Some(cookie.wrapping_add(1)), payload: b"GET /");
     let listener = h.listener.unwrap();
     assert_eq!(h.take_events().first(), Some(&Event::Acceptable(listener)));
-    let id = h.stack.accept(listener).unwrap();
+    let id = h.stack.accept(listener, TAG).unwrap();
     assert_eq!(h.stack.state(id), Some(State::Established));
     assert_eq!(h.stack.info(id).unwrap().mss, 1460, "MSS from the cookie");
     assert_eq!(h.app_recv(id, 100), b"GET /");
@@ -96,7 +96,7 @@ fn window_scale_and_sack_survive_through_the_timestamp() {
     };
     // Window field 100 with the peer's shift 7 is 12800 bytes.
     send!(h, seq: REMOTE_SEQ + 1, ack: Some(syn_ack[0].seq.wrapping_add(1)), window: 100, options: echo);
-    let id = h.stack.accept(h.listener.unwrap()).unwrap();
+    let id = h.stack.accept(h.listener.unwrap(), TAG).unwrap();
     let info = h.stack.info(id).unwrap();
     assert_eq!(
         info.snd_wnd,

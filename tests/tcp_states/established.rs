@@ -19,7 +19,7 @@ static MSS_BYTES: [u8; 1460] = [0x42; 1460];
 fn data_is_acked_after_the_delayed_ack_time_and_readable() {
     let (mut h, id) = established();
     send!(h, seq: A, ack: Some(L), payload: b"abcdef");
-    assert_eq!(h.take_events(), [Event::Readable(id)]);
+    assert_eq!(h.take_events(), [Event::Readable(id, TAG)]);
     recv_nothing!(h);
     h.advance(Duration::from_millis(39));
     recv_nothing!(h);
@@ -179,7 +179,10 @@ fn the_retry_limit_resets_the_connection() {
         Some(TcpFlags::RST),
         "the peer is told"
     );
-    assert_eq!(h.take_events(), [Event::Reset(id, ResetCause::Timeout)]);
+    assert_eq!(
+        h.take_events(),
+        [Event::Reset(id, TAG, ResetCause::Timeout)]
+    );
     assert_eq!(h.stack.connection_count(), 0);
 }
 
@@ -283,7 +286,7 @@ fn timestamps_are_echoed_and_old_ones_refused() {
         .expect("timestamps negotiated");
     assert_eq!(ours.tsecr, 1000, "our SYN-ACK echoes the peer's TSval");
     send!(h, seq: A, ack: Some(L), options: ts(1001, ours.tsval));
-    let id = h.stack.accept(h.listener.unwrap()).unwrap();
+    let id = h.stack.accept(h.listener.unwrap(), TAG).unwrap();
     send!(h, seq: A, ack: Some(L), payload: b"new", options: ts(1005, ours.tsval));
     h.advance(Duration::from_millis(40));
     let ack = h.sent();
@@ -323,7 +326,10 @@ fn keepalive_probes_an_idle_peer_and_resets_a_dead_one() {
             .count();
     }
     assert_eq!(probes, 9);
-    assert_eq!(h.take_events(), [Event::Reset(id, ResetCause::Timeout)]);
+    assert_eq!(
+        h.take_events(),
+        [Event::Reset(id, TAG, ResetCause::Timeout)]
+    );
     assert_eq!(h.stack.stats().keepalive_probes, 10);
 }
 
@@ -341,7 +347,7 @@ fn acks_with_new_sack_blocks_count_as_duplicates_even_as_the_window_grows() {
     send!(h, seq: REMOTE_SEQ, flags: TcpFlags::SYN, options: sack_ok);
     h.sent();
     send!(h, seq: A, ack: Some(L));
-    let id = h.stack.accept(h.listener.unwrap()).unwrap();
+    let id = h.stack.accept(h.listener.unwrap(), TAG).unwrap();
     h.app_send(id, &[3u8; 4380]);
     assert_eq!(h.sent().len(), 3);
     // The first segment is lost; the peer SACKs the others while its
@@ -395,7 +401,7 @@ fn segments_with_timestamps_and_sack_stay_within_the_mtu() {
         ..SEG.options
     };
     send!(h, seq: A, ack: Some(L), options: echo(0));
-    let id = h.stack.accept(h.listener.unwrap()).unwrap();
+    let id = h.stack.accept(h.listener.unwrap(), TAG).unwrap();
     // Out-of-order data so that SACK blocks are due, then a full flight.
     send!(h, seq: A + 100, ack: Some(L), payload: b"x", options: echo(0));
     send!(h, seq: A + 300, ack: Some(L), payload: b"y", options: echo(0));
@@ -430,7 +436,7 @@ fn scaled_established() -> (Harness, lastack::tcp::ConnId) {
     assert_eq!(syn_ack[0].window, 65535, "a SYN's window is never scaled");
     assert_eq!(syn_ack[0].options.window_scale, Some(3));
     send!(h, seq: A, ack: Some(L));
-    let id = h.stack.accept(h.listener.unwrap()).unwrap();
+    let id = h.stack.accept(h.listener.unwrap(), TAG).unwrap();
     h.take_events();
     (h, id)
 }

@@ -50,7 +50,7 @@ fn listen_answers_syn_with_syn_ack_and_holds_a_half_open_connection() {
     assert_eq!(sent[0].window, 65535);
     assert_eq!(h.stack.syn_queue_len(h.listener.unwrap()), 1);
     assert_eq!(
-        h.stack.accept(h.listener.unwrap()),
+        h.stack.accept(h.listener.unwrap(), TAG),
         None,
         "not established yet"
     );
@@ -100,7 +100,7 @@ fn syn_received_ack_establishes_and_queues_for_accept() {
     recv_nothing!(h);
     let listener = h.listener.unwrap();
     assert_eq!(h.take_events(), [Event::Acceptable(listener)]);
-    let id = h.stack.accept(listener).unwrap();
+    let id = h.stack.accept(listener, TAG).unwrap();
     assert_eq!(h.stack.state(id), Some(State::Established));
     assert_eq!(h.stack.syn_queue_len(listener), 0);
 }
@@ -109,7 +109,7 @@ fn syn_received_ack_establishes_and_queues_for_accept() {
 fn syn_received_ack_with_data_delivers_it() {
     let mut h = syn_received();
     send!(h, seq: REMOTE_SEQ + 1, ack: Some(LOCAL_SEQ + 1), payload: b"hello");
-    let id = h.stack.accept(h.listener.unwrap()).unwrap();
+    let id = h.stack.accept(h.listener.unwrap(), TAG).unwrap();
     assert_eq!(h.app_recv(id, 100), b"hello");
 }
 
@@ -185,11 +185,11 @@ fn full_accept_queue_drops_the_final_ack_until_the_application_accepts() {
     assert_eq!(h.stack.stats().accept_queue_overflows, 1);
     assert_eq!(h.stack.syn_queue_len(listener), 1, "still half-open");
     // Once the application accepts, the client's next ACK gets in.
-    assert!(h.stack.accept(listener).is_some());
+    assert!(h.stack.accept(listener, TAG).is_some());
     send!(h, src_port: second, seq: REMOTE_SEQ + 1, ack: Some(LOCAL_SEQ + 5001), payload: b"hi");
     let id = h
         .stack
-        .accept(listener)
+        .accept(listener, TAG)
         .expect("second connection accepted");
     assert_eq!(h.stack.tuple(id).unwrap().remote.port(), second);
 }
@@ -201,7 +201,7 @@ fn peer_mss_bounds_our_segments() {
     send!(h, seq: REMOTE_SEQ, flags: TcpFlags::SYN, options: TcpOptions { mss: Some(536), ..SEG.options });
     h.sent();
     send!(h, seq: REMOTE_SEQ + 1, ack: Some(LOCAL_SEQ + 1));
-    let id = h.stack.accept(h.listener.unwrap()).unwrap();
+    let id = h.stack.accept(h.listener.unwrap(), TAG).unwrap();
     h.app_send(id, &[7u8; 1000]);
     let sent = h.sent();
     assert_eq!(
@@ -219,7 +219,7 @@ fn syn_sent() -> (Harness, lastack::tcp::ConnId) {
     h.stack.set_next_iss(Seq(LOCAL_SEQ));
     let id = h
         .stack
-        .connect(h.now, LOCAL, REMOTE, Route::default())
+        .connect(h.now, LOCAL, REMOTE, Route::default(), TAG)
         .unwrap();
     let sent = recv!(h, [{ seq: LOCAL_SEQ, flags: TcpFlags::SYN }]);
     assert_eq!(sent[0].options.mss, Some(1460));
@@ -231,7 +231,7 @@ fn syn_sent_syn_ack_establishes() {
     let (mut h, id) = syn_sent();
     send!(h, seq: REMOTE_SEQ, ack: Some(LOCAL_SEQ + 1), flags: TcpFlags::SYN);
     recv!(h, [{ seq: LOCAL_SEQ + 1, ack: Some(REMOTE_SEQ + 1) }]);
-    assert_eq!(h.take_events(), [Event::Connected(id)]);
+    assert_eq!(h.take_events(), [Event::Connected(id, TAG)]);
     assert_eq!(h.stack.state(id), Some(State::Established));
 }
 
@@ -240,7 +240,10 @@ fn syn_sent_rst_with_acceptable_ack_is_a_refusal() {
     let (mut h, id) = syn_sent();
     send!(h, seq: 0, ack: Some(LOCAL_SEQ + 1), flags: TcpFlags::RST);
     recv_nothing!(h);
-    assert_eq!(h.take_events(), [Event::Reset(id, ResetCause::Refused)]);
+    assert_eq!(
+        h.take_events(),
+        [Event::Reset(id, TAG, ResetCause::Refused)]
+    );
     assert_eq!(h.stack.state(id), None);
 }
 
@@ -278,7 +281,10 @@ fn syn_is_retransmitted_until_the_limit_then_reset() {
         resent += h.sent().iter().filter(|s| s.flags == TcpFlags::SYN).count();
     }
     assert_eq!(resent, usize::from(config().max_retransmissions));
-    assert_eq!(h.take_events(), [Event::Reset(id, ResetCause::Timeout)]);
+    assert_eq!(
+        h.take_events(),
+        [Event::Reset(id, TAG, ResetCause::Timeout)]
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use lastack::tcp::{ConnId, Event, Instant, ListenerId, Route, Secret, Seq, Stack, TcpConfig};
+use lastack::tcp::{ConnId, Event, Instant, ListenerId, Route, Secret, Seq, Stack, Tag, TcpConfig};
 use lastack::wire::tcp::Checksum;
 use lastack::wire::{Ipv4Packet, Ipv4Repr, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
 
@@ -38,6 +38,9 @@ macro_rules! recv_nothing {
         assert!(sent.is_empty(), "expected nothing, sent {sent:#?}");
     }};
 }
+
+/// The tag the tests give their connections (events must carry it back).
+pub const TAG: Tag = Tag(7);
 
 /// Our stack's address (the server in most tests).
 pub const LOCAL: SocketAddrV4 = SocketAddrV4::new(std::net::Ipv4Addr::new(10, 0, 0, 1), 80);
@@ -232,7 +235,7 @@ impl Harness {
         recv!(h, [{ seq: LOCAL_SEQ, ack: Some(REMOTE_SEQ + 1), flags: TcpFlags::SYN }]);
         send!(h, seq: REMOTE_SEQ + 1, ack: Some(LOCAL_SEQ + 1));
         recv_nothing!(h);
-        let id = h.stack.accept(h.listener.unwrap()).expect("accepted");
+        let id = h.stack.accept(h.listener.unwrap(), TAG).expect("accepted");
         h.take_events();
         (h, id)
     }
@@ -244,12 +247,12 @@ impl Harness {
         h.stack.set_next_iss(Seq(LOCAL_SEQ));
         let id = h
             .stack
-            .connect(h.now, LOCAL, REMOTE, Route::default())
+            .connect(h.now, LOCAL, REMOTE, Route::default(), TAG)
             .unwrap();
         recv!(h, [{ seq: LOCAL_SEQ, flags: TcpFlags::SYN }]);
         send!(h, seq: REMOTE_SEQ, ack: Some(LOCAL_SEQ + 1), flags: TcpFlags::SYN, options: MSS_1460);
         recv!(h, [{ seq: LOCAL_SEQ + 1, ack: Some(REMOTE_SEQ + 1) }]);
-        assert_eq!(h.take_events(), [Event::Connected(id)]);
+        assert_eq!(h.take_events(), [Event::Connected(id, TAG)]);
         (h, id)
     }
 

@@ -12,7 +12,7 @@ fn an_rst_at_exactly_rcv_nxt_resets() {
     let (mut h, id) = Harness::established(config());
     send!(h, seq: A, flags: TcpFlags::RST);
     recv_nothing!(h);
-    assert_eq!(h.take_events(), [Event::Reset(id, ResetCause::Peer)]);
+    assert_eq!(h.take_events(), [Event::Reset(id, TAG, ResetCause::Peer)]);
     assert_eq!(h.stack.connection_count(), 0);
 }
 

@@ -19,7 +19,7 @@ fn lastack_as_server_client_closes_first() {
     send!(h, seq: 69, flags: TcpFlags::SYN);
     recv!(h, [{ seq: 420, ack: Some(70), flags: TcpFlags::SYN }]);
     send!(h, seq: 70, ack: Some(421));
-    let id = h.stack.accept(h.listener.unwrap()).unwrap();
+    let id = h.stack.accept(h.listener.unwrap(), TAG).unwrap();
 
     send!(h, seq: 70, ack: Some(421), payload: DATA30);
     recv_nothing!(h); // delayed ACK
@@ -40,7 +40,7 @@ fn lastack_as_server_client_closes_first() {
     send!(h, seq: 105, ack: Some(431), flags: TcpFlags::FIN);
     recv!(h, [{ seq: 431, ack: Some(106) }]);
     assert_eq!(h.stack.state(id), Some(State::CloseWait));
-    assert!(h.take_events().contains(&Event::PeerClosed(id)));
+    assert!(h.take_events().contains(&Event::PeerClosed(id, TAG)));
     h.stack.close(h.now, id).unwrap();
     recv!(h, [{ seq: 431, ack: Some(106), flags: TcpFlags::FIN }]);
     assert_eq!(h.stack.state(id), Some(State::LastAck));
@@ -62,7 +62,7 @@ fn lastack_as_client_closes_first() {
     h.stack.set_next_iss(Seq(69));
     let id = h
         .stack
-        .connect(h.now, LOCAL, REMOTE, Route::default())
+        .connect(h.now, LOCAL, REMOTE, Route::default(), TAG)
         .unwrap();
     recv!(h, [{ seq: 69, flags: TcpFlags::SYN }]);
     send!(h, seq: 420, ack: Some(70), flags: TcpFlags::SYN);

@@ -1,0 +1,83 @@
+//! The engine's tunables, taken from `[tcp]` in the config file.
+
+use std::time::Duration;
+
+/// When the listener answers with SYN cookies (RFC 4987 §3.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieMode {
+    /// Only once the SYN queue is full.
+    Auto,
+    /// For every SYN: no half-open state at all.
+    Always,
+    /// Never: SYNs beyond the SYN queue are dropped.
+    Never,
+}
+
+/// Engine parameters. `Default` matches the config file's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpConfig {
+    pub syn_backlog: usize,
+    pub accept_backlog: usize,
+    pub syn_cookies: CookieMode,
+    /// MSS we announce and the most we send.
+    pub mss: u16,
+    pub initial_rto: Duration,
+    pub min_rto: Duration,
+    pub max_rto: Duration,
+    pub max_retransmissions: u8,
+    pub synack_retries: u8,
+    /// How long TIME-WAIT lasts (2 × MSL); also the FIN-WAIT-2 timeout of a
+    /// connection the application has closed.
+    pub time_wait: Duration,
+    pub delayed_ack: Duration,
+    pub send_buffer: usize,
+    pub recv_buffer: usize,
+    pub window_scaling: bool,
+    pub timestamps: bool,
+    pub sack: bool,
+    pub keepalive: Option<Duration>,
+    /// Challenge ACKs sent per second at most (RFC 5961 §7).
+    pub challenge_ack_limit: u32,
+}
+
+/// The defaults of the config file's `[tcp]` table (the product's config
+/// module converts a parsed table and checks that the two agree).
+impl Default for TcpConfig {
+    fn default() -> Self {
+        Self {
+            syn_backlog: 4096,
+            accept_backlog: 4096,
+            syn_cookies: CookieMode::Auto,
+            mss: 1460,
+            initial_rto: Duration::from_secs(1),
+            min_rto: Duration::from_millis(200),
+            max_rto: Duration::from_secs(60),
+            max_retransmissions: 12,
+            synack_retries: 5,
+            time_wait: Duration::from_secs(60),
+            delayed_ack: Duration::from_millis(40),
+            send_buffer: 256 * 1024,
+            recv_buffer: 256 * 1024,
+            window_scaling: true,
+            timestamps: true,
+            sack: true,
+            keepalive: None,
+            challenge_ack_limit: 1000,
+        }
+    }
+}
+
+impl TcpConfig {
+    /// The window scale shift we offer: the smallest that lets the receive
+    /// buffer be advertised whole (RFC 7323 §2.3, at most 14).
+    pub fn window_shift(&self) -> u8 {
+        if !self.window_scaling {
+            return 0;
+        }
+        let mut shift = 0u8;
+        while (65535usize << shift) < self.recv_buffer && shift < 14 {
+            shift += 1;
+        }
+        shift
+    }
+}

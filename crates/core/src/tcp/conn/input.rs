@@ -1,0 +1,464 @@
+//! SEGMENT ARRIVES for a connection that exists (RFC 9293 §3.10.7.3 for
+//! SYN-SENT, §3.10.7.4 for the others), with RFC 5961's checks (exact-match
+//! RST, challenge ACKs, ACK range) and RFC 7323 (PAWS, TS.Recent, window
+//! scale). LISTEN and CLOSED are the stack's (`stack.rs`).
+
+use super::timers::Timer;
+use super::{AckUrgency, Conn, Ctx};
+use crate::tcp::congestion::AckAction;
+use crate::tcp::seq::Seq;
+use crate::tcp::types::{Event, ResetCause, State};
+use crate::wire::{TcpOptions, TcpRepr};
+
+/// A stateless reply a segment calls for, sent by the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// `<SEQ=seq><CTL=RST>` (RFC 9293 §3.10.7.3/§3.10.7.4 "bad ACK").
+    Rst { seq: Seq },
+}
+
+/// The sequence space a segment occupies (RFC 9293 §3.4: SYN and FIN count).
+fn segment_len(seg: &TcpRepr<'_>) -> usize {
+    seg.segment_len()
+}
+
+/// Largest MSS we accept from a peer: what fits a 1500-byte (or our
+/// configured) MTU; smallest: RFC 9293 §3.7.1's 536 default floor is for
+/// absent options, a tiny announced MSS is honoured down to 64.
+fn clamp_mss(announced: Option<u16>, ours: u16) -> usize {
+    usize::from(announced.unwrap_or(536).clamp(64, ours))
+}
+
+impl Conn {
+    /// Applies the options of the peer's SYN (RFC 7323 §2.2, §3.2; RFC 2018
+    /// §2; RFC 9293 §3.7.1): a feature is on only if both sides offered it.
+    pub fn negotiate(&mut self, config: &crate::tcp::TcpConfig, options: &TcpOptions) {
+        self.mss = clamp_mss(options.mss, config.mss);
+        self.cc.set_mss(self.mss);
+        match options.window_scale {
+            Some(shift) if config.window_scaling => {
+                // RFC 7323 §2.3: a shift above 14 is used as 14.
+                self.snd_shift = shift.min(14);
+                self.rcv_shift = config.window_shift();
+            }
+            _ => {
+                self.snd_shift = 0;
+                self.rcv_shift = 0;
+            }
+        }
+        self.sack_permitted = config.sack && options.sack_permitted;
+        match options.timestamps {
+            Some(ts) if config.timestamps => {
+                self.ts.enabled = true;
+                self.ts.recent = ts.tsval;
+            }
+            _ => self.ts.enabled = false,
+        }
+    }
+
+    /// RFC 9293 §3.10.7.3: a segment for a connection in SYN-SENT.
+    pub fn handle_syn_sent(&mut self, ctx: &mut Ctx<'_>, seg: &TcpRepr<'_>) -> Option<Reply> {
+        let ack = Seq(seg.ack_number);
+        let seq = Seq(seg.seq_number);
+        // First: the ACK bit.
+        let ack_ok = seg.flags.ack() && ack > self.snd_una && ack <= self.snd_max;
+        if seg.flags.ack() && !ack_ok {
+            if seg.flags.rst() {
+                return None;
+            }
+            ctx.stats.drop_bad_ack += 1;
+            return Some(Reply::Rst { seq: ack });
+        }
+        // Second: RST, only with an acceptable ACK: connection refused.
+        if seg.flags.rst() {
+            if ack_ok {
+                ctx.stats.resets_received += 1;
+                self.reset(ctx, ResetCause::Refused, false);
+            }
+            return None;
+        }
+        // Fourth: SYN.
+        if !seg.flags.syn() {
+            ctx.stats.drop_bad_flags += 1;
+            return None;
+        }
+        self.irs = seq;
+        self.rcv_nxt = seq + 1;
+        self.rcv_adv = self.rcv_nxt;
+        self.negotiate(ctx.config, &seg.options);
+        self.snd_wnd = u32::from(seg.window_len); // never scaled in a SYN
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = seq;
+        self.snd_wl2 = ack;
+        if ack_ok {
+            self.snd_una = ack;
+            self.rtt_sample_on_ack(ctx, seg);
+            self.retries = 0;
+            self.timers.stop(Timer::Retransmit);
+            self.state = State::Established;
+            self.ack_urgency = AckUrgency::Now;
+            ctx.emit(Event::Connected);
+            ctx.stats.connections_opened += 1;
+        } else {
+            // Simultaneous open: SYN-RECEIVED, resend our SYN with an ACK.
+            self.state = State::SynReceived;
+            self.snd_nxt = self.iss;
+        }
+        None
+    }
+
+    /// RFC 9293 §3.10.7.4: a segment for a connection in SYN-RECEIVED or a
+    /// synchronized state (TIME-WAIT lives in its own table).
+    pub fn handle_segment(&mut self, ctx: &mut Ctx<'_>, seg: &TcpRepr<'_>) -> Option<Reply> {
+        let seq = Seq(seg.seq_number);
+        let len = segment_len(seg);
+
+        // A retransmitted SYN in SYN-RECEIVED: our SYN-ACK was lost. Send it
+        // again (what Linux does) rather than the plain ACK of the
+        // acceptability test.
+        if self.state == State::SynReceived && seg.flags.syn() && !seg.flags.ack() {
+            if seq == self.irs && !seg.flags.rst() {
+                self.snd_nxt = self.iss;
+            }
+            return None;
+        }
+
+        // RFC 7323 §5.3 PAWS, before the sequence check: a segment whose
+        // TSval is older than TS.Recent is a duplicate from an old epoch.
+        if self.ts.enabled && !seg.flags.rst() {
+            if let Some(ts) = seg.options.timestamps {
+                if (ts.tsval.wrapping_sub(self.ts.recent) as i32) < 0 {
+                    ctx.stats.drop_paws += 1;
+                    self.ack_urgency = AckUrgency::Now;
+                    return None;
+                }
+            }
+        }
+
+        // First: is the segment acceptable (the four cases of §3.10.7.4)?
+        let window = self.receive_window();
+        let acceptable = match (len, window) {
+            (0, 0) => seq == self.rcv_nxt,
+            (0, w) => seq.in_range(self.rcv_nxt, self.rcv_nxt + w),
+            (_, 0) => false,
+            (l, w) => {
+                let end = self.rcv_nxt + w;
+                seq.in_range(self.rcv_nxt, end) || (seq + (l - 1)).in_range(self.rcv_nxt, end)
+            }
+        };
+        if !acceptable {
+            // A zero-window probe lands here too, and gets the ACK it wants.
+            if !seg.flags.rst() {
+                ctx.stats.drop_out_of_window += 1;
+                self.ack_urgency = AckUrgency::Now;
+            }
+            return None;
+        }
+
+        // Second: RST (RFC 5961 §3.2: only an exact match resets; anything
+        // else in the window gets a challenge ACK).
+        if seg.flags.rst() {
+            if seq == self.rcv_nxt {
+                ctx.stats.resets_received += 1;
+                if self.state == State::SynReceived && self.listener.is_some() {
+                    // §3.10.7.4: a passive open returns to LISTEN, silently.
+                    self.state = State::Closed;
+                    self.app_closed = true;
+                } else {
+                    self.reset(ctx, ResetCause::Peer, false);
+                }
+            } else {
+                self.challenge_ack(ctx);
+            }
+            return None;
+        }
+
+        // Fourth: SYN in a synchronized state (RFC 5961 §4): challenge ACK.
+        if seg.flags.syn() {
+            self.challenge_ack(ctx);
+            return None;
+        }
+
+        // Fifth: ACK.
+        if !seg.flags.ack() {
+            ctx.stats.drop_bad_flags += 1;
+            return None;
+        }
+        let ack = Seq(seg.ack_number);
+        if self.state == State::SynReceived {
+            if ack > self.snd_una && ack <= self.snd_max {
+                self.state = State::Established;
+                self.snd_wnd = u32::from(seg.window_len) << self.snd_shift;
+                self.max_snd_wnd = self.snd_wnd;
+                self.snd_wl1 = seq;
+                self.snd_wl2 = ack;
+                ctx.stats.connections_opened += 1;
+            } else {
+                ctx.stats.drop_bad_ack += 1;
+                return Some(Reply::Rst { seq: ack });
+            }
+        }
+        // RFC 5961 §5.2: SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT.
+        let oldest = Seq(self.snd_una.0.wrapping_sub(self.max_snd_wnd));
+        if ack > self.snd_max || ack < oldest {
+            ctx.stats.drop_bad_ack += 1;
+            self.ack_urgency = AckUrgency::Now;
+            return None;
+        }
+        // RFC 7323 §4.3: update TS.Recent from an acceptable segment that
+        // covers Last.ACK.sent.
+        if let Some(ts) = seg.options.timestamps {
+            if self.ts.enabled && seq <= self.last_ack_sent {
+                self.ts.recent = ts.tsval;
+            }
+        }
+        self.process_ack(ctx, seg, ack);
+        if self.state == State::Closed {
+            return None;
+        }
+
+        // Sixth (URG) is ignored: urgent data is delivered in line.
+        // Seventh: segment text.
+        if !seg.payload.is_empty() {
+            if self.state.can_receive() {
+                self.receive_data(ctx, seq, seg.payload);
+            } else {
+                // Data after the peer's FIN: nothing to do but ACK.
+                self.ack_urgency = AckUrgency::Now;
+            }
+        }
+        // Eighth: FIN.
+        if seg.flags.fin() {
+            let fin_seq = seq + seg.payload.len();
+            match self.state {
+                State::CloseWait | State::Closing | State::LastAck => {
+                    self.ack_urgency = AckUrgency::Now; // a retransmitted FIN
+                }
+                _ if fin_seq == self.rcv_nxt => self.receive_fin(ctx),
+                _ if fin_seq > self.rcv_nxt => self.fin_pending = Some(fin_seq),
+                _ => {}
+            }
+        }
+        self.last_activity = ctx.now;
+        self.arm_idle(ctx);
+        None
+    }
+
+    /// RFC 5961 §7: a challenge ACK, within the per-second budget.
+    fn challenge_ack(&mut self, ctx: &mut Ctx<'_>) {
+        if *ctx.challenge_budget > 0 {
+            *ctx.challenge_budget -= 1;
+            ctx.stats.challenge_acks += 1;
+            self.ack_urgency = AckUrgency::Now;
+        } else {
+            ctx.stats.challenge_acks_suppressed += 1;
+        }
+    }
+
+    /// An RTT sample from this ACK: the echoed timestamp (RFC 7323 §4.1),
+    /// or Karn's single timed segment.
+    fn rtt_sample_on_ack(&mut self, ctx: &mut Ctx<'_>, seg: &TcpRepr<'_>) {
+        let ack = Seq(seg.ack_number);
+        match seg.options.timestamps {
+            Some(ts) if self.ts.enabled && ts.tsecr != 0 => {
+                let elapsed_ms = self.tsval(ctx.now).wrapping_sub(ts.tsecr);
+                if elapsed_ms < 60_000 {
+                    self.rtt
+                        .sample(std::time::Duration::from_millis(u64::from(elapsed_ms)));
+                }
+            }
+            _ => {
+                if let Some((probe_seq, sent)) = self.rtt_probe {
+                    if ack > probe_seq {
+                        self.rtt.sample(ctx.now.saturating_since(sent));
+                        self.rtt_probe = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// §3.10.7.4 "fifth", ESTABLISHED and after: advance SND.UNA, free the
+    /// acknowledged data, update the window, drive congestion control and
+    /// the close states.
+    fn process_ack(&mut self, ctx: &mut Ctx<'_>, seg: &TcpRepr<'_>, ack: Seq) {
+        let seq = Seq(seg.seq_number);
+        let window = u32::from(seg.window_len) << self.snd_shift;
+        if ack > self.snd_una {
+            let acked = ack - self.snd_una;
+            let buf_start = self.send_buf_seq();
+            if ack > buf_start {
+                let data = (ack - buf_start).min(self.send_buf.len());
+                self.send_buf.consume(data);
+            }
+            self.snd_una = ack;
+            if self.snd_nxt < ack {
+                self.snd_nxt = ack;
+            }
+            self.rtt_sample_on_ack(ctx, seg);
+            self.retries = 0;
+            self.dup_acks = 0;
+            if self.cc.on_ack(ack, acked, self.flight()) == AckAction::RetransmitFirst {
+                self.fast_retransmit_pending = true;
+            }
+            // RFC 6298 §5.2–5.3.
+            if self.flight() == 0 {
+                self.timers.stop(Timer::Retransmit);
+            } else {
+                self.arm_retransmit(ctx.now);
+            }
+            if self.writable_wanted && self.send_buf.free() >= self.send_buf.capacity() / 2 {
+                self.writable_wanted = false;
+                ctx.emit(Event::Writable);
+            }
+        } else if ack == self.snd_una
+            && seg.payload.is_empty()
+            && !seg.flags.fin()
+            && self.flight() > 0
+            && (window == self.snd_wnd || self.sacks_new_data(seg))
+        {
+            // A duplicate ACK: RFC 5681 §2 (same window), or RFC 6675 §2
+            // (new SACK information; a peer whose window keeps growing, as
+            // Linux's autotuning does, sends no other kind).
+            self.dup_acks = self.dup_acks.saturating_add(1);
+            if self.cc.on_duplicate_ack(self.flight(), self.snd_max) == AckAction::RetransmitFirst {
+                ctx.stats.fast_retransmits += 1;
+                self.fast_retransmit_pending = true;
+            }
+        }
+        // Window update: from a newer segment, or the same one with a newer ACK.
+        if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
+            let was_zero = self.snd_wnd == 0;
+            self.snd_wnd = window;
+            self.max_snd_wnd = self.max_snd_wnd.max(window);
+            self.snd_wl1 = seq;
+            self.snd_wl2 = ack;
+            if was_zero && window > 0 {
+                self.timers.stop(Timer::Persist);
+                self.probe_pending = false;
+            }
+        }
+        // Close states driven by the ACK of our FIN.
+        if self.fin_acked() {
+            match self.state {
+                State::FinWait1 => {
+                    self.state = State::FinWait2;
+                    self.arm_idle(ctx);
+                }
+                State::Closing => self.state = State::TimeWait,
+                State::LastAck => {
+                    self.state = State::Closed;
+                    ctx.stats.connections_closed += 1;
+                    if !self.app_closed {
+                        ctx.emit(Event::Closed);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// True if the segment SACKs data beyond anything SACKed before
+    /// (RFC 6675 §2's DupAck), remembering the new highest SACKed number.
+    fn sacks_new_data(&mut self, seg: &TcpRepr<'_>) -> bool {
+        if !self.sack_permitted {
+            return false;
+        }
+        let mut new = false;
+        for &(left, right) in seg.options.sack_blocks.as_slice() {
+            let (left, right) = (Seq(left), Seq(right));
+            // Only blocks inside what we have sent and not yet had acked.
+            if left >= self.snd_una && right <= self.snd_max && right > self.highest_sacked {
+                self.highest_sacked = right;
+                new = true;
+            }
+        }
+        new
+    }
+
+    /// §3.10.7.4 "seventh": place data in the receive buffer, in order or
+    /// not, and decide how soon to ACK.
+    fn receive_data(&mut self, ctx: &mut Ctx<'_>, seq: Seq, payload: &[u8]) {
+        // Trim what we already have (the front) — the window check passed.
+        let (seq, payload) = if seq < self.rcv_nxt {
+            let skip = (self.rcv_nxt - seq).min(payload.len());
+            (self.rcv_nxt, &payload[skip..])
+        } else {
+            (seq, payload)
+        };
+        if payload.is_empty() {
+            self.ack_urgency = AckUrgency::Now;
+            return;
+        }
+        let offset = seq - self.rcv_nxt;
+        let written = self.recv_buf.write_at(offset, payload);
+        if written == 0 {
+            self.ack_urgency = AckUrgency::Now;
+            return;
+        }
+        // Out of order, or filling a hole: either way an immediate ACK.
+        let had_holes = offset > 0 || !self.assembler.is_empty();
+        if self
+            .assembler
+            .add(offset as u32, (offset + written) as u32)
+            .is_err()
+        {
+            ctx.stats.drop_reassembly_full += 1;
+            self.ack_urgency = AckUrgency::Now;
+            return;
+        }
+        let contiguous = self.assembler.take_front() as usize;
+        if contiguous > 0 {
+            self.recv_buf.commit(contiguous);
+            self.rcv_nxt += contiguous;
+            if self.recv_closed {
+                self.recv_buf.consume(contiguous);
+            } else if !self.readable_signalled {
+                self.readable_signalled = true;
+                ctx.emit(Event::Readable);
+            }
+            if let Some(fin_seq) = self.fin_pending {
+                if fin_seq == self.rcv_nxt {
+                    self.fin_pending = None;
+                    self.receive_fin(ctx);
+                }
+            }
+        }
+        if had_holes {
+            // RFC 5681 §4.2: ACK out-of-order data, and data that fills a
+            // hole, at once.
+            ctx.stats.out_of_order_segments += u64::from(offset > 0);
+            self.ack_urgency = AckUrgency::Now;
+            return;
+        }
+        // RFC 9293 §3.8.6.3: ACK at least every second full-sized segment,
+        // and within the delayed-ACK time otherwise.
+        if written >= self.mss {
+            self.unacked_segments = self.unacked_segments.saturating_add(1);
+        }
+        if self.unacked_segments >= 2 {
+            self.ack_urgency = AckUrgency::Now;
+        } else if self.ack_urgency < AckUrgency::Delayed {
+            self.ack_urgency = AckUrgency::Delayed;
+            self.timers
+                .set(Timer::DelayedAck, ctx.now + ctx.config.delayed_ack);
+        }
+    }
+
+    /// §3.10.7.4 "eighth": the peer's FIN, in order.
+    fn receive_fin(&mut self, ctx: &mut Ctx<'_>) {
+        self.rcv_nxt += 1;
+        self.fin_received = true;
+        self.ack_urgency = AckUrgency::Now;
+        if !self.app_closed {
+            ctx.emit(Event::PeerClosed);
+        }
+        self.state = match self.state {
+            State::SynReceived | State::Established => State::CloseWait,
+            State::FinWait1 if self.fin_acked() => State::TimeWait,
+            State::FinWait1 => State::Closing,
+            State::FinWait2 => State::TimeWait,
+            other => other,
+        };
+    }
+}

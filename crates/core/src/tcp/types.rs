@@ -1,0 +1,233 @@
+//! Identifiers, states and events shared by the engine's parts.
+
+use core::fmt;
+use std::net::SocketAddrV4;
+
+/// A connection's addresses, our side first. The demultiplexing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FourTuple {
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+}
+
+/// A map keyed by 4-tuple, hashed with foldhash seeded from the stack's
+/// secret ([`crate::tcp::isn::map_seed`]): fast, and the engine reads no OS
+/// randomness.
+pub type TupleMap<V> = std::collections::HashMap<FourTuple, V, foldhash::fast::FixedState>;
+
+/// An empty [`TupleMap`] with `seed`.
+pub fn tuple_map<V>(seed: u64) -> TupleMap<V> {
+    std::collections::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(seed))
+}
+
+/// A handle to a connection. The generation makes a handle to a slot that
+/// has since been reused invalid instead of aliasing the new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}.{}", self.index, self.generation)
+    }
+}
+
+/// The application's own value for a connection, given at
+/// [`accept`](crate::tcp::Stack::accept) or
+/// [`connect`](crate::tcp::Stack::connect) and returned with every event
+/// of that connection (quinn's handles, the other way round: the engine
+/// keeps the caller's key, so the caller never looks one up). The shard
+/// uses the index of what serves the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Tag(pub u64);
+
+/// A handle to a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenerId(pub(crate) u32);
+
+impl ListenerId {
+    /// Listeners are numbered from 0 in the order they were created: a
+    /// dense index for the caller's own per-listener tables.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Opaque per-connection link information the caller attaches to incoming
+/// segments and gets back with every segment sent for that connection (the
+/// shard keeps the MAC addresses and VLAN of the frame there).
+pub type Route = [u8; 16];
+
+/// The connection states of RFC 9293 §3.3.2. LISTEN belongs to listeners
+/// and TIME-WAIT to the compact TIME-WAIT table; both are here for display
+/// and counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Closed,
+    Listen,
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    FinWait2,
+    CloseWait,
+    Closing,
+    LastAck,
+    TimeWait,
+}
+
+impl State {
+    /// Every state, for counters.
+    pub const ALL: [State; 11] = [
+        State::Closed,
+        State::Listen,
+        State::SynSent,
+        State::SynReceived,
+        State::Established,
+        State::FinWait1,
+        State::FinWait2,
+        State::CloseWait,
+        State::Closing,
+        State::LastAck,
+        State::TimeWait,
+    ];
+
+    /// RFC 9293 §3.3.2 name.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Closed => "CLOSED",
+            State::Listen => "LISTEN",
+            State::SynSent => "SYN-SENT",
+            State::SynReceived => "SYN-RECEIVED",
+            State::Established => "ESTABLISHED",
+            State::FinWait1 => "FIN-WAIT-1",
+            State::FinWait2 => "FIN-WAIT-2",
+            State::CloseWait => "CLOSE-WAIT",
+            State::Closing => "CLOSING",
+            State::LastAck => "LAST-ACK",
+            State::TimeWait => "TIME-WAIT",
+        }
+    }
+
+    /// Synchronized states: a SYN was sent and received (RFC 9293 §3.5).
+    pub fn is_synchronized(self) -> bool {
+        !matches!(
+            self,
+            State::Closed | State::Listen | State::SynSent | State::SynReceived
+        )
+    }
+
+    /// States in which the peer may still send data.
+    pub fn can_receive(self) -> bool {
+        matches!(self, State::Established | State::FinWait1 | State::FinWait2)
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a connection ended abnormally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetCause {
+    /// The peer sent an acceptable RST.
+    Peer,
+    /// Retransmissions ran out (RFC 9293 §3.8.3, R2).
+    Timeout,
+    /// The application aborted.
+    Aborted,
+    /// An active open was refused (RST in SYN-SENT).
+    Refused,
+}
+
+/// What happened, for the application. See [`crate::tcp::Stack`] for the
+/// polling order. Connection events carry the connection's handle and the
+/// [`Tag`] its owner gave it; a connection has no owner, and so gets no
+/// events, until it is accepted (what happened meanwhile is reported at
+/// `accept`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A connection completed the handshake and waits in the listener's
+    /// accept queue.
+    Acceptable(ListenerId),
+    /// An active open completed.
+    Connected(ConnId, Tag),
+    /// New data can be read.
+    Readable(ConnId, Tag),
+    /// Send buffer space became free (at least half the buffer) after a
+    /// send that filled it or was cut short.
+    Writable(ConnId, Tag),
+    /// The peer sent FIN: after the data already readable, no more comes.
+    PeerClosed(ConnId, Tag),
+    /// The connection finished cleanly (both FINs exchanged). Unread data
+    /// can still be read; [`close`](crate::tcp::Stack::close) releases the
+    /// handle. Not sent for a connection the application already closed.
+    Closed(ConnId, Tag),
+    /// The connection was reset: unread data is gone and the handle is
+    /// invalid from now on. Not sent for a connection the application
+    /// aborted or closed.
+    Reset(ConnId, Tag, ResetCause),
+}
+
+impl Event {
+    /// The connection the event is about (`None` for `Acceptable`).
+    pub fn conn(&self) -> Option<(ConnId, Tag)> {
+        match *self {
+            Event::Acceptable(_) => None,
+            Event::Connected(id, tag)
+            | Event::Readable(id, tag)
+            | Event::Writable(id, tag)
+            | Event::PeerClosed(id, tag)
+            | Event::Closed(id, tag)
+            | Event::Reset(id, tag, _) => Some((id, tag)),
+        }
+    }
+}
+
+/// Application command errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("no such connection (closed, or a stale handle)")]
+    InvalidConnection,
+    #[error("the connection's send side is shut down")]
+    SendClosed,
+    #[error("the connection is not connected yet")]
+    NotConnected,
+    #[error("too many connections")]
+    TooManyConnections,
+    #[error("that 4-tuple is in use")]
+    AddressInUse,
+    #[error("no such listener")]
+    InvalidListener,
+}
+
+/// A snapshot of one connection, for diagnostics and `lastack stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub state: State,
+    pub tuple: FourTuple,
+    pub snd_una: u32,
+    pub snd_nxt: u32,
+    pub snd_max: u32,
+    /// Peer's window, bytes.
+    pub snd_wnd: u32,
+    pub cwnd: usize,
+    pub ssthresh: usize,
+    pub in_recovery: bool,
+    pub rcv_nxt: u32,
+    /// Window we can offer, bytes.
+    pub rcv_wnd: usize,
+    pub rto_micros: u64,
+    pub srtt_micros: Option<u64>,
+    pub retries: u8,
+    /// Bytes queued or in flight, not yet acknowledged.
+    pub unacknowledged: usize,
+    pub readable: usize,
+    /// Out-of-order ranges held.
+    pub ooo_ranges: usize,
+    pub mss: usize,
+}

@@ -1,0 +1,78 @@
+//! Zero-copy packet views and their high-level representations.
+//!
+//! Every protocol follows the same shape (after smoltcp's `wire`):
+//! - a view `XxxPacket<T: AsRef<[u8]>>` over a buffer. [`new_checked`] validates
+//!   untrusted bytes once; after it succeeds no accessor panics.
+//!   `new_unchecked` is for buffers we are about to fill ourselves.
+//! - a `XxxRepr` with `parse` (view → repr, semantic checks such as checksums),
+//!   `buffer_len` (bytes `emit` needs) and `emit` (repr → bytes).
+//!
+//! Nothing here allocates or performs I/O; the layer only reads and writes
+//! bytes, so it can run on the fast path for every frame.
+//!
+//! [`new_checked`]: TcpPacket::new_checked
+
+pub mod arp;
+pub mod checksum;
+pub mod ethernet;
+pub mod frame;
+pub mod ipv4;
+pub mod tcp;
+pub mod tcp_options;
+
+pub use arp::{ArpOperation, ArpPacket, ArpRepr};
+pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, VlanTag};
+pub use frame::{parse_frame, Frame};
+pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
+pub use tcp::{TcpFlags, TcpPacket, TcpRepr};
+pub use tcp_options::{SackBlocks, TcpOption, TcpOptionIter, TcpOptions, Timestamps};
+
+/// Why bytes were refused. Each variant maps to one drop counter in the shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Error {
+    /// The buffer ends before the header (or the length a header claims) does.
+    #[error("truncated packet")]
+    Truncated,
+    /// A field holds a value the protocol does not allow (bad version, header
+    /// length below the minimum, option length that does not fit, ...).
+    #[error("malformed packet")]
+    Malformed,
+    /// The checksum does not verify.
+    #[error("bad checksum")]
+    Checksum,
+    /// An IPv4 fragment: our stack refuses fragments (DF is always set on what
+    /// it sends, and the MSS is clamped so that peers never need to fragment).
+    #[error("IPv4 fragment")]
+    Fragmented,
+    /// Well formed but not something we handle (ARP for another hardware
+    /// type, IPv4 options on emit, ...).
+    #[error("unsupported packet")]
+    Unsupported,
+}
+
+/// Result of a wire-level parse.
+pub type Result<T> = core::result::Result<T, Error>;
+
+/// Reads a big-endian `u16` at `at`. Callers have checked the bounds.
+#[inline(always)]
+pub(crate) fn read_u16(bytes: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([bytes[at], bytes[at + 1]])
+}
+
+/// Reads a big-endian `u32` at `at`. Callers have checked the bounds.
+#[inline(always)]
+pub(crate) fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+/// Writes a big-endian `u16` at `at`.
+#[inline(always)]
+pub(crate) fn write_u16(bytes: &mut [u8], at: usize, value: u16) {
+    bytes[at..at + 2].copy_from_slice(&value.to_be_bytes());
+}
+
+/// Writes a big-endian `u32` at `at`.
+#[inline(always)]
+pub(crate) fn write_u32(bytes: &mut [u8], at: usize, value: u32) {
+    bytes[at..at + 4].copy_from_slice(&value.to_be_bytes());
+}

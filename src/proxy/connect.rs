@@ -1,0 +1,156 @@
+//! Choosing a backend, opening its socket on a fresh source port,
+//! connecting, and what a failed connect leads to (session steps 1 and 2).
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+use super::session::{Client, Leg, Session};
+use super::{client_ip, proxy_protocol, Proxy};
+use crate::config::ProxyProtocol;
+use crate::tcp::{Instant, Stack};
+use crate::upstream::lease::BackendLease;
+use crate::upstream::socket::{self, OpenError};
+use crate::upstream::uring::Release;
+
+/// Connects retried on another source port, per backend, when the
+/// 4-tuple is still in TIME-WAIT.
+const MAX_PORT_RETRIES: u32 = 8;
+
+impl Proxy {
+    /// Chooses a backend not yet tried and connects; RST to the client if
+    /// none is left.
+    pub(super) fn connect_next(&mut self, stack: &mut Stack, now: Instant, s: &mut Session) {
+        let pool = &mut self.pools[s.policy.pool];
+        let choice = if s.attempts.backends > pool.retries {
+            None
+        } else {
+            pool.choose(&self.board, client_ip(s.client_addr), s.attempts.tried)
+        };
+        let Some(backend) = choice else {
+            self.stats.no_backend += 1;
+            self.reset_client(stack, now, s);
+            return;
+        };
+        if s.attempts.backends > 0 {
+            self.stats.retries += 1;
+        }
+        s.attempts.backends += 1;
+        s.attempts.tried |= 1u64.checked_shl(backend as u32).unwrap_or(0);
+        s.backend = backend;
+        let lease = pool.lease(backend);
+        self.connect_backend(stack, now, s, lease);
+    }
+
+    /// Opens a socket on a fresh source port and connects it to the
+    /// leased backend.
+    fn connect_backend(
+        &mut self,
+        stack: &mut Stack,
+        now: Instant,
+        s: &mut Session,
+        lease: BackendLease,
+    ) {
+        let pool = &mut self.pools[s.policy.pool];
+        let address = pool.backends[lease.backend()];
+        let opened = loop {
+            let Some(port) = pool.take_source() else {
+                // Every port of this shard is open: let the kernel choose.
+                self.stats.ports_exhausted += 1;
+                break socket::open(address, None).map(|fd| (fd, None));
+            };
+            let source = match (port.address, address) {
+                (IpAddr::V4(a), SocketAddr::V6(_)) if a.is_unspecified() => {
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                }
+                (a, _) => a,
+            };
+            match socket::open(address, Some((source, port.port))) {
+                Ok(fd) => break Ok((fd, Some(port))),
+                Err(OpenError::PortInUse) => port.retire(),
+                Err(e) => break Err(e),
+            }
+        };
+        match opened {
+            Ok((fd, port)) => {
+                let socket = self.uring.open(fd, s.key, port);
+                self.uring.connect(socket, address, pool.connect_timeout);
+                s.leg = Leg::Connecting { socket, lease };
+            }
+            Err(e) => {
+                if let OpenError::Other(e) = e {
+                    tracing::warn!("backend socket: {e}");
+                }
+                self.stats.socket_errors += 1;
+                self.reset_client(stack, now, s);
+            }
+        }
+    }
+
+    /// The connect finished.
+    pub(super) fn on_connected(
+        &mut self,
+        stack: &mut Stack,
+        now: Instant,
+        s: &mut Session,
+        result: Result<(), i32>,
+    ) {
+        let Leg::Connecting { socket, lease } = std::mem::replace(&mut s.leg, Leg::Closed) else {
+            return;
+        };
+        let errno = match result {
+            Ok(()) => {
+                s.leg = Leg::Connected { socket, lease };
+                self.send_proxy_header(s);
+                return;
+            }
+            Err(errno) => errno,
+        };
+        self.uring.release(socket, Release::Close);
+        if s.client_state == Client::Gone {
+            return;
+        }
+        if errno == libc::EADDRNOTAVAIL && s.attempts.ports < MAX_PORT_RETRIES {
+            // This source port's TIME-WAIT toward the backend is too young
+            // to reuse: same backend, next port.
+            s.attempts.ports += 1;
+            self.stats.port_retries += 1;
+            self.connect_backend(stack, now, s, lease);
+            return;
+        }
+        if errno == libc::ECANCELED {
+            self.stats.connects_timed_out += 1;
+        } else {
+            self.stats.connects_failed += 1;
+        }
+        self.board.record(s.policy.pool, lease.backend(), false);
+        drop(lease);
+        self.connect_next(stack, now, s);
+    }
+
+    /// The PROXY protocol header, if the pool wants one, goes first.
+    fn send_proxy_header(&mut self, s: &mut Session) {
+        let header = self.pools[s.policy.pool].proxy_protocol;
+        let Some(socket) = s.leg.connected() else {
+            return;
+        };
+        if header == ProxyProtocol::None || s.client_state == Client::Gone {
+            return;
+        }
+        let mut out = [0u8; proxy_protocol::MAX_LEN];
+        let n = proxy_protocol::encode(header, s.client_addr, s.vip, &mut out);
+        if let Some(outbox) = self.uring.outbox(socket) {
+            outbox.refill(|buffer| {
+                buffer[..n].copy_from_slice(&out[..n]);
+                n
+            });
+        }
+    }
+
+    /// RST to the client; no backend leg is left.
+    pub(super) fn reset_client(&mut self, stack: &mut Stack, now: Instant, s: &mut Session) {
+        if s.client_state != Client::Gone {
+            let _ = stack.abort(now, s.client);
+            s.client_state = Client::Gone;
+        }
+        self.release_leg(s, Release::Close);
+    }
+}

@@ -1,0 +1,88 @@
+//! What a shard is built from, decided once from the config: one
+//! [`ListenerPlan`] per configured listener (every shard serves the same
+//! listeners, in config order, so a listener's index is the same
+//! everywhere: in the config, in the plans, and in the engine's
+//! [`ListenerId`](crate::tcp::ListenerId)), and the shard's own resources
+//! ([`ShardPlan`]). The shard thread builds the shard from its plan: the
+//! engine, the io_uring and the backend leases are created on, and never
+//! leave, that thread.
+
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+use crate::config::{Config, Service};
+use crate::link::xsk::XskSocket;
+use crate::proxy::{ProxyPolicy, UpstreamPlan};
+use crate::tcp::{Secret, TcpConfig};
+
+/// What serves a listener's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    /// Echo every byte back (tests and benchmarks).
+    Echo,
+    /// Read and drop everything.
+    Discard,
+    /// Send the test stream ([`crate::pattern`]) until the client closes.
+    Source,
+    /// Forward to a backend.
+    Proxy(ProxyPolicy),
+}
+
+/// One listener, as every shard serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerPlan {
+    pub addr: SocketAddrV4,
+    pub serve: Serve,
+    /// A connection idle this long is closed (by lastack, so lastack keeps
+    /// the TIME-WAIT). For proxy listeners the policy carries it too.
+    pub idle_timeout: Duration,
+}
+
+impl ListenerPlan {
+    /// A listener served in-process (echo, discard, source).
+    pub fn local(addr: SocketAddrV4, serve: Serve, idle_timeout: Duration) -> Self {
+        Self {
+            addr,
+            serve,
+            idle_timeout,
+        }
+    }
+
+    /// The plans of every listener of `config`, for `shards` shards.
+    pub fn all(config: &Config, shards: usize) -> Vec<Self> {
+        config
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Self {
+                addr: SocketAddrV4::new(*l.vip, l.port),
+                serve: match l.service {
+                    Service::Echo => Serve::Echo,
+                    Service::Discard => Serve::Discard,
+                    Service::Source => Serve::Source,
+                    Service::Proxy => Serve::Proxy(
+                        ProxyPolicy::for_listener(config, i, shards).expect("a proxy listener"),
+                    ),
+                },
+                idle_timeout: *l.idle_timeout,
+            })
+            .collect()
+    }
+}
+
+/// Everything one shard is built from.
+pub struct ShardPlan {
+    /// The AF_XDP socket of the shard's rx queue.
+    pub socket: XskSocket,
+    pub tcp: TcpConfig,
+    /// Keys the shard's ISNs, cookies and timestamp offsets.
+    pub secret: Secret,
+    /// Connections the engine holds at most.
+    pub max_connections: usize,
+    pub listeners: Vec<ListenerPlan>,
+    /// After work, keep polling this long before sleeping.
+    pub busy_poll: Duration,
+    /// The backend leg, if a listener proxies (without it, connections of
+    /// proxy listeners are reset).
+    pub upstream: Option<UpstreamPlan>,
+}
