@@ -5,7 +5,8 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use lastack::wire::{self, captured, checksum, TcpFlags, TcpOptions, TcpRepr, Timestamps};
+use lastack::wire::{self, checksum, TcpFlags, TcpOptions, TcpRepr, Timestamps};
+use lastack_testkit::captured;
 
 fn parse(c: &mut Criterion) {
     let mut group = c.benchmark_group("parse");

@@ -52,12 +52,16 @@ impl Runtime {
         let tcp = TcpConfig::from(&config.tcp);
         let board = Arc::new(HealthBoard::new(&config.pools));
         let stop = Arc::new(AtomicBool::new(false));
+        // Each shard's engine holds its share of every listener's limit,
+        // plus room for the handshakes a listener queues: a connection over
+        // a listener's limit must still be established to get its RST.
+        let queued = (tcp.syn_backlog + tcp.accept_backlog) * config.listeners.len();
         let max_connections = config
             .listeners
             .iter()
-            .map(|l| l.max_connections as usize)
+            .map(|l| l.max_connections.div_ceil(total_shards.max(1) as u32) as usize)
             .sum::<usize>()
-            .max(1);
+            + queued;
         let mut programs = Vec::new();
         let mut shards = Vec::new();
         for interface in &config.interfaces {

@@ -225,11 +225,11 @@ fn listener_hit_with_a_bound_af_xdp_socket_redirects() {
     if !common::privileged("listener_hit_redirects") {
         return;
     }
-    let pair = common::VethPair::new(77);
+    let pair = common::Topology::new(77, common::Shape::default());
     let steering = Steering::load().unwrap();
     steering.add_listener(VIP, PORT).unwrap();
-    let b_if = pair.b_if.clone();
-    let (hit, other) = pair.b.enter(|| {
+    let b_if = pair.lastack_if.clone();
+    let (hit, other) = pair.lastack.enter(|| {
         let socket = XskSocket::bind(&b_if, 0, NonZeroU32::new(64).unwrap(), BindMode::Copy)
             .expect("bind AF_XDP socket");
         steering.register_socket(0, socket.fd()).unwrap();
@@ -258,26 +258,26 @@ fn attached_program_steers_real_kernel_traffic() {
     if !common::privileged("attached_program") {
         return;
     }
-    let pair = common::VethPair::new(78);
-    let (b_addr, b_if) = (pair.b_addr, pair.b_if.clone());
-    let ifindex = pair.b_ifindex();
+    let pair = common::Topology::new(78, common::Shape::default());
+    let (b_addr, b_if) = (pair.vip, pair.lastack_if.clone());
+    let ifindex = pair.lastack.ifindex(&b_if);
     let mut steering = Steering::load().unwrap();
     let (kernel_port, steered_port) = (5555u16, 7777u16);
     steering.add_listener(b_addr, steered_port).unwrap();
-    pair.b
+    pair.lastack
         .enter(|| steering.attach(ifindex, XdpMode::Native))
         .expect("attach in native mode");
-    let shown = pair.b.exec(&["ip", "link", "show", "dev", &b_if]);
+    let shown = pair.lastack.exec(&["ip", "link", "show", "dev", &b_if]);
     assert!(
         String::from_utf8_lossy(&shown.stdout).contains("xdp"),
         "program attached"
     );
 
     let server = pair
-        .b
+        .lastack
         .enter(|| TcpListener::bind((b_addr, kernel_port)).unwrap());
     let connect = |port: u16| {
-        pair.a.enter(|| {
+        pair.clients.enter(|| {
             TcpStream::connect_timeout(
                 &SocketAddrV4::new(b_addr, port).into(),
                 Duration::from_millis(500),
@@ -303,7 +303,7 @@ fn attached_program_steers_real_kernel_traffic() {
     // With a socket on queue 0 the SYN goes to the ring; the kernel never
     // sees it, so no RST comes back and the connect times out.
     let socket = pair
-        .b
+        .lastack
         .enter(|| XskSocket::bind(&b_if, 0, NonZeroU32::new(64).unwrap(), BindMode::Copy).unwrap());
     steering.register_socket(0, socket.fd()).unwrap();
     assert_eq!(connect(steered_port), Err(std::io::ErrorKind::TimedOut));
@@ -311,7 +311,7 @@ fn attached_program_steers_real_kernel_traffic() {
 
     drop(socket);
     drop(steering);
-    let shown = pair.b.exec(&["ip", "link", "show", "dev", &b_if]);
+    let shown = pair.lastack.exec(&["ip", "link", "show", "dev", &b_if]);
     assert!(
         !String::from_utf8_lossy(&shown.stdout).contains("xdp"),
         "bpf_link gone with Steering"

@@ -6,144 +6,38 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream};
-use std::num::NonZeroU32;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use lastack::config::{Service, XdpMode};
-use lastack::link::xdp::Steering;
-use lastack::link::xsk::{BindMode, XskSocket};
-use lastack::shard::{ListenerSpec, Shard, ShardHandle, ShardStats};
-use lastack::tcp::{Secret, TcpConfig};
+use common::{client, Lastack, Shape, Topology};
 use lastack_testkit::link::raw::PacketSocket;
 
 const ECHO: u16 = 7;
 const IDLE_ECHO: u16 = 8;
 const SOURCE: u16 = 19;
 
-/// Client namespace `a` (kernel TCP), lastack namespace `b`: the VIP is b's
-/// veth address, the kernel there answers ARP, the XDP program steers the
-/// listeners' ports to one shard per rx queue.
-struct Datapath {
-    pair: common::VethPair,
-    steering: Steering,
-    shards: Vec<ShardHandle>,
-}
-
-impl Datapath {
-    fn start(net: u8) -> Self {
-        Self::with_queues(net, 1)
-    }
-
-    fn with_queues(net: u8, queues: u32) -> Self {
-        let pair = common::VethPair::with_queues(net, queues);
-        let vip = pair.b_addr;
-        let mut steering = Steering::load().unwrap();
-        let listeners = [
-            ListenerSpec {
-                addr: SocketAddrV4::new(vip, ECHO),
-                service: Service::Echo,
-                idle_timeout: Duration::from_secs(300),
-            },
-            ListenerSpec {
-                addr: SocketAddrV4::new(vip, IDLE_ECHO),
-                service: Service::Echo,
-                idle_timeout: Duration::from_millis(300),
-            },
-            ListenerSpec {
-                addr: SocketAddrV4::new(vip, SOURCE),
-                service: Service::Source,
-                idle_timeout: Duration::from_secs(300),
-            },
-        ];
-        for spec in &listeners {
-            steering
-                .add_listener(*spec.addr.ip(), spec.addr.port())
-                .unwrap();
-        }
-        let ifindex = pair.b_ifindex();
-        let b_if = pair.b_if.clone();
-        let sockets = pair.b.enter(|| {
-            steering
-                .attach(ifindex, XdpMode::Native)
-                .expect("native XDP on veth");
-            (0..queues)
-                .map(|q| {
-                    XskSocket::bind(&b_if, q, NonZeroU32::new(4096).unwrap(), BindMode::Copy)
-                        .expect("AF_XDP socket")
-                })
-                .collect::<Vec<_>>()
-        });
-        let shards = sockets
-            .into_iter()
-            .map(|socket| {
-                steering
-                    .register_socket(socket.queue(), socket.fd())
-                    .unwrap();
-                let secret = Secret([0x70 + socket.queue() as u8; 16]);
-                Shard::new(socket, TcpConfig::default(), secret, 20_000, &listeners).spawn(None)
-            })
-            .collect();
-        Self {
-            pair,
-            steering,
-            shards,
-        }
-    }
-
-    fn vip(&self, port: u16) -> SocketAddrV4 {
-        SocketAddrV4::new(self.pair.b_addr, port)
-    }
-
-    /// Runs `f` in the client namespace.
-    fn client<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        self.pair.a.enter(f)
-    }
-
-    /// Stops the shards once their connections are done (bounded wait).
-    /// Only snapshots published after this call count: an older one may
-    /// predate connections that are still closing.
-    fn stop_all(&mut self) -> Vec<ShardStats> {
-        let since: Vec<u64> = self
-            .shards
-            .iter()
-            .map(|h| h.stats.lock().unwrap().published)
-            .collect();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            let settled = self.shards.iter().zip(&since).all(|(h, &since)| {
-                let stats = h.stats.lock().unwrap();
-                stats.published > since + 1 && stats.connections == 0
-            });
-            if settled {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.shards
-            .drain(..)
-            .map(|handle| {
-                handle.stop.store(true, Ordering::Relaxed);
-                handle.thread.join().expect("shard thread")
-            })
-            .collect()
-    }
-
-    /// Stops the only shard.
-    fn stop(&mut self) -> ShardStats {
-        let mut all = self.stop_all();
-        assert_eq!(all.len(), 1);
-        all.remove(0)
-    }
-
-    fn kernel_time_wait(&self) -> usize {
-        let out = self.pair.a.exec(&["ss", "-Htan", "state", "time-wait"]);
-        String::from_utf8_lossy(&out.stdout).lines().count()
-    }
+/// Clients (kernel TCP) and lastack joined by a veth with `queues` queues:
+/// the VIP is lastack's veth address (the kernel there answers ARP), the
+/// XDP program steers the listeners' ports to one shard per rx queue.
+fn datapath(net: u8, queues: u32) -> Lastack {
+    let topo = Topology::new(
+        net,
+        Shape {
+            queues,
+            backends: 0,
+        },
+    );
+    Lastack::start(
+        topo,
+        queues,
+        "[[listeners]]\nname = \"echo\"\nvip = \"{vip}\"\nport = 7\nservice = \"echo\"\n\n\
+         [[listeners]]\nname = \"idle-echo\"\nvip = \"{vip}\"\nport = 8\nservice = \"echo\"\n\
+         idle_timeout = \"300ms\"\n\n\
+         [[listeners]]\nname = \"source\"\nvip = \"{vip}\"\nport = 19\nservice = \"source\"\n",
+    )
 }
 
 fn connect(addr: SocketAddrV4) -> TcpStream {
-    common::connect(addr, Duration::from_secs(20))
+    client::connect(addr, Duration::from_secs(20))
 }
 
 #[test]
@@ -151,7 +45,7 @@ fn sequential_connections_echo_and_the_client_keeps_time_wait() {
     if !common::privileged("sequential_connections_echo") {
         return;
     }
-    let mut dp = Datapath::start(81);
+    let mut dp = datapath(81, 1);
     let vip = dp.vip(ECHO);
     let started = std::time::Instant::now();
     dp.client(|| {
@@ -181,7 +75,7 @@ fn sequential_connections_echo_and_the_client_keeps_time_wait() {
         stats.time_wait, 0,
         "lastack holds no TIME-WAIT when clients close first"
     );
-    assert_eq!(dp.kernel_time_wait(), 1000, "the clients do");
+    assert_eq!(dp.topo.clients.kernel_time_wait(), 1000, "the clients do");
     assert_eq!(stats.frames.held, 0);
     assert_eq!(
         stats.frames.free + stats.frames.fill + stats.frames.tx,
@@ -195,17 +89,17 @@ fn concurrent_connections_and_ten_mebibytes_with_half_close() {
     if !common::privileged("concurrent_connections") {
         return;
     }
-    let mut dp = Datapath::start(82);
+    let mut dp = datapath(82, 1);
     let vip = dp.vip(ECHO);
     dp.client(|| {
         std::thread::scope(|scope| {
             for _ in 0..200 {
-                scope.spawn(move || common::echo_exact(connect(vip), 64 * 1024));
+                scope.spawn(move || client::echo_exact(connect(vip), 64 * 1024));
             }
         });
     });
     let started = std::time::Instant::now();
-    dp.client(|| common::echo_exact(connect(vip), 10 << 20));
+    dp.client(|| client::echo_exact(connect(vip), 10 << 20));
     let elapsed = started.elapsed();
     println!(
         "10 MiB each way through the datapath in {:.2}s ({:.0} Mbit/s each way)",
@@ -227,7 +121,7 @@ fn lastack_closing_first_holds_the_time_wait() {
     if !common::privileged("lastack_closing_first") {
         return;
     }
-    let mut dp = Datapath::start(83);
+    let mut dp = datapath(83, 1);
     let vip = dp.vip(IDLE_ECHO);
     dp.client(|| {
         for _ in 0..20 {
@@ -239,13 +133,12 @@ fn lastack_closing_first_holds_the_time_wait() {
             assert_eq!(back, b"hello");
         }
     });
-    std::thread::sleep(Duration::from_millis(200));
     let stats = dp.stop();
     assert_eq!(
         stats.time_wait, 20,
         "the side that closed first holds TIME-WAIT"
     );
-    assert_eq!(dp.kernel_time_wait(), 0);
+    assert_eq!(dp.topo.clients.kernel_time_wait(), 0);
 }
 
 #[test]
@@ -253,9 +146,9 @@ fn other_ports_on_the_vip_still_reach_the_kernel() {
     if !common::privileged("other_ports_reach_the_kernel") {
         return;
     }
-    let mut dp = Datapath::start(84);
+    let mut dp = datapath(84, 1);
     let kernel_port = dp.vip(5555);
-    let listener = dp.pair.b.enter(|| TcpListener::bind(kernel_port).unwrap());
+    let listener = dp.topo.lastack.enter(|| TcpListener::bind(kernel_port).unwrap());
     let server = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
         conn.write_all(b"from the kernel").unwrap();
@@ -280,7 +173,7 @@ fn five_percent_loss_on_the_client_side_stays_byte_exact() {
     if !common::privileged("five_percent_loss") {
         return;
     }
-    let mut dp = Datapath::start(86);
+    let mut dp = datapath(86, 1);
     // Loss on the client side with nftables (no netem in this kernel):
     // 5 % of what arrives from lastack is dropped at the veth's ingress, a
     // real loss lastack must recover from; 5 % of what the client sends is
@@ -292,15 +185,15 @@ fn five_percent_loss_on_the_client_side_stays_byte_exact() {
          table inet loss {{\n\
            chain drop_out {{ type filter hook output priority 0; numgen random mod 100 < 5 drop; }}\n\
          }}\n",
-        dp.pair.a_if
+        dp.topo.client_if
     );
-    let path = std::env::temp_dir().join(format!("{}.nft", dp.pair.a.name));
+    let path = std::env::temp_dir().join(format!("{}.nft", dp.topo.clients.name));
     std::fs::write(&path, rules).unwrap();
-    dp.pair.a.exec(&["nft", "-f", path.to_str().unwrap()]);
+    dp.topo.clients.exec(&["nft", "-f", path.to_str().unwrap()]);
     std::fs::remove_file(&path).unwrap();
     let vip = dp.vip(ECHO);
     let started = std::time::Instant::now();
-    dp.client(|| common::echo_exact(connect(vip), 1 << 20));
+    dp.client(|| client::echo_exact(connect(vip), 1 << 20));
     println!(
         "1 MiB each way at 5 % loss in {:.2}s",
         started.elapsed().as_secs_f64()
@@ -319,7 +212,7 @@ fn two_queues_two_shards_spread_flows_and_keep_each_on_one_shard() {
     if !common::privileged("two_queues") {
         return;
     }
-    let mut dp = Datapath::with_queues(87, 2);
+    let mut dp = datapath(87, 2);
     let vip = dp.vip(ECHO);
     dp.client(|| {
         for i in 0..200u32 {
@@ -355,14 +248,15 @@ fn hostile_packets_are_dropped_and_counted() {
     if !common::privileged("hostile_packets") {
         return;
     }
-    let mut dp = Datapath::start(88);
+    let mut dp = datapath(88, 1);
+    let topo = &dp.topo;
     let (client_mac, vip_mac) = (
-        common::VethPair::mac(&dp.pair.a, &dp.pair.a_if),
-        common::VethPair::mac(&dp.pair.b, &dp.pair.b_if),
+        topo.clients.mac(&topo.client_if),
+        topo.lastack.mac(&topo.lastack_if),
     );
-    let (client_ip, vip) = (dp.pair.a_addr, dp.pair.b_addr);
-    let ifindex = dp.pair.a_ifindex();
-    let xdp_before = dp.steering.counters().unwrap();
+    let (client_ip, vip) = (topo.client_addr, topo.vip);
+    let ifindex = topo.clients.ifindex(&topo.client_if);
+    let xdp_before = dp.steering_counters();
     // A valid SYN to VIP:7 as the template.
     let syn = |flags: u16, options: &[u8], payload: &[u8]| -> Vec<u8> {
         let mut opts = options.to_vec();
@@ -406,7 +300,7 @@ fn hostile_packets_are_dropped_and_counted() {
         ("truncated TCP header", truncated),
         ("garbage options", garbage_options),
     ];
-    dp.pair.a.enter(|| {
+    dp.topo.clients.enter(|| {
         let socket = PacketSocket::bind(ifindex).expect("raw socket");
         for (what, frame) in &frames {
             for _ in 0..3 {
@@ -414,7 +308,12 @@ fn hostile_packets_are_dropped_and_counted() {
             }
         }
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // Every hostile frame counted (the truncated ones at XDP) before the
+    // real client comes.
+    dp.wait_for("the hostile frames counted", Duration::from_secs(5), |s| {
+        let (d, t) = (&s[0].drops, &s[0].tcp);
+        d.bad_checksum + d.truncated + d.malformed + t.drop_bad_flags == 21
+    });
     // A normal client still gets through.
     let vip_port = dp.vip(ECHO);
     dp.client(|| {
@@ -424,7 +323,7 @@ fn hostile_packets_are_dropped_and_counted() {
         stream.read_exact(&mut back).unwrap();
         assert_eq!(&back, b"still alive");
     });
-    let xdp_after = dp.steering.counters().unwrap();
+    let xdp_after = dp.steering_counters();
     let stats = dp.stop();
     println!("{stats:?}\nXDP before {xdp_before:?} after {xdp_after:?}");
     let d = stats.drops;
@@ -447,7 +346,7 @@ fn lastack_run_serves_the_configured_listener_and_stops_on_sigterm() {
     if !common::privileged("lastack_run") {
         return;
     }
-    let pair = common::VethPair::new(89);
+    let topo = Topology::new(89, Shape::default());
     let dir = std::env::temp_dir().join(format!("lastack-run-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("run.toml");
@@ -457,27 +356,29 @@ fn lastack_run_serves_the_configured_listener_and_stops_on_sigterm() {
             "[[interfaces]]\nname = \"{}\"\nqueues = 1\numem_frames = 1024\n\n\
              [[listeners]]\nname = \"echo\"\nvip = \"{}\"\nport = 7\nservice = \"echo\"\n\n\
              [[pools]]\nname = \"unused\"\n[[pools.backends]]\naddress = \"10.89.0.9:80\"\n",
-            pair.b_if, pair.b_addr
+            topo.lastack_if, topo.vip
         ),
     )
     .unwrap();
-    let child = common::lastack_run(&pair.b, &config);
-    let vip = SocketAddrV4::new(pair.b_addr, 7);
-    let echoed = pair
-        .a
-        .enter(|| common::until_echoed(vip, b"via lastack run"));
+    let child = common::lastack_run(&topo.lastack, &config);
+    let vip = SocketAddrV4::new(topo.vip, 7);
+    let echoed = topo.client(|| client::until_echoed(vip, b"via lastack run"));
     assert_eq!(echoed, b"via lastack run");
-    let shown = pair.b.exec(&["ip", "link", "show", "dev", &pair.b_if]);
+    let shown = topo
+        .lastack
+        .exec(&["ip", "link", "show", "dev", &topo.lastack_if]);
     assert!(String::from_utf8_lossy(&shown.stdout).contains("xdp"));
     // SIGTERM to the process we started (ip netns exec execs lastack).
-    let output = common::terminate(child);
+    let output = common::process::terminate(child);
     assert!(
         output.status.success(),
         "exit: {:?}\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    let shown = pair.b.exec(&["ip", "link", "show", "dev", &pair.b_if]);
+    let shown = topo
+        .lastack
+        .exec(&["ip", "link", "show", "dev", &topo.lastack_if]);
     assert!(
         !String::from_utf8_lossy(&shown.stdout).contains("xdp"),
         "detached on exit"
@@ -490,19 +391,13 @@ fn the_source_service_streams_until_the_client_closes() {
     if !common::privileged("source_service") {
         return;
     }
-    let mut dp = Datapath::start(90);
+    let mut dp = datapath(90, 1);
     let vip = dp.vip(SOURCE);
     dp.client(|| {
         let mut stream = connect(vip);
         let mut got = vec![0u8; 1 << 20];
         stream.read_exact(&mut got).unwrap();
-        for (i, &b) in got.iter().enumerate() {
-            assert_eq!(
-                b,
-                lastack::shard::service::source_byte(i as u64),
-                "byte {i}"
-            );
-        }
+        assert_eq!(common::pattern::mismatch(0, 0, &got), None, "the test stream");
     }); // the client closes first
     let stats = dp.stop();
     assert_eq!(

@@ -185,7 +185,7 @@ fn echo_server(tun: TunDevice, closing: Closing, stop: &AtomicBool, rx_loss_perc
 }
 
 fn connect() -> TcpStream {
-    common::connect(OURS, Duration::from_secs(10))
+    common::client::connect(OURS, Duration::from_secs(10))
 }
 
 #[test]
@@ -230,7 +230,7 @@ fn ten_mebibytes_each_way_are_byte_exact_with_the_kernel() {
     let server = topo.serve(Closing::AfterClient, stop.clone());
     let size = 10 << 20;
     let started = std::time::Instant::now();
-    topo.client(|| common::echo_exact(connect(), size));
+    topo.client(|| common::client::echo_exact(connect(), size));
     let elapsed = started.elapsed();
     println!(
         "10 MiB each way through our stack and the kernel in {:.2}s ({:.0} Mbit/s each way)",
@@ -280,7 +280,7 @@ fn five_percent_loss_both_ways_stays_byte_exact_with_the_kernel() {
     let stop = Arc::new(AtomicBool::new(false));
     let server = topo.serve_lossy(Closing::AfterClient, stop.clone(), 5);
     let started = std::time::Instant::now();
-    topo.client(|| common::echo_exact(connect(), 1 << 20));
+    topo.client(|| common::client::echo_exact(connect(), 1 << 20));
     stop.store(true, Ordering::Relaxed);
     let stack = server.join().unwrap();
     let stats = stack.stats();

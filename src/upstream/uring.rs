@@ -182,7 +182,9 @@ impl Default for UringConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UringStats {
     /// Provided buffers holding received bytes not consumed yet, and the
-    /// most ever held at once (backend → client backpressure).
+    /// most ever held from one batch of completions to the next, that is
+    /// after their owners took what they could (backend → client
+    /// backpressure: bytes waiting for a client's room).
     pub held_buffers: u64,
     pub held_buffers_peak: u64,
     /// Receives that found no provided buffer free.
@@ -844,6 +846,8 @@ impl<A> Uring<A> {
     /// and the AF_XDP poll is handled here.
     pub fn complete(&mut self, out: &mut Vec<Completion>) {
         out.clear();
+        // What the owners left held after the previous batch.
+        self.stats.held_buffers_peak = self.stats.held_buffers_peak.max(self.stats.held_buffers);
         let room = out.capacity().max(1);
         let mut raw = std::mem::take(&mut self.scratch);
         raw.clear();
@@ -956,8 +960,6 @@ impl<A> Uring<A> {
                     len: result as u32,
                 });
                 self.stats.held_buffers += 1;
-                self.stats.held_buffers_peak =
-                    self.stats.held_buffers_peak.max(self.stats.held_buffers);
             } else {
                 self.buffers.push(buffer);
             }

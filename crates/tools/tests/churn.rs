@@ -1,15 +1,14 @@
 //! `lastack churn` and `lastack backend` against each other over kernel
 //! TCP, in a namespace of the test's own (so TIME-WAIT counts are exact).
 
-mod common;
-
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use lastack_tools::churn::server::{self, Mode, ServerConfig};
 use lastack_tools::churn::{self as churn, ChurnConfig, CloseOrder};
+use lastack_testkit::netns::{privileged, Netns};
 
-fn config(target: SocketAddrV4, close: CloseOrder, n: u64) -> ChurnConfig {
+fn config(target: SocketAddr, close: CloseOrder, n: u64) -> ChurnConfig {
     ChurnConfig {
         targets: vec![target],
         concurrency: 16,
@@ -26,7 +25,7 @@ fn config(target: SocketAddrV4, close: CloseOrder, n: u64) -> ChurnConfig {
     }
 }
 
-fn backend(addr: SocketAddrV4, close: CloseOrder) -> ServerConfig {
+fn backend(addr: SocketAddr, close: CloseOrder) -> ServerConfig {
     ServerConfig {
         listen: vec![addr],
         mode: Mode::Respond,
@@ -42,16 +41,16 @@ fn backend(addr: SocketAddrV4, close: CloseOrder) -> ServerConfig {
 /// by churn), none of the client's in server-first.
 #[test]
 fn churn_counts_transactions_and_time_wait_in_both_close_orders() {
-    if !common::privileged("churn_counts_transactions") {
+    if !privileged("churn_counts_transactions") {
         return;
     }
-    let ns = common::Netns::new("lsch");
+    let ns = Netns::new("lsch");
     // No TIME-WAIT reuse (Debian's default 2 reuses them on loopback), so
     // every one stays countable.
     ns.exec(&["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=0"]);
     ns.enter(|| {
-        let a = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9601);
-        let (stop, handle) = server::spawn(backend(a, CloseOrder::ClientFirst));
+        let a = SocketAddr::from((Ipv4Addr::LOCALHOST, 9601));
+        let (stop, handle) = server::spawn(backend(a, CloseOrder::ClientFirst)).unwrap();
         let report = churn::run(&config(a, CloseOrder::ClientFirst, 2000), |_, _, _| {}).unwrap();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         handle.join().unwrap().unwrap();
@@ -67,8 +66,8 @@ fn churn_counts_transactions_and_time_wait_in_both_close_orders() {
             report.client_time_wait
         );
 
-        let b = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9602);
-        let (stop, handle) = server::spawn(backend(b, CloseOrder::ServerFirst));
+        let b = SocketAddr::from((Ipv4Addr::LOCALHOST, 9602));
+        let (stop, handle) = server::spawn(backend(b, CloseOrder::ServerFirst)).unwrap();
         let before = churn::time_wait_sockets();
         let report = churn::run(&config(b, CloseOrder::ServerFirst, 1000), |_, _, _| {}).unwrap();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -84,20 +83,20 @@ fn churn_counts_transactions_and_time_wait_in_both_close_orders() {
 /// that answers short is a "short read"; a duration-bound run stops.
 #[test]
 fn churn_sorts_errors_by_kind() {
-    if !common::privileged("churn_sorts_errors_by_kind") {
+    if !privileged("churn_sorts_errors_by_kind") {
         return;
     }
-    let ns = common::Netns::new("lsce");
+    let ns = Netns::new("lsce");
     ns.enter(|| {
-        let nobody = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9603);
+        let nobody = SocketAddr::from((Ipv4Addr::LOCALHOST, 9603));
         let report =
             churn::run(&config(nobody, CloseOrder::ClientFirst, 50), |_, _, _| {}).unwrap();
         assert_eq!(report.transactions, 0);
         assert_eq!(report.errors.refused, 50, "{:?}", report.errors);
 
         // The server sends 3,000 bytes and closes, the client wants 5,000.
-        let short = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9604);
-        let (stop, handle) = server::spawn(backend(short, CloseOrder::ServerFirst));
+        let short = SocketAddr::from((Ipv4Addr::LOCALHOST, 9604));
+        let (stop, handle) = server::spawn(backend(short, CloseOrder::ServerFirst)).unwrap();
         let mut want_more = config(short, CloseOrder::ServerFirst, 0);
         want_more.response = 5000;
         want_more.connections = None;
@@ -115,13 +114,13 @@ fn churn_sorts_errors_by_kind() {
 /// Open loop: at a fixed rate, about rate × duration connections start.
 #[test]
 fn churn_open_loop_holds_its_rate() {
-    if !common::privileged("churn_open_loop_holds_its_rate") {
+    if !privileged("churn_open_loop_holds_its_rate") {
         return;
     }
-    let ns = common::Netns::new("lsco");
+    let ns = Netns::new("lsco");
     ns.enter(|| {
-        let a = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9605);
-        let (stop, handle) = server::spawn(backend(a, CloseOrder::ClientFirst));
+        let a = SocketAddr::from((Ipv4Addr::LOCALHOST, 9605));
+        let (stop, handle) = server::spawn(backend(a, CloseOrder::ClientFirst)).unwrap();
         let mut open = config(a, CloseOrder::ClientFirst, 0);
         open.connections = None;
         open.duration = Some(Duration::from_secs(1));

@@ -1,0 +1,134 @@
+//! Kernel TCP clients for the tests: connect, exchange, byte-checked echo,
+//! and small churn loops.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddrV4, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::pattern;
+
+/// A kernel TCP connection to `addr` (5 s to connect), with `read_timeout`
+/// on reads and Nagle off.
+pub fn connect(addr: SocketAddrV4, read_timeout: Duration) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    stream.set_read_timeout(Some(read_timeout)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Sends `size` bytes of the test stream on `stream` from one thread while
+/// reading the echo back byte-checked on this one, half-closes once
+/// everything is sent, and expects exactly `size` bytes and then the
+/// peer's FIN.
+pub fn echo_exact(stream: TcpStream, size: usize) {
+    let mut writer = stream.try_clone().unwrap();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut chunk = vec![0u8; 64 * 1024];
+            let mut sent = 0;
+            while sent < size {
+                let n = chunk.len().min(size - sent);
+                pattern::fill(0, sent as u64, &mut chunk[..n]);
+                writer.write_all(&chunk[..n]).unwrap();
+                sent += n;
+            }
+            writer.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        let got = read_checked(stream, 0);
+        assert_eq!(got, size, "everything echoed, then the peer's FIN");
+    });
+}
+
+/// Reads `stream` until EOF, checking every byte against the test stream
+/// from offset `start`; returns the count.
+pub fn read_checked(mut stream: TcpStream, start: usize) -> usize {
+    let (mut got, mut chunk) = (start, vec![0u8; 64 * 1024]);
+    loop {
+        let n = stream.read(&mut chunk).unwrap();
+        if n == 0 {
+            return got - start;
+        }
+        if let Some(at) = pattern::mismatch(0, got as u64, &chunk[..n]) {
+            panic!("byte {at} differs from the test stream");
+        }
+        got += n;
+    }
+}
+
+/// Sends `payload` to `addr` and reads as many bytes back, retrying for
+/// up to 10 s while the service comes up; returns what came back.
+pub fn until_echoed(addr: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+    crate::wait::until(
+        &format!("{addr} echoes"),
+        Duration::from_secs(10),
+        || -> io::Result<Vec<u8>> {
+            let mut s = TcpStream::connect_timeout(&addr.into(), Duration::from_millis(300))?;
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            s.write_all(payload)?;
+            let mut back = vec![0u8; payload.len()];
+            s.read_exact(&mut back)?;
+            Ok(back)
+        },
+    )
+}
+
+/// One short exchange: `request` bytes out, then read `response` bytes
+/// (or until EOF if `until_eof`), then close. Returns the bytes read.
+pub fn exchange(
+    vip: SocketAddrV4,
+    request: usize,
+    response: usize,
+    until_eof: bool,
+) -> io::Result<usize> {
+    let mut stream = TcpStream::connect_timeout(&vip.into(), Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_nodelay(true)?;
+    let mut req = vec![0u8; request];
+    pattern::fill(0, 0, &mut req);
+    stream.write_all(&req)?;
+    let mut got = 0;
+    let mut buf = [0u8; 4096];
+    loop {
+        if !until_eof && got >= response {
+            break;
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    Ok(got)
+}
+
+/// `total` exchanges over `concurrency` client threads; returns the
+/// number that failed (the first few are printed).
+pub fn churn(
+    vip: SocketAddrV4,
+    total: usize,
+    concurrency: usize,
+    request: usize,
+    response: usize,
+) -> usize {
+    let failures = AtomicU64::new(0);
+    let next = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..concurrency {
+            scope.spawn(|| {
+                while next.fetch_add(1, Ordering::Relaxed) < total as u64 {
+                    match exchange(vip, request, response, false) {
+                        Ok(n) if n == response => {}
+                        other => {
+                            if failures.fetch_add(1, Ordering::Relaxed) < 5 {
+                                eprintln!("exchange failed: {other:?}");
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    failures.load(Ordering::Relaxed) as usize
+}
