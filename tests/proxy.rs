@@ -6,469 +6,41 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
-use std::num::NonZeroU32;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use lastack::config::{BindMode, Service, XdpMode};
-use lastack::link::xdp::Steering;
-use lastack::link::xsk::XskSocket;
-use lastack::shard::{ListenerSpec, Shard, ShardHandle, ShardStats};
-use lastack::tcp::{Secret, TcpConfig};
-use lastack::upstream::pool::HealthBoard;
-
-/// What a test backend does with each connection.
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    /// Echoes until EOF, then closes (so it closes second).
-    Echo,
-    /// Reads a request of this many bytes, answers with `response` bytes
-    /// and closes at once (the server closes first).
-    Respond { request: usize, response: usize },
-    /// Parses a PROXY v2 header and answers with the address it names
-    /// ("a.b.c.d:port\n"), then echoes.
-    ProxyV2Reporter,
-    /// Reads `chunk` bytes every `pause` (a slow reader, receive buffer
-    /// 128 KiB), counting them in `Server::bytes`.
-    Slow { chunk: usize, pause: Duration },
-    /// Writes `bytes` pattern bytes as fast as the peer takes them
-    /// (counted in `Server::bytes` as they are written), then closes.
-    Stream { bytes: usize },
-    /// Answers every connection with this backend's index (one byte), then
-    /// echoes.
-    Identify(u8),
-}
-
-/// Sets SO_RCVBUF or SO_SNDBUF (which also stops the kernel's
-/// autotuning), so buffers between the ends are bounded and known.
-fn set_buffer(stream: &TcpStream, option: i32, bytes: i32) {
-    use std::os::fd::AsRawFd;
-    // Safety: a live socket and an i32 option value.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            option,
-            (&bytes as *const i32).cast(),
-            4,
-        )
-    };
-    assert_eq!(rc, 0);
-}
-
-/// A backend server on `addr` in namespace `ns`, until `stop` (then its
-/// listening socket closes: the backend is "killed").
-struct Server {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    pub accepted: Arc<AtomicU64>,
-    /// Bytes read (`Slow`) or written (`Stream`) by all connections.
-    pub bytes: Arc<AtomicU64>,
-}
-
-impl Server {
-    fn start(ns: &str, addr: SocketAddrV4, kind: Backend) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let accepted = Arc::new(AtomicU64::new(0));
-        let bytes = Arc::new(AtomicU64::new(0));
-        let thread_bytes = bytes.clone();
-        let path = format!("/var/run/netns/{ns}");
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (thread_stop, thread_accepted) = (stop.clone(), accepted.clone());
-        let thread = std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).unwrap();
-            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let listener = TcpListener::bind(addr).unwrap();
-            listener.set_nonblocking(true).unwrap();
-            ready_tx.send(()).unwrap();
-            while !thread_stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        thread_accepted.fetch_add(1, Ordering::Relaxed);
-                        stream.set_nonblocking(false).unwrap();
-                        let bytes = thread_bytes.clone();
-                        std::thread::spawn(move || serve(stream, kind, &bytes));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_micros(200)),
-                }
-            }
-        });
-        ready_rx.recv().unwrap();
-        Self {
-            stop,
-            thread: Some(thread),
-            accepted,
-            bytes,
-        }
-    }
-
-    fn kill(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn serve(mut stream: TcpStream, kind: Backend, bytes: &AtomicU64) {
-    let _ = stream.set_nodelay(true);
-    let mut buf = vec![0u8; 64 * 1024];
-    match kind {
-        Backend::Echo => loop {
-            match stream.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if stream.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            }
-        },
-        Backend::Respond { request, response } => {
-            let mut got = 0;
-            while got < request {
-                match stream.read(&mut buf[..request - got]) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => got += n,
-                }
-            }
-            let body: Vec<u8> = (0..response).map(common::pattern).collect();
-            let _ = stream.write_all(&body);
-        }
-        Backend::ProxyV2Reporter => {
-            let mut header = [0u8; 28];
-            if stream.read_exact(&mut header).is_err() {
-                return;
-            }
-            assert_eq!(&header[..12], b"\r\n\r\n\0\r\nQUIT\n", "v2 signature");
-            assert_eq!(header[12], 0x21, "version 2, PROXY");
-            assert_eq!(header[13], 0x11, "TCP over IPv4");
-            assert_eq!(u16::from_be_bytes([header[14], header[15]]), 12);
-            let src = Ipv4Addr::new(header[16], header[17], header[18], header[19]);
-            let port = u16::from_be_bytes([header[24], header[25]]);
-            let _ = stream.write_all(format!("{src}:{port}\n").as_bytes());
-            serve(stream, Backend::Echo, bytes);
-        }
-        Backend::Slow { chunk, pause } => {
-            set_buffer(&stream, libc::SO_RCVBUF, 128 * 1024);
-            loop {
-                match stream.read(&mut buf[..chunk]) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        bytes.fetch_add(n as u64, Ordering::Relaxed);
-                        std::thread::sleep(pause);
-                    }
-                }
-            }
-        }
-        Backend::Stream { bytes: total } => {
-            let mut sent = 0;
-            while sent < total {
-                let n = buf.len().min(total - sent);
-                for (k, b) in buf[..n].iter_mut().enumerate() {
-                    *b = common::pattern(sent + k);
-                }
-                if stream.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-                sent += n;
-                bytes.fetch_add(n as u64, Ordering::Relaxed);
-            }
-        }
-        Backend::Identify(index) => {
-            if stream.write_all(&[index]).is_ok() {
-                serve(stream, Backend::Echo, bytes);
-            }
-        }
-    }
-}
-
-/// Clients (`a`) and lastack (`b`) joined by a veth (`10.<net>.0.0/24`),
-/// lastack and the backends (`c`) by another (`10.<net>.1.0/24`), with
-/// `backends` addresses `10.<net>.1.11…` in `c`.
-fn network(net: u8, backends: usize) -> (common::VethPair, common::Netns, Vec<Ipv4Addr>) {
-    let pair = common::VethPair::new(net);
-    let backends_ns = common::Netns::new("lsc");
-    let (b_if, c_if) = (common::unique_name("vbb"), common::unique_name("vbc"));
-    common::run(&[
-        "ip",
-        "link",
-        "add",
-        &b_if,
-        "netns",
-        &pair.b.name,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &c_if,
-        "netns",
-        &backends_ns.name,
-    ]);
-    pair.b.exec(&[
-        "ip",
-        "addr",
-        "add",
-        &format!("10.{net}.1.1/24"),
-        "dev",
-        &b_if,
-    ]);
-    pair.b.exec(&["ip", "link", "set", &b_if, "up"]);
-    let backend_addrs: Vec<Ipv4Addr> = (0..backends)
-        .map(|i| Ipv4Addr::new(10, net, 1, 11 + i as u8))
-        .collect();
-    for addr in &backend_addrs {
-        backends_ns.exec(&["ip", "addr", "add", &format!("{addr}/24"), "dev", &c_if]);
-    }
-    backends_ns.exec(&["ip", "link", "set", &c_if, "up"]);
-    // The lastack namespace reuses its backend-leg TIME-WAITs (the
-    // deployment sysctl in deploy/README.md); clients get a wide port range.
-    pair.b.exec(&["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
-    pair.a
-        .exec(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"]);
-    (pair, backends_ns, backend_addrs)
-}
-
-/// The three namespaces, the steering program and one shard.
-struct Topology {
-    pair: common::VethPair,
-    backends_ns: common::Netns,
-    backend_addrs: Vec<Ipv4Addr>,
-    steering: Steering,
-    shards: Vec<ShardHandle>,
-    board: Arc<HealthBoard>,
-    checkers_stop: Arc<AtomicBool>,
-    checkers: Vec<JoinHandle<()>>,
-}
+use common::backend::{self, Behaviour, Nginx, Server};
+use common::client::{self, churn, exchange};
+use common::{wait, Lastack, Shape, Topology};
 
 const PORT: u16 = 80;
 const BACKEND_PORT: u16 = 8080;
 
-impl Topology {
-    /// `backends` addresses `10.<net>.1.11…` in namespace `c`; `listeners`
-    /// and `pool` are TOML fragments (the VIP and backend list are filled
-    /// in).
-    fn start(net: u8, backends: usize, listener: &str, pool: &str) -> Self {
-        Self::start_with(net, backends, listener, pool, &[])
-    }
-
-    /// As [`Topology::start`], with extra TOML lines per backend.
-    fn start_with(net: u8, backends: usize, listener: &str, pool: &str, extra: &[&str]) -> Self {
-        let (pair, backends_ns, backend_addrs) = network(net, backends);
-        let backend_list: String = backend_addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                let more = extra.get(i).copied().unwrap_or("");
-                format!("[[pools.backends]]\naddress = \"{a}:{BACKEND_PORT}\"\n{more}\n")
-            })
-            .collect();
-        let toml = format!(
-            "[[interfaces]]\nname = \"{}\"\n\n[[listeners]]\nname = \"l\"\nvip = \"{}\"\nport = \
-             {PORT}\npool = \"p\"\n{listener}\n\n[[pools]]\nname = \"p\"\n{pool}\n{backend_list}",
-            pair.b_if, pair.b_addr
-        );
-        let config = lastack::config::parse(&toml, Path::new("test.toml"))
-            .unwrap_or_else(|e| panic!("{e}\n{toml}"));
-        let board = Arc::new(HealthBoard::new(&config.pools));
-        let checkers_stop = Arc::new(AtomicBool::new(false));
-
-        let mut steering = Steering::load().unwrap();
-        let vip = SocketAddrV4::new(pair.b_addr, PORT);
-        steering.add_listener(*vip.ip(), vip.port()).unwrap();
-        let ifindex = pair.b_ifindex();
-        let b_if = pair.b_if.clone();
-        let spec = ListenerSpec {
-            addr: vip,
-            service: Service::Proxy,
-            idle_timeout: *config.listeners[0].idle_timeout,
-        };
-        // Shards and checkers start inside the lastack namespace: their
-        // backend sockets must be created there.
-        let (shards, checkers) = pair.b.enter(|| {
-            steering.attach(ifindex, XdpMode::Native).unwrap();
-            let socket =
-                XskSocket::bind(&b_if, 0, NonZeroU32::new(4096).unwrap(), BindMode::Copy).unwrap();
-            steering.register_socket(0, socket.fd()).unwrap();
-            let proxy = lastack::proxy::for_shard(&config, &board, 0, 1)
-                .unwrap()
-                .expect("a proxy listener");
-            let shard = Shard::new(
-                socket,
-                TcpConfig::default(),
-                Secret([9; 16]),
-                20_000,
-                &[spec],
-            )
-            .with_proxy(proxy)
-            .spawn(None);
-            let checkers = lastack::upstream::checker::spawn(&board, &config.pools, &checkers_stop);
-            (vec![shard], checkers)
-        });
-        Self {
-            pair,
-            backends_ns,
-            backend_addrs,
-            steering,
-            shards,
-            board,
-            checkers_stop,
-            checkers,
-        }
-    }
-
-    fn vip(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(self.pair.b_addr, PORT)
-    }
-
-    fn backend(&self, i: usize, kind: Backend) -> Server {
-        Server::start(
-            &self.backends_ns.name,
-            SocketAddrV4::new(self.backend_addrs[i], BACKEND_PORT),
-            kind,
-        )
-    }
-
-    fn client<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        self.pair.a.enter(f)
-    }
-
-    fn stats(&self) -> ShardStats {
-        self.shards[0].stats.lock().unwrap().clone()
-    }
-
-    /// Waits until a snapshot newer than now satisfies `done` (bounded).
-    fn wait_for(
-        &self,
-        what: &str,
-        timeout: Duration,
-        done: impl Fn(&ShardStats) -> bool,
-    ) -> ShardStats {
-        let since = self.stats().published;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let stats = self.stats();
-            if stats.published > since + 1 && done(&stats) {
-                return stats;
-            }
-            assert!(Instant::now() < deadline, "{what}: {stats:#?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits for every session and connection to finish, then stops.
-    fn stop(&mut self) -> ShardStats {
-        let _ = self.wait_for_quiet(Duration::from_secs(10));
-        self.checkers_stop.store(true, Ordering::Relaxed);
-        for c in self.checkers.drain(..) {
-            c.join().unwrap();
-        }
-        let handle = self.shards.pop().unwrap();
-        handle.stop.store(true, Ordering::Relaxed);
-        handle.thread.join().expect("shard thread")
-    }
-
-    fn wait_for_quiet(&self, timeout: Duration) -> Option<ShardStats> {
-        let since = self.stats().published;
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            let stats = self.stats();
-            let quiet = stats.proxy.sessions_active == 0
-                && stats
-                    .states
-                    .iter()
-                    .all(|(name, n)| *n == 0 || *name == "TIME-WAIT");
-            if stats.published > since + 1 && quiet {
-                return Some(stats);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-
-    fn kernel_time_wait(ns: &common::Netns) -> usize {
-        let out = ns.exec(&["ss", "-Htan", "state", "time-wait"]);
-        String::from_utf8_lossy(&out.stdout).lines().count()
-    }
+/// lastack with one proxy listener `l` on `vip:80` (plus the TOML lines
+/// `listener`) forwarding to pool `p` (`pool` lines, then `backends`
+/// backends at `10.<net>.1.11…:8080`, backend i with `extra[i]` lines).
+fn proxy_with(net: u8, backends: usize, listener: &str, pool: &str, extra: &[&str]) -> Lastack {
+    let topo = Topology::new(net, Shape { queues: 1, backends });
+    let backend_list: String = topo
+        .backend_addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let more = extra.get(i).copied().unwrap_or("");
+            format!("[[pools.backends]]\naddress = \"{a}:{BACKEND_PORT}\"\n{more}\n")
+        })
+        .collect();
+    let body = format!(
+        "[[listeners]]\nname = \"l\"\nvip = \"{{vip}}\"\nport = {PORT}\npool = \"p\"\n{listener}\n\n\
+         [[pools]]\nname = \"p\"\n{pool}\n{backend_list}"
+    );
+    Lastack::start(topo, 1, &body)
 }
 
-impl Drop for Topology {
-    fn drop(&mut self) {
-        self.checkers_stop.store(true, Ordering::Relaxed);
-        for handle in self.shards.drain(..) {
-            handle.stop.store(true, Ordering::Relaxed);
-            let _ = handle.thread.join();
-        }
-        let _ = &self.steering;
-    }
-}
-
-/// One short exchange: `request` bytes out, then read `response` bytes
-/// (or until EOF if `until_eof`), then close. Returns the bytes read.
-fn exchange(
-    vip: SocketAddrV4,
-    request: usize,
-    response: usize,
-    until_eof: bool,
-) -> std::io::Result<usize> {
-    let mut stream = TcpStream::connect_timeout(&vip.into(), Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.set_nodelay(true)?;
-    let req: Vec<u8> = (0..request).map(common::pattern).collect();
-    stream.write_all(&req)?;
-    let mut got = Vec::with_capacity(response);
-    let mut buf = [0u8; 4096];
-    loop {
-        if !until_eof && got.len() >= response {
-            break;
-        }
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        got.extend_from_slice(&buf[..n]);
-    }
-    Ok(got.len())
-}
-
-/// `total` exchanges over `concurrency` client threads; returns the
-/// number that failed.
-fn churn(
-    vip: SocketAddrV4,
-    total: usize,
-    concurrency: usize,
-    request: usize,
-    response: usize,
-) -> usize {
-    let failures = AtomicU64::new(0);
-    let next = AtomicU64::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..concurrency {
-            scope.spawn(|| {
-                while next.fetch_add(1, Ordering::Relaxed) < total as u64 {
-                    match exchange(vip, request, response, false) {
-                        Ok(n) if n == response => {}
-                        other => {
-                            if failures.fetch_add(1, Ordering::Relaxed) < 5 {
-                                eprintln!("exchange failed: {other:?}");
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    failures.load(Ordering::Relaxed) as usize
+/// [`proxy_with`] without per-backend lines.
+fn proxy(net: u8, backends: usize, listener: &str, pool: &str) -> Lastack {
+    proxy_with(net, backends, listener, pool, &[])
 }
 
 const ECHO_POOL: &str = "connect_timeout = \"500ms\"\n[pools.health_check]\nenabled = false\n";
@@ -481,15 +53,15 @@ fn echo_10_mib_each_way_and_1000_short_connections() {
     if !common::privileged("echo_10_mib_each_way_and_1000_short_connections") {
         return;
     }
-    let mut topo = Topology::start(71, 2, "", ECHO_POOL);
+    let mut topo = proxy(71, 2, "", ECHO_POOL);
     let _servers = [
-        topo.backend(0, Backend::Echo),
-        topo.backend(1, Backend::Echo),
+        topo.backend(0, BACKEND_PORT, Behaviour::Echo),
+        topo.backend(1, BACKEND_PORT, Behaviour::Echo),
     ];
-    let vip = topo.vip();
+    let vip = topo.vip(PORT);
     topo.client(|| {
         let started = Instant::now();
-        common::echo_exact(common::connect(vip, Duration::from_secs(10)), 10 << 20);
+        client::echo_exact(client::connect(vip, Duration::from_secs(10)), 10 << 20);
         let secs = started.elapsed().as_secs_f64();
         eprintln!(
             "10 MiB each way through lastack in {secs:.2}s ({:.0} Mbit/s each way)",
@@ -504,7 +76,7 @@ fn echo_10_mib_each_way_and_1000_short_connections() {
     assert_eq!(stats.proxy.bytes_to_client, (10 << 20) + 64 * 1000);
     assert_eq!(stats.proxy.client_closed_first, 1001);
     assert_eq!(stats.time_wait, 0, "the clients closed first: {stats:#?}");
-    assert!(Topology::kernel_time_wait(&topo.pair.a) >= 1000);
+    assert!(topo.topo.clients.kernel_time_wait() >= 1000);
 }
 
 /// `n` exchanges against a backend that answers `response` bytes and
@@ -530,15 +102,15 @@ fn close_policy_decides_where_time_wait_lands() {
     if !common::privileged("close_policy_decides_where_time_wait_lands") {
         return;
     }
-    let respond = Backend::Respond {
+    let respond = Behaviour::Respond {
         request: 64,
         response: 3000,
     };
     // immediate: lastack forwards the backend's FIN at once, the client
     // reads until EOF and closes second: lastack holds the TIME-WAITs.
-    let mut topo = Topology::start(72, 1, "close_policy = \"immediate\"", ECHO_POOL);
-    let _server = topo.backend(0, respond);
-    let vip = topo.vip();
+    let mut topo = proxy(72, 1, "close_policy = \"immediate\"", ECHO_POOL);
+    let _server = topo.backend(0, BACKEND_PORT, respond);
+    let vip = topo.vip(PORT);
     topo.client(|| server_first_round(vip, 200, 3000, true));
     let stats = topo.stop();
     assert_eq!(stats.proxy.sessions_opened, 200);
@@ -547,16 +119,16 @@ fn close_policy_decides_where_time_wait_lands() {
 
     // client-first, and the client closes as soon as it has the whole
     // response (Content-Length framing): lastack passes LAST-ACK only.
-    let mut topo = Topology::start(73, 1, "close_policy = \"client-first\"", ECHO_POOL);
-    let _server = topo.backend(0, respond);
-    let vip = topo.vip();
+    let mut topo = proxy(73, 1, "close_policy = \"client-first\"", ECHO_POOL);
+    let _server = topo.backend(0, BACKEND_PORT, respond);
+    let vip = topo.vip(PORT);
     topo.client(|| server_first_round(vip, 1000, 3000, false));
     let stats = topo.stop();
     assert_eq!(stats.proxy.sessions_opened, 1000);
     assert_eq!(stats.proxy.client_closed_first, 1000);
     assert_eq!(stats.proxy.grace_expired, 0);
     assert_eq!(stats.time_wait, 0, "client-first: {stats:#?}");
-    assert!(Topology::kernel_time_wait(&topo.pair.a) >= 1000);
+    assert!(topo.topo.clients.kernel_time_wait() >= 1000);
 }
 
 /// Test 3, last part: a client that reads until EOF still gets all its
@@ -566,7 +138,7 @@ fn a_client_reading_until_eof_gets_fin_after_the_grace_period() {
     if !common::privileged("a_client_reading_until_eof_gets_fin_after_the_grace_period") {
         return;
     }
-    let mut topo = Topology::start(
+    let mut topo = proxy(
         74,
         1,
         "close_grace = \"400ms\"\ngrace_fallback = \"fin\"",
@@ -574,12 +146,13 @@ fn a_client_reading_until_eof_gets_fin_after_the_grace_period() {
     );
     let _server = topo.backend(
         0,
-        Backend::Respond {
+        BACKEND_PORT,
+        Behaviour::Respond {
             request: 64,
             response: 100_000,
         },
     );
-    let vip = topo.vip();
+    let vip = topo.vip(PORT);
     let (got, elapsed) = topo.client(|| {
         let started = Instant::now();
         let got = exchange(vip, 64, 100_000, true).unwrap();
@@ -601,15 +174,16 @@ fn a_client_reading_until_eof_gets_fin_after_the_grace_period() {
 
 /// Test 8: 20,000 connections to a single backend address, the client
 /// closing first, without an error: lastack binds each backend socket to
-/// its least recently used source port, so connect() never scans for one.
+/// its least recently used source port, so connect() never scans for one
+/// and never meets a port whose TIME-WAIT is too young.
 #[test]
 fn twenty_thousand_connections_to_one_backend_address() {
     if !common::privileged("twenty_thousand_connections_to_one_backend_address") {
         return;
     }
-    let mut topo = Topology::start(75, 1, "", ECHO_POOL);
-    let _server = topo.backend(0, Backend::Echo);
-    let vip = topo.vip();
+    let mut topo = proxy(75, 1, "", ECHO_POOL);
+    let _server = topo.backend(0, BACKEND_PORT, Behaviour::Echo);
+    let vip = topo.vip(PORT);
     let started = Instant::now();
     let failures = topo.client(|| churn(vip, 20_000, 32, 64, 64));
     let secs = started.elapsed().as_secs_f64();
@@ -618,6 +192,7 @@ fn twenty_thousand_connections_to_one_backend_address() {
         20_000.0 / secs
     );
     assert_eq!(failures, 0);
+    let backend = topo.backend_addr(0, BACKEND_PORT);
     let stats = topo.stop();
     assert_eq!(stats.proxy.sessions_opened, 20_000);
     assert_eq!(stats.slots_in_use, 0, "every connection handle released");
@@ -626,12 +201,18 @@ fn twenty_thousand_connections_to_one_backend_address() {
         0
     );
     assert_eq!(stats.time_wait, 0);
-    // The backend leg's TIME-WAITs are the kernel's, in lastack's namespace.
-    let backend_leg_tw = Topology::kernel_time_wait(&topo.pair.b);
-    eprintln!(
-        "backend-leg TIME-WAIT in the kernel: {backend_leg_tw}; port retries: {}",
-        stats.proxy.port_retries
-    );
+    // The port behaviour: lastack closed each backend connection first
+    // (after the client's FIN), so the kernel in lastack's namespace holds
+    // a TIME-WAIT per connection; LRU ports mean each has a port of its own
+    // (none reused while its TIME-WAIT is young: no EADDRNOTAVAIL retry),
+    // all from lastack's range, none left to the kernel's choice.
+    assert_eq!(stats.proxy.port_retries, 0, "no port met a young TIME-WAIT");
+    assert_eq!(stats.proxy.ports_exhausted, 0, "lastack chose every port");
+    let ports = topo.topo.lastack.time_wait_ports_to(backend);
+    let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+    assert_eq!(ports.len(), 20_000, "a TIME-WAIT per backend connection");
+    assert_eq!(distinct.len(), 20_000, "each on a port of its own");
+    assert!(distinct.iter().all(|&p| p >= 1024), "{:?}", distinct.first());
 }
 
 /// Test 7: with PROXY v2, the backend sees the client's own address.
@@ -641,12 +222,12 @@ fn proxy_v2_tells_the_backend_the_client_address() {
         return;
     }
     let pool = format!("proxy_protocol = \"v2\"\n{ECHO_POOL}");
-    let mut topo = Topology::start(76, 1, "", &pool);
-    let _server = topo.backend(0, Backend::ProxyV2Reporter);
-    let vip = topo.vip();
+    let mut topo = proxy(76, 1, "", &pool);
+    let _server = topo.backend(0, BACKEND_PORT, Behaviour::ProxyV2Reporter);
+    let vip = topo.vip(PORT);
     topo.client(|| {
         for _ in 0..3 {
-            let mut stream = common::connect(vip, Duration::from_secs(5));
+            let mut stream = client::connect(vip, Duration::from_secs(5));
             let local = stream.local_addr().unwrap();
             let mut line = Vec::new();
             let mut byte = [0u8];
@@ -674,16 +255,16 @@ fn dead_backends_are_skipped_and_all_dead_means_reset() {
         return;
     }
     let pool = "retries = 2\nconnect_timeout = \"500ms\"\n[pools.health_check]\nenabled = false\nfall = 2\n";
-    let mut topo = Topology::start(77, 2, "", pool);
-    let mut server = topo.backend(0, Backend::Echo);
+    let mut topo = proxy(77, 2, "", pool);
+    let mut server = topo.backend(0, BACKEND_PORT, Behaviour::Echo);
     // Backend 1 has no listener: the kernel refuses.
-    let vip = topo.vip();
+    let vip = topo.vip(PORT);
     let failures = topo.client(|| churn(vip, 100, 4, 64, 64));
     assert_eq!(failures, 0, "every connection reached backend 0");
     assert_eq!(server.accepted.load(Ordering::Relaxed), 100);
-    assert!(!topo.board.is_up(0, 1), "refusals took backend 1 down");
+    assert!(!topo.board().is_up(0, 1), "refusals took backend 1 down");
     topo.wait_for("passive failures counted", Duration::from_secs(2), |s| {
-        s.proxy.connects_failed >= 2 && s.proxy.sessions_opened == 100
+        s[0].proxy.connects_failed >= 2 && s[0].proxy.sessions_opened == 100
     });
 
     server.kill();
@@ -707,30 +288,23 @@ fn health_checks_follow_a_killed_and_restarted_backend() {
         return;
     }
     let pool = "connect_timeout = \"300ms\"\nretries = 0\n[pools.health_check]\ninterval = \"200ms\"\ntimeout = \"100ms\"\nrise = 2\nfall = 2\n";
-    let mut topo = Topology::start(78, 1, "", pool);
-    let mut server = topo.backend(0, Backend::Echo);
-    let vip = topo.vip();
+    let mut topo = proxy(78, 1, "", pool);
+    let mut server = topo.backend(0, BACKEND_PORT, Behaviour::Echo);
+    let vip = topo.vip(PORT);
     assert_eq!(topo.client(|| churn(vip, 10, 2, 64, 64)), 0);
-    assert!(topo.board.is_up(0, 0));
+    assert!(topo.board().is_up(0, 0));
     server.kill();
     let killed = Instant::now();
-    while topo.board.is_up(0, 0) {
-        assert!(
-            killed.elapsed() < Duration::from_secs(2),
-            "never marked down"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let board = topo.board();
+    wait::until("marked down", Duration::from_secs(2), || {
+        (!board.is_up(0, 0)).then_some(()).ok_or("up")
+    });
     let down_after = killed.elapsed();
-    let server = topo.backend(0, Backend::Echo);
+    let server = topo.backend(0, BACKEND_PORT, Behaviour::Echo);
     let restarted = Instant::now();
-    while !topo.board.is_up(0, 0) {
-        assert!(
-            restarted.elapsed() < Duration::from_secs(2),
-            "never back up"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait::until("back up", Duration::from_secs(2), || {
+        board.is_up(0, 0).then_some(()).ok_or("down")
+    });
     eprintln!(
         "down after {down_after:?}, up after {:?}",
         restarted.elapsed()
@@ -740,7 +314,7 @@ fn health_checks_follow_a_killed_and_restarted_backend() {
 
     // A blackhole: SYNs to the backend vanish; the client gets RST after
     // the connect timeout, not a hang.
-    topo.backends_ns.exec(&[
+    topo.topo.backends().exec(&[
         "nft", "add table inet bh { chain in { type filter hook input priority 0; tcp dport 8080 drop; }; }",
     ]);
     let (result, elapsed) = topo.client(|| {
@@ -776,21 +350,23 @@ fn backpressure_both_ways_with_100_mib() {
     // segments in flight. Without backpressure the client would finish
     // ~70 MiB ahead of this slow backend.
     const BOUND: u64 = 12 << 20;
-    let mut topo = Topology::start(79, 2, "", ECHO_POOL);
+    let mut topo = proxy(79, 2, "", ECHO_POOL);
     let slow = topo.backend(
         0,
-        Backend::Slow {
+        BACKEND_PORT,
+        Behaviour::Slow {
             chunk: 64 * 1024,
             pause: Duration::from_micros(1500),
         },
     );
-    let vip = topo.vip();
+    let vip = topo.vip(PORT);
     let slow_bytes = slow.bytes.clone();
     let started = Instant::now();
     let ahead = topo.client(|| {
-        let mut stream = common::connect(vip, Duration::from_secs(30));
-        set_buffer(&stream, libc::SO_SNDBUF, 128 * 1024);
-        let chunk: Vec<u8> = (0..1 << 20).map(common::pattern).collect();
+        let mut stream = client::connect(vip, Duration::from_secs(30));
+        backend::set_send_buffer(&stream, 128 * 1024);
+        let mut chunk = vec![0u8; 1 << 20];
+        common::pattern::fill(0, 0, &mut chunk);
         for _ in 0..TOTAL >> 20 {
             stream.write_all(&chunk).unwrap();
         }
@@ -800,13 +376,10 @@ fn backpressure_both_ways_with_100_mib() {
         let _ = stream.read_to_end(&mut rest);
         ahead
     });
-    while slow.bytes.load(Ordering::Relaxed) < TOTAL as u64 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "upload stalled"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait::until("the slow backend read everything", Duration::from_secs(60), || {
+        let read = slow.bytes.load(Ordering::Relaxed);
+        (read == TOTAL as u64).then_some(()).ok_or(read)
+    });
     eprintln!(
         "upload: client finished {:.1} MiB ahead of the slow backend; {:.1}s",
         ahead as f64 / 1048576.0,
@@ -821,14 +394,14 @@ fn backpressure_both_ways_with_100_mib() {
     // Download: a fast backend (whichever round robin picks: both stream)
     // and a slow client.
     let fast = [
-        topo.backend(0, Backend::Stream { bytes: TOTAL }),
-        topo.backend(1, Backend::Stream { bytes: TOTAL }),
+        topo.backend(0, BACKEND_PORT, Behaviour::Stream { bytes: TOTAL }),
+        topo.backend(1, BACKEND_PORT, Behaviour::Stream { bytes: TOTAL }),
     ];
     let written = || -> u64 { fast.iter().map(|f| f.bytes.load(Ordering::Relaxed)).sum() };
     let behind = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         topo.client(|| {
-            let mut stream = common::connect(vip, Duration::from_secs(5));
-            set_buffer(&stream, libc::SO_RCVBUF, 128 * 1024);
+            let mut stream = client::connect(vip, Duration::from_secs(5));
+            backend::set_receive_buffer(&stream, 128 * 1024);
             let mut buf = vec![0u8; 64 * 1024];
             let (mut got, mut behind) = (0usize, None);
             loop {
@@ -842,13 +415,14 @@ fn backpressure_both_ways_with_100_mib() {
                 if n == 0 {
                     break;
                 }
-                for (k, &b) in buf[..n].iter().enumerate() {
-                    assert_eq!(b, common::pattern(got + k), "byte {}", got + k);
+                if let Some(at) = common::pattern::mismatch(0, got as u64, &buf[..n]) {
+                    panic!("byte {at} differs from the test stream");
                 }
                 got += n;
                 if behind.is_none() && written() == TOTAL as u64 {
                     behind = Some(TOTAL - got);
                 }
+                // The slow client's pace (what the test is about).
                 std::thread::sleep(Duration::from_micros(1500));
             }
             assert_eq!(got, TOTAL);
@@ -886,22 +460,18 @@ fn maglev_keeps_clients_on_their_backend() {
         return;
     }
     let pool = "balance = \"maglev\"\nconnect_timeout = \"300ms\"\n[pools.health_check]\ninterval = \"100ms\"\ntimeout = \"50ms\"\nrise = 1\nfall = 1\n";
-    let mut topo = Topology::start(80, 5, "", pool);
+    let mut topo = proxy(80, 5, "", pool);
     let mut servers: Vec<Server> = (0..5)
-        .map(|i| topo.backend(i, Backend::Identify(i as u8)))
+        .map(|i| topo.backend(i, BACKEND_PORT, Behaviour::Identify(i as u8)))
         .collect();
     let clients: Vec<Ipv4Addr> = (0..40).map(|i| Ipv4Addr::new(10, 80, 0, 100 + i)).collect();
     for addr in &clients {
-        topo.pair.a.exec(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{addr}/24"),
-            "dev",
-            &topo.pair.a_if,
-        ]);
+        let t = &topo.topo;
+        t.clients
+            .add_address(&t.client_if, &format!("{addr}/24"))
+            .unwrap();
     }
-    let vip = topo.vip();
+    let vip = topo.vip(PORT);
     let ask = |from: Ipv4Addr| -> Option<u8> {
         let s = nix::sys::socket::socket(
             nix::sys::socket::AddressFamily::Inet,
@@ -947,11 +517,10 @@ fn maglev_keeps_clients_on_their_backend() {
         .max_by_key(|b| first.iter().filter(|&&x| x == *b).count())
         .unwrap();
     servers[victim as usize].kill();
-    let killed = Instant::now();
-    while topo.board.is_up(0, victim as usize) {
-        assert!(killed.elapsed() < Duration::from_secs(3));
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let board = topo.board();
+    wait::until("the victim marked down", Duration::from_secs(3), || {
+        (!board.is_up(0, victim as usize)).then_some(()).ok_or("up")
+    });
     let after = round();
     for (i, (&before, &now)) in first.iter().zip(&after).enumerate() {
         if before == victim {
@@ -964,67 +533,6 @@ fn maglev_keeps_clients_on_their_backend() {
     topo.stop();
 }
 
-/// nginx in the backends' namespace, killed (by PID) on drop.
-struct Nginx {
-    child: std::process::Child,
-    dir: std::path::PathBuf,
-}
-
-impl Nginx {
-    fn start(ns: &common::Netns, listen: SocketAddrV4) -> Self {
-        let dir = std::env::temp_dir().join(common::unique_name("lsngx"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let big: Vec<u8> = (0..1 << 20).map(common::pattern).collect();
-        std::fs::write(dir.join("big"), &big).unwrap();
-        let d = dir.display();
-        let conf = format!(
-            "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 4096; }}\n\
-             http {{\n access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n\
-             fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n\
-             server {{\n  listen {listen};\n  location = / {{ return 200 \"hello from nginx\\n\"; }}\n\
-             location = /big {{ alias {d}/big; }}\n }}\n}}\n"
-        );
-        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let child = std::process::Command::new("ip")
-            .args(["netns", "exec", &ns.name, "nginx", "-p"])
-            .arg(&dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nginx (make deps installs it)");
-        // Ready when it accepts.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let up = ns.enter(|| {
-                TcpStream::connect_timeout(&listen.into(), Duration::from_millis(100)).is_ok()
-            });
-            if up {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not start: {:?}",
-                std::fs::read_to_string(dir.join("error.log"))
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, dir }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// Test 2 (and the real-world case of test 3): nginx as the backend;
 /// curl fetches through lastack byte for byte; ab (HTTP/1.0 keep-alive) and wrk
 /// (HTTP/1.1, `Connection: close`: nginx closes first, wrk closes as soon
@@ -1035,17 +543,15 @@ fn nginx_behind_lastack_with_curl_ab_and_wrk() {
     if !common::privileged("nginx_behind_lastack_with_curl_ab_and_wrk") {
         return;
     }
-    let mut topo = Topology::start(81, 1, "", ECHO_POOL);
-    let _nginx = Nginx::start(
-        &topo.backends_ns,
-        SocketAddrV4::new(topo.backend_addrs[0], BACKEND_PORT),
-    );
-    let url = format!("http://{}/", topo.vip());
-    let a = &topo.pair.a;
+    let mut topo = proxy(81, 1, "", ECHO_POOL);
+    let _nginx = Nginx::start(topo.topo.backends(), topo.backend_addr(0, BACKEND_PORT));
+    let url = format!("http://{}/", topo.vip(PORT));
+    let a = &topo.topo.clients;
     let body = a.exec(&["curl", "-sS", "--max-time", "5", &url]);
     assert_eq!(String::from_utf8_lossy(&body.stdout), "hello from nginx\n");
     let big = a.exec(&["curl", "-sS", "--max-time", "10", &format!("{url}big")]);
-    let expected: Vec<u8> = (0..1 << 20).map(common::pattern).collect();
+    let mut expected = vec![0u8; 1 << 20];
+    common::pattern::fill(0, 0, &mut expected);
     assert!(
         big.stdout == expected,
         "1 MiB byte for byte ({} bytes)",
@@ -1106,9 +612,15 @@ fn lastack_run_proxies_and_stops_on_sigterm() {
     if !common::privileged("lastack_run_proxies_and_stops_on_sigterm") {
         return;
     }
-    let (pair, backends_ns, addrs) = network(82, 1);
-    let backend = SocketAddrV4::new(addrs[0], BACKEND_PORT);
-    let _server = Server::start(&backends_ns.name, backend, Backend::Echo);
+    let topo = Topology::new(
+        82,
+        Shape {
+            queues: 1,
+            backends: 1,
+        },
+    );
+    let backend = SocketAddrV4::new(topo.backend_addrs[0], BACKEND_PORT);
+    let _server = Server::start(topo.backends(), backend, Behaviour::Echo);
     let dir = std::env::temp_dir().join(common::unique_name("lsrun"));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("proxy.toml");
@@ -1118,51 +630,40 @@ fn lastack_run_proxies_and_stops_on_sigterm() {
             "[[interfaces]]\nname = \"{}\"\nqueues = 1\numem_frames = 1024\n\n\
              [[listeners]]\nname = \"web\"\nvip = \"{}\"\nport = 80\npool = \"p\"\n\n\
              [[pools]]\nname = \"p\"\n[[pools.backends]]\naddress = \"{backend}\"\n",
-            pair.b_if, pair.b_addr
+            topo.lastack_if, topo.vip
         ),
     )
     .unwrap();
-    let child = common::lastack_run(&pair.b, &config);
-    let vip = SocketAddrV4::new(pair.b_addr, 80);
-    let echoed = pair
-        .a
-        .enter(|| common::until_echoed(vip, b"through the proxy"));
+    let child = common::lastack_run(&topo.lastack, &config);
+    let vip = SocketAddrV4::new(topo.vip, 80);
+    let echoed = topo.client(|| client::until_echoed(vip, b"through the proxy"));
     assert_eq!(echoed, b"through the proxy");
     // The admin endpoint (default 127.0.0.1:9190 in lastack's namespace):
-    // `lastack stats` shows the session, the XDP program's redirects, and
-    // the backend as up with no connection left open.
-    std::thread::sleep(Duration::from_millis(400));
-    let raw = pair
-        .b
-        .exec(&[env!("CARGO_BIN_EXE_lastack"), "stats", "--raw"]);
-    let raw = String::from_utf8_lossy(&raw.stdout).to_string();
-    let value = |series: &str| -> f64 {
-        raw.lines()
-            .find(|l| l.starts_with(series))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in\n{raw}"))
-    };
-    assert!(value("lastack_proxy_sessions_total{shard=\"0\"}") >= 1.0);
-    assert!(
-        value(&format!(
-            "lastack_xdp_packets_total{{interface=\"{}\",outcome=\"redirected\"}}",
-            pair.b_if
-        )) >= 3.0
-    );
+    // `lastack stats --json` shows the session, the XDP program's
+    // redirects, and the backend as up, once the counters are published.
+    let lastack_ns = &topo.lastack;
+    let metrics = wait::until("the session in the metrics", Duration::from_secs(5), || {
+        let out = lastack_ns.exec(&[common::LASTACK, "stats", "--json"]);
+        let metrics: lastack_tools::metrics::Exposition =
+            serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+        let redirected = metrics.sum_where("lastack_xdp_packets_total", "outcome", "redirected");
+        if metrics.sum("lastack_proxy_sessions_total") >= 1.0 && redirected >= 3.0 {
+            Ok(metrics)
+        } else {
+            Err(format!("{metrics:?}"))
+        }
+    });
     assert_eq!(
-        value(&format!(
-            "lastack_backend_up{{pool=\"p\",backend=\"{backend}\"}}"
-        )),
+        metrics.sum_where("lastack_backend_up", "backend", &backend.to_string()),
         1.0
     );
-    let table = pair.b.exec(&[env!("CARGO_BIN_EXE_lastack"), "stats"]);
+    let table = topo.lastack.exec(&[common::LASTACK, "stats"]);
     let table = String::from_utf8_lossy(&table.stdout).to_string();
     assert!(
         table.lines().any(|l| l.starts_with("proxy_sessions_total")),
         "{table}"
     );
-    let output = common::terminate(child);
+    let output = common::process::terminate(child);
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "exit: {:?}\n{log}", output.status);
     assert!(log.contains("proxied="), "{log}");
@@ -1177,43 +678,47 @@ fn drained_backends_and_connection_limits() {
     if !common::privileged("drained_backends_and_connection_limits") {
         return;
     }
-    let mut topo = Topology::start_with(83, 2, "max_connections = 3", ECHO_POOL, &["drain = true"]);
+    let mut topo = proxy_with(83, 2, "max_connections = 3", ECHO_POOL, &["drain = true"]);
     let _servers = [
-        topo.backend(0, Backend::Identify(0)),
-        topo.backend(1, Backend::Identify(1)),
+        topo.backend(0, BACKEND_PORT, Behaviour::Identify(0)),
+        topo.backend(1, BACKEND_PORT, Behaviour::Identify(1)),
     ];
-    let vip = topo.vip();
-    topo.client(|| {
-        let open = |expect_ok: bool| -> Option<TcpStream> {
-            // The RST for a connection over the limit can come so soon that
-            // it ends connect() itself (the handshake completed, then RST).
-            let attempt = TcpStream::connect_timeout(&vip.into(), Duration::from_secs(5)).and_then(
-                |mut s| {
-                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-                    let mut byte = [0u8];
-                    s.read_exact(&mut byte)?;
-                    Ok((s, byte))
-                },
-            );
-            match attempt.map(|(s, byte)| (s, byte[0])) {
-                Ok((s, byte)) => {
-                    assert!(expect_ok, "a connection beyond the limit was served");
-                    assert_eq!(byte, 1, "the draining backend 0 got a new connection");
-                    Some(s)
-                }
-                Err(e) => {
-                    assert!(!expect_ok, "refused within the limit: {e}");
-                    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
-                    None
-                }
+    let vip = topo.vip(PORT);
+    let open = |expect_ok: bool| -> Option<TcpStream> {
+        // The RST for a connection over the limit can come so soon that it
+        // ends connect() itself (the handshake completed, then RST).
+        let attempt = TcpStream::connect_timeout(&vip.into(), Duration::from_secs(5)).and_then(
+            |mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                let mut byte = [0u8];
+                s.read_exact(&mut byte)?;
+                Ok((s, byte))
+            },
+        );
+        match attempt.map(|(s, byte)| (s, byte[0])) {
+            Ok((s, byte)) => {
+                assert!(expect_ok, "a connection beyond the limit was served");
+                assert_eq!(byte, 1, "the draining backend 0 got a new connection");
+                Some(s)
             }
-        };
-        let mut held: Vec<TcpStream> = (0..3).map(|_| open(true).unwrap()).collect();
+            Err(e) => {
+                assert!(!expect_ok, "refused within the limit: {e}");
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
+                None
+            }
+        }
+    };
+    let mut held = topo.client(|| {
+        let held: Vec<TcpStream> = (0..3).map(|_| open(true).unwrap()).collect();
         assert!(open(false).is_none(), "the fourth is over the limit");
-        drop(held.pop());
-        std::thread::sleep(Duration::from_millis(200));
-        held.push(open(true).expect("room again after a close"));
+        held
     });
+    drop(held.pop());
+    topo.wait_for("the closed session gone", Duration::from_secs(5), |s| {
+        s[0].proxy.sessions_active == 2
+    });
+    held.push(topo.client(|| open(true).expect("room again after a close")));
+    drop(held);
     let stats = topo.stop();
     assert_eq!(stats.proxy.over_limit, 1);
 }
