@@ -36,7 +36,7 @@ deps:
 	@command -v $(CARGO) >/dev/null || { echo "make deps: cargo not found; install Rust with rustup first" >&2; exit 1; }
 
 build: deps
-	$(CARGO) build --all-targets
+	$(CARGO) build --workspace --all-targets
 
 release: deps
 	$(CARGO) build --release
@@ -44,14 +44,14 @@ release: deps
 # Unit, property, BPF (BPF_PROG_TEST_RUN) and namespace integration tests.
 # As root; with CI=true a test that cannot get root or namespaces fails.
 test: deps
-	$(CARGO) test --all-targets
+	$(CARGO) test --workspace --all-targets
 
 lint: deps
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
-	$(CARGO) fmt
+	$(CARGO) fmt --all
 
 # docs/config.md is generated from the doc comments of src/config/schema.rs.
 docs: deps

@@ -20,12 +20,16 @@
 # Writes benches/results/<date>/{results.md,results.json}.
 # Usage (root): benches/compare.sh            full run (several minutes)
 #               QUICK=1 benches/compare.sh    A and C only, 128 flows, 5 s
+#   BASELINE=/path/to/an/older/lastack benches/compare.sh
+#     adds that build as proxy `lastack-baseline` (same config, same run),
+#     to compare a change with what it changes side by side.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${SECS:-10}
 FLOWS=${FLOWS:-"32 128"}
 SUSTAINED=${SUSTAINED:-60}
 PROXIES=${PROXIES:-"direct lastack haproxy nginx"}
+if [ -n "${BASELINE:-}" ]; then PROXIES="$PROXIES lastack-baseline"; fi
 WORKLOADS=${WORKLOADS:-"A B C"}
 if [ -n "${QUICK:-}" ]; then SECS=5; FLOWS=128; SUSTAINED=0; WORKLOADS="A C"; fi
 
@@ -180,6 +184,7 @@ start_proxy() {
     case $1 in
         direct) proxy_pid="" ;;
         lastack) ip netns exec "$P" taskset -c 0 "$bin" run -c "$work/lastack.toml" & proxy_pid=$! ;;
+        lastack-baseline) ip netns exec "$P" taskset -c 0 "$BASELINE" run -c "$work/lastack.toml" & proxy_pid=$! ;;
         haproxy) ip netns exec "$P" taskset -c 0 haproxy -db -f "$work/haproxy.cfg" & proxy_pid=$! ;;
         nginx) ip netns exec "$P" taskset -c 0 nginx -p "$work" -c "$work/nginx.conf" 2>>"$work/nginx.err" & proxy_pid=$! ;;
     esac
@@ -219,7 +224,7 @@ target() { # proxy workload backends
     case $2 in B|C) port=$((port + 2)) ;; esac
     # lastack serves B (clients that read until EOF) from an `immediate`
     # listener: under client-first they would wait close_grace for its FIN.
-    if [ "$1" = lastack ] && [ "$2" = B ]; then port=$((port + 2)); fi
+    case "$1:$2" in lastack*:B) port=$((port + 2)) ;; esac
     if [ "$1" = direct ]; then
         if [ "$3" = 1 ]; then backends $((port >= 82 ? 8081 : 8080)) 1
         else backends $((port >= 82 ? 8081 : 8080)) 4; fi
@@ -230,9 +235,15 @@ target() { # proxy workload backends
 time_wait() { # namespace local-address-prefix
     ip netns exec "$1" ss -Htan state time-wait 2>/dev/null | awk -v p="$2" '$3 ~ "^"p {n++} END {print n+0}'
 }
-lastack_metric() { # name
-    { ip netns exec "$C" curl -s --max-time 2 "http://10.70.0.2:9190/metrics" 2>/dev/null || echo "compare: no metrics from lastack" >&2; } \
-        | awk -v m="$1" '{split($1, a, "{")} a[1] == m {s += $2} END {print s+0}'
+lastack_metric() { # name: summed over its label sets, from the JSON view
+    ip netns exec "$C" "$bin" stats -a 10.70.0.2:9190 --json 2>/dev/null | python3 -c "
+import json, sys
+try:
+    families = json.load(sys.stdin)['families']
+except ValueError:
+    print(0); sys.exit()
+print(sum(s['value'] for f in families if f['name'] == '$1' for s in f['samples']))" \
+        || echo 0
 }
 
 results="$work/results.jsonl"
@@ -244,6 +255,7 @@ run_one() { # proxy workload flows backends seconds [label]
     local p0 s0 p1 s1 out tw_client tw_backend
     local lastack_tw0=0
     [ "$proxy" = lastack ] && lastack_tw0=$(lastack_metric lastack_tcp_time_wait_entries)
+    [ "$proxy" = lastack-baseline ] && lastack_tw0=0
     p0=$(proc_ticks "$proxy_pid"); s0=$(sys_ticks)
     local perf_pid=""
     if [ -n "${PROFILE:-}" ] && [ -n "$proxy_pid" ] && [ ! -e "$work/profile-$proxy.data" ]; then
@@ -262,6 +274,9 @@ run_one() { # proxy workload flows backends seconds [label]
     if [ "$proxy" = lastack ]; then
         tw_client=$(lastack_metric lastack_tcp_time_wait_entries)
         tw_bytes=$(lastack_metric lastack_tcp_time_wait_bytes)
+    elif [ "$proxy" = lastack-baseline ]; then
+        # An older build may not serve the JSON view: not measured.
+        tw_client=-1
     else
         tw_client=$(time_wait "$P" "10.70.0.2:")
     fi
@@ -323,7 +338,7 @@ def load(p):
 new, old = load(sys.argv[1]), load(sys.argv[2])
 done = {(r['proxy'], r['workload']) for r in new}
 merged = [r for r in old if (r['proxy'], r['workload']) not in done] + new
-order = {p: i for i, p in enumerate(['direct', 'lastack', 'haproxy', 'nginx'])}
+order = {p: i for i, p in enumerate(['direct', 'lastack', 'lastack-baseline', 'haproxy', 'nginx'])}
 merged.sort(key=lambda r: (order.get(r['proxy'], 9), r['workload'], r['backends'], r['flows']))
 open(sys.argv[1], 'w').write(''.join(json.dumps(r) + '\n' for r in merged))
 nb, ob = load(sys.argv[3]), load(sys.argv[4])

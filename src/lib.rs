@@ -6,12 +6,16 @@
 //!   views; the sans-IO TCP engine), which forbids `unsafe`.
 //! - [`link`]: packet I/O (the XDP steering program, AF_XDP sockets).
 //! - [`shard`]: one core's loop gluing `link`, `tcp` and what serves each
-//!   connection.
+//!   connection (one slab, keyed by the engine's per-connection tag; one
+//!   timer wheel for the deadlines).
 //! - [`proxy`]: a session per proxied connection, the close policy, the
 //!   PROXY protocol header.
 //! - [`upstream`]: the shard's io_uring, backend sockets, pools, balancing,
 //!   health.
 //! - [`config`]: the TOML schema, loading and validation.
+//! - [`runtime`]: one running lastack built from a config (steering,
+//!   shards, health checkers, admin endpoint), shared by `lastack run` and
+//!   the integration tests.
 //! - [`admin`]: metrics (declared once; Prometheus text and JSON).
 //!
 //! `unsafe` is denied in this crate except in [`link`] and [`upstream`],

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::admin::AdminState;
-use crate::config::Config;
+use crate::config::{Config, Interface};
 use crate::link::xdp::{SteerCounters, Steering};
 use crate::link::xsk::XskSocket;
 use crate::proxy::UpstreamPlan;
@@ -65,25 +65,14 @@ impl Runtime {
         let mut programs = Vec::new();
         let mut shards = Vec::new();
         for interface in &config.interfaces {
-            let mut steering = Steering::load()?;
+            let steering = Steering::load()?;
             for listener in &listeners {
                 steering.add_listener(*listener.addr.ip(), listener.addr.port())?;
             }
-            let ifindex = nix::net::if_::if_nametoindex(interface.name.as_str())
-                .map_err(|e| format!("interface {}: {e}", interface.name))?;
-            steering.attach(ifindex, interface.xdp_mode)?;
-            for queue in 0..interface.queues {
-                let frames = std::num::NonZeroU32::new(interface.umem_frames).expect("validated");
-                let socket = XskSocket::bind_with_frame_size(
-                    &interface.name,
-                    queue,
-                    frames,
-                    interface.frame_size,
-                    interface.bind_mode,
-                )?;
-                steering.register_socket(queue, socket.fd())?;
-                let shard = shards.len();
-                let plan = ShardPlan {
+            let first = shards.len();
+            let plan = |socket: XskSocket, queue: u32| -> std::io::Result<ShardPlan> {
+                let shard = first + queue as usize;
+                Ok(ShardPlan {
                     socket,
                     tcp: tcp.clone(),
                     secret: secret(secrets, shard)?,
@@ -92,12 +81,9 @@ impl Runtime {
                     busy_poll: *interface.busy_poll,
                     upstream: proxies
                         .then(|| UpstreamPlan::new(config, &board, shard, total_shards)),
-                };
-                let core = interface.cores.get(queue as usize).map(|&c| c as usize);
-                shards.push(Shard::spawn(plan, core)?);
-            }
-            tracing::info!(interface = %interface.name, mode = ?interface.xdp_mode, queues = interface.queues, "serving");
-            programs.push((interface.name.clone(), steering));
+                })
+            };
+            shards.extend(serve_interface(interface, steering, plan, &mut programs)?);
         }
         let checkers = crate::upstream::checker::spawn(&board, &config.pools, &stop);
         let admin_state = Arc::new(AdminState {
@@ -200,6 +186,37 @@ impl Drop for Runtime {
             let _ = admin.join();
         }
     }
+}
+
+/// Attaches `steering` to `interface`, then for each of its queues binds
+/// an AF_XDP socket, registers it with the program and starts a shard from
+/// `plan`; the program joins `programs`.
+fn serve_interface(
+    interface: &Interface,
+    mut steering: Steering,
+    plan: impl Fn(XskSocket, u32) -> std::io::Result<ShardPlan>,
+    programs: &mut Vec<(String, Steering)>,
+) -> Result<Vec<ShardHandle>, Box<dyn std::error::Error>> {
+    let ifindex = nix::net::if_::if_nametoindex(interface.name.as_str())
+        .map_err(|e| format!("interface {}: {e}", interface.name))?;
+    steering.attach(ifindex, interface.xdp_mode)?;
+    let frames = std::num::NonZeroU32::new(interface.umem_frames).expect("validated");
+    let mut shards = Vec::new();
+    for queue in 0..interface.queues {
+        let socket = XskSocket::bind_with_frame_size(
+            &interface.name,
+            queue,
+            frames,
+            interface.frame_size,
+            interface.bind_mode,
+        )?;
+        steering.register_socket(queue, socket.fd())?;
+        let core = interface.cores.get(queue as usize).map(|&c| c as usize);
+        shards.push(Shard::spawn(plan(socket, queue)?, core)?);
+    }
+    tracing::info!(interface = %interface.name, mode = ?interface.xdp_mode, queues = interface.queues, "serving");
+    programs.push((interface.name.clone(), steering));
+    Ok(shards)
 }
 
 /// A shard's ISN and cookie secret.

@@ -148,7 +148,10 @@ fn other_ports_on_the_vip_still_reach_the_kernel() {
     }
     let mut dp = datapath(84, 1);
     let kernel_port = dp.vip(5555);
-    let listener = dp.topo.lastack.enter(|| TcpListener::bind(kernel_port).unwrap());
+    let listener = dp
+        .topo
+        .lastack
+        .enter(|| TcpListener::bind(kernel_port).unwrap());
     let server = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
         conn.write_all(b"from the kernel").unwrap();
@@ -397,7 +400,11 @@ fn the_source_service_streams_until_the_client_closes() {
         let mut stream = connect(vip);
         let mut got = vec![0u8; 1 << 20];
         stream.read_exact(&mut got).unwrap();
-        assert_eq!(common::pattern::mismatch(0, 0, &got), None, "the test stream");
+        assert_eq!(
+            common::pattern::mismatch(0, 0, &got),
+            None,
+            "the test stream"
+        );
     }); // the client closes first
     let stats = dp.stop();
     assert_eq!(

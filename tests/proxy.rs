@@ -21,7 +21,13 @@ const BACKEND_PORT: u16 = 8080;
 /// `listener`) forwarding to pool `p` (`pool` lines, then `backends`
 /// backends at `10.<net>.1.11…:8080`, backend i with `extra[i]` lines).
 fn proxy_with(net: u8, backends: usize, listener: &str, pool: &str, extra: &[&str]) -> Lastack {
-    let topo = Topology::new(net, Shape { queues: 1, backends });
+    let topo = Topology::new(
+        net,
+        Shape {
+            queues: 1,
+            backends,
+        },
+    );
     let backend_list: String = topo
         .backend_addrs
         .iter()
@@ -212,7 +218,11 @@ fn twenty_thousand_connections_to_one_backend_address() {
     let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
     assert_eq!(ports.len(), 20_000, "a TIME-WAIT per backend connection");
     assert_eq!(distinct.len(), 20_000, "each on a port of its own");
-    assert!(distinct.iter().all(|&p| p >= 1024), "{:?}", distinct.first());
+    assert!(
+        distinct.iter().all(|&p| p >= 1024),
+        "{:?}",
+        distinct.first()
+    );
 }
 
 /// Test 7: with PROXY v2, the backend sees the client's own address.
@@ -376,10 +386,14 @@ fn backpressure_both_ways_with_100_mib() {
         let _ = stream.read_to_end(&mut rest);
         ahead
     });
-    wait::until("the slow backend read everything", Duration::from_secs(60), || {
-        let read = slow.bytes.load(Ordering::Relaxed);
-        (read == TOTAL as u64).then_some(()).ok_or(read)
-    });
+    wait::until(
+        "the slow backend read everything",
+        Duration::from_secs(60),
+        || {
+            let read = slow.bytes.load(Ordering::Relaxed);
+            (read == TOTAL as u64).then_some(()).ok_or(read)
+        },
+    );
     eprintln!(
         "upload: client finished {:.1} MiB ahead of the slow backend; {:.1}s",
         ahead as f64 / 1048576.0,
@@ -687,14 +701,13 @@ fn drained_backends_and_connection_limits() {
     let open = |expect_ok: bool| -> Option<TcpStream> {
         // The RST for a connection over the limit can come so soon that it
         // ends connect() itself (the handshake completed, then RST).
-        let attempt = TcpStream::connect_timeout(&vip.into(), Duration::from_secs(5)).and_then(
-            |mut s| {
+        let attempt =
+            TcpStream::connect_timeout(&vip.into(), Duration::from_secs(5)).and_then(|mut s| {
                 s.set_read_timeout(Some(Duration::from_secs(5)))?;
                 let mut byte = [0u8];
                 s.read_exact(&mut byte)?;
                 Ok((s, byte))
-            },
-        );
+            });
         match attempt.map(|(s, byte)| (s, byte[0])) {
             Ok((s, byte)) => {
                 assert!(expect_ok, "a connection beyond the limit was served");

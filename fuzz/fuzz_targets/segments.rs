@@ -11,13 +11,13 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use lastack_testkit::sim::{client_addr, deliver_bytes, server_addr, LinkConfig, Pair, Side};
-use lastack::tcp::{ConnId, Event, Route, TcpConfig};
-use lastack::wire::{IpProtocol, Ipv4Repr, TcpPacket};
+use lastack_core::tcp::{ConnId, Event, Route, TcpConfig};
+use lastack_core::wire::{IpProtocol, Ipv4Repr, TcpPacket};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 
 /// The tag these connections carry in their events.
-const TAG: lastack::tcp::Tag = lastack::tcp::Tag(1);
+const TAG: lastack_core::tcp::Tag = lastack_core::tcp::Tag(1);
 
 #[derive(Arbitrary, Debug)]
 enum Step {

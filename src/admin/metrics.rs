@@ -393,10 +393,25 @@ pub const METRICS: &[Metric] = &[
         "Connections that entered TIME-WAIT (lastack closed first).",
         |s| s.tcp.time_wait_entered,
     ),
+    gauge(
+        "lastack_shard_connections_served",
+        "Connections the shard serves (echo, discard, source, proxy sessions).",
+        |s| s.served as u64,
+    ),
+    gauge(
+        "lastack_shard_deadlines",
+        "Deadlines armed in the shard's timer wheel (idle, grace, backend waits).",
+        |s| s.deadlines as u64,
+    ),
     // Proxy.
     gauge("lastack_proxy_sessions", "Proxy sessions open.", |s| {
         s.proxy.sessions_active
     }),
+    gauge(
+        "lastack_proxy_backend_sockets",
+        "Backend sockets open or closing (io_uring slots in use).",
+        |s| s.proxy.backend_sockets,
+    ),
     gauge(
         "lastack_proxy_held_buffers",
         "Receive buffers held for clients without room.",

@@ -44,7 +44,7 @@ impl Proxy {
 
     /// client-first: the grace period ended without the client's FIN.
     pub(super) fn expire_grace(&mut self, stack: &mut Stack, now: Instant, s: &mut Session) {
-        if !s.grace.is_some_and(|at| now >= at) || s.client_state != Client::Open {
+        if s.grace.is_none_or(|at| now < at) || s.client_state != Client::Open {
             return;
         }
         self.stats.grace_expired += 1;

@@ -2,13 +2,13 @@
 //! [`Stack`], one io_uring. Shards share nothing on the fast path.
 //!
 //! # One owner per connection
-//! Everything the shard serves lives in one slab, [`Shard::conns`]: an
-//! [`Entry`] per accepted connection holding what serves it (echo,
-//! discard, source, or a proxy [`Session`]). Its slab key is the tag the
-//! engine returns with every event of the connection and the owner of its
-//! backend socket in the io_uring, so an event or completion finds what
-//! serves it by index, never by lookup; and the key names its deadline in
-//! the shard's timer wheel, so nothing scans.
+//! Everything the shard serves lives in one slab ([`serving`]): an entry
+//! per accepted connection holding what serves it (echo, discard, source,
+//! or a proxy [`Session`](crate::proxy::Session)). Its slab key is the tag
+//! the engine returns with every event of the connection and the owner of
+//! its backend socket in the io_uring, so an event or completion finds
+//! what serves it by index, never by lookup; and the key names its
+//! deadline in the shard's timer wheel, so nothing scans.
 //!
 //! # The loop
 //! 1. take completed tx frames back, refill the fill ring;
@@ -31,23 +31,22 @@
 mod plan;
 pub mod route;
 pub mod service;
+mod serving;
 
 pub use plan::{ListenerPlan, Serve, ShardPlan};
+pub use serving::Serving;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use slab::Slab;
 use xsk_rs::FrameDesc;
 
 use crate::link::xsk::{FrameCounts, XskSocket};
-use crate::proxy::{ClientEvent, Proxy, ProxyStats, Session, Step};
-use crate::tcp::timer_wheel::TimerWheel;
-use crate::tcp::{ConnId, Event, Instant, ListenerId, Stack, Stats, Tag};
-use crate::upstream::uring::Completion;
+use crate::proxy::{Proxy, ProxyStats};
+use crate::tcp::{Instant, Stack, Stats};
 use crate::wire::{self, Frame};
-use service::{Kind, Local};
+use serving::{ListenerState, Served};
 
 /// After work, the loop keeps polling the rings this long before it
 /// sleeps (unless configured otherwise): under load the next batch comes
@@ -128,61 +127,11 @@ impl ShardHandle {
     }
 }
 
-/// What serves one connection.
-#[derive(Debug)]
-pub enum Serving {
-    /// In-process: echo, discard or source.
-    Local(Local),
-    /// A proxy session.
-    Proxy(Session),
-}
-
-/// One entry of the shard's slab.
-#[derive(Debug)]
-pub struct Entry {
-    /// The listener that accepted it (its open-connection count).
-    listener: usize,
-    serving: Serving,
-}
-
-impl Entry {
-    fn client(&self) -> ConnId {
-        match &self.serving {
-            Serving::Local(local) => local.id,
-            Serving::Proxy(session) => session.client,
-        }
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        match &self.serving {
-            Serving::Local(local) => Some(local.idle_check),
-            Serving::Proxy(session) => session.deadline(),
-        }
-    }
-}
-
-/// A listener and its connections open on this shard.
-#[derive(Debug)]
-struct ListenerState {
-    id: ListenerId,
-    plan: ListenerPlan,
-    open: u32,
-}
-
 /// Everything one shard owns.
 pub struct Shard {
     socket: XskSocket,
     stack: Stack,
-    /// By [`ListenerId::index`].
-    listeners: Vec<ListenerState>,
-    /// What serves each connection, keyed by the connection's engine tag.
-    conns: Slab<Entry>,
-    /// Each entry's next deadline, keyed by its slab key.
-    deadlines: TimerWheel,
-    expired: Vec<u32>,
-    proxy: Option<Proxy>,
-    completions: Vec<Completion>,
-    scratch: Box<[u8]>,
+    served: Served,
     stats: ShardStats,
     clock: std::time::Instant,
     busy_poll: Duration,
@@ -198,11 +147,7 @@ impl Shard {
                 .listen(listener.addr)
                 .map_err(|e| std::io::Error::other(format!("listener {}: {e}", listener.addr)))?;
             debug_assert_eq!(id.index(), i, "listeners are numbered in order");
-            listeners.push(ListenerState {
-                id,
-                plan: *listener,
-                open: 0,
-            });
+            listeners.push(ListenerState::new(id, *listener));
         }
         let proxy = match &plan.upstream {
             Some(upstream) => Some(Proxy::new(upstream)?),
@@ -212,13 +157,7 @@ impl Shard {
         Ok(Self {
             socket: plan.socket,
             stack,
-            listeners,
-            conns: Slab::new(),
-            deadlines: TimerWheel::default(),
-            expired: Vec::new(),
-            proxy,
-            completions: Vec::with_capacity(256),
-            scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
+            served: Served::new(listeners, proxy),
             stats: ShardStats {
                 queue,
                 ..Default::default()
@@ -283,11 +222,11 @@ impl Shard {
             let received = self.receive(&mut rx);
             let now = self.now();
             self.stack.handle_timeout(now);
-            let completed = self.backend_completions(now);
-            self.expire_deadlines(now);
-            self.serve_events(now);
+            let completed = self.served.completions(&mut self.stack, now);
+            self.served.expire(&mut self.stack, now);
+            self.served.events(&mut self.stack, now);
             let sent = self.transmit(now, &mut tx);
-            if let Some(proxy) = self.proxy.as_mut() {
+            if let Some(proxy) = self.served.proxy.as_mut() {
                 proxy.submit();
             }
             if now - last_publish >= Duration::from_millis(100) {
@@ -314,7 +253,7 @@ impl Shard {
         let horizon = now + MAX_SLEEP;
         let next = [
             self.stack.poll_timeout(),
-            self.deadlines.next_deadline_before(horizon),
+            self.served.next_deadline_before(horizon),
         ]
         .into_iter()
         .flatten()
@@ -327,7 +266,7 @@ impl Shard {
             wait = wait.min(Duration::from_millis(1));
         }
         self.socket.kick_tx();
-        match self.proxy.as_mut() {
+        match self.served.proxy.as_mut() {
             Some(proxy) => {
                 use std::os::fd::AsRawFd;
                 proxy.wait(self.socket.fd().as_raw_fd(), wait);
@@ -343,19 +282,10 @@ impl Shard {
     /// and sends what that produced.
     fn shutdown(&mut self) {
         let now = self.now();
-        if let Some(proxy) = self.proxy.as_mut() {
-            let sessions = self
-                .conns
-                .iter_mut()
-                .filter_map(|(_, e)| match &mut e.serving {
-                    Serving::Proxy(session) => Some(session),
-                    Serving::Local(_) => None,
-                });
-            proxy.shutdown(&mut self.stack, now, sessions);
-            let mut tx = Vec::with_capacity(crate::link::xsk::BATCH);
-            self.transmit(now, &mut tx);
-            self.socket.kick_tx();
-        }
+        self.served.shutdown(&mut self.stack, now);
+        let mut tx = Vec::with_capacity(crate::link::xsk::BATCH);
+        self.transmit(now, &mut tx);
+        self.socket.kick_tx();
     }
 
     /// Step 2: an rx batch through `wire` into the engine.
@@ -380,189 +310,6 @@ impl Shard {
             self.socket.release(desc);
         }
         n
-    }
-
-    /// Step 4: the io_uring's completions, each to its session.
-    fn backend_completions(&mut self, now: Instant) -> usize {
-        let Some(proxy) = self.proxy.as_mut() else {
-            return 0;
-        };
-        proxy.poll_completions(&mut self.completions);
-        let count = self.completions.len();
-        for completion in &self.completions {
-            let key = completion.owner as usize;
-            let Some(Entry {
-                serving: Serving::Proxy(session),
-                ..
-            }) = self.conns.get_mut(key)
-            else {
-                continue;
-            };
-            let step = proxy.on_backend(&mut self.stack, now, session, completion);
-            Self::after(
-                &mut self.conns,
-                &mut self.deadlines,
-                &mut self.listeners,
-                key,
-                step,
-            );
-        }
-        count
-    }
-
-    /// Step 5: due deadlines.
-    fn expire_deadlines(&mut self, now: Instant) {
-        self.deadlines.expire(now, &mut self.expired);
-        for key in std::mem::take(&mut self.expired) {
-            let key = key as usize;
-            let Some(entry) = self.conns.get_mut(key) else {
-                continue;
-            };
-            let step = match &mut entry.serving {
-                Serving::Local(local) => local.on_timeout(&mut self.stack, now),
-                Serving::Proxy(session) => match self.proxy.as_mut() {
-                    Some(proxy) => proxy.on_timeout(&mut self.stack, now, session),
-                    None => Step::Finished,
-                },
-            };
-            Self::after(
-                &mut self.conns,
-                &mut self.deadlines,
-                &mut self.listeners,
-                key,
-                step,
-            );
-        }
-    }
-
-    /// Step 6: the engine's events, each to what serves the connection.
-    fn serve_events(&mut self, now: Instant) {
-        while let Some(event) = self.stack.poll_event() {
-            let (id, tag) = match event {
-                Event::Acceptable(listener) => {
-                    self.accept_all(now, listener);
-                    continue;
-                }
-                other => other.conn().expect("a connection event"),
-            };
-            let key = tag.0 as usize;
-            // A slab key is reused as soon as its entry goes: the event may
-            // be for the connection that had it before.
-            let Some(entry) = self.conns.get_mut(key).filter(|e| e.client() == id) else {
-                continue;
-            };
-            let step = match &mut entry.serving {
-                Serving::Local(local) => match event {
-                    Event::Closed(..) => {
-                        let _ = self.stack.close(now, id);
-                        Step::Finished
-                    }
-                    Event::Reset(..) => Step::Finished,
-                    _ => local.pump(&mut self.stack, now, &mut self.scratch),
-                },
-                Serving::Proxy(session) => {
-                    let what = match event {
-                        Event::Closed(..) => ClientEvent::Closed,
-                        Event::Reset(..) => ClientEvent::Reset,
-                        _ => ClientEvent::Ready,
-                    };
-                    match self.proxy.as_mut() {
-                        Some(proxy) => proxy.on_client(&mut self.stack, now, session, what),
-                        None => Step::Finished,
-                    }
-                }
-            };
-            Self::after(
-                &mut self.conns,
-                &mut self.deadlines,
-                &mut self.listeners,
-                key,
-                step,
-            );
-        }
-    }
-
-    /// Takes every connection waiting on `listener` and starts serving it.
-    fn accept_all(&mut self, now: Instant, listener: ListenerId) {
-        let index = listener.index();
-        let Some(plan) = self.listeners.get(index).map(|l| l.plan) else {
-            return;
-        };
-        loop {
-            let vacant = self.conns.vacant_entry();
-            let key = vacant.key();
-            let Some(id) = self.stack.accept(listener, Tag(key as u64)) else {
-                return;
-            };
-            let serving = match plan.serve {
-                Serve::Proxy(policy) => {
-                    let open = self.listeners[index].open;
-                    let session = match self.proxy.as_mut() {
-                        Some(proxy) if over(open, policy.max_connections) => {
-                            proxy.over_limit();
-                            None
-                        }
-                        Some(proxy) => proxy.open(&mut self.stack, now, key as u64, id, policy),
-                        None => None,
-                    };
-                    match session {
-                        Some(session) => Serving::Proxy(session),
-                        None => {
-                            // Refused (over the limit, no backend leg) or
-                            // already over (no backend could take it).
-                            let _ = self.stack.abort(now, id);
-                            continue;
-                        }
-                    }
-                }
-                local => {
-                    let kind = match local {
-                        Serve::Echo => Kind::Echo,
-                        Serve::Discard => Kind::Discard,
-                        _ => Kind::Source,
-                    };
-                    let mut local = Local::new(id, kind, plan.idle_timeout, now);
-                    if local.pump(&mut self.stack, now, &mut self.scratch) == Step::Finished {
-                        continue;
-                    }
-                    Serving::Local(local)
-                }
-            };
-            self.listeners[index].open += 1;
-            let entry = vacant.insert(Entry {
-                listener: index,
-                serving,
-            });
-            let deadline = entry.deadline();
-            arm(&mut self.deadlines, key, deadline);
-        }
-    }
-
-    /// After an entry was served: drops it when finished (its deadline and
-    /// its listener's count with it), else keeps its deadline current.
-    fn after(
-        conns: &mut Slab<Entry>,
-        deadlines: &mut TimerWheel,
-        listeners: &mut [ListenerState],
-        key: usize,
-        step: Step,
-    ) {
-        match step {
-            Step::Finished => {
-                if let Some(entry) = conns.try_remove(key) {
-                    listeners[entry.listener].open -= 1;
-                }
-                deadlines.remove(key as u32);
-            }
-            Step::Continue => {
-                if let Some(entry) = conns.get(key) {
-                    let at = entry.deadline();
-                    if deadlines.deadline(key as u32) != at {
-                        arm(deadlines, key, at);
-                    }
-                }
-            }
-        }
     }
 
     /// Step 7: the engine's output into one tx batch.
@@ -619,18 +366,19 @@ impl Shard {
         let mut stats = self.stats.clone();
         stats.frames = self.socket.counts();
         stats.tcp = self.stack.stats().clone();
-        if let Some(proxy) = &self.proxy {
+        if let Some(proxy) = &self.served.proxy {
             stats.proxy = proxy.stats();
             (stats.backend_connections, stats.backend_opened) = proxy.backend_counts();
         }
         stats.connections = self.stack.connection_count();
         stats.slots_in_use = self.stack.slots_in_use();
         stats.slots_created = self.stack.slots_created();
-        stats.served = self.conns.len();
-        stats.deadlines = self.deadlines.len();
+        stats.served = self.served.len();
+        stats.deadlines = self.served.deadlines();
         stats.time_wait = self.stack.time_wait_count();
         stats.time_wait_bytes = self.stack.time_wait_memory();
         stats.queues = self
+            .served
             .listeners
             .iter()
             .map(|l| {
@@ -648,18 +396,5 @@ impl Shard {
             .map(|(s, n)| (s.name(), n))
             .collect();
         stats
-    }
-}
-
-/// True if a listener with `open` connections is at its `max` (0: none).
-fn over(open: u32, max: u32) -> bool {
-    max > 0 && open >= max
-}
-
-/// Arms (or cancels) the deadline of slab entry `key`.
-fn arm(deadlines: &mut TimerWheel, key: usize, at: Option<Instant>) {
-    match at {
-        Some(at) => deadlines.insert(key as u32, at),
-        None => deadlines.remove(key as u32),
     }
 }

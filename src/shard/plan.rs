@@ -28,6 +28,19 @@ pub enum Serve {
     Proxy(ProxyPolicy),
 }
 
+impl Serve {
+    /// The in-process service, if this is one (not a proxy).
+    pub fn local_kind(self) -> Option<super::service::Kind> {
+        use super::service::Kind;
+        match self {
+            Serve::Echo => Some(Kind::Echo),
+            Serve::Discard => Some(Kind::Discard),
+            Serve::Source => Some(Kind::Source),
+            Serve::Proxy(_) => None,
+        }
+    }
+}
+
 /// One listener, as every shard serves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerPlan {

@@ -150,5 +150,9 @@ impl Lastack {
 
 /// Starts `lastack run -c config` in `ns` (stderr captured).
 pub fn lastack_run(ns: &Netns, config: &Path) -> std::process::Child {
-    process::spawn_in(ns, LASTACK, &["run", "-c", config.to_str().expect("a path")])
+    process::spawn_in(
+        ns,
+        LASTACK,
+        &["run", "-c", config.to_str().expect("a path")],
+    )
 }

@@ -104,7 +104,8 @@ impl Netns {
     }
 
     pub fn link_up(&self, ifname: &str) -> io::Result<()> {
-        self.try_exec(&["ip", "link", "set", ifname, "up"]).map(drop)
+        self.try_exec(&["ip", "link", "set", ifname, "up"])
+            .map(drop)
     }
 
     /// Sets a sysctl in the namespace (`net.*` keys are per namespace).

@@ -12,88 +12,100 @@
 //! ```
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lastack_testkit::netns::{veth, Netns};
+use lastack_testkit::{process, wait};
+
 use crate::churn::{self, ChurnConfig, CloseOrder, Report};
 use crate::metrics::Exposition;
 
-const CLIENTS: &str = "lsdemo-c";
-const LASTACK: &str = "lsdemo-l";
-const BACKENDS: [&str; 3] = ["lsdemo-b1", "lsdemo-b2", "lsdemo-b3"];
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 10);
 const CLIENT_SOURCES: u8 = 16;
+const BACKENDS: usize = 3;
 
-fn sh(args: &[&str]) -> io::Result<()> {
-    let out = Command::new(args[0]).args(&args[1..]).output()?;
-    if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "{}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
-}
-
-fn ns(name: &str, args: &[&str]) -> io::Result<()> {
-    let mut full = vec!["ip", "netns", "exec", name];
-    full.extend_from_slice(args);
-    sh(&full)
-}
-
-/// Runs `f` on a thread inside namespace `name`.
-fn in_ns<R: Send>(name: &str, f: impl FnOnce() -> R + Send) -> io::Result<R> {
-    let path = format!("/var/run/netns/{name}");
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| -> io::Result<R> {
-                let file = std::fs::File::open(&path)?;
-                nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(io::Error::other)?;
-                Ok(f())
-            })
-            .join()
-            .map_err(|_| io::Error::other("a demo thread panicked"))?
-    })
-}
-
-/// Namespaces and processes of the demo; dropped = torn down.
+/// The demo's namespaces and processes; dropped = torn down (processes
+/// first, then the namespaces).
 struct Demo {
     children: Vec<(String, Child)>,
+    clients: Netns,
+    lastack: Netns,
+    backends: Vec<Netns>,
 }
 
 impl Demo {
-    fn spawn(&mut self, what: &str, netns: &str, args: &[&str]) -> io::Result<()> {
+    /// Namespaces for clients, lastack and three backends (see the module
+    /// docs); the names and addresses are the ones `config/demo.toml` uses.
+    fn build() -> io::Result<Self> {
+        let clients = Netns::named("lsdemo-c")?;
+        let lastack = Netns::named("lsdemo-l")?;
+        let backends = (1..=BACKENDS)
+            .map(|i| Netns::named(&format!("lsdemo-b{i}")))
+            .collect::<io::Result<Vec<_>>>()?;
+        // Clients ↔ lastack: two queues, so both shards get flows.
+        veth(&clients, "lsdemo-c0", &lastack, "lsdemo0", 2)?;
+        clients.add_address("lsdemo-c0", "10.99.0.1/24")?;
+        for i in 0..CLIENT_SOURCES {
+            clients.add_address("lsdemo-c0", &format!("10.99.1.{}/16", i + 1))?;
+        }
+        lastack.add_address("lsdemo0", &format!("{VIP}/16"))?;
+        clients.link_up("lsdemo-c0")?;
+        lastack.link_up("lsdemo0")?;
+        clients.offloads_off("lsdemo-c0")?;
+        // Clients: 16 addresses × 64k ports, TIME-WAIT reuse as a load
+        // generator needs, and no cap on TIME-WAIT sockets (so they count).
+        clients.sysctl("net.ipv4.ip_local_port_range", "1024 65535")?;
+        clients.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
+        clients.sysctl("net.ipv4.tcp_max_tw_buckets", "4000000")?;
+        // lastack ↔ backends: a bridge in lastack's namespace, with the
+        // pool's four source addresses.
+        lastack.try_exec(&["ip", "link", "add", "lsdemo-br", "type", "bridge"])?;
+        for a in 1..=4 {
+            lastack.add_address("lsdemo-br", &format!("10.98.0.{a}/24"))?;
+        }
+        lastack.link_up("lsdemo-br")?;
+        lastack.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
+        for (i, backend) in backends.iter().enumerate() {
+            let (outside, inside) = (format!("lsdemo-p{}", i + 1), format!("lsdemo-q{}", i + 1));
+            veth(&lastack, &outside, backend, &inside, 1)?;
+            lastack.try_exec(&["ip", "link", "set", &outside, "master", "lsdemo-br"])?;
+            lastack.link_up(&outside)?;
+            backend.add_address(&inside, &format!("10.98.0.{}/24", 11 + i))?;
+            backend.link_up(&inside)?;
+        }
+        Ok(Self {
+            children: Vec::new(),
+            clients,
+            lastack,
+            backends,
+        })
+    }
+
+    /// Starts `lastack ARGS` (this binary) in the namespace `ns` picks,
+    /// known as `what`.
+    fn spawn(&mut self, what: &str, ns: impl Fn(&Self) -> &Netns, args: &[&str]) -> io::Result<()> {
         let exe = std::env::current_exe()?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", netns])
-            .arg(exe)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
+        let exe = exe
+            .to_str()
+            .ok_or_else(|| io::Error::other("the binary's path"))?;
+        let child = process::spawn_in(ns(self), exe, args);
         self.children.push((what.to_string(), child));
         Ok(())
     }
 
-    /// Stops the processes named `what` (SIGTERM, by PID) and waits.
+    /// Stops the processes known as `what` (SIGTERM, by PID) and waits.
     fn stop(&mut self, what: &str) {
-        let (stopping, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.children)
+        let (mut stopping, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.children)
             .into_iter()
             .partition(|(w, _)| w == what);
         self.children = keep;
-        for (_, mut child) in stopping {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = child.wait();
+        for (_, child) in &mut stopping {
+            process::terminate_quietly(child);
         }
     }
 
@@ -111,6 +123,29 @@ impl Demo {
         }
         Ok(())
     }
+
+    /// lastack's metrics (its admin endpoint in its namespace).
+    fn metrics(&self) -> io::Result<Exposition> {
+        self.lastack
+            .enter(|| crate::metrics::fetch(SocketAddr::from((Ipv4Addr::LOCALHOST, 9190))))
+    }
+
+    /// Waits (bounded) until every backend accepts connections.
+    fn backends_ready(&mut self) -> io::Result<()> {
+        for i in 0..BACKENDS {
+            let addr = SocketAddr::from(([10, 98, 0, 11 + i as u8], 8080));
+            let up = wait::poll(Duration::from_secs(5), || {
+                self.lastack
+                    .enter(|| TcpStream::connect_timeout(&addr, Duration::from_millis(100)))
+                    .ok()
+            });
+            if up.is_err() {
+                self.alive("backend")?;
+                return Err(io::Error::other(format!("backend {addr} did not come up")));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Demo {
@@ -119,148 +154,7 @@ impl Drop for Demo {
         for what in all {
             self.stop(&what);
         }
-        teardown();
     }
-}
-
-fn teardown() {
-    for name in [CLIENTS, LASTACK].iter().chain(BACKENDS.iter()) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", name])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-fn topology() -> io::Result<()> {
-    teardown(); // leftovers of an interrupted run
-    for name in [CLIENTS, LASTACK].iter().chain(BACKENDS.iter()) {
-        sh(&["ip", "netns", "add", name])?;
-        ns(name, &["ip", "link", "set", "lo", "up"])?;
-    }
-    // Clients ↔ lastack: two queues, so both shards get flows.
-    sh(&[
-        "ip",
-        "link",
-        "add",
-        "lsdemo-c0",
-        "netns",
-        CLIENTS,
-        "numtxqueues",
-        "2",
-        "numrxqueues",
-        "2",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "lsdemo0",
-        "netns",
-        LASTACK,
-        "numtxqueues",
-        "2",
-        "numrxqueues",
-        "2",
-    ])?;
-    ns(
-        CLIENTS,
-        &["ip", "addr", "add", "10.99.0.1/24", "dev", "lsdemo-c0"],
-    )?;
-    for i in 0..CLIENT_SOURCES {
-        ns(
-            CLIENTS,
-            &[
-                "ip",
-                "addr",
-                "add",
-                &format!("10.99.1.{}/16", i + 1),
-                "dev",
-                "lsdemo-c0",
-            ],
-        )?;
-    }
-    ns(
-        LASTACK,
-        &["ip", "addr", "add", &format!("{VIP}/16"), "dev", "lsdemo0"],
-    )?;
-    ns(CLIENTS, &["ip", "link", "set", "lsdemo-c0", "up"])?;
-    ns(LASTACK, &["ip", "link", "set", "lsdemo0", "up"])?;
-    ns(
-        CLIENTS,
-        &[
-            "ethtool",
-            "-K",
-            "lsdemo-c0",
-            "tx",
-            "off",
-            "tso",
-            "off",
-            "gso",
-            "off",
-        ],
-    )?;
-    // Clients: 16 addresses × 64k ports, TIME-WAIT reuse as a load
-    // generator needs, and no cap on TIME-WAIT sockets (so they count).
-    ns(
-        CLIENTS,
-        &["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"],
-    )?;
-    ns(CLIENTS, &["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"])?;
-    ns(
-        CLIENTS,
-        &["sysctl", "-qw", "net.ipv4.tcp_max_tw_buckets=4000000"],
-    )?;
-    // lastack ↔ backends: a bridge in lastack's namespace.
-    ns(
-        LASTACK,
-        &["ip", "link", "add", "lsdemo-br", "type", "bridge"],
-    )?;
-    for a in 1..=4 {
-        ns(
-            LASTACK,
-            &[
-                "ip",
-                "addr",
-                "add",
-                &format!("10.98.0.{a}/24"),
-                "dev",
-                "lsdemo-br",
-            ],
-        )?;
-    }
-    ns(LASTACK, &["ip", "link", "set", "lsdemo-br", "up"])?;
-    ns(LASTACK, &["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"])?;
-    for (i, backend) in BACKENDS.iter().enumerate() {
-        let (outside, inside) = (format!("lsdemo-p{}", i + 1), format!("lsdemo-q{}", i + 1));
-        sh(&[
-            "ip", "link", "add", &outside, "netns", LASTACK, "type", "veth", "peer", "name",
-            &inside, "netns", backend,
-        ])?;
-        ns(
-            LASTACK,
-            &["ip", "link", "set", &outside, "master", "lsdemo-br"],
-        )?;
-        ns(LASTACK, &["ip", "link", "set", &outside, "up"])?;
-        ns(
-            backend,
-            &[
-                "ip",
-                "addr",
-                "add",
-                &format!("10.98.0.{}/24", 11 + i),
-                "dev",
-                &inside,
-            ],
-        )?;
-        ns(backend, &["ip", "link", "set", &inside, "up"])?;
-    }
-    Ok(())
-}
-
-fn metrics() -> io::Result<Exposition> {
-    in_ns(LASTACK, || {
-        crate::metrics::fetch(SocketAddr::from((Ipv4Addr::LOCALHOST, 9190)))
-    })?
 }
 
 struct Row {
@@ -289,23 +183,16 @@ pub fn run(config: &Path, seconds: u64) -> io::Result<()> {
         signal_hook::flag::register(signal, Arc::clone(&cancel))?;
     }
     println!("lastack demo: building namespaces (clients, lastack, 3 backends)...");
-    topology()?;
-    let mut demo = Demo {
-        children: Vec::new(),
-    };
+    let mut demo = Demo::build()?;
     let config = config.canonicalize()?;
     let config = config
         .to_str()
         .ok_or_else(|| io::Error::other("config path"))?;
-    demo.spawn("lastack", LASTACK, &["run", "-c", config])?;
+    demo.spawn("lastack", |d| &d.lastack, &["run", "-c", config])?;
     // Ready when the admin endpoint answers.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metrics().is_err() {
+    if wait::poll(Duration::from_secs(10), || demo.metrics().ok()).is_err() {
         demo.alive("lastack")?;
-        if Instant::now() > deadline {
-            return Err(io::Error::other("lastack did not come up"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        return Err(io::Error::other("lastack did not come up"));
     }
     println!("lastack is up on {VIP}:80 (client-first) and {VIP}:81 (immediate).\n");
     let sources: Vec<IpAddr> = (0..CLIENT_SOURCES)
@@ -334,23 +221,22 @@ pub fn run(config: &Path, seconds: u64) -> io::Result<()> {
         ),
     ];
     for (order, backend_close, churn_close, levels) in cases {
-        for (i, backend) in BACKENDS.iter().enumerate() {
+        for i in 0..BACKENDS {
             let listen = format!("10.98.0.{}:8080", 11 + i);
             demo.spawn(
                 "backend",
-                backend,
+                |d| &d.backends[i],
                 &["backend", "-l", &listen, "--close", backend_close],
             )?;
         }
-        std::thread::sleep(Duration::from_millis(300));
-        demo.alive("backend")?;
+        demo.backends_ready()?;
         for (policy, port) in [("client-first", 80), ("immediate", 81)] {
             for &flows in levels {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(io::Error::other("interrupted"));
                 }
-                let before = metrics()?;
-                let client_before = in_ns(CLIENTS, churn::time_wait_sockets)?;
+                let before = demo.metrics()?;
+                let client_before = demo.clients.enter(churn::time_wait_sockets);
                 let churn_config = ChurnConfig {
                     targets: vec![SocketAddr::from((VIP, port))],
                     concurrency: flows,
@@ -367,12 +253,19 @@ pub fn run(config: &Path, seconds: u64) -> io::Result<()> {
                 };
                 print!("  {order:<28} policy {policy:<13} {flows:>4} flows ... ");
                 io::Write::flush(&mut io::stdout())?;
-                let report = in_ns(CLIENTS, || churn::run(&churn_config, |_, _, _| {}))??;
+                let report = demo
+                    .clients
+                    .enter(|| churn::run(&churn_config, |_, _, _| {}))?;
                 println!("{:>7.0} conn/s", report.connections_per_s);
-                // Let closes finish (FIN handshakes, the grace period).
-                std::thread::sleep(Duration::from_millis(2500));
-                let after = metrics()?;
-                let client_after = in_ns(CLIENTS, churn::time_wait_sockets)?;
+                // Until every close has finished (FIN handshakes, the grace
+                // period): no session left.
+                let after = wait::poll(Duration::from_secs(15), || {
+                    demo.metrics()
+                        .ok()
+                        .filter(|m| m.sum("lastack_proxy_sessions") == 0.0)
+                })
+                .map_err(|_| io::Error::other("lastack's sessions never finished"))?;
+                let client_after = demo.clients.enter(churn::time_wait_sockets);
                 let entered = after.sum("lastack_tcp_time_wait_entered_total")
                     - before.sum("lastack_tcp_time_wait_entered_total");
                 rows.push(Row {
@@ -387,7 +280,7 @@ pub fn run(config: &Path, seconds: u64) -> io::Result<()> {
         }
         demo.stop("backend");
     }
-    let last = metrics()?;
+    let last = demo.metrics()?;
     demo.stop("lastack");
     drop(demo);
 

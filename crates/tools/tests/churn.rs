@@ -4,9 +4,9 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use lastack_testkit::netns::{privileged, Netns};
 use lastack_tools::churn::server::{self, Mode, ServerConfig};
 use lastack_tools::churn::{self as churn, ChurnConfig, CloseOrder};
-use lastack_testkit::netns::{privileged, Netns};
 
 fn config(target: SocketAddr, close: CloseOrder, n: u64) -> ChurnConfig {
     ChurnConfig {

@@ -1,0 +1,306 @@
+//! What a shard serves: one slab with an [`Entry`] per accepted
+//! connection, keyed by the tag the engine returns with every event of the
+//! connection (and the owner of its backend socket in the io_uring); one
+//! timer wheel with each entry's next deadline, keyed the same way; and
+//! each listener's count of open connections. Events, completions and
+//! deadlines reach what serves a connection by index, never by lookup,
+//! and nothing is scanned.
+
+use slab::Slab;
+
+use super::plan::{ListenerPlan, Serve};
+use super::service::Local;
+use crate::proxy::{ClientEvent, Proxy, Session, Step};
+use crate::tcp::timer_wheel::TimerWheel;
+use crate::tcp::{ConnId, Event, Instant, ListenerId, Stack, Tag};
+use crate::upstream::uring::Completion;
+
+/// What serves one connection.
+#[derive(Debug)]
+pub enum Serving {
+    /// In-process: echo, discard or source.
+    Local(Local),
+    /// A proxy session.
+    Proxy(Session),
+}
+
+/// One entry of the slab.
+#[derive(Debug)]
+pub struct Entry {
+    /// The listener that accepted it (its open-connection count).
+    listener: usize,
+    serving: Serving,
+}
+
+impl Entry {
+    fn client(&self) -> ConnId {
+        match &self.serving {
+            Serving::Local(local) => local.id,
+            Serving::Proxy(session) => session.client,
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match &self.serving {
+            Serving::Local(local) => Some(local.idle_check),
+            Serving::Proxy(session) => session.deadline(),
+        }
+    }
+}
+
+/// A listener and its connections open on this shard.
+#[derive(Debug)]
+pub(super) struct ListenerState {
+    pub id: ListenerId,
+    pub plan: ListenerPlan,
+    open: u32,
+}
+
+impl ListenerState {
+    pub fn new(id: ListenerId, plan: ListenerPlan) -> Self {
+        Self { id, plan, open: 0 }
+    }
+}
+
+/// What one input does to an entry: the input and what it may use.
+struct Io<'a> {
+    stack: &'a mut Stack,
+    proxy: Option<&'a mut Proxy>,
+    scratch: &'a mut [u8],
+    now: Instant,
+}
+
+/// Everything the shard serves (see the module docs).
+pub(super) struct Served {
+    entries: Slab<Entry>,
+    deadlines: TimerWheel,
+    expired: Vec<u32>,
+    /// By [`ListenerId::index`].
+    pub listeners: Vec<ListenerState>,
+    pub proxy: Option<Proxy>,
+    completions: Vec<Completion>,
+    scratch: Box<[u8]>,
+}
+
+impl Served {
+    pub fn new(listeners: Vec<ListenerState>, proxy: Option<Proxy>) -> Self {
+        Self {
+            entries: Slab::new(),
+            deadlines: TimerWheel::default(),
+            expired: Vec::new(),
+            listeners,
+            proxy,
+            completions: Vec::with_capacity(256),
+            scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
+        }
+    }
+
+    /// Connections served now.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Deadlines armed now.
+    pub fn deadlines(&self) -> usize {
+        self.deadlines.len()
+    }
+
+    /// The earliest deadline before `limit`, if any.
+    pub fn next_deadline_before(&self, limit: Instant) -> Option<Instant> {
+        self.deadlines.next_deadline_before(limit)
+    }
+
+    /// The io_uring's completions, each to the session that owns the
+    /// socket; returns how many came.
+    pub fn completions(&mut self, stack: &mut Stack, now: Instant) -> usize {
+        let Some(proxy) = self.proxy.as_mut() else {
+            return 0;
+        };
+        let mut batch = std::mem::take(&mut self.completions);
+        proxy.poll_completions(&mut batch);
+        for completion in &batch {
+            self.dispatch(
+                stack,
+                now,
+                completion.owner as usize,
+                None,
+                |serving, io| match (serving, io.proxy) {
+                    (Serving::Proxy(s), Some(proxy)) => {
+                        proxy.on_backend(io.stack, io.now, s, completion)
+                    }
+                    _ => Step::Continue,
+                },
+            );
+        }
+        let count = batch.len();
+        self.completions = batch;
+        count
+    }
+
+    /// The deadlines that came due.
+    pub fn expire(&mut self, stack: &mut Stack, now: Instant) {
+        let mut expired = std::mem::take(&mut self.expired);
+        self.deadlines.expire(now, &mut expired);
+        for key in expired.drain(..) {
+            self.dispatch(stack, now, key as usize, None, |serving, io| {
+                match (serving, io.proxy) {
+                    (Serving::Local(local), _) => local.on_timeout(io.stack, io.now),
+                    (Serving::Proxy(s), Some(proxy)) => proxy.on_timeout(io.stack, io.now, s),
+                    (Serving::Proxy(_), None) => Step::Finished,
+                }
+            });
+        }
+        self.expired = expired;
+    }
+
+    /// The engine's events, each to what serves the connection.
+    pub fn events(&mut self, stack: &mut Stack, now: Instant) {
+        while let Some(event) = stack.poll_event() {
+            let (id, tag) = match event {
+                Event::Acceptable(listener) => {
+                    self.accept_all(stack, now, listener);
+                    continue;
+                }
+                other => other.conn().expect("a connection event"),
+            };
+            // A slab key is reused as soon as its entry goes: the event may
+            // be for the connection that had it before.
+            self.dispatch(stack, now, tag.0 as usize, Some(id), |serving, io| {
+                match (serving, io.proxy) {
+                    (Serving::Local(local), _) => match event {
+                        Event::Closed(..) => {
+                            let _ = io.stack.close(io.now, id);
+                            Step::Finished
+                        }
+                        Event::Reset(..) => Step::Finished,
+                        _ => local.pump(io.stack, io.now, io.scratch),
+                    },
+                    (Serving::Proxy(s), Some(proxy)) => {
+                        let what = match event {
+                            Event::Closed(..) => ClientEvent::Closed,
+                            Event::Reset(..) => ClientEvent::Reset,
+                            _ => ClientEvent::Ready,
+                        };
+                        proxy.on_client(io.stack, io.now, s, what)
+                    }
+                    (Serving::Proxy(_), None) => Step::Finished,
+                }
+            });
+        }
+    }
+
+    /// Runs `input` on what serves entry `key` (if there, and serving `id`
+    /// when given), then drops the entry when finished (its deadline and
+    /// its listener's count with it) or keeps its deadline current.
+    fn dispatch(
+        &mut self,
+        stack: &mut Stack,
+        now: Instant,
+        key: usize,
+        id: Option<ConnId>,
+        input: impl FnOnce(&mut Serving, Io<'_>) -> Step,
+    ) {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        if id.is_some_and(|id| entry.client() != id) {
+            return;
+        }
+        let io = Io {
+            stack,
+            proxy: self.proxy.as_mut(),
+            scratch: &mut self.scratch,
+            now,
+        };
+        match input(&mut entry.serving, io) {
+            Step::Finished => {
+                let entry = self.entries.remove(key);
+                self.listeners[entry.listener].open -= 1;
+                self.deadlines.remove(key as u32);
+            }
+            Step::Continue => {
+                let at = entry.deadline();
+                if self.deadlines.deadline(key as u32) != at {
+                    arm(&mut self.deadlines, key, at);
+                }
+            }
+        }
+    }
+
+    /// Takes every connection waiting on `listener` and starts serving it.
+    fn accept_all(&mut self, stack: &mut Stack, now: Instant, listener: ListenerId) {
+        let index = listener.index();
+        let Some(plan) = self.listeners.get(index).map(|l| l.plan) else {
+            return;
+        };
+        loop {
+            let vacant = self.entries.vacant_entry();
+            let key = vacant.key();
+            let Some(id) = stack.accept(listener, Tag(key as u64)) else {
+                return;
+            };
+            let open = self.listeners[index].open;
+            let serving = match plan.serve {
+                Serve::Proxy(policy) => match self.proxy.as_mut() {
+                    Some(proxy) if over(open, policy.max_connections) => {
+                        proxy.over_limit();
+                        None
+                    }
+                    Some(proxy) => proxy
+                        .open(stack, now, key as u64, id, policy)
+                        .map(Serving::Proxy),
+                    None => None,
+                },
+                local => {
+                    let kind = local.local_kind().expect("not a proxy listener");
+                    let mut local = Local::new(id, kind, plan.idle_timeout, now);
+                    match local.pump(stack, now, &mut self.scratch) {
+                        Step::Continue => Some(Serving::Local(local)),
+                        Step::Finished => continue,
+                    }
+                }
+            };
+            let Some(serving) = serving else {
+                // Refused (over the limit, no backend leg) or already over
+                // (no backend could take it): a clean reset.
+                let _ = stack.abort(now, id);
+                continue;
+            };
+            self.listeners[index].open += 1;
+            let entry = vacant.insert(Entry {
+                listener: index,
+                serving,
+            });
+            let deadline = entry.deadline();
+            arm(&mut self.deadlines, key, deadline);
+        }
+    }
+
+    /// Shutdown: resets every proxied client and backend socket, and waits
+    /// (bounded) for the io_uring to give back what it holds.
+    pub fn shutdown(&mut self, stack: &mut Stack, now: Instant) {
+        if let Some(proxy) = self.proxy.as_mut() {
+            let sessions = self
+                .entries
+                .iter_mut()
+                .filter_map(|(_, e)| match &mut e.serving {
+                    Serving::Proxy(session) => Some(session),
+                    Serving::Local(_) => None,
+                });
+            proxy.shutdown(stack, now, sessions);
+        }
+    }
+}
+
+/// True if a listener with `open` connections is at its `max` (0: none).
+fn over(open: u32, max: u32) -> bool {
+    max > 0 && open >= max
+}
+
+/// Arms (or cancels) the deadline of entry `key`.
+fn arm(deadlines: &mut TimerWheel, key: usize, at: Option<Instant>) {
+    match at {
+        Some(at) => deadlines.insert(key as u32, at),
+        None => deadlines.remove(key as u32),
+    }
+}
