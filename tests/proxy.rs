@@ -735,3 +735,73 @@ fn drained_backends_and_connection_limits() {
     let stats = topo.stop();
     assert_eq!(stats.proxy.over_limit, 1);
 }
+
+/// A session's other ends: lastack closes a session idle for
+/// `idle_timeout` (the client sees its FIN), a client's reset reaches the
+/// backend as a reset, and a backend's reset reaches the client as one.
+#[test]
+fn idle_sessions_close_and_resets_pass_through_both_ways() {
+    if !common::privileged("idle_sessions_close_and_resets_pass_through_both_ways") {
+        return;
+    }
+    let mut topo = proxy(84, 1, "idle_timeout = \"300ms\"", ECHO_POOL);
+    let mut server = topo.backend(0, BACKEND_PORT, Behaviour::EchoCountingResets);
+    let vip = topo.vip(PORT);
+    let idle_for = topo.client(|| {
+        // Idle: one exchange, then nothing; lastack's FIN comes after the
+        // idle timeout.
+        let mut stream = client::connect(vip, Duration::from_secs(5));
+        stream.write_all(b"ping").unwrap();
+        let mut back = [0u8; 4];
+        stream.read_exact(&mut back).unwrap();
+        let quiet_since = Instant::now();
+        assert_eq!(stream.read(&mut back).unwrap(), 0, "lastack's FIN");
+        let idle_for = quiet_since.elapsed();
+        // A client reset: SO_LINGER 0, then close.
+        let stream = client::connect(vip, Duration::from_secs(5));
+        (&stream).write_all(b"ping").unwrap();
+        (&stream).read_exact(&mut back).unwrap();
+        let zero = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::Linger, &zero).unwrap();
+        drop(stream);
+        idle_for
+    });
+    // lastack counts idleness from when it forwarded the echo, a little
+    // before the client had it.
+    assert!(
+        idle_for >= Duration::from_millis(250) && idle_for < Duration::from_secs(3),
+        "closed after {idle_for:?}"
+    );
+    let resets = server.bytes.clone();
+    wait::until(
+        "the backend saw the client's reset",
+        Duration::from_secs(5),
+        || {
+            let seen = resets.load(Ordering::Relaxed);
+            (seen == 1).then_some(()).ok_or(seen)
+        },
+    );
+    server.kill();
+
+    // A backend that resets: the client gets a reset too.
+    let _resetting = topo.backend(0, BACKEND_PORT, Behaviour::Reset);
+    let err = topo.client(|| {
+        let mut stream = client::connect(vip, Duration::from_secs(5));
+        stream.write_all(b"hello").unwrap();
+        let mut back = [0u8; 5];
+        stream.read_exact(&mut back).unwrap_err()
+    });
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    let stats = topo.stop();
+    assert_eq!(stats.proxy.idle_closed, 1);
+    assert_eq!(stats.proxy.client_resets, 1);
+    assert_eq!(stats.proxy.backend_resets, 1);
+    assert_eq!(stats.proxy.sessions_opened, 3);
+    assert_eq!(
+        stats.proxy.backend_sockets, 0,
+        "every backend socket closed"
+    );
+}

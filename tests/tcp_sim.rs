@@ -5,15 +5,15 @@
 use std::time::Duration;
 
 use lastack::tcp::{ConnId, Event, Instant, Route, State, TcpConfig};
+use lastack_testkit::pattern;
 use lastack_testkit::sim::{client_addr, server_addr, LinkConfig, Pair, Side};
 
 /// The tag these connections carry in their events.
 const TAG: lastack::tcp::Tag = lastack::tcp::Tag(1);
 
-/// The byte at stream offset `i` of the stream from `side`.
-fn pattern(side: Side, i: usize) -> u8 {
-    let salt = if side == Side::A { 0x3d } else { 0xa7 };
-    ((i * 131 + i / 251) as u8) ^ salt
+/// The test stream of `side` (the two directions differ).
+fn stream(side: Side) -> u8 {
+    side as u8
 }
 
 /// One connection's progress on one side.
@@ -90,14 +90,8 @@ fn transfer(link: LinkConfig, seed: u64, a_len: usize, b_len: usize) -> Pair {
                 if n == 0 {
                     break;
                 }
-                for (k, &byte) in chunk[..n].iter().enumerate() {
-                    assert_eq!(
-                        byte,
-                        pattern(side.other(), end.received + k),
-                        "{side:?} at {}",
-                        end.received + k
-                    );
-                }
+                let at = pattern::mismatch(stream(side.other()), end.received as u64, &chunk[..n]);
+                assert_eq!(at, None, "{side:?} received a wrong byte");
                 end.received += n;
             }
             let state = stack.state(id);
@@ -105,9 +99,7 @@ fn transfer(link: LinkConfig, seed: u64, a_len: usize, b_len: usize) -> Pair {
                 && end.sent < lens[side as usize]
             {
                 let want = (lens[side as usize] - end.sent).min(chunk.len());
-                for (k, byte) in chunk[..want].iter_mut().enumerate() {
-                    *byte = pattern(side, end.sent + k);
-                }
+                pattern::fill(stream(side), end.sent as u64, &mut chunk[..want]);
                 end.sent += stack.send(now, id, &chunk[..want]).unwrap();
             }
             if end.sent == lens[side as usize]

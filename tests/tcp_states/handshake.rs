@@ -113,6 +113,29 @@ fn syn_received_ack_with_data_delivers_it() {
     assert_eq!(h.app_recv(id, 100), b"hello");
 }
 
+/// A connection has no owner, so no events, until it is accepted; what
+/// arrived meanwhile (data, the FIN) is reported at `accept`, with the tag
+/// given there.
+#[test]
+fn events_start_at_accept_with_the_owners_tag() {
+    let mut h = syn_received();
+    send!(h, seq: REMOTE_SEQ + 1, ack: Some(LOCAL_SEQ + 1), payload: b"hello");
+    send!(h, seq: REMOTE_SEQ + 6, ack: Some(LOCAL_SEQ + 1), flags: TcpFlags::FIN | TcpFlags::ACK);
+    let listener = h.listener.unwrap();
+    assert_eq!(
+        h.take_events(),
+        [Event::Acceptable(listener)],
+        "nothing about the connection before it has an owner"
+    );
+    let tag = lastack::tcp::Tag(0xfeed);
+    let id = h.stack.accept(listener, tag).unwrap();
+    assert_eq!(
+        h.take_events(),
+        [Event::Readable(id, tag), Event::PeerClosed(id, tag)]
+    );
+    assert_eq!(h.app_recv(id, 100), b"hello");
+}
+
 #[test]
 fn syn_received_bad_ack_gets_rst() {
     let mut h = syn_received();

@@ -32,6 +32,12 @@ pub enum Behaviour {
     /// Answers every connection with this backend's index (one byte),
     /// then echoes.
     Identify(u8),
+    /// Reads what the first read brings, then resets the connection
+    /// (close with `SO_LINGER` 0).
+    Reset,
+    /// Echoes; counts in [`Server::bytes`] the connections that ended with
+    /// an error (a reset from the peer) rather than EOF.
+    EchoCountingResets,
 }
 
 /// Sets `SO_RCVBUF` or `SO_SNDBUF` (which also stops the kernel's
@@ -181,6 +187,30 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, bytes: &AtomicU64) {
                 serve(stream, Behaviour::Echo, bytes);
             }
         }
+        Behaviour::Reset => {
+            let _ = stream.read(&mut buf);
+            let zero = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::Linger, &zero)
+                .expect("SO_LINGER");
+        }
+        Behaviour::EchoCountingResets => loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Err(_) => {
+                    bytes.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Ok(n) => {
+                    if stream.write_all(&buf[..n]).is_err() {
+                        bytes.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+        },
     }
 }
 

@@ -13,6 +13,12 @@
 //! 2. [`Stack::poll_transmit`] — segments to put on the wire;
 //! 3. [`Stack::poll_timeout`] — when to call `handle_timeout` next.
 //!
+//! Each connection has an owner from [`Stack::accept`] or
+//! [`Stack::connect`] on: the caller's [`Tag`], which comes back with every
+//! event of the connection, so the caller finds what serves it by its own
+//! index (a connection waiting in an accept queue has no owner and no
+//! events; what it received meanwhile is reported at `accept`).
+//!
 //! Connections live in a slab (slot index + generation = [`ConnId`]) found
 //! by a 4-tuple hash map: O(1) demultiplexing. Slots are reused in place,
 //! buffers included. Half-open connections are ordinary connections in
