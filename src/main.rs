@@ -8,21 +8,23 @@
 //! | `lastack churn ADDR...` | connection-churn load generator (any TCP service) |
 //! | `lastack backend --listen ADDR...` | built-in backend server (echo or fixed response) |
 //! | `lastack stats [-a ADDR \| -c FILE]` | counters of a running instance as a table |
+//! | `lastack reload -c FILE` | tell the instance FILE configures to reload it |
+//! | `lastack ctl ...` | control a running instance: reload, drain/undrain a backend, readiness |
 //!
-//! Signals for `run` (DESIGN.md § Conventions 7): SIGTERM drains, SIGHUP
-//! reloads, SIGINT exits fast. For now SIGTERM and SIGINT both stop the
-//! shards and detach, and SIGHUP is logged and ignored (no reload yet).
+//! Signals for `run` (DESIGN.md § Conventions 7; see `lastack::runtime`):
+//! SIGHUP reloads, SIGTERM drains gracefully, SIGINT stops at once.
 
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use lastack::config::{self, Config, LogFormat};
+use lastack::runtime::{Ending, Runtime, Secrets};
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
@@ -32,6 +34,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_BAD_CONFIG: u8 = 1;
 /// Exit status for a failure at run time (BPF load, attach, ...).
 const EXIT_RUNTIME: u8 = 3;
+/// Exit status when a shard died and could not be restarted.
+const EXIT_SHARD_LOST: u8 = 4;
 
 #[derive(Parser)]
 #[command(
@@ -78,6 +82,22 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         seconds: u64,
     },
+    /// Tell a running instance to reload its config file (the one FILE
+    /// names the admin endpoint of; it re-reads the file it was started
+    /// with). Prints what it says; exit 1 if it refused.
+    Reload {
+        /// The instance's config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Control a running instance through its admin endpoint.
+    Ctl {
+        /// Admin address of the instance.
+        #[arg(short, long, default_value = "127.0.0.1:9190")]
+        admin: std::net::SocketAddr,
+        #[command(subcommand)]
+        action: CtlAction,
+    },
     /// Print the counters of a running instance as a table (from its
     /// admin endpoint).
     Stats {
@@ -94,6 +114,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum CtlAction {
+    /// Re-read and apply the config file.
+    Reload,
+    /// No new connections to a backend (existing ones finish).
+    Drain {
+        /// Pool name.
+        pool: String,
+        /// Backend address (ADDRESS:PORT).
+        backend: std::net::SocketAddrV4,
+    },
+    /// New connections to a drained backend again.
+    Undrain {
+        pool: String,
+        backend: std::net::SocketAddrV4,
+    },
+    /// Whether it takes new connections (exit 0 if ready).
+    Ready,
 }
 
 #[derive(clap::Args)]
@@ -196,6 +236,14 @@ fn main() -> ExitCode {
             raw,
             json,
         } => stats(admin, config, raw, json),
+        Command::Reload { config: path } => match config::load(&path) {
+            Ok(c) => ctl(std::net::SocketAddr::V4(*c.admin.listen), CtlAction::Reload),
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        },
+        Command::Ctl { admin, action } => ctl(admin, action),
         Command::Backend(args) => backend(args),
         Command::Run { config: path } => {
             let config = match config::load(&path) {
@@ -206,8 +254,9 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&config);
-            match run(&config) {
-                Ok(()) => ExitCode::SUCCESS,
+            match run(&config, path) {
+                Ok(Ending::Clean) => ExitCode::SUCCESS,
+                Ok(Ending::ShardLost) => ExitCode::from(EXIT_SHARD_LOST),
                 Err(e) => {
                     tracing::error!("{e:#}");
                     ExitCode::from(EXIT_RUNTIME)
@@ -244,26 +293,38 @@ fn init_logging(config: &Config) {
 }
 
 /// Runs one shard per configured rx queue of every interface, with the
-/// steering program attached, until SIGTERM or SIGINT.
-fn run(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
-    use lastack::runtime::{Runtime, Secrets};
-
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
-    }
-    let reload = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
+/// steering program attached, until SIGTERM (drain) or SIGINT (stop);
+/// SIGHUP reloads `path`.
+fn run(config: &Config, path: PathBuf) -> Result<Ending, Box<dyn std::error::Error + Send + Sync>> {
     let runtime = Runtime::start(config, Secrets::Random)?;
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(200));
-        runtime.steering_counters();
-        if reload.swap(false, Ordering::Relaxed) {
-            tracing::warn!("SIGHUP: reload is not implemented yet; config unchanged");
+    runtime.serve(Some(path))
+}
+
+/// A control request to a running instance; prints its answer.
+fn ctl(admin: std::net::SocketAddr, action: CtlAction) -> ExitCode {
+    use lastack_tools::metrics;
+    let result = match &action {
+        CtlAction::Reload => metrics::post(admin, "/reload"),
+        CtlAction::Drain { pool, backend } => metrics::post(
+            admin,
+            &format!("/backends/drain?pool={pool}&backend={backend}"),
+        ),
+        CtlAction::Undrain { pool, backend } => metrics::post(
+            admin,
+            &format!("/backends/undrain?pool={pool}&backend={backend}"),
+        ),
+        CtlAction::Ready => metrics::get(admin, "/ready"),
+    };
+    match result {
+        Ok(body) => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{admin}: {e}");
+            ExitCode::from(EXIT_BAD_CONFIG)
         }
     }
-    runtime.stop()?;
-    Ok(())
 }
 
 fn churn(args: ChurnArgs) -> ExitCode {

@@ -443,6 +443,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("backend", "pools.0.backends.0"),
     ("tcp", "tcp"),
     ("admin", "admin"),
+    ("drain", "drain"),
     ("logging", "logging"),
 ];
 

@@ -17,6 +17,9 @@ use std::net::SocketAddrV4;
 
 use lastack_tools::metrics::{Exposition, Family, Kind, Sample};
 
+use std::sync::atomic::Ordering;
+
+use super::RuntimeCounters;
 use crate::link::xdp::SteerCounters;
 use crate::shard::ShardStats;
 
@@ -27,6 +30,9 @@ pub struct Snapshot<'a> {
     pub xdp: &'a [(String, SteerCounters)],
     pub pools: &'a [PoolView],
     pub uptime_seconds: f64,
+    pub runtime: &'a RuntimeCounters,
+    pub ready: bool,
+    pub draining: bool,
 }
 
 /// One pool as the admin endpoint shows it.
@@ -171,6 +177,48 @@ pub const METRICS: &[Metric] = &[
         |snap, out| out.push(&[], (snap.uptime_seconds * 10.0).round() / 10.0),
     ),
     custom(
+        "lastack_ready",
+        Kind::Gauge,
+        "1 while lastack takes new connections (GET /ready answers 200).",
+        &[],
+        |snap, out| out.push(&[], u8::from(snap.ready)),
+    ),
+    custom(
+        "lastack_draining",
+        Kind::Gauge,
+        "1 while lastack drains (after SIGTERM).",
+        &[],
+        |snap, out| out.push(&[], u8::from(snap.draining)),
+    ),
+    custom(
+        "lastack_config_reloads_total",
+        Kind::Counter,
+        "Config reloads, by result (an error leaves the running config in place).",
+        &["result"],
+        |snap, out| {
+            let c = snap.runtime;
+            out.push(&["ok"], c.reloads_ok.load(Ordering::Relaxed) as f64);
+            out.push(&["error"], c.reloads_failed.load(Ordering::Relaxed) as f64);
+        },
+    ),
+    custom(
+        "lastack_shard_restarts_total",
+        Kind::Counter,
+        "Shards restarted after their thread panicked (their connections were lost).",
+        &[],
+        |snap, out| {
+            out.push(
+                &[],
+                snap.runtime.shard_restarts.load(Ordering::Relaxed) as f64,
+            )
+        },
+    ),
+    counter(
+        "lastack_drain_closed_total",
+        "Connections closed because a drain ran out of time (FIN, then RST).",
+        |s| s.closed_at_drain_timeout,
+    ),
+    custom(
         "lastack_xdp_packets_total",
         Kind::Counter,
         "Packets seen by the XDP steering program, by outcome.",
@@ -281,8 +329,11 @@ pub const METRICS: &[Metric] = &[
         &["shard", "listener"],
         |snap, out| {
             for s in snap.shards {
-                for (addr, syn, _) in &s.queues {
-                    out.push(&[&s.queue.to_string(), &addr.to_string()], *syn as f64);
+                for l in &s.listeners {
+                    out.push(
+                        &[&s.queue.to_string(), &l.addr.to_string()],
+                        l.syn_queue as f64,
+                    );
                 }
             }
         },
@@ -294,8 +345,25 @@ pub const METRICS: &[Metric] = &[
         &["shard", "listener"],
         |snap, out| {
             for s in snap.shards {
-                for (addr, _, accept) in &s.queues {
-                    out.push(&[&s.queue.to_string(), &addr.to_string()], *accept as f64);
+                for l in &s.listeners {
+                    out.push(
+                        &[&s.queue.to_string(), &l.addr.to_string()],
+                        l.accept_queue as f64,
+                    );
+                }
+            }
+        },
+    ),
+    custom(
+        "lastack_listener_connections",
+        Kind::Gauge,
+        "Connections a listener accepted that are still served.",
+        &["shard", "listener", "listening"],
+        |snap, out| {
+            for s in snap.shards {
+                for l in &s.listeners {
+                    let listening = if l.listening { "yes" } else { "no" };
+                    out.push(&[&s.queue.to_string(), &l.name, listening], l.open);
                 }
             }
         },
@@ -637,6 +705,9 @@ mod tests {
             xdp: &xdp,
             pools: &pools,
             uptime_seconds: 1.5,
+            runtime: &RuntimeCounters::default(),
+            ready: true,
+            draining: false,
         })
     }
 

@@ -28,9 +28,12 @@ pub struct Config {
     /// The TCP stack's tunables, shared by all listeners.
     #[serde(default)]
     pub tcp: Tcp,
-    /// The admin endpoint (metrics, stats).
+    /// The admin endpoint (metrics, health, control).
     #[serde(default)]
     pub admin: Admin,
+    /// Graceful drain on SIGTERM.
+    #[serde(default)]
+    pub drain: Drain,
     /// Log output.
     #[serde(default)]
     pub logging: Logging,
@@ -359,16 +362,60 @@ pub enum SynCookies {
     Never,
 }
 
-/// `[admin]`: the admin endpoint serving Prometheus metrics and stats.
+/// `[admin]`: the admin endpoint: metrics (`GET /metrics`,
+/// `GET /metrics.json`), health (`GET /live`, `GET /ready`) and control
+/// (`POST /reload`, `POST /backends/drain`, `POST /backends/undrain`).
+/// Changing this table needs a restart.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Admin {
-    /// Address to listen on (kernel TCP, not the VIP). Default: `"127.0.0.1:9190"`.
+    /// Address to listen on (kernel TCP, not the VIP). Anything but
+    /// loopback exposes the control endpoints to that network: say so with
+    /// `control = false`, or firewall it. Default: `"127.0.0.1:9190"`.
     #[serde(default = "defaults::admin_listen")]
     pub listen: SocketV4,
     /// Whether the endpoint runs. Default: true.
     #[serde(default = "defaults::yes")]
     pub enabled: bool,
+    /// Whether the control endpoints (`POST`) answer; without them the
+    /// endpoint only reads. Default: true.
+    #[serde(default = "defaults::yes")]
+    pub control: bool,
+}
+
+/// `[drain]`: what SIGTERM does. Listeners close at once (the readiness
+/// endpoint answers 503 first); established connections finish with the
+/// usual close policy for up to `timeout`; what is left then gets FIN, and
+/// RST `close_grace` later; then lastack detaches and exits 0. A second
+/// SIGTERM, or SIGINT, stops at once (RST to everything).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Drain {
+    /// How long established connections may take to finish. 1 s to 1 h.
+    /// Default: `"30s"`.
+    #[serde(default = "defaults::drain_timeout")]
+    pub timeout: Duration,
+    /// What new connection attempts get while draining: `"reset"` (RST,
+    /// the client fails at once) or `"drop"` (no answer: the client retries
+    /// its SYN, maybe towards another instance once the VIP is withdrawn).
+    /// Default: `"reset"`.
+    #[serde(default)]
+    pub new_connections: DrainRefusal,
+    /// After `timeout`: how long connections that got FIN have before RST.
+    /// 0 to 60 s. Default: `"1s"`.
+    #[serde(default = "defaults::drain_close_grace")]
+    pub close_grace: Duration,
+}
+
+/// What new connection attempts get while draining.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DrainRefusal {
+    /// RST.
+    #[default]
+    Reset,
+    /// No answer.
+    Drop,
 }
 
 /// `[logging]`: where logs go and how much.
@@ -404,6 +451,12 @@ impl Default for Tcp {
 impl Default for Admin {
     fn default() -> Self {
         toml::from_str("").expect("every [admin] field has a default")
+    }
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        toml::from_str("").expect("every [drain] field has a default")
     }
 }
 
@@ -497,6 +550,12 @@ mod defaults {
     }
     pub fn buffer() -> u32 {
         256 * 1024
+    }
+    pub fn drain_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn drain_close_grace() -> Duration {
+        Duration::from_secs(1)
     }
     pub fn admin_listen() -> SocketV4 {
         SocketV4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9190))

@@ -19,6 +19,7 @@ pub fn validate(config: &Config) -> Vec<Issue> {
     v.listeners(config);
     v.pools(config);
     v.tcp(config);
+    v.drain(config);
     v.logging(config);
     v.issues
 }
@@ -291,6 +292,17 @@ impl Validator {
             "name",
             "pool name",
             config.pools.iter().map(|p| &p.name),
+        );
+    }
+
+    fn drain(&mut self, config: &Config) {
+        let path = root("drain");
+        self.duration(path.key("timeout"), *config.drain.timeout, 1_000, 3_600_000);
+        self.duration(
+            path.key("close_grace"),
+            *config.drain.close_grace,
+            0,
+            60_000,
         );
     }
 

@@ -331,4 +331,15 @@ impl XskSocket {
     pub fn wait_readable(&mut self, timeout_ms: i32) -> bool {
         self.rx.poll(timeout_ms).unwrap_or(false)
     }
+
+    /// Sleeps until frames arrive, `wake` becomes readable, or `timeout_ms`
+    /// passes.
+    pub fn wait_readable_or(&self, wake: BorrowedFd<'_>, timeout_ms: u16) {
+        use nix::poll::{poll, PollFd, PollFlags};
+        let mut fds = [
+            PollFd::new(self.fd(), PollFlags::POLLIN),
+            PollFd::new(wake, PollFlags::POLLIN),
+        ];
+        let _ = poll(&mut fds, timeout_ms);
+    }
 }

@@ -2,6 +2,7 @@
 //! connecting, and what a failed connect leads to (session steps 1 and 2).
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::rc::Rc;
 
 use super::session::{Client, Leg, Session};
 use super::{client_ip, proxy_protocol, Proxy};
@@ -19,11 +20,12 @@ impl Proxy {
     /// Chooses a backend not yet tried and connects; RST to the client if
     /// none is left.
     pub(super) fn connect_next(&mut self, stack: &mut Stack, now: Instant, s: &mut Session) {
-        let pool = &mut self.pools[s.policy.pool];
+        let pool = Rc::clone(&s.pool);
+        let mut pool = pool.borrow_mut();
         let choice = if s.attempts.backends > pool.retries {
             None
         } else {
-            pool.choose(&self.board, client_ip(s.client_addr), s.attempts.tried)
+            pool.choose(client_ip(s.client_addr), s.attempts.tried)
         };
         let Some(backend) = choice else {
             self.stats.no_backend += 1;
@@ -37,6 +39,7 @@ impl Proxy {
         s.attempts.tried |= 1u64.checked_shl(backend as u32).unwrap_or(0);
         s.backend = backend;
         let lease = pool.lease(backend);
+        drop(pool);
         self.connect_backend(stack, now, s, lease);
     }
 
@@ -49,7 +52,8 @@ impl Proxy {
         s: &mut Session,
         lease: BackendLease,
     ) {
-        let pool = &mut self.pools[s.policy.pool];
+        let pool = Rc::clone(&s.pool);
+        let mut pool = pool.borrow_mut();
         let address = pool.backends[lease.backend()];
         let opened = loop {
             let Some(port) = pool.take_source() else {
@@ -121,14 +125,14 @@ impl Proxy {
         } else {
             self.stats.connects_failed += 1;
         }
-        self.board.record(s.policy.pool, lease.backend(), false);
+        s.pool.borrow().record(lease.backend(), false);
         drop(lease);
         self.connect_next(stack, now, s);
     }
 
     /// The PROXY protocol header, if the pool wants one, goes first.
     fn send_proxy_header(&mut self, s: &mut Session) {
-        let header = self.pools[s.policy.pool].proxy_protocol;
+        let header = s.pool.borrow().proxy_protocol;
         let Some(socket) = s.leg.connected() else {
             return;
         };

@@ -32,8 +32,10 @@ mod splice;
 
 pub use session::Session;
 
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddrV4;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,30 +162,57 @@ pub enum ClientEvent {
     Reset,
 }
 
-/// One shard's backend leg: the io_uring with the backend sockets, the
-/// pools, the shared health board.
+/// A shard's view of a pool, shared by the proxy (which balances new
+/// connections over the current ones) and the sessions that connect
+/// through it (a reload may replace the proxy's while they retry).
+pub type PoolRef = Rc<RefCell<ShardPool>>;
+
+/// One shard's backend leg: the io_uring with the backend sockets, and
+/// the pools (each reading and reporting to the shared health board).
 pub struct Proxy {
     /// Each socket carries its source-port lease until it is closed.
     uring: Uring<Option<SourcePort>>,
-    board: Arc<HealthBoard>,
-    pools: Vec<ShardPool>,
+    /// In config order (the index a listener's policy names).
+    pools: Vec<PoolRef>,
     stats: ProxyStats,
 }
 
 impl Proxy {
     pub fn new(plan: &UpstreamPlan) -> io::Result<Self> {
+        let mut proxy = Self {
+            uring: Uring::new(plan.uring)?,
+            pools: Vec::new(),
+            stats: ProxyStats::default(),
+        };
+        proxy.reconfigure(plan);
+        Ok(proxy)
+    }
+
+    /// Takes the pools and board of `plan` (a reload): a pool that did not
+    /// change stays as it is; a changed one is rebuilt keeping the
+    /// connection counts of backends that stay and its source ports if its
+    /// source addresses did not change. Sessions keep the pool they
+    /// started with until they end.
+    pub fn reconfigure(&mut self, plan: &UpstreamPlan) {
         let pools = plan
             .pools
             .iter()
             .enumerate()
-            .map(|(i, pool)| ShardPool::new(i, pool, plan.shard, plan.shards))
+            .map(|(i, pool)| {
+                let old = self.pools.iter().find(|p| p.borrow().name() == pool.name);
+                match old {
+                    Some(old) if old.borrow().serves(pool, &plan.board) => Rc::clone(old),
+                    old => Rc::new(RefCell::new(ShardPool::new(
+                        i,
+                        pool,
+                        &plan.board,
+                        (plan.shard, plan.shards),
+                        old.map(|o| o.borrow()).as_deref(),
+                    ))),
+                }
+            })
             .collect();
-        Ok(Self {
-            uring: Uring::new(plan.uring)?,
-            board: Arc::clone(&plan.board),
-            pools,
-            stats: ProxyStats::default(),
-        })
+        self.pools = pools;
     }
 
     /// The counters, with the io_uring layer's.
@@ -201,8 +230,8 @@ impl Proxy {
     /// Open connections per backend of each pool, and connections opened.
     pub fn backend_counts(&self) -> (Vec<Vec<u32>>, Vec<Vec<u64>>) {
         (
-            self.pools.iter().map(ShardPool::active).collect(),
-            self.pools.iter().map(ShardPool::opened).collect(),
+            self.pools.iter().map(|p| p.borrow().active()).collect(),
+            self.pools.iter().map(|p| p.borrow().opened()).collect(),
         )
     }
 
@@ -218,7 +247,8 @@ impl Proxy {
         policy: ProxyPolicy,
     ) -> Option<Session> {
         let tuple = stack.tuple(client)?;
-        let mut session = Session::new(key, client, tuple.remote, tuple.local, policy, now);
+        let pool = Rc::clone(self.pools.get(policy.pool)?);
+        let mut session = Session::new(key, client, tuple.remote, tuple.local, policy, pool, now);
         self.stats.sessions_opened += 1;
         self.stats.sessions_active += 1;
         self.connect_next(stack, now, &mut session);
@@ -299,6 +329,18 @@ impl Proxy {
         self.advance(stack, now, s)
     }
 
+    /// A drain ran out of time: FIN to the client (its further input
+    /// dropped) and to the backend. The session ends here; the engine
+    /// finishes the client's close and the io_uring layer the backend's.
+    pub fn finish(&mut self, stack: &mut Stack, now: Instant, s: &mut Session) -> Step {
+        if s.client_state != Client::Gone {
+            let _ = stack.close(now, s.client);
+            s.client_state = Client::Gone;
+        }
+        self.release_leg(s, Release::Close);
+        self.advance(stack, now, s)
+    }
+
     /// A connection refused at the listener's limit (counted here).
     pub fn over_limit(&mut self) {
         self.stats.over_limit += 1;
@@ -340,10 +382,10 @@ impl Proxy {
         self.uring.submit();
     }
 
-    /// Sleeps until a packet (the AF_XDP socket `xsk` is readable), an
-    /// io_uring completion, or `timeout`.
-    pub fn wait(&mut self, xsk: std::os::fd::RawFd, timeout: Duration) {
-        self.uring.wait(xsk, timeout);
+    /// Sleeps until a packet (the AF_XDP socket `xsk` is readable), a
+    /// wake-up (`wake` is readable), an io_uring completion, or `timeout`.
+    pub fn wait(&mut self, xsk: std::os::fd::RawFd, wake: std::os::fd::RawFd, timeout: Duration) {
+        self.uring.wait(xsk, wake, timeout);
     }
 
     /// Shutdown: RST every client of `sessions`, reset every backend

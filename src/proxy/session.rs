@@ -46,7 +46,7 @@ use crate::tcp::{ConnId, Instant};
 use crate::upstream::lease::BackendLease;
 use crate::upstream::uring::SocketId;
 
-use super::ProxyPolicy;
+use super::{PoolRef, ProxyPolicy};
 
 /// The backend socket's life.
 #[derive(Debug)]
@@ -133,6 +133,8 @@ pub struct Session {
     pub client_addr: SocketAddrV4,
     pub vip: SocketAddrV4,
     pub policy: ProxyPolicy,
+    /// The pool it connects through (the one current when it started).
+    pub pool: PoolRef,
     pub leg: Leg,
     pub upload: Upload,
     pub download: Download,
@@ -158,6 +160,7 @@ impl Session {
         client_addr: SocketAddrV4,
         vip: SocketAddrV4,
         policy: ProxyPolicy,
+        pool: PoolRef,
         now: Instant,
     ) -> Self {
         Self {
@@ -166,6 +169,7 @@ impl Session {
             client_addr,
             vip,
             policy,
+            pool,
             leg: Leg::Closed,
             upload: Upload::Open,
             download: Download::Open,
@@ -223,7 +227,15 @@ mod tests {
         let id = stack
             .connect(now, addr, peer, [0; 16], crate::tcp::Tag(0))
             .unwrap();
-        Session::new(0, id, addr, peer, policy, now)
+        let config: crate::config::Config = crate::config::parse(
+            "[[interfaces]]\nname = \"x\"\n[[listeners]]\nname = \"l\"\nvip = \"10.0.0.1\"\nport = 80\npool = \"p\"\n[[pools]]\nname = \"p\"\n[[pools.backends]]\naddress = \"10.0.0.2:80\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let board = std::sync::Arc::new(crate::upstream::pool::HealthBoard::new(&config.pools));
+        let pool = crate::upstream::pool::ShardPool::new(0, &config.pools[0], &board, (0, 1), None);
+        let pool = std::rc::Rc::new(std::cell::RefCell::new(pool));
+        Session::new(0, id, addr, peer, policy, pool, now)
     }
 
     #[test]

@@ -28,25 +28,26 @@
 //! Counters are plain integers in the shard, published to a shared
 //! snapshot every 100 ms, never per packet.
 
+mod control;
 mod plan;
 pub mod route;
 pub mod service;
 mod serving;
 
-pub use plan::{ListenerPlan, Serve, ShardPlan};
+pub use control::{Command, ShardControl};
+pub use plan::{ListenerPlan, Serve, ShardPlan, ShardUpdate};
 pub use serving::Serving;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use xsk_rs::FrameDesc;
 
 use crate::link::xsk::{FrameCounts, XskSocket};
-use crate::proxy::{Proxy, ProxyStats};
+use crate::proxy::ProxyStats;
 use crate::tcp::{Instant, Stack, Stats};
 use crate::wire::{self, Frame};
-use serving::{ListenerState, Served};
+use serving::Served;
 
 /// After work, the loop keeps polling the rings this long before it
 /// sleeps (unless configured otherwise): under load the next batch comes
@@ -95,8 +96,13 @@ pub struct ShardStats {
     pub time_wait: usize,
     /// Bytes the TIME-WAIT table holds.
     pub time_wait_bytes: usize,
-    /// Per listener (address, SYN queue depth, accept queue depth).
-    pub queues: Vec<(std::net::SocketAddrV4, usize, usize)>,
+    /// Per listener, in the engine's order.
+    pub listeners: Vec<ListenerStats>,
+    /// The shard drains (its listeners are closed).
+    pub draining: bool,
+    /// Connections closed because a drain ran out of time (FIN, then RST
+    /// if they did not finish).
+    pub closed_at_drain_timeout: u64,
     /// Open backend connections per pool and backend (proxy shards).
     pub backend_connections: Vec<Vec<u32>>,
     /// Connections sent to each backend so far, per pool.
@@ -106,10 +112,23 @@ pub struct ShardStats {
     pub proxy: ProxyStats,
 }
 
+/// One listener's counters on a shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerStats {
+    pub name: String,
+    pub addr: std::net::SocketAddrV4,
+    /// Taking new connections (not closed by a drain or a reload).
+    pub listening: bool,
+    /// Connections it accepted that are still served.
+    pub open: u32,
+    pub syn_queue: usize,
+    pub accept_queue: usize,
+}
+
 /// Handle to a running shard.
 #[derive(Debug)]
 pub struct ShardHandle {
-    pub stop: Arc<AtomicBool>,
+    pub control: Arc<ShardControl>,
     pub stats: Arc<Mutex<ShardStats>>,
     pub thread: std::thread::JoinHandle<ShardStats>,
 }
@@ -120,10 +139,11 @@ impl ShardHandle {
         self.stats.lock().expect("stats lock").clone()
     }
 
-    /// Stops the shard and returns its last counters.
-    pub fn stop(self) -> ShardStats {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().expect("a shard thread panicked")
+    /// Stops the shard and returns its last counters (`None` if its thread
+    /// panicked).
+    pub fn stop(self) -> Option<ShardStats> {
+        self.control.set(Command::Stop);
+        self.thread.join().ok()
     }
 }
 
@@ -140,24 +160,22 @@ pub struct Shard {
 impl Shard {
     /// Builds a shard from its plan (on the thread that will run it).
     pub fn new(plan: ShardPlan) -> std::io::Result<Self> {
-        let mut stack = Stack::new(plan.tcp, plan.secret, plan.max_connections);
-        let mut listeners = Vec::with_capacity(plan.listeners.len());
-        for (i, listener) in plan.listeners.iter().enumerate() {
-            let id = stack
-                .listen(listener.addr)
-                .map_err(|e| std::io::Error::other(format!("listener {}: {e}", listener.addr)))?;
-            debug_assert_eq!(id.index(), i, "listeners are numbered in order");
-            listeners.push(ListenerState::new(id, *listener));
-        }
-        let proxy = match &plan.upstream {
-            Some(upstream) => Some(Proxy::new(upstream)?),
-            None => None,
-        };
+        let mut stack = Stack::new(plan.tcp.clone(), plan.secret, plan.max_connections);
+        let mut served = Served::new(plan.drain_refuse);
+        served.apply(
+            &mut stack,
+            ShardUpdate {
+                listeners: plan.listeners,
+                tcp: plan.tcp,
+                upstream: plan.upstream,
+                drain_refuse: plan.drain_refuse,
+            },
+        )?;
         let queue = plan.socket.queue();
         Ok(Self {
             socket: plan.socket,
             stack,
-            served: Served::new(listeners, proxy),
+            served,
             stats: ShardStats {
                 queue,
                 ..Default::default()
@@ -174,9 +192,9 @@ impl Shard {
     /// Starts a shard thread (pinned to `core` if given) that builds the
     /// shard from `plan` and runs it; returns once it is built.
     pub fn spawn(plan: ShardPlan, core: Option<usize>) -> std::io::Result<ShardHandle> {
-        let stop = Arc::new(AtomicBool::new(false));
+        let control = Arc::new(ShardControl::new()?);
         let stats = Arc::new(Mutex::new(ShardStats::default()));
-        let (thread_stop, thread_stats) = (stop.clone(), stats.clone());
+        let (thread_control, thread_stats) = (control.clone(), stats.clone());
         let (built, ready) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("shard-{}", plan.socket.queue()))
@@ -197,26 +215,43 @@ impl Shard {
                         return ShardStats::default();
                     }
                 };
-                shard.run(&thread_stop, &thread_stats);
+                shard.run(&thread_control, &thread_stats);
                 shard.snapshot()
             })?;
         ready
             .recv()
             .map_err(|_| std::io::Error::other("the shard thread ended while starting"))??;
         Ok(ShardHandle {
-            stop,
+            control,
             stats,
             thread,
         })
     }
 
-    /// The loop (see the module docs) until `stop`.
-    pub fn run(&mut self, stop: &AtomicBool, published: &Mutex<ShardStats>) {
+    /// The loop (see the module docs) until told to stop.
+    pub fn run(&mut self, control: &ShardControl, published: &Mutex<ShardStats>) {
         let mut rx = Vec::with_capacity(crate::link::xsk::BATCH);
         let mut tx: Vec<FrameDesc> = Vec::with_capacity(crate::link::xsk::BATCH);
         let mut last_publish = self.now();
         let mut last_work = self.now();
-        while !stop.load(Ordering::Relaxed) {
+        let mut stage = Command::Run;
+        loop {
+            let command = control.command();
+            if command != stage {
+                if command >= Command::Stop {
+                    if command == Command::Fault {
+                        panic!("shard {}: fault injected", self.stats.queue);
+                    }
+                    break;
+                }
+                self.enter(command, self.now());
+                stage = command;
+            }
+            if let Some(update) = control.take_update() {
+                if let Err(e) = self.served.apply(&mut self.stack, update) {
+                    tracing::error!(shard = self.stats.queue, "reload: {e}");
+                }
+            }
             self.socket.reap_completions();
             self.socket.refill();
             let received = self.receive(&mut rx);
@@ -241,15 +276,32 @@ impl Shard {
                 // sleep and wake-up per batch would cost more than this.
                 std::hint::spin_loop();
             } else {
-                self.sleep(now);
+                self.sleep(now, control);
             }
         }
         self.shutdown();
         *published.lock().expect("stats lock") = self.snapshot();
     }
 
-    /// Step 8: sleeps until a packet, a completion, or the next deadline.
-    fn sleep(&mut self, now: Instant) {
+    /// A later stage of the shard's life (see [`control`]).
+    fn enter(&mut self, stage: Command, now: Instant) {
+        match stage {
+            Command::Drain => {
+                self.stats.draining = true;
+                self.served.drain(&mut self.stack);
+            }
+            Command::Finish => {
+                self.stats.draining = true;
+                self.served.drain(&mut self.stack);
+                self.stats.closed_at_drain_timeout += self.served.finish(&mut self.stack, now);
+            }
+            Command::Run | Command::Stop | Command::Fault => {}
+        }
+    }
+
+    /// Step 8: sleeps until a packet, a completion, the next deadline, or
+    /// a wake-up from the runtime.
+    fn sleep(&mut self, now: Instant, control: &ShardControl) {
         let horizon = now + MAX_SLEEP;
         let next = [
             self.stack.poll_timeout(),
@@ -269,20 +321,24 @@ impl Shard {
         match self.served.proxy.as_mut() {
             Some(proxy) => {
                 use std::os::fd::AsRawFd;
-                proxy.wait(self.socket.fd().as_raw_fd(), wait);
+                let (xsk, wake) = (self.socket.fd().as_raw_fd(), control.wake_fd().as_raw_fd());
+                proxy.wait(xsk, wake, wait);
             }
             None => {
-                let ms = wait.as_micros().div_ceil(1000) as i32;
-                self.socket.wait_readable(ms);
+                let ms = wait.as_micros().div_ceil(1000).min(u16::MAX as u128) as u16;
+                self.socket.wait_readable_or(control.wake_fd(), ms);
             }
         }
+        control.woken();
     }
 
-    /// Resets every proxied client and backend socket (SIGINT-style stop)
-    /// and sends what that produced.
+    /// Resets every proxied client and backend socket and every
+    /// connection still open (a stop, or the end of a drain's grace), and
+    /// sends what that produced.
     fn shutdown(&mut self) {
         let now = self.now();
         self.served.shutdown(&mut self.stack, now);
+        self.stack.abort_all(now);
         let mut tx = Vec::with_capacity(crate::link::xsk::BATCH);
         self.transmit(now, &mut tx);
         self.socket.kick_tx();
@@ -377,18 +433,7 @@ impl Shard {
         stats.deadlines = self.served.deadlines();
         stats.time_wait = self.stack.time_wait_count();
         stats.time_wait_bytes = self.stack.time_wait_memory();
-        stats.queues = self
-            .served
-            .listeners
-            .iter()
-            .map(|l| {
-                (
-                    l.plan.addr,
-                    self.stack.syn_queue_len(l.id),
-                    self.stack.accept_queue_len(l.id),
-                )
-            })
-            .collect();
+        stats.listeners = self.served.listener_stats(&self.stack);
         stats.states = self
             .stack
             .state_counts()

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::config::{Config, Service};
 use crate::link::xsk::XskSocket;
 use crate::proxy::{ProxyPolicy, UpstreamPlan};
-use crate::tcp::{Secret, TcpConfig};
+use crate::tcp::{Refuse, Secret, TcpConfig};
 
 /// What serves a listener's connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,8 +42,10 @@ impl Serve {
 }
 
 /// One listener, as every shard serves it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerPlan {
+    /// The listener's name in the config: a reload matches listeners by it.
+    pub name: String,
     pub addr: SocketAddrV4,
     pub serve: Serve,
     /// A connection idle this long is closed (by lastack, so lastack keeps
@@ -52,15 +54,6 @@ pub struct ListenerPlan {
 }
 
 impl ListenerPlan {
-    /// A listener served in-process (echo, discard, source).
-    pub fn local(addr: SocketAddrV4, serve: Serve, idle_timeout: Duration) -> Self {
-        Self {
-            addr,
-            serve,
-            idle_timeout,
-        }
-    }
-
     /// The plans of every listener of `config`, for `shards` shards.
     pub fn all(config: &Config, shards: usize) -> Vec<Self> {
         config
@@ -68,6 +61,7 @@ impl ListenerPlan {
             .iter()
             .enumerate()
             .map(|(i, l)| Self {
+                name: l.name.clone(),
                 addr: SocketAddrV4::new(*l.vip, l.port),
                 serve: match l.service {
                     Service::Echo => Serve::Echo,
@@ -98,4 +92,18 @@ pub struct ShardPlan {
     /// The backend leg, if a listener proxies (without it, connections of
     /// proxy listeners are reset).
     pub upstream: Option<UpstreamPlan>,
+    /// What new connection attempts get while the shard drains.
+    pub drain_refuse: Refuse,
+}
+
+/// What a reload changes in a running shard (applied between two batches).
+#[derive(Debug, Clone)]
+pub struct ShardUpdate {
+    /// Every listener now: matched to the running ones by name; new ones
+    /// open, missing ones close (their connections finish).
+    pub listeners: Vec<ListenerPlan>,
+    pub tcp: TcpConfig,
+    /// The pools and health board now (`None`: no listener proxies).
+    pub upstream: Option<UpstreamPlan>,
+    pub drain_refuse: Refuse,
 }

@@ -8,11 +8,12 @@
 
 use slab::Slab;
 
-use super::plan::{ListenerPlan, Serve};
+use super::plan::{ListenerPlan, Serve, ShardUpdate};
 use super::service::Local;
+use super::ListenerStats;
 use crate::proxy::{ClientEvent, Proxy, Session, Step};
 use crate::tcp::timer_wheel::TimerWheel;
-use crate::tcp::{ConnId, Event, Instant, ListenerId, Stack, Tag};
+use crate::tcp::{ConnId, Event, Instant, ListenerId, Refuse, Stack, Tag};
 use crate::upstream::uring::Completion;
 
 /// What serves one connection.
@@ -48,18 +49,16 @@ impl Entry {
     }
 }
 
-/// A listener and its connections open on this shard.
+/// A listener and its connections open on this shard. Kept after a
+/// reload removes it (closed) while connections it accepted remain.
 #[derive(Debug)]
 pub(super) struct ListenerState {
     pub id: ListenerId,
     pub plan: ListenerPlan,
     open: u32,
-}
-
-impl ListenerState {
-    pub fn new(id: ListenerId, plan: ListenerPlan) -> Self {
-        Self { id, plan, open: 0 }
-    }
+    /// Removed by a reload: closed for good (until a listener on the same
+    /// address comes back).
+    removed: bool,
 }
 
 /// What one input does to an entry: the input and what it may use.
@@ -76,23 +75,128 @@ pub(super) struct Served {
     deadlines: TimerWheel,
     expired: Vec<u32>,
     /// By [`ListenerId::index`].
-    pub listeners: Vec<ListenerState>,
+    listeners: Vec<ListenerState>,
     pub proxy: Option<Proxy>,
     completions: Vec<Completion>,
     scratch: Box<[u8]>,
+    /// Draining: listeners stay closed, reloads add none.
+    draining: bool,
+    drain_refuse: Refuse,
 }
 
 impl Served {
-    pub fn new(listeners: Vec<ListenerState>, proxy: Option<Proxy>) -> Self {
+    pub fn new(drain_refuse: Refuse) -> Self {
         Self {
             entries: Slab::new(),
             deadlines: TimerWheel::default(),
             expired: Vec::new(),
-            listeners,
-            proxy,
+            listeners: Vec::new(),
+            proxy: None,
             completions: Vec::with_capacity(256),
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
+            draining: false,
+            drain_refuse,
         }
+    }
+
+    /// Takes `update` (at start, and at each reload): the backend leg's
+    /// pools first, then the listeners by name — a known one takes its new
+    /// settings (for new connections), one whose address changed or a new
+    /// one opens, a missing one closes (RST to new attempts; what it
+    /// accepted goes on) — then the engine's parameters.
+    pub fn apply(&mut self, stack: &mut Stack, update: ShardUpdate) -> std::io::Result<()> {
+        self.drain_refuse = update.drain_refuse;
+        match (&mut self.proxy, &update.upstream) {
+            (Some(proxy), Some(plan)) => proxy.reconfigure(plan),
+            (None, Some(plan)) => self.proxy = Some(Proxy::new(plan)?),
+            (_, None) => {}
+        }
+        for state in self.listeners.iter_mut().filter(|l| !l.removed) {
+            let kept = update
+                .listeners
+                .iter()
+                .any(|p| p.name == state.plan.name && p.addr == state.plan.addr);
+            if !kept {
+                stack.close_listener(state.id, Refuse::Reset);
+                state.removed = true;
+            }
+        }
+        for plan in update.listeners {
+            let known = self
+                .listeners
+                .iter_mut()
+                .find(|l| !l.removed && l.plan.name == plan.name);
+            if let Some(state) = known {
+                state.plan = plan;
+                continue;
+            }
+            let addr = plan.addr;
+            let id = stack
+                .listen(addr)
+                .map_err(|e| std::io::Error::other(format!("listener {addr}: {e}")))?;
+            if self.draining {
+                stack.close_listener(id, self.drain_refuse);
+            }
+            match self.listeners.get_mut(id.index()) {
+                // The same address again: its earlier connections still
+                // count against it.
+                Some(state) => {
+                    state.plan = plan;
+                    state.removed = false;
+                }
+                None => self.listeners.push(ListenerState {
+                    id,
+                    plan,
+                    open: 0,
+                    removed: false,
+                }),
+            }
+        }
+        stack.set_config(update.tcp);
+        Ok(())
+    }
+
+    /// Closes every listener (new attempts get the configured refusal);
+    /// what is served goes on.
+    pub fn drain(&mut self, stack: &mut Stack) {
+        self.draining = true;
+        for state in &self.listeners {
+            stack.close_listener(state.id, self.drain_refuse);
+        }
+    }
+
+    /// Ends everything still served (a drain ran out of time): FIN to
+    /// every client (and every backend); returns how many there were.
+    pub fn finish(&mut self, stack: &mut Stack, now: Instant) -> u64 {
+        let keys: Vec<usize> = self.entries.iter().map(|(key, _)| key).collect();
+        for &key in &keys {
+            self.dispatch(stack, now, key, None, |serving, io| {
+                match (serving, io.proxy) {
+                    (Serving::Local(local), _) => {
+                        let _ = io.stack.close(io.now, local.id);
+                        Step::Finished
+                    }
+                    (Serving::Proxy(s), Some(proxy)) => proxy.finish(io.stack, io.now, s),
+                    (Serving::Proxy(_), None) => Step::Finished,
+                }
+            });
+        }
+        keys.len() as u64
+    }
+
+    /// Each listener's counters.
+    pub fn listener_stats(&self, stack: &Stack) -> Vec<ListenerStats> {
+        self.listeners
+            .iter()
+            .map(|l| ListenerStats {
+                name: l.plan.name.clone(),
+                addr: l.plan.addr,
+                listening: stack.is_listening(l.id),
+                open: l.open,
+                syn_queue: stack.syn_queue_len(l.id),
+                accept_queue: stack.accept_queue_len(l.id),
+            })
+            .collect()
     }
 
     /// Connections served now.
@@ -230,7 +334,7 @@ impl Served {
     /// Takes every connection waiting on `listener` and starts serving it.
     fn accept_all(&mut self, stack: &mut Stack, now: Instant, listener: ListenerId) {
         let index = listener.index();
-        let Some(plan) = self.listeners.get(index).map(|l| l.plan) else {
+        let Some(plan) = self.listeners.get(index).map(|l| l.plan.clone()) else {
             return;
         };
         loop {

@@ -45,6 +45,16 @@ impl Health {
         self.up
     }
 
+    /// The same backend's health under new thresholds (a reload): up or
+    /// down as it was, its streak kept.
+    pub fn with_thresholds(self, rise: u32, fall: u32) -> Self {
+        Self {
+            rise: rise.max(1),
+            fall: fall.max(1),
+            ..self
+        }
+    }
+
     /// Draining: existing connections finish, no new ones come.
     pub fn set_draining(&mut self, draining: bool) {
         self.draining = draining;

@@ -15,43 +15,37 @@ use std::rc::Rc;
 
 use super::ports::PortQueue;
 
-/// Connections per backend of one pool, on one shard.
-#[derive(Debug)]
-pub struct BackendCounts {
+/// Connections to one backend from one shard. Shared by the pool that
+/// balances over it and the leases of its connections, and kept across a
+/// reload for a backend that stays.
+#[derive(Debug, Default)]
+pub struct BackendCount {
     /// Open now.
-    active: Vec<Cell<u32>>,
+    active: Cell<u32>,
     /// Opened so far.
-    opened: Vec<Cell<u64>>,
+    opened: Cell<u64>,
 }
 
-impl BackendCounts {
-    pub fn new(backends: usize) -> Rc<Self> {
-        Rc::new(Self {
-            active: (0..backends).map(|_| Cell::new(0)).collect(),
-            opened: (0..backends).map(|_| Cell::new(0)).collect(),
-        })
+impl BackendCount {
+    pub fn new() -> Rc<Self> {
+        Rc::new(Self::default())
     }
 
-    pub fn active(&self, backend: usize) -> u32 {
-        self.active[backend].get()
+    pub fn active(&self) -> u32 {
+        self.active.get()
     }
 
-    pub fn active_all(&self) -> Vec<u32> {
-        self.active.iter().map(Cell::get).collect()
+    pub fn opened(&self) -> u64 {
+        self.opened.get()
     }
 
-    pub fn opened_all(&self) -> Vec<u64> {
-        self.opened.iter().map(Cell::get).collect()
-    }
-
-    /// Counts a new connection to `backend` until the lease drops.
+    /// Counts a new connection to backend `backend` (its index in the
+    /// pool that leased it) until the lease drops.
     pub fn lease(self: &Rc<Self>, backend: usize) -> BackendLease {
-        let active = &self.active[backend];
-        active.set(active.get() + 1);
-        let opened = &self.opened[backend];
-        opened.set(opened.get() + 1);
+        self.active.set(self.active.get() + 1);
+        self.opened.set(self.opened.get() + 1);
         BackendLease {
-            counts: Rc::clone(self),
+            count: Rc::clone(self),
             backend,
         }
     }
@@ -60,11 +54,12 @@ impl BackendCounts {
 /// One open connection to a backend.
 #[derive(Debug)]
 pub struct BackendLease {
-    counts: Rc<BackendCounts>,
+    count: Rc<BackendCount>,
     backend: usize,
 }
 
 impl BackendLease {
+    /// The backend's index in the pool that leased it.
     pub fn backend(&self) -> usize {
         self.backend
     }
@@ -72,8 +67,7 @@ impl BackendLease {
 
 impl Drop for BackendLease {
     fn drop(&mut self) {
-        let active = &self.counts.active[self.backend];
-        active.set(active.get() - 1);
+        self.count.active.set(self.count.active.get() - 1);
     }
 }
 
@@ -140,15 +134,15 @@ mod tests {
 
     #[test]
     fn a_backend_lease_counts_until_dropped() {
-        let counts = BackendCounts::new(2);
-        let a = counts.lease(1);
-        let b = counts.lease(1);
-        assert_eq!(counts.active_all(), [0, 2]);
+        let count = BackendCount::new();
+        let a = count.lease(1);
+        let b = count.lease(1);
+        assert_eq!((count.active(), a.backend()), (2, 1));
         drop(a);
-        assert_eq!(counts.active(1), 1);
+        assert_eq!(count.active(), 1);
         drop(b);
-        assert_eq!(counts.active_all(), [0, 0]);
-        assert_eq!(counts.opened_all(), [0, 2], "opened keeps counting");
+        assert_eq!(count.active(), 0);
+        assert_eq!(count.opened(), 2, "opened keeps counting");
     }
 
     #[test]

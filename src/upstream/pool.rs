@@ -7,12 +7,12 @@ use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::balance::{least_connections, BackendState, Maglev, RoundRobin};
 use super::health::{Health, Transition};
-use super::lease::{BackendCounts, BackendLease, Source, SourcePort, Sources};
+use super::lease::{BackendCount, BackendLease, Source, SourcePort, Sources};
 use super::ports::PortQueue;
 use crate::config::{Balance, Pool, ProxyProtocol};
 
@@ -32,35 +32,73 @@ pub struct BackendHealth {
 /// live backends (a Maglev table) only when it changed.
 #[derive(Debug)]
 pub struct HealthBoard {
+    /// Pool names, in config order.
+    names: Vec<String>,
     pools: Vec<Vec<BackendHealth>>,
     epoch: AtomicU64,
 }
 
 impl HealthBoard {
     pub fn new(pools: &[Pool]) -> Self {
-        let pools = pools
+        Self::carrying_over(pools, None)
+    }
+
+    /// The board for `pools` (a reload): a backend that was on `previous`
+    /// (same pool name and address) keeps its health and its failure
+    /// count under the new thresholds; its draining flag is the config's.
+    pub fn carrying_over(pools: &[Pool], previous: Option<&HealthBoard>) -> Self {
+        let pools_health = pools
             .iter()
             .map(|pool| {
                 let (rise, fall) = (pool.health_check.rise, pool.health_check.fall);
                 pool.backends
                     .iter()
                     .map(|b| {
-                        let mut health = Health::new(rise, fall);
+                        let before = previous.and_then(|p| p.find(&pool.name, *b.address));
+                        let mut health = match before {
+                            Some(old) => old
+                                .state
+                                .lock()
+                                .expect("health lock")
+                                .with_thresholds(rise, fall),
+                            None => Health::new(rise, fall),
+                        };
                         health.set_draining(b.drain);
+                        let failures =
+                            before.map_or(0, |old| old.connect_failures.load(Ordering::Relaxed));
                         BackendHealth {
                             address: *b.address,
                             accepts: AtomicBool::new(health.accepts_new()),
                             state: Mutex::new(health),
-                            connect_failures: AtomicU64::new(0),
+                            connect_failures: AtomicU64::new(failures),
                         }
                     })
                     .collect()
             })
             .collect();
         Self {
-            pools,
+            names: pools.iter().map(|p| p.name.clone()).collect(),
+            pools: pools_health,
             epoch: AtomicU64::new(0),
         }
+    }
+
+    /// The backend `address` of pool `pool`, if the board has it.
+    fn find(&self, pool: &str, address: SocketAddrV4) -> Option<&BackendHealth> {
+        let p = self.names.iter().position(|n| n == pool)?;
+        self.pools[p].iter().find(|b| b.address == address)
+    }
+
+    /// The indexes of backend `address` in pool `pool`.
+    pub fn locate(&self, pool: &str, address: SocketAddrV4) -> Option<(usize, usize)> {
+        let p = self.names.iter().position(|n| n == pool)?;
+        let b = self.pools[p].iter().position(|b| b.address == address)?;
+        Some((p, b))
+    }
+
+    /// Pool names, in config order (the board's indexes).
+    pub fn pool_names(&self) -> &[String] {
+        &self.names
     }
 
     pub fn backends(&self, pool: usize) -> &[BackendHealth] {
@@ -115,22 +153,24 @@ pub const SOURCE_PORTS: (u16, u16) = (1024, 65535);
 
 /// One shard's view of a pool: balancing state, open connections per
 /// backend (counted by [`BackendLease`]s), source addresses and their port
-/// queues (taken as [`SourcePort`] leases).
+/// queues (taken as [`SourcePort`] leases), and the health board it
+/// reads and reports to.
 #[derive(Debug)]
 pub struct ShardPool {
-    pub index: usize,
+    /// The pool as configured (a reload compares it).
+    config: Pool,
+    board: Arc<HealthBoard>,
+    /// This pool's index on `board`.
+    index: usize,
     pub backends: Vec<SocketAddr>,
     weights: Vec<u32>,
-    counts: Rc<BackendCounts>,
+    counts: Vec<Rc<BackendCount>>,
     balance: Balance,
     round_robin: RoundRobin,
     least_start: usize,
     maglev: Option<Maglev>,
     maglev_epoch: Option<u64>,
     sources: Sources,
-    /// Whether sockets bind a source address (else the route chooses it
-    /// and only the port is ours).
-    bind_address: bool,
     next_source: usize,
     pub connect_timeout: Duration,
     pub retries: u32,
@@ -141,43 +181,55 @@ pub struct ShardPool {
 }
 
 impl ShardPool {
-    /// Shard `shard` of `shards`' view of config pool `index`. Without
-    /// configured source addresses, sockets bind the wildcard address (the
-    /// route chooses it) and still get their port from lastack.
-    pub fn new(index: usize, pool: &Pool, shard: usize, shards: usize) -> Self {
-        let bind_address = !pool.source_addresses.is_empty();
-        let addresses: Vec<IpAddr> = if bind_address {
-            pool.source_addresses
-                .iter()
-                .map(|a| IpAddr::V4(**a))
-                .collect()
-        } else {
-            vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
+    /// Shard `shard` of `shards`' view of config pool `index` on `board`.
+    /// Without configured source addresses, sockets bind the wildcard
+    /// address (the route chooses it) and still get their port from
+    /// lastack. `previous` (a reload) lends what stays: the connection
+    /// counts of backends still there, and the source ports if the source
+    /// addresses did not change.
+    pub fn new(
+        index: usize,
+        pool: &Pool,
+        board: &Arc<HealthBoard>,
+        (shard, shards): (usize, usize),
+        previous: Option<&ShardPool>,
+    ) -> Self {
+        let sources = match previous {
+            Some(old) if old.config.source_addresses == pool.source_addresses => {
+                Rc::clone(&old.sources)
+            }
+            _ => new_sources(pool, shard, shards),
         };
-        let sources = addresses
-            .into_iter()
-            .map(|address| Source {
-                address,
-                ports: PortQueue::new(SOURCE_PORTS.0, SOURCE_PORTS.1, shard, shards),
+        let backends: Vec<SocketAddr> = pool
+            .backends
+            .iter()
+            .map(|b| SocketAddr::V4(*b.address))
+            .collect();
+        let counts = backends
+            .iter()
+            .map(|address| {
+                previous
+                    .and_then(|old| {
+                        let i = old.backends.iter().position(|a| a == address)?;
+                        Some(Rc::clone(&old.counts[i]))
+                    })
+                    .unwrap_or_default()
             })
             .collect();
         let shards_u32 = shards.max(1) as u32;
         Self {
+            config: pool.clone(),
+            board: Arc::clone(board),
             index,
-            backends: pool
-                .backends
-                .iter()
-                .map(|b| SocketAddr::V4(*b.address))
-                .collect(),
+            backends,
             weights: pool.backends.iter().map(|b| b.weight).collect(),
-            counts: BackendCounts::new(pool.backends.len()),
+            counts,
             balance: pool.balance,
             round_robin: RoundRobin::default(),
             least_start: shard,
             maglev: None,
             maglev_epoch: None,
-            sources: Rc::new(RefCell::new(sources)),
-            bind_address,
+            sources,
             next_source: 0,
             connect_timeout: *pool.connect_timeout,
             retries: pool.retries,
@@ -187,33 +239,49 @@ impl ShardPool {
         }
     }
 
+    /// The pool's name in the config.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// True if this view serves `pool` on `board` unchanged (a reload may
+    /// keep it as it is, balancing state included).
+    pub fn serves(&self, pool: &Pool, board: &Arc<HealthBoard>) -> bool {
+        self.config == *pool && Arc::ptr_eq(&self.board, board)
+    }
+
+    /// Records a connect result for `backend` (passive health).
+    pub fn record(&self, backend: usize, ok: bool) {
+        self.board.record(self.index, backend, ok);
+    }
+
     /// Open connections per backend on this shard.
     pub fn active(&self) -> Vec<u32> {
-        self.counts.active_all()
+        self.counts.iter().map(|c| c.active()).collect()
     }
 
     /// Connections sent to each backend by this shard so far.
     pub fn opened(&self) -> Vec<u64> {
-        self.counts.opened_all()
+        self.counts.iter().map(|c| c.opened()).collect()
     }
 
     /// Counts a new connection to `backend` until the lease drops.
     pub fn lease(&self, backend: usize) -> BackendLease {
-        self.counts.lease(backend)
+        self.counts[backend].lease(backend)
     }
 
     /// Chooses a backend for `client`, skipping those down, draining, at
     /// their connection limit, or in `exclude` (already tried). `None`:
     /// nothing can take the connection.
-    pub fn choose(&mut self, board: &HealthBoard, client: IpAddr, exclude: u64) -> Option<usize> {
+    pub fn choose(&mut self, client: IpAddr, exclude: u64) -> Option<usize> {
         self.scratch.clear();
         for i in 0..self.backends.len() {
-            let active = self.counts.active(i);
+            let active = self.counts[i].active();
             let full = self.max_per_backend > 0 && active >= self.max_per_backend;
             let excluded = i < 64 && exclude & (1 << i) != 0;
             self.scratch.push(BackendState {
                 weight: self.weights[i],
-                up: board.accepts(self.index, i) && !full && !excluded,
+                up: self.board.accepts(self.index, i) && !full && !excluded,
                 active,
             });
         }
@@ -224,7 +292,7 @@ impl ShardPool {
                 least_connections(&self.scratch, self.least_start % self.backends.len().max(1))
             }
             Balance::Maglev => {
-                self.refresh_maglev(board);
+                self.refresh_maglev();
                 let pick = self.maglev.as_ref().map(|m| m.pick(client));
                 match pick {
                     Some(i) if self.scratch[i].up => Some(i),
@@ -237,7 +305,8 @@ impl ShardPool {
     /// Rebuilds the Maglev table when the set of healthy backends changed.
     /// The table covers the backends that are healthy; a full or
     /// already-tried pick falls back to least connections.
-    fn refresh_maglev(&mut self, board: &HealthBoard) {
+    fn refresh_maglev(&mut self) {
+        let board = &self.board;
         let epoch = board.epoch();
         if self.maglev_epoch == Some(epoch) {
             return;
@@ -272,10 +341,24 @@ impl ShardPool {
         }
         None
     }
+}
 
-    /// Whether sockets bind the source address of their port lease (else
-    /// only the port, on the wildcard address).
-    pub fn binds_address(&self) -> bool {
-        self.bind_address
-    }
+/// This shard's share of the ports of each of `pool`'s source addresses.
+fn new_sources(pool: &Pool, shard: usize, shards: usize) -> Sources {
+    let addresses: Vec<IpAddr> = if pool.source_addresses.is_empty() {
+        vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
+    } else {
+        pool.source_addresses
+            .iter()
+            .map(|a| IpAddr::V4(**a))
+            .collect()
+    };
+    let sources = addresses
+        .into_iter()
+        .map(|address| Source {
+            address,
+            ports: PortQueue::new(SOURCE_PORTS.0, SOURCE_PORTS.1, shard, shards),
+        })
+        .collect();
+    Rc::new(RefCell::new(sources))
 }

@@ -51,6 +51,8 @@ enum Op {
     Cancel = 7,
     /// The poll of the AF_XDP socket (slot unused).
     PollXsk = 8,
+    /// The poll of the shard's control eventfd (slot unused).
+    PollWake = 9,
 }
 
 impl Op {
@@ -63,6 +65,7 @@ impl Op {
             6 => Self::Close,
             7 => Self::Cancel,
             8 => Self::PollXsk,
+            9 => Self::PollWake,
             _ => return None,
         })
     }
@@ -395,6 +398,7 @@ pub struct Uring<A = ()> {
     scratch: Vec<(u64, i32, u32)>,
     limits_supported: bool,
     xsk_poll_armed: bool,
+    wake_poll_armed: bool,
     stats: UringStats,
 }
 
@@ -440,6 +444,7 @@ impl<A> Uring<A> {
             scratch: Vec::with_capacity(256),
             limits_supported: true,
             xsk_poll_armed: false,
+            wake_poll_armed: false,
             stats: UringStats::default(),
         })
     }
@@ -807,18 +812,28 @@ impl<A> Uring<A> {
     }
 
     /// Submits and sleeps until a completion arrives, `xsk` (the AF_XDP
-    /// socket) is readable, or `timeout` passes.
-    pub fn wait(&mut self, xsk: RawFd, timeout: Duration) {
+    /// socket) or `wake` (the shard's control eventfd) is readable, or
+    /// `timeout` passes.
+    pub fn wait(&mut self, xsk: RawFd, wake: RawFd, timeout: Duration) {
         if !self.xsk_poll_armed {
             self.xsk_poll_armed = true;
-            let entry = opcode::PollAdd::new(types::Fd(xsk), libc::POLLIN as u32)
-                .build()
-                .user_data(user_data(Op::PollXsk, u32::MAX, 0));
-            // Safety: a poll carries no pointer.
-            unsafe { self.push(entry) };
-            self.in_flight += 1;
+            self.poll_readable(xsk, Op::PollXsk);
+        }
+        if !self.wake_poll_armed {
+            self.wake_poll_armed = true;
+            self.poll_readable(wake, Op::PollWake);
         }
         self.sleep(timeout);
+    }
+
+    /// A one-shot poll for input on `fd`, reported only to this layer.
+    fn poll_readable(&mut self, fd: RawFd, op: Op) {
+        let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .build()
+            .user_data(user_data(op, u32::MAX, 0));
+        // Safety: a poll carries no pointer.
+        unsafe { self.push(entry) };
+        self.in_flight += 1;
     }
 
     /// Submits and sleeps until a completion arrives or `timeout` passes.
@@ -878,9 +893,16 @@ impl<A> Uring<A> {
         if !more {
             self.in_flight -= 1;
         }
-        if token.op == Op::PollXsk {
-            self.xsk_poll_armed = false;
-            return None;
+        match token.op {
+            Op::PollXsk => {
+                self.xsk_poll_armed = false;
+                return None;
+            }
+            Op::PollWake => {
+                self.wake_poll_armed = false;
+                return None;
+            }
+            _ => {}
         }
         let index = token.slot;
         let slot = self.slots.get_mut(index as usize)?;
@@ -920,7 +942,7 @@ impl<A> Uring<A> {
                 self.free_slot(index);
                 return None;
             }
-            Op::ConnectTimeout | Op::Cancel | Op::PollXsk => None,
+            Op::ConnectTimeout | Op::Cancel | Op::PollXsk | Op::PollWake => None,
         };
         let slot = &mut self.slots[index as usize];
         match slot.life {
@@ -999,7 +1021,9 @@ impl<A> Uring<A> {
         self.submit();
         let start = std::time::Instant::now();
         let mut batch = Vec::with_capacity(256);
-        while self.in_flight > usize::from(self.xsk_poll_armed) && start.elapsed() < deadline {
+        while self.in_flight > usize::from(self.xsk_poll_armed) + usize::from(self.wake_poll_armed)
+            && start.elapsed() < deadline
+        {
             self.sleep(Duration::from_millis(10));
             self.complete(&mut batch);
             self.submit();

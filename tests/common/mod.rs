@@ -5,6 +5,7 @@
 
 use std::net::SocketAddrV4;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lastack::link::xdp::SteerCounters;
@@ -89,7 +90,7 @@ impl Lastack {
         self.runtime().steering_counters()[0].1
     }
 
-    pub fn board(&self) -> &HealthBoard {
+    pub fn board(&self) -> Arc<HealthBoard> {
         self.runtime().board()
     }
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::harness::*;
-use lastack::tcp::{Event, ResetCause, Route, Seq, State};
+use lastack::tcp::{Event, Refuse, ResetCause, Route, Seq, State};
 use lastack::wire::{TcpFlags, TcpOptions};
 
 // =========================================================================
@@ -16,6 +16,34 @@ fn closed_port_answers_a_syn_with_rst_ack() {
     send!(h, seq: REMOTE_SEQ, flags: TcpFlags::SYN);
     recv!(h, [{ seq: 0, ack: Some(REMOTE_SEQ + 1), flags: TcpFlags::RST }]);
     assert_eq!(h.stack.stats().drop_no_listener, 1);
+}
+
+/// A closed listener (a drain, a reload that removed it) refuses new
+/// connections — RST, or silence when told to drop — while its established
+/// connection goes on; listening on the address again reopens it.
+#[test]
+fn a_closed_listener_refuses_new_connections_and_keeps_its_own() {
+    let (mut h, id) = Harness::established(config());
+    let listener = h.listener.unwrap();
+    h.stack.close_listener(listener, Refuse::Reset);
+    assert!(!h.stack.is_listening(listener));
+    send!(h, src_port: 49501, seq: 7000, flags: TcpFlags::SYN);
+    recv!(h, [{ seq: 0, ack: Some(7001), flags: TcpFlags::RST }]);
+    send!(h, seq: REMOTE_SEQ + 1, ack: Some(LOCAL_SEQ + 1), payload: b"still");
+    assert_eq!(h.app_recv(id, 100), b"still", "the established one goes on");
+    h.stack.close_listener(listener, Refuse::Drop);
+    send!(h, src_port: 49502, seq: 8000, flags: TcpFlags::SYN);
+    let sent = h.sent();
+    assert!(
+        sent.iter().all(|s| s.flags != TcpFlags::RST),
+        "dropped, not reset: {sent:#?}"
+    );
+    assert_eq!(h.stack.stats().refused_closed_listener, 2);
+    assert_eq!(h.stack.listen(LOCAL), Ok(listener), "reopened, same id");
+    send!(h, src_port: 49503, seq: 9000, flags: TcpFlags::SYN);
+    let sent = h.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].flags, TcpFlags::SYN, "a SYN-ACK: {sent:#?}");
 }
 
 #[test]

@@ -186,13 +186,23 @@ mod ordered_labels {
     }
 }
 
-/// `GET path` from an admin endpoint; the body of a 200 answer.
+/// `GET path` from an admin endpoint; the body of a 200 answer (an error
+/// carries the status line and the body of any other).
 pub fn get(admin: SocketAddr, path: &str) -> io::Result<String> {
+    request(admin, "GET", path)
+}
+
+/// `POST path` (no body) to an admin endpoint, as [`get`].
+pub fn post(admin: SocketAddr, path: &str) -> io::Result<String> {
+    request(admin, "POST", path)
+}
+
+fn request(admin: SocketAddr, method: &str, path: &str) -> io::Result<String> {
     let mut stream = TcpStream::connect_timeout(&admin, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_read_timeout(Some(Duration::from_secs(35)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: lastack\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: lastack\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
@@ -200,9 +210,8 @@ pub fn get(admin: SocketAddr, path: &str) -> io::Result<String> {
         .split_once("\r\n\r\n")
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an HTTP response"))?;
     if !head.starts_with("HTTP/1.1 200") {
-        return Err(io::Error::other(
-            head.lines().next().unwrap_or("").to_string(),
-        ));
+        let status = head.lines().next().unwrap_or("");
+        return Err(io::Error::other(format!("{status}: {}", body.trim_end())));
     }
     Ok(body.to_string())
 }

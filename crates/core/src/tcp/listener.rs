@@ -8,10 +8,23 @@ use std::net::SocketAddrV4;
 
 use super::types::ConnId;
 
+/// What a closed listener does with new connection attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refuse {
+    /// Answer with RST (the client fails at once).
+    Reset,
+    /// Drop silently (the client retransmits its SYN; useful while a
+    /// router withdraws the address and another instance takes over).
+    Drop,
+}
+
 /// One listener.
 #[derive(Debug)]
 pub struct Listener {
     pub addr: SocketAddrV4,
+    /// Closed: no new connections (a drain, or removed by a reload); the
+    /// ones it already has go on.
+    pub closed: Option<Refuse>,
     /// Half-open connections now in SYN-RECEIVED.
     pub syn_queue_len: usize,
     pub syn_backlog: usize,
@@ -23,6 +36,7 @@ impl Listener {
     pub fn new(addr: SocketAddrV4, syn_backlog: usize, accept_backlog: usize) -> Self {
         Self {
             addr,
+            closed: None,
             syn_queue_len: 0,
             syn_backlog,
             accept_queue: VecDeque::new(),

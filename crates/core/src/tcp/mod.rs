@@ -30,6 +30,7 @@ pub mod types;
 
 pub use config::{CookieMode, TcpConfig};
 pub use isn::Secret;
+pub use listener::Refuse;
 pub use seq::Seq;
 pub use stack::{Stack, Transmit};
 pub use stats::Stats;

@@ -34,7 +34,7 @@ use super::conn::output::{finish_segment, IP_HEADER_LEN, MAX_HEADERS};
 use super::conn::{Conn, Ctx};
 use super::cookie;
 use super::isn::{self, Secret};
-use super::listener::Listener;
+use super::listener::{Listener, Refuse};
 use super::seq::Seq;
 use super::stats::Stats;
 use super::time::Instant;
@@ -186,9 +186,16 @@ impl Stack {
 
     // ---- Listeners ----
 
-    /// LISTEN on `addr` (RFC 9293 §3.10.1 passive OPEN).
+    /// LISTEN on `addr` (RFC 9293 §3.10.1 passive OPEN). A listener
+    /// closed earlier on the same address opens again (same id).
     pub fn listen(&mut self, addr: SocketAddrV4) -> Result<ListenerId, CommandError> {
-        if self.listener_by_addr.contains_key(&addr) {
+        if let Some(&id) = self.listener_by_addr.get(&addr) {
+            let listener = &mut self.listeners[id as usize];
+            if listener.closed.take().is_some() {
+                listener.syn_backlog = self.config.syn_backlog;
+                listener.accept_backlog = self.config.accept_backlog;
+                return Ok(ListenerId(id));
+            }
             return Err(CommandError::AddressInUse);
         }
         let id = self.listeners.len() as u32;
@@ -199,6 +206,31 @@ impl Stack {
         ));
         self.listener_by_addr.insert(addr, id);
         Ok(ListenerId(id))
+    }
+
+    /// Stops `listener` taking new connections: SYNs (and cookie ACKs)
+    /// get `refuse`. Its half-open and queued connections complete and can
+    /// still be accepted; its established ones are untouched.
+    pub fn close_listener(&mut self, listener: ListenerId, refuse: Refuse) {
+        if let Some(l) = self.listeners.get_mut(listener.0 as usize) {
+            l.closed = Some(refuse);
+        }
+    }
+
+    /// True if `listener` takes new connections.
+    pub fn is_listening(&self, listener: ListenerId) -> bool {
+        self.listeners
+            .get(listener.0 as usize)
+            .is_some_and(|l| l.closed.is_none())
+    }
+
+    /// Replaces the engine's parameters. New connections and listeners
+    /// take all of them; established connections follow the timing ones
+    /// (RTO bounds, delayed ACK, keepalive, retries) from now on and keep
+    /// what was fixed at their handshake (MSS, window scale, buffers).
+    pub fn set_config(&mut self, config: TcpConfig) {
+        self.challenge_budget = self.challenge_budget.min(config.challenge_ack_limit);
+        self.config = config;
     }
 
     /// Takes the oldest established connection from the accept queue and
@@ -395,6 +427,24 @@ impl Stack {
         Ok(())
     }
 
+    /// ABORT for every connection still open (a stop): each gets an RST,
+    /// whoever owns it. Returns how many there were. TIME-WAIT entries
+    /// stay (they hold no peer up).
+    pub fn abort_all(&mut self, now: Instant) -> usize {
+        let mut aborted = 0;
+        for index in 0..self.slots.len() as u32 {
+            let slot = &self.slots[index as usize];
+            if !slot.occupied || slot.conn.detached {
+                continue;
+            }
+            let state = slot.conn.state;
+            self.with_conn(now, index, |conn, ctx| conn.abort(ctx));
+            self.after(now, index, state);
+            aborted += 1;
+        }
+        aborted
+    }
+
     // ---- Inputs ----
 
     /// SEGMENT ARRIVES (RFC 9293 §3.10.7): `ip` and `tcp` parsed (and
@@ -536,6 +586,14 @@ impl Stack {
         let flags = tcp.flags;
         if flags.rst() {
             return; // First: an RST to a listener is ignored.
+        }
+        if let Some(refuse) = self.listeners[listener as usize].closed {
+            // No new connections here (the listener is draining or gone).
+            self.stats.refused_closed_listener += 1;
+            if refuse == Refuse::Reset {
+                self.reset_for(tuple, route, tcp);
+            }
+            return;
         }
         if flags.ack() {
             // Second: an ACK; ours only if it carries a valid cookie.

@@ -40,6 +40,9 @@ pub struct Stats {
     pub drop_reassembly_full: u64,
     /// A segment to a port with no listener (answered with RST).
     pub drop_no_listener: u64,
+    /// Connection attempts to a closed listener (draining or removed),
+    /// refused with RST or dropped as it was told.
+    pub refused_closed_listener: u64,
     /// SYNs dropped because the SYN queue is full and cookies are off.
     pub drop_syn_queue_full: u64,
     /// Stateless replies dropped because their queue was full.
