@@ -67,7 +67,14 @@ struct ShardSlot {
     /// Index into `Runtime::programs` (and the config's interfaces).
     interface: usize,
     queue: u32,
+    /// Restart attempts that failed in a row (its queue may take a moment
+    /// to be free again after the dead shard's socket closed).
+    failed_restarts: u32,
 }
+
+/// Restart attempts (one per loop round, ~20 ms apart) before a dead
+/// shard counts as lost.
+const RESTART_ATTEMPTS: u32 = 50;
 
 /// How a run ended (`lastack run` turns it into an exit status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +106,8 @@ pub struct Runtime {
     /// their connections finish.
     retiring: Vec<SocketAddrV4>,
     draining: bool,
+    /// Reloads applied so far (each shard publishes the one it runs).
+    generation: u64,
 }
 
 impl Runtime {
@@ -129,6 +138,7 @@ impl Runtime {
             drain_overrides: BTreeMap::new(),
             retiring: Vec::new(),
             draining: false,
+            generation: 0,
         };
         let listeners = runtime.listener_plans(config);
         for (i, interface) in config.interfaces.iter().enumerate() {
@@ -147,6 +157,7 @@ impl Runtime {
                     handle,
                     interface: i,
                     queue,
+                    failed_restarts: 0,
                 });
             }
             tracing::info!(interface = %interface.name, mode = ?interface.xdp_mode, queues = interface.queues, "serving");
@@ -195,6 +206,7 @@ impl Runtime {
         let listeners = ListenerPlan::all(config, shards);
         let proxies = listeners.iter().any(|l| matches!(l.serve, Serve::Proxy(_)));
         ShardUpdate {
+            generation: self.generation,
             listeners,
             tcp: TcpConfig::from(&config.tcp),
             upstream: proxies.then(|| UpstreamPlan::new(config, &self.board, 0, shards)),
@@ -247,6 +259,7 @@ impl Runtime {
                 u
             }),
             drain_refuse: update.drain_refuse,
+            generation: update.generation,
         };
         let core = iface.cores.get(queue as usize).map(|&c| c as usize);
         let handle = Shard::spawn(plan, core)?;
@@ -360,6 +373,7 @@ impl Runtime {
             crate::upstream::checker::spawn(&self.board, &new.pools, &self.checkers_stop);
         *self.admin_state.board.lock().expect("board lock") = Arc::clone(&self.board);
         self.config = new;
+        self.generation += 1;
         let update = self.update(&self.config);
         for slot in &self.shards {
             let shard = self.shard_index(slot.interface, slot.queue);
@@ -385,6 +399,12 @@ impl Runtime {
         );
         tracing::info!("{}", summary.trim_end());
         Ok(summary)
+    }
+
+    /// Reloads applied so far: every shard has taken the latest once its
+    /// published `config_generation` is this.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Drains or undrains one backend (until changed again; kept across
@@ -460,25 +480,40 @@ impl Runtime {
             }
             let (interface, queue) = (slot.interface, slot.queue);
             self.admin_state.ready.store(false, Ordering::Relaxed);
-            tracing::error!(interface = %self.programs[interface].0, queue, "shard thread ended: restarting it");
-            self.admin_state
-                .counters
-                .shard_restarts
-                .fetch_add(1, Ordering::Relaxed);
+            if slot.failed_restarts == 0 {
+                tracing::error!(interface = %self.programs[interface].0, queue, "shard thread ended: restarting it");
+            }
             match self.spawn_shard(interface, queue) {
                 Ok(handle) => {
-                    let old = std::mem::replace(&mut self.shards[i].handle, handle);
+                    let slot = &mut self.shards[i];
+                    slot.failed_restarts = 0;
+                    let old = std::mem::replace(&mut slot.handle, handle);
                     let _ = old.thread.join();
+                    self.admin_state
+                        .counters
+                        .shard_restarts
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(queue, "shard restarted");
                 }
                 Err(e) => {
-                    tracing::error!(queue, "shard could not be restarted: {e}");
-                    self.admin_state.live.store(false, Ordering::Relaxed);
-                    lost = Some(Ending::ShardLost);
+                    let slot = &mut self.shards[i];
+                    slot.failed_restarts += 1;
+                    tracing::warn!(
+                        queue,
+                        attempt = slot.failed_restarts,
+                        "shard restart failed: {e}"
+                    );
+                    if slot.failed_restarts >= RESTART_ATTEMPTS {
+                        tracing::error!(queue, "shard lost: it could not be restarted");
+                        self.admin_state.live.store(false, Ordering::Relaxed);
+                        lost = Some(Ending::ShardLost);
+                    }
                 }
             }
         }
         self.publish_shards();
-        if lost.is_none() && !self.draining {
+        let all_running = self.shards.iter().all(|s| s.failed_restarts == 0);
+        if lost.is_none() && all_running && !self.draining {
             self.admin_state.ready.store(true, Ordering::Relaxed);
         }
         lost

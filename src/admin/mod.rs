@@ -1,7 +1,8 @@
-//! The admin endpoint, on kernel TCP (not the VIP), served by `tiny_http`
-//! on a few threads (a slow or silent client never holds up a scrape:
-//! `tiny_http` reads requests on its own threads and hands over only
-//! complete ones):
+//! The admin endpoint, on kernel TCP (not the VIP): HTTP/1.1 by `hyper` on
+//! a single-threaded runtime of its own thread, each connection a task
+//! with a header timeout and an overall bound, so a slow or silent client
+//! never holds up a scrape. (`tiny_http` was tried first: its thread pool
+//! can queue a new connection behind silent ones and leave it unanswered.)
 //!
 //! | request | answer |
 //! |---|---|
@@ -32,9 +33,6 @@ use crate::link::xdp::SteerCounters;
 use crate::shard::ShardStats;
 use crate::upstream::pool::HealthBoard;
 use metrics::{BackendView, PoolView, Snapshot};
-
-/// Threads answering requests.
-const THREADS: usize = 4;
 
 /// What a `POST` asks of the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,19 +157,24 @@ impl AdminState {
     }
 }
 
-/// The running endpoint: its threads end when `stop` is set.
+/// The running endpoint: its thread ends when `stop` is set.
 pub struct AdminServer {
-    threads: Vec<JoinHandle<()>>,
+    thread: JoinHandle<()>,
 }
 
 impl AdminServer {
-    /// Waits for the threads (after `stop` was set).
+    /// Waits for the thread (after `stop` was set).
     pub fn join(self) {
-        for thread in self.threads {
-            let _ = thread.join();
-        }
+        let _ = self.thread.join();
     }
 }
+
+/// How long a client may take to send its request's head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one connection may last.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+type Body = http_body_util::Full<hyper::body::Bytes>;
 
 /// Serves until `stop`; `control` says whether `POST`s are answered.
 pub fn spawn(
@@ -180,75 +183,113 @@ pub fn spawn(
     control: bool,
     stop: Arc<AtomicBool>,
 ) -> io::Result<AdminServer> {
-    let server = Arc::new(tiny_http::Server::http(listen).map_err(io::Error::other)?);
-    let threads = (0..THREADS)
-        .map(|i| {
-            let (server, state, stop) =
-                (Arc::clone(&server), Arc::clone(&state), Arc::clone(&stop));
-            std::thread::Builder::new()
-                .name(format!("admin-{i}"))
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        match server.recv_timeout(Duration::from_millis(100)) {
-                            Ok(Some(request)) => {
-                                if let Err(e) = answer(request, &state, control) {
-                                    tracing::debug!("admin request: {e}");
-                                }
-                            }
-                            Ok(None) => {}
-                            Err(e) => tracing::debug!("admin endpoint: {e}"),
-                        }
-                    }
-                })
-        })
-        .collect::<io::Result<Vec<_>>>()?;
-    Ok(AdminServer { threads })
+    let listener = std::net::TcpListener::bind(listen)?;
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let thread = std::thread::Builder::new()
+        .name("admin".into())
+        .spawn(move || runtime.block_on(serve(listener, state, control, stop)))?;
+    Ok(AdminServer { thread })
 }
 
-fn answer(request: tiny_http::Request, state: &AdminState, control: bool) -> io::Result<()> {
-    use tiny_http::{Header, Method, Response};
-    let content = |kind: &str| {
-        Header::from_bytes(&b"Content-Type"[..], kind.as_bytes()).expect("a valid header")
+async fn serve(
+    listener: std::net::TcpListener,
+    state: Arc<AdminState>,
+    control: bool,
+    stop: Arc<AtomicBool>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!("admin endpoint: {e}");
+            return;
+        }
     };
-    let text = |status: u16, body: String| Response::from_string(body).with_status_code(status);
-    let url = request.url().to_string();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let response = match (request.method(), path) {
-        (Method::Get, "/metrics") => Response::from_string(state.collect().to_prometheus_text())
-            .with_header(content("text/plain; version=0.0.4; charset=utf-8")),
-        (Method::Get, "/metrics.json") => Response::from_string(
-            serde_json::to_string(&state.collect()).map_err(io::Error::other)?,
-        )
-        .with_header(content("application/json")),
-        (Method::Get, "/live") => health(state.live.load(Ordering::Relaxed), "live"),
-        (Method::Get, "/ready") => health(state.ready.load(Ordering::Relaxed), "ready"),
-        (Method::Get, "/") => text(200, USAGE.to_string()),
-        (Method::Post, _) if !control => text(403, "control is off ([admin] control)\n".into()),
-        (Method::Post, "/reload") => reply(state.ask(Control::Reload)),
-        (Method::Post, "/backends/drain") => reply(backend_control(state, query, true)),
-        (Method::Post, "/backends/undrain") => reply(backend_control(state, query, false)),
-        (Method::Get, _) | (Method::Post, _) => text(404, "not found\n".into()),
+    while !stop.load(Ordering::Relaxed) {
+        let accepted = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
+        let Ok(Ok((stream, _))) = accepted else {
+            continue;
+        };
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let state = Arc::clone(&state);
+                async move { Ok::<_, std::convert::Infallible>(answer(request, state, control).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
+                tracing::debug!("admin connection: {e}");
+            }
+        });
+    }
+}
+
+async fn answer(
+    request: hyper::Request<hyper::body::Incoming>,
+    state: Arc<AdminState>,
+    control: bool,
+) -> hyper::Response<Body> {
+    use hyper::Method;
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or("").to_string();
+    match (request.method(), path.as_str()) {
+        (&Method::GET, "/metrics") => respond(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            state.collect().to_prometheus_text(),
+        ),
+        (&Method::GET, "/metrics.json") => match serde_json::to_string(&state.collect()) {
+            Ok(json) => respond(200, "application/json", json),
+            Err(e) => text(500, format!("{e}\n")),
+        },
+        (&Method::GET, "/live") => health(state.live.load(Ordering::Relaxed), "live"),
+        (&Method::GET, "/ready") => health(state.ready.load(Ordering::Relaxed), "ready"),
+        (&Method::GET, "/") => text(200, USAGE.to_string()),
+        (&Method::POST, _) if !control => text(403, "control is off ([admin] control)\n".into()),
+        (&Method::POST, "/reload" | "/backends/drain" | "/backends/undrain") => {
+            // The runtime answers from its own loop: wait off this thread.
+            let asked = tokio::task::spawn_blocking(move || match path.as_str() {
+                "/reload" => state.ask(Control::Reload),
+                "/backends/drain" => backend_control(&state, &query, true),
+                _ => backend_control(&state, &query, false),
+            })
+            .await;
+            match asked {
+                Ok(Ok(body)) => text(200, body),
+                Ok(Err((status, body))) => text(status, body),
+                Err(e) => text(500, format!("{e}\n")),
+            }
+        }
+        (&Method::GET | &Method::POST, _) => text(404, "not found\n".into()),
         _ => text(405, "GET or POST\n".into()),
-    };
-    request.respond(response)
+    }
 }
 
 const USAGE: &str = "lastack admin: GET /metrics, /metrics.json, /live, /ready; \
 POST /reload, /backends/drain?pool=P&backend=ADDR, /backends/undrain?pool=P&backend=ADDR\n";
 
-fn health(ok: bool, what: &str) -> tiny_http::Response<io::Cursor<Vec<u8>>> {
-    let (status, body) = if ok {
-        (200, format!("{what}\n"))
-    } else {
-        (503, format!("not {what}\n"))
-    };
-    tiny_http::Response::from_string(body).with_status_code(status)
+fn respond(status: u16, kind: &str, body: String) -> hyper::Response<Body> {
+    hyper::Response::builder()
+        .status(status)
+        .header("Content-Type", kind)
+        .body(Body::from(body))
+        .expect("a valid response")
 }
 
-fn reply(result: Result<String, (u16, String)>) -> tiny_http::Response<io::Cursor<Vec<u8>>> {
-    match result {
-        Ok(body) => tiny_http::Response::from_string(body).with_status_code(200),
-        Err((status, body)) => tiny_http::Response::from_string(body).with_status_code(status),
+fn text(status: u16, body: String) -> hyper::Response<Body> {
+    respond(status, "text/plain; charset=utf-8", body)
+}
+
+fn health(ok: bool, what: &str) -> hyper::Response<Body> {
+    if ok {
+        text(200, format!("{what}\n"))
+    } else {
+        text(503, format!("not {what}\n"))
     }
 }
 

@@ -100,6 +100,8 @@ pub struct ShardStats {
     pub listeners: Vec<ListenerStats>,
     /// The shard drains (its listeners are closed).
     pub draining: bool,
+    /// The config generation (reload) the shard runs.
+    pub config_generation: u64,
     /// Connections closed because a drain ran out of time (FIN, then RST
     /// if they did not finish).
     pub closed_at_drain_timeout: u64,
@@ -165,6 +167,7 @@ impl Shard {
         served.apply(
             &mut stack,
             ShardUpdate {
+                generation: plan.generation,
                 listeners: plan.listeners,
                 tcp: plan.tcp,
                 upstream: plan.upstream,
@@ -434,6 +437,7 @@ impl Shard {
         stats.time_wait = self.stack.time_wait_count();
         stats.time_wait_bytes = self.stack.time_wait_memory();
         stats.listeners = self.served.listener_stats(&self.stack);
+        stats.config_generation = self.served.generation();
         stats.states = self
             .stack
             .state_counts()

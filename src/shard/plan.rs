@@ -94,11 +94,16 @@ pub struct ShardPlan {
     pub upstream: Option<UpstreamPlan>,
     /// What new connection attempts get while the shard drains.
     pub drain_refuse: Refuse,
+    /// The config generation it starts with.
+    pub generation: u64,
 }
 
 /// What a reload changes in a running shard (applied between two batches).
 #[derive(Debug, Clone)]
 pub struct ShardUpdate {
+    /// Which reload this is (0 at start); the shard publishes the one it
+    /// runs, so a caller can tell when every shard has taken it.
+    pub generation: u64,
     /// Every listener now: matched to the running ones by name; new ones
     /// open, missing ones close (their connections finish).
     pub listeners: Vec<ListenerPlan>,

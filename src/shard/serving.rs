@@ -82,6 +82,8 @@ pub(super) struct Served {
     /// Draining: listeners stay closed, reloads add none.
     draining: bool,
     drain_refuse: Refuse,
+    /// The config generation of the last update taken.
+    generation: u64,
 }
 
 impl Served {
@@ -96,7 +98,13 @@ impl Served {
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             draining: false,
             drain_refuse,
+            generation: 0,
         }
+    }
+
+    /// The config generation of the last update taken.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Takes `update` (at start, and at each reload): the backend leg's
@@ -105,6 +113,7 @@ impl Served {
     /// one opens, a missing one closes (RST to new attempts; what it
     /// accepted goes on) — then the engine's parameters.
     pub fn apply(&mut self, stack: &mut Stack, update: ShardUpdate) -> std::io::Result<()> {
+        self.generation = update.generation;
         self.drain_refuse = update.drain_refuse;
         match (&mut self.proxy, &update.upstream) {
             (Some(proxy), Some(plan)) => proxy.reconfigure(plan),

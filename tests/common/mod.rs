@@ -22,6 +22,8 @@ pub const LASTACK: &str = env!("CARGO_BIN_EXE_lastack");
 pub struct Lastack {
     pub topo: Topology,
     runtime: Option<Runtime>,
+    /// The `[[interfaces]]` entry (and the rest the harness adds).
+    queues: u32,
 }
 
 impl Lastack {
@@ -31,22 +33,7 @@ impl Lastack {
     /// unless `body` has an `[admin]` table). `{vip}` in `body` stands for
     /// the topology's VIP.
     pub fn start(topo: Topology, queues: u32, body: &str) -> Self {
-        let body = body.replace("{vip}", &topo.vip.to_string());
-        let admin = if body.contains("[admin]") {
-            ""
-        } else {
-            "\n[admin]\nenabled = false\n"
-        };
-        // Services in-process need no pool (top-level keys come first).
-        let pools = if body.contains("[[pools]]") {
-            ""
-        } else {
-            "pools = []\n"
-        };
-        let toml = format!(
-            "{pools}[[interfaces]]\nname = \"{}\"\nqueues = {queues}\numem_frames = 4096\n\n{body}\n{admin}",
-            topo.lastack_if
-        );
+        let toml = config_text(&topo, queues, body);
         let config = lastack::config::parse(&toml, Path::new("test.toml"))
             .unwrap_or_else(|e| panic!("{e}\n{toml}"));
         // In lastack's namespace: the shard threads it spawns stay there,
@@ -58,11 +45,62 @@ impl Lastack {
         Self {
             topo,
             runtime: Some(runtime),
+            queues,
         }
     }
 
     fn runtime(&self) -> &Runtime {
         self.runtime.as_ref().expect("running")
+    }
+
+    /// The whole config file for `body` (as [`Lastack::start`] writes it).
+    pub fn config_text(&self, body: &str) -> String {
+        config_text(&self.topo, self.queues, body)
+    }
+
+    /// Reloads with `body` (in lastack's namespace, where the checkers it
+    /// starts must run), then waits until every shard has taken it.
+    pub fn reload(&mut self, body: &str) -> Result<String, String> {
+        let toml = self.config_text(body);
+        let config =
+            lastack::config::parse(&toml, Path::new("reload.toml")).map_err(|e| e.to_string())?;
+        let runtime = self.runtime.as_mut().expect("running");
+        let result = self.topo.lastack.enter(|| runtime.reload(config));
+        if result.is_ok() {
+            self.wait_generation();
+        }
+        result
+    }
+
+    /// Reloads from a file, as SIGHUP does.
+    pub fn reload_from(&mut self, path: &Path) -> Result<String, String> {
+        let runtime = self.runtime.as_mut().expect("running");
+        self.topo.lastack.enter(|| runtime.reload_from(path))
+    }
+
+    /// Waits until every shard runs the latest config generation.
+    pub fn wait_generation(&self) {
+        let generation = self.runtime().generation();
+        self.wait_for("every shard took the reload", Duration::from_secs(5), |s| {
+            s.iter().all(|s| s.config_generation == generation)
+        });
+    }
+
+    /// One round of the runtime's supervision (in lastack's namespace,
+    /// where a restarted shard must bind its queue).
+    pub fn supervise(&mut self) {
+        let runtime = self.runtime.as_mut().expect("running");
+        self.topo.lastack.enter(|| runtime.supervise());
+    }
+
+    /// The runtime's counters and flags (what the admin endpoint shows).
+    pub fn admin(&self) -> Arc<lastack::admin::AdminState> {
+        Arc::clone(self.runtime().admin())
+    }
+
+    /// Injects a panic into shard `shard`.
+    pub fn inject_fault(&self, shard: usize) {
+        self.runtime().inject_fault(shard);
     }
 
     /// `vip:port`.
@@ -147,6 +185,28 @@ impl Lastack {
         assert_eq!(all.len(), 1, "one shard");
         all.remove(0)
     }
+}
+
+/// The config file for `body` on `topo` with `queues` shards: the
+/// `[[interfaces]]` entry is written here, the admin endpoint is off unless
+/// `body` has an `[admin]` table; `{vip}` in `body` stands for the VIP.
+fn config_text(topo: &Topology, queues: u32, body: &str) -> String {
+    let body = body.replace("{vip}", &topo.vip.to_string());
+    let admin = if body.contains("[admin]") {
+        ""
+    } else {
+        "\n[admin]\nenabled = false\n"
+    };
+    // Services in-process need no pool (top-level keys come first).
+    let pools = if body.contains("[[pools]]") {
+        ""
+    } else {
+        "pools = []\n"
+    };
+    format!(
+        "{pools}[[interfaces]]\nname = \"{}\"\nqueues = {queues}\numem_frames = 4096\n\n{body}\n{admin}",
+        topo.lastack_if
+    )
 }
 
 /// Starts `lastack run -c config` in `ns` (stderr captured).

@@ -132,3 +132,76 @@ pub fn churn(
     });
     failures.load(Ordering::Relaxed) as usize
 }
+
+/// A long-lived connection to an echo service: a thread sends the test
+/// stream in small chunks and checks every byte of the echo, until told
+/// to finish; then it half-closes and expects the rest of the echo and
+/// the peer's FIN.
+pub struct LongLived {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Result<u64, String>>,
+}
+
+impl LongLived {
+    /// Connects to `addr` (in the calling thread's namespace) and starts
+    /// exchanging `chunk` bytes at a time, `pause` between exchanges.
+    pub fn start(addr: SocketAddrV4, chunk: usize, pause: Duration) -> io::Result<Self> {
+        let stream = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+        stream.set_nodelay(true)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || exchange_until(stream, chunk, pause, &flag));
+        Ok(Self { stop, thread })
+    }
+
+    /// Stops sending, half-closes, and returns the bytes echoed (all of
+    /// them checked), or what went wrong.
+    pub fn finish(self) -> Result<u64, String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err("the stream's thread panicked".into()))
+    }
+
+    /// True once the exchange ended on its own (an error).
+    pub fn ended(&self) -> bool {
+        self.thread.is_finished()
+    }
+}
+
+fn exchange_until(
+    mut stream: TcpStream,
+    chunk: usize,
+    pause: Duration,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<u64, String> {
+    let mut out = vec![0u8; chunk];
+    let mut back = vec![0u8; chunk];
+    let mut offset = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        pattern::fill(1, offset, &mut out);
+        stream
+            .write_all(&out)
+            .map_err(|e| format!("write at {offset}: {e}"))?;
+        stream
+            .read_exact(&mut back)
+            .map_err(|e| format!("echo at {offset}: {e}"))?;
+        if let Some(at) = pattern::mismatch(1, offset, &back) {
+            return Err(format!("echo byte {at} differs"));
+        }
+        offset += chunk as u64;
+        std::thread::sleep(pause);
+    }
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .map_err(|e| format!("half-close: {e}"))?;
+    let mut rest = Vec::new();
+    stream
+        .read_to_end(&mut rest)
+        .map_err(|e| format!("after the half-close: {e}"))?;
+    if !rest.is_empty() {
+        return Err(format!("{} bytes after the last echo", rest.len()));
+    }
+    Ok(offset)
+}

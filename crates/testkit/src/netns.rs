@@ -165,19 +165,25 @@ impl Netns {
     /// and interface lookups it makes happen there (and threads it spawns
     /// stay there). Other threads are untouched.
     pub fn enter<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        let path = format!("/var/run/netns/{}", self.name);
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-                    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
-                        .unwrap_or_else(|e| panic!("setns {path}: {e}"));
-                    f()
-                })
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+        enter(&self.name, f)
     }
+}
+
+/// [`Netns::enter`] by the namespace's name (for a thread that must not
+/// borrow the [`Netns`] itself).
+pub fn enter<R: Send>(name: &str, f: impl FnOnce() -> R + Send) -> R {
+    let path = format!("/var/run/netns/{name}");
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+                nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .unwrap_or_else(|e| panic!("setns {path}: {e}"));
+                f()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 impl Drop for Netns {
