@@ -612,3 +612,57 @@ fn a_panicked_shard_is_restarted() {
     drop(stream);
     lastack.stop();
 }
+
+/// The capabilities `deploy/lastack.service` gives lastack as a non-root
+/// user are enough: as `nobody` with only those, it attaches, serves
+/// (echo through the datapath and a proxy listener through io_uring) and
+/// drains on SIGTERM.
+#[test]
+fn lastack_runs_as_an_unprivileged_user_with_its_capabilities() {
+    if !common::privileged("lastack_runs_as_an_unprivileged_user_with_its_capabilities") {
+        return;
+    }
+    let topo = Topology::new(
+        98,
+        Shape {
+            queues: 1,
+            backends: 1,
+        },
+    );
+    let backend = SocketAddrV4::new(topo.backend_addrs[0], BACKEND_PORT);
+    let _server = Server::start(topo.backends(), backend, Behaviour::Echo);
+    let dir = std::env::temp_dir().join(common::unique_name("lsup"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("lastack.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[interfaces]]\nname = \"{}\"\nqueues = 1\numem_frames = 1024\n\n\
+             [[listeners]]\nname = \"web\"\nvip = \"{}\"\nport = 80\npool = \"p\"\n\n\
+             [[pools]]\nname = \"p\"\n[[pools.backends]]\naddress = \"{backend}\"\n\n\
+             [drain]\ntimeout = \"2s\"\n",
+            topo.lastack_if, topo.vip
+        ),
+    )
+    .unwrap();
+    let caps = "-all,+bpf,+net_admin,+net_raw,+ipc_lock,+perfmon";
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", &topo.lastack.name, "setpriv"])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(format!("--inh-caps={caps}"))
+        .arg(format!("--ambient-caps={caps}"))
+        .arg(format!("--bounding-set={caps}"))
+        .args([common::LASTACK, "run", "-c"])
+        .arg(&path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let vip = SocketAddrV4::new(topo.vip, 80);
+    let echoed = topo.client(|| client::until_echoed(vip, b"as nobody"));
+    assert_eq!(echoed, b"as nobody");
+    let output = common::process::terminate(child);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}\n{log}", output.status);
+    assert!(log.contains("drained"), "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
