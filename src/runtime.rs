@@ -205,10 +205,22 @@ impl Runtime {
         let shards = self.shard_count(config);
         let listeners = ListenerPlan::all(config, shards);
         let proxies = listeners.iter().any(|l| matches!(l.serve, Serve::Proxy(_)));
+        let tcp = TcpConfig::from(&config.tcp);
+        // Each shard's engine holds its share of every listener's limit,
+        // plus room for the handshakes a listener queues: a connection over
+        // a listener's limit must still be established to get its RST.
+        let queued = (tcp.syn_backlog + tcp.accept_backlog) * config.listeners.len();
+        let max_connections = config
+            .listeners
+            .iter()
+            .map(|l| l.max_connections.div_ceil(shards.max(1) as u32) as usize)
+            .sum::<usize>()
+            + queued;
         ShardUpdate {
             generation: self.generation,
             listeners,
-            tcp: TcpConfig::from(&config.tcp),
+            max_connections,
+            tcp,
             upstream: proxies.then(|| UpstreamPlan::new(config, &self.board, 0, shards)),
             drain_refuse: match config.drain.new_connections {
                 DrainRefusal::Reset => Refuse::Reset,
@@ -234,24 +246,11 @@ impl Runtime {
             .register_socket(queue, socket.fd())?;
         let shard = self.shard_index(interface, queue);
         let update = self.update(&self.config);
-        let tcp = update.tcp.clone();
-        // Each shard's engine holds its share of every listener's limit,
-        // plus room for the handshakes a listener queues: a connection over
-        // a listener's limit must still be established to get its RST.
-        let shards = self.shard_count(&self.config).max(1) as u32;
-        let queued = (tcp.syn_backlog + tcp.accept_backlog) * self.config.listeners.len();
-        let max_connections = self
-            .config
-            .listeners
-            .iter()
-            .map(|l| l.max_connections.div_ceil(shards) as usize)
-            .sum::<usize>()
-            + queued;
         let plan = ShardPlan {
             socket,
-            tcp,
+            tcp: update.tcp,
             secret: secret(self.secrets, shard)?,
-            max_connections,
+            max_connections: update.max_connections,
             listeners: update.listeners,
             busy_poll: *iface.busy_poll,
             upstream: update.upstream.map(|mut u| {

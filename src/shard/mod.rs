@@ -170,6 +170,7 @@ impl Shard {
                 generation: plan.generation,
                 listeners: plan.listeners,
                 tcp: plan.tcp,
+                max_connections: plan.max_connections,
                 upstream: plan.upstream,
                 drain_refuse: plan.drain_refuse,
             },

@@ -108,6 +108,8 @@ pub struct ShardUpdate {
     /// open, missing ones close (their connections finish).
     pub listeners: Vec<ListenerPlan>,
     pub tcp: TcpConfig,
+    /// Connections the engine holds at most.
+    pub max_connections: usize,
     /// The pools and health board now (`None`: no listener proxies).
     pub upstream: Option<UpstreamPlan>,
     pub drain_refuse: Refuse,

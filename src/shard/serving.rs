@@ -162,6 +162,7 @@ impl Served {
             }
         }
         stack.set_config(update.tcp);
+        stack.set_max_connections(update.max_connections);
         Ok(())
     }
 

@@ -230,7 +230,17 @@ impl Stack {
     /// what was fixed at their handshake (MSS, window scale, buffers).
     pub fn set_config(&mut self, config: TcpConfig) {
         self.challenge_budget = self.challenge_budget.min(config.challenge_ack_limit);
+        for listener in &mut self.listeners {
+            listener.syn_backlog = config.syn_backlog;
+            listener.accept_backlog = config.accept_backlog;
+        }
         self.config = config;
+    }
+
+    /// Changes how many connections the stack holds at most (new ones
+    /// beyond it are dropped and counted; none is closed to get there).
+    pub fn set_max_connections(&mut self, max_connections: usize) {
+        self.max_connections = max_connections;
     }
 
     /// Takes the oldest established connection from the accept queue and
