@@ -475,6 +475,7 @@ fn sigterm_drains_gracefully() {
             }
         })
     });
+    eprintln!("new connections refused {refused_after:?} after SIGTERM");
     assert!(
         refused_after < Duration::from_millis(100),
         "refused after {refused_after:?}"
