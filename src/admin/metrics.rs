@@ -562,8 +562,18 @@ pub const METRICS: &[Metric] = &[
     ),
     counter(
         "lastack_proxy_ports_exhausted_total",
-        "Connects that found no free source port of the shard's share.",
+        "Clients reset: no source port of the shard's share came free within connect_timeout.",
         |s| s.proxy.ports_exhausted,
+    ),
+    counter(
+        "lastack_proxy_port_waits_total",
+        "Connects that waited for a source port (in use, resting after TIME-WAIT, or paced).",
+        |s| s.proxy.port_waits,
+    ),
+    counter(
+        "lastack_proxy_backend_closed_with_reset_total",
+        "Backend connections ended with RST (backend_close = \"reset\") instead of FIN.",
+        |s| s.proxy.backend_closed_with_reset,
     ),
     counter(
         "lastack_proxy_receive_buffer_shortage_total",

@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use serde::{Deserialize, Serialize};
 
-use super::values::{Duration, Ipv4, SocketV4};
+use super::values::{Duration, Ipv4, PortRange, SocketV4};
 
 /// The whole file.
 ///
@@ -200,6 +200,33 @@ pub struct Pool {
     /// configured on the host. Empty: the kernel chooses. Default: `[]`.
     #[serde(default)]
     pub source_addresses: Vec<Ipv4>,
+    /// Source ports lastack binds backend sockets to, least recently used
+    /// first, split between shards; keep local services out of it. At
+    /// least 64 ports per shard. Default: `"1024-65535"`.
+    #[serde(default = "defaults::source_ports")]
+    pub source_ports: PortRange,
+    /// How lastack ends a backend connection it closes first (the client
+    /// closed first). `"fin"`: a clean close; the kernel then holds the
+    /// connection in TIME-WAIT for 60 s, and where it may not reuse it
+    /// (`net.ipv4.tcp_tw_reuse` 0, or the default 2 toward a non-loopback
+    /// backend) that source port cannot reach that backend again meanwhile:
+    /// lastack then paces new backend connections to what the TIME-WAITs
+    /// give back (about 1,000/s per source address) instead of failing
+    /// them — set `tcp_tw_reuse = 1` or add `source_addresses` for more.
+    /// `"reset"`: once the client has closed and the backend acknowledged
+    /// every byte, close with RST (as HAProxy's `option nolinger`): no
+    /// TIME-WAIT and no limit, but the backend sees a reset instead of an
+    /// end, and a client that half-closes and still reads loses whatever
+    /// the backend sends after its FIN. When the backend closes first,
+    /// lastack always closes cleanly. Default: `"fin"`.
+    #[serde(default)]
+    pub backend_close: BackendClose,
+    /// Panic mode (Envoy's idea): when fewer than this percentage of the
+    /// pool's backends are healthy, balance over all of them rather than
+    /// refuse clients. 0 turns it off; 100 always balances over all.
+    /// Default: 50.
+    #[serde(default = "defaults::panic_threshold")]
+    pub panic_threshold: u32,
     /// PROXY protocol header sent to backends first. Default: `"none"`.
     #[serde(default)]
     pub proxy_protocol: ProxyProtocol,
@@ -212,6 +239,17 @@ pub struct Pool {
     pub health_check: HealthCheck,
     /// The backends: at least one.
     pub backends: Vec<Backend>,
+}
+
+/// How lastack ends a backend connection it closes first.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendClose {
+    /// A clean close (FIN); the kernel keeps TIME-WAIT.
+    #[default]
+    Fin,
+    /// RST once the backend acknowledged everything: no TIME-WAIT.
+    Reset,
 }
 
 /// How a pool chooses a backend.
@@ -262,6 +300,15 @@ pub struct HealthCheck {
     /// Consecutive failures that take a backend out. 1 to 100. Default: 3.
     #[serde(default = "defaults::fall")]
     pub fall: u32,
+    /// Bytes a check sends once connected (`\r`, `\n` and `\t` escapes
+    /// understood), e.g. `"GET /health HTTP/1.0\r\n\r\n"`. Empty: a connect
+    /// is the check. Default: `""`.
+    #[serde(default)]
+    pub send: String,
+    /// What the answer must start with, e.g. `"HTTP/1.1 200"`. Empty: any
+    /// answer (or none, if nothing is sent). Default: `""`.
+    #[serde(default)]
+    pub expect: String,
 }
 
 /// `[[pools.backends]]`: one backend server.
@@ -499,6 +546,15 @@ mod defaults {
     }
     pub fn max_connections() -> u32 {
         100_000
+    }
+    pub fn source_ports() -> PortRange {
+        PortRange {
+            first: 1024,
+            last: 65535,
+        }
+    }
+    pub fn panic_threshold() -> u32 {
+        50
     }
     pub fn connect_timeout() -> Duration {
         Duration::from_secs(2)

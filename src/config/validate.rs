@@ -224,9 +224,23 @@ impl Validator {
     }
 
     fn pools(&mut self, config: &Config) {
+        let shards: usize = config.interfaces.iter().map(|i| i.queues as usize).sum();
         for (i, pool) in config.pools.iter().enumerate() {
             let path = root("pools").index(i);
             self.name(path.key("name"), &pool.name);
+            self.range(path.key("panic_threshold"), pool.panic_threshold, 0, 100);
+            if pool.source_ports.len() < 64 * shards.max(1) {
+                self.issue(
+                    path.key("source_ports"),
+                    format!(
+                        "expected at least 64 ports per shard ({} for {} shard(s)), found {} ({})",
+                        64 * shards.max(1),
+                        shards.max(1),
+                        pool.source_ports.len(),
+                        pool.source_ports
+                    ),
+                );
+            }
             if pool.backends.is_empty() {
                 self.issue(
                     path.key("backends"),

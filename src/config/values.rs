@@ -69,6 +69,43 @@ impl fmt::Display for SocketV4 {
     }
 }
 
+/// A range of ports written as a string, e.g. `"1024-65535"` (both ends
+/// included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn len(&self) -> usize {
+        usize::from(self.last) + 1 - usize::from(self.first)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.last < self.first
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(ParsedString {
+            expected: "a port range such as \"1024-65535\" (first and last, first no higher)",
+            parse: |s| {
+                let (first, last) = s.split_once('-')?;
+                let (first, last) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
+                (first > 0 && first <= last).then_some(PortRange { first, last })
+            },
+        })
+    }
+}
+
 /// Deserializes a string through `parse`, and on failure says what was
 /// expected and what was found.
 struct ParsedString<T> {
@@ -127,4 +164,4 @@ macro_rules! serialize_as_display {
     )*};
 }
 
-serialize_as_display!(Duration, Ipv4, SocketV4);
+serialize_as_display!(Duration, Ipv4, SocketV4, PortRange);

@@ -4,7 +4,7 @@
 
 use super::session::{Client, Download, Leg, Session, Upload};
 use super::Proxy;
-use crate::config::{ClosePolicy, GraceFallback};
+use crate::config::{BackendClose, ClosePolicy, GraceFallback};
 use crate::tcp::{Instant, Stack};
 use crate::upstream::uring::{Release, SocketId};
 
@@ -67,7 +67,7 @@ impl Proxy {
         let gone = s.client_state == Client::Gone;
         match s.leg {
             Leg::Closed => {}
-            Leg::Connecting { .. } => {
+            Leg::WaitingForPort { .. } | Leg::Connecting { .. } => {
                 if gone {
                     self.release_leg(s, Release::Close);
                 }
@@ -82,11 +82,28 @@ impl Proxy {
         }
     }
 
-    /// Our FIN to the backend; its own is awaited until `backend_wait`.
+    /// Nothing more goes to the backend: our FIN, whose answer is awaited
+    /// until `backend_wait`, and which leaves this host the TIME-WAIT of
+    /// the 4-tuple. With `backend_close = "reset"`, a backend that has
+    /// acknowledged every byte and not finished yet is reset instead: no
+    /// TIME-WAIT here, its source port is free again at once. (What the
+    /// backend sends after that is lost: the option is for protocols where
+    /// the client's end means the exchange is over, like HAProxy's
+    /// `option nolinger`.)
     pub(super) fn shut_upload(&mut self, now: Instant, s: &mut Session, socket: SocketId) {
         s.upload = Upload::Shut;
-        s.backend_wait = Some(now + s.backend_wait_for());
-        self.uring.shutdown_write(socket);
+        let reset = s.pool.borrow().backend_close == BackendClose::Reset
+            && s.download == Download::Open
+            && !self.uring.holds_received(socket)
+            && self.uring.unacknowledged(socket) == Some(0);
+        if reset {
+            self.stats.backend_closed_with_reset += 1;
+            s.download = Download::Ended;
+            self.release_leg(s, Release::Reset);
+        } else {
+            s.backend_wait = Some(now + s.backend_wait_for());
+            self.uring.shutdown_write(socket);
+        }
     }
 
     /// The backend reset or failed mid-stream: RST to the client.

@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
+use std::time::Duration;
 
 use super::session::{Client, Leg, Session};
 use super::{client_ip, proxy_protocol, Proxy};
@@ -13,8 +14,25 @@ use crate::upstream::socket::{self, OpenError};
 use crate::upstream::uring::Release;
 
 /// Connects retried on another source port, per backend, when the
-/// 4-tuple is still in TIME-WAIT.
+/// 4-tuple is still in TIME-WAIT, before waiting for one.
 const MAX_PORT_RETRIES: u32 = 8;
+
+/// How often a connection waiting for a source port tries again.
+const PORT_RETRY: Duration = Duration::from_millis(20);
+
+/// Errors that say something about this host, not about the backend: they
+/// never count toward the backend's health.
+fn is_local(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::EADDRNOTAVAIL
+            | libc::EADDRINUSE
+            | libc::EMFILE
+            | libc::ENFILE
+            | libc::ENOBUFS
+            | libc::ENOMEM
+    )
+}
 
 impl Proxy {
     /// Chooses a backend not yet tried and connects; RST to the client if
@@ -40,26 +58,26 @@ impl Proxy {
         s.backend = backend;
         let lease = pool.lease(backend);
         drop(pool);
-        self.connect_backend(stack, now, s, lease);
+        self.connect_backend(stack, now, s, lease, None);
     }
 
     /// Opens a socket on a fresh source port and connects it to the
-    /// leased backend.
-    fn connect_backend(
+    /// leased backend; without a port ready, waits for one (bounded by the
+    /// pool's connect timeout).
+    pub(super) fn connect_backend(
         &mut self,
         stack: &mut Stack,
         now: Instant,
         s: &mut Session,
         lease: BackendLease,
+        waiting_until: Option<Instant>,
     ) {
         let pool = Rc::clone(&s.pool);
         let mut pool = pool.borrow_mut();
         let address = pool.backends[lease.backend()];
         let opened = loop {
             let Some(port) = pool.take_source() else {
-                // Every port of this shard is open: let the kernel choose.
-                self.stats.ports_exhausted += 1;
-                break socket::open(address, None).map(|fd| (fd, None));
+                break Ok(None);
             };
             let source = match (port.address, address) {
                 (IpAddr::V4(a), SocketAddr::V6(_)) if a.is_unspecified() => {
@@ -68,22 +86,46 @@ impl Proxy {
                 (a, _) => a,
             };
             match socket::open(address, Some((source, port.port))) {
-                Ok(fd) => break Ok((fd, Some(port))),
+                Ok(fd) => break Ok(Some((fd, port))),
                 Err(OpenError::PortInUse) => port.retire(),
-                Err(e) => break Err(e),
+                Err(OpenError::Other(e)) => break Err(e),
             }
         };
         match opened {
-            Ok((fd, port)) => {
-                let socket = self.uring.open(fd, s.key, port);
+            Ok(Some((fd, port))) => {
+                let socket = self.uring.open(fd, s.key, Some(port));
                 self.uring.connect(socket, address, pool.connect_timeout);
                 s.leg = Leg::Connecting { socket, lease };
             }
-            Err(e) => {
-                if let OpenError::Other(e) = e {
-                    tracing::warn!("backend socket: {e}");
+            Ok(None) => {
+                let until = waiting_until.unwrap_or_else(|| {
+                    self.stats.port_waits += 1;
+                    now + pool.connect_timeout
+                });
+                if now >= until {
+                    self.stats.ports_exhausted += 1;
+                    self.log.warn(
+                        now,
+                        "no source port came free within connect_timeout: client reset",
+                    );
+                    drop(pool);
+                    self.reset_client(stack, now, s);
+                } else {
+                    let retry_at = (now + PORT_RETRY).min(until);
+                    s.leg = Leg::WaitingForPort {
+                        lease,
+                        retry_at,
+                        until,
+                    };
                 }
+            }
+            Err(e) => {
+                // A local error (descriptors, memory, buffers): nothing to
+                // do with the backend, whose health stays as it is.
                 self.stats.socket_errors += 1;
+                self.log
+                    .warn(now, &format!("backend socket: {e}: client reset"));
+                drop(pool);
                 self.reset_client(stack, now, s);
             }
         }
@@ -102,6 +144,7 @@ impl Proxy {
         };
         let errno = match result {
             Ok(()) => {
+                s.pool.borrow().record(lease.backend(), true);
                 s.leg = Leg::Connected { socket, lease };
                 self.send_proxy_header(s);
                 return;
@@ -112,12 +155,29 @@ impl Proxy {
         if s.client_state == Client::Gone {
             return;
         }
-        if errno == libc::EADDRNOTAVAIL && s.attempts.ports < MAX_PORT_RETRIES {
+        if matches!(errno, libc::EADDRNOTAVAIL | libc::EADDRINUSE) {
             // This source port's TIME-WAIT toward the backend is too young
-            // to reuse: same backend, next port.
+            // to reuse: same backend, next port (or a wait for one).
             s.attempts.ports += 1;
             self.stats.port_retries += 1;
-            self.connect_backend(stack, now, s, lease);
+            if s.attempts.ports > MAX_PORT_RETRIES {
+                s.leg = Leg::WaitingForPort {
+                    lease,
+                    retry_at: now + PORT_RETRY,
+                    until: now + s.pool.borrow().connect_timeout,
+                };
+                self.stats.port_waits += 1;
+            } else {
+                self.connect_backend(stack, now, s, lease, None);
+            }
+            return;
+        }
+        if is_local(errno) {
+            self.stats.socket_errors += 1;
+            let error = std::io::Error::from_raw_os_error(errno);
+            self.log
+                .warn(now, &format!("backend connect: {error}: client reset"));
+            self.reset_client(stack, now, s);
             return;
         }
         if errno == libc::ECANCELED {
@@ -128,6 +188,20 @@ impl Proxy {
         s.pool.borrow().record(lease.backend(), false);
         drop(lease);
         self.connect_next(stack, now, s);
+    }
+
+    /// A session waiting for a source port: its retry time came.
+    pub(super) fn retry_port(&mut self, stack: &mut Stack, now: Instant, s: &mut Session) {
+        if !matches!(s.leg, Leg::WaitingForPort { retry_at, .. } if now >= retry_at) {
+            return;
+        }
+        let Leg::WaitingForPort { lease, until, .. } = std::mem::replace(&mut s.leg, Leg::Closed)
+        else {
+            unreachable!("matched above");
+        };
+        if s.client_state != Client::Gone {
+            self.connect_backend(stack, now, s, lease, Some(until));
+        }
     }
 
     /// The PROXY protocol header, if the pool wants one, goes first.

@@ -41,6 +41,7 @@ use std::time::Duration;
 
 use crate::config::{ClosePolicy, Config, GraceFallback, Pool, Service};
 use crate::tcp::{ConnId, Instant, Stack};
+use crate::upstream::host::HostTcp;
 use crate::upstream::lease::SourcePort;
 use crate::upstream::pool::{HealthBoard, ShardPool};
 use crate::upstream::uring::{Completion, Release, SocketEvent, Uring, UringConfig};
@@ -93,6 +94,8 @@ pub struct UpstreamPlan {
     pub shard: usize,
     pub shards: usize,
     pub uring: UringConfig,
+    /// The host's kernel settings for the backend leg.
+    pub host: HostTcp,
 }
 
 impl UpstreamPlan {
@@ -103,6 +106,7 @@ impl UpstreamPlan {
             shard,
             shards,
             uring: UringConfig::default(),
+            host: HostTcp::read(),
         }
     }
 }
@@ -131,7 +135,15 @@ pub struct ProxyStats {
     pub bytes_to_client: u64,
     /// Socket errors opening a backend socket (not port conflicts).
     pub socket_errors: u64,
+    /// Clients reset because no source port came free within the pool's
+    /// connect timeout.
     pub ports_exhausted: u64,
+    /// Connects that waited for a source port (all in use, resting after
+    /// their last connection, or paced).
+    pub port_waits: u64,
+    /// Backend connections ended with RST (`backend_close = "reset"`)
+    /// rather than FIN.
+    pub backend_closed_with_reset: u64,
     /// From the io_uring layer: receives that found no provided buffer.
     pub receive_buffer_shortage: u64,
     /// From the io_uring layer: provided buffers held now for clients that
@@ -175,6 +187,31 @@ pub struct Proxy {
     /// In config order (the index a listener's policy names).
     pools: Vec<PoolRef>,
     stats: ProxyStats,
+    /// Local trouble (ports, descriptors) is logged at most once a second.
+    log: Throttled,
+}
+
+/// A warning logged at most once per second, with how many were left out
+/// since the last one: a host out of descriptors or ports must not also
+/// flood its log.
+#[derive(Debug, Default)]
+struct Throttled {
+    next: Instant,
+    suppressed: u64,
+}
+
+impl Throttled {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn warn(&mut self, now: Instant, what: &str) {
+        if now < self.next {
+            self.suppressed += 1;
+            return;
+        }
+        let suppressed = std::mem::take(&mut self.suppressed);
+        tracing::warn!(suppressed, "{what}");
+        self.next = now + Self::EVERY;
+    }
 }
 
 impl Proxy {
@@ -183,6 +220,7 @@ impl Proxy {
             uring: Uring::new(plan.uring)?,
             pools: Vec::new(),
             stats: ProxyStats::default(),
+            log: Throttled::default(),
         };
         proxy.reconfigure(plan);
         Ok(proxy)
@@ -207,6 +245,7 @@ impl Proxy {
                         pool,
                         &plan.board,
                         (plan.shard, plan.shards),
+                        &plan.host,
                         old.map(|o| o.borrow()).as_deref(),
                     ))),
                 }
@@ -312,6 +351,7 @@ impl Proxy {
 
     /// The session's deadline ([`Session::deadline`]) passed.
     pub fn on_timeout(&mut self, stack: &mut Stack, now: Instant, s: &mut Session) -> Step {
+        self.retry_port(stack, now, s);
         self.expire_grace(stack, now, s);
         if s.backend_wait.is_some_and(|at| now >= at) && s.download == Download::Open {
             // The backend never finished after our FIN.

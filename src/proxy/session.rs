@@ -3,9 +3,9 @@
 //! io_uring), as four small state machines with named states.
 //!
 //! # States
-//! - [`Leg`], the backend socket: `Connecting` → `Connected` → `Closed`
-//!   (released to the io_uring layer, which closes it; nothing more comes
-//!   from it).
+//! - [`Leg`], the backend socket: (`WaitingForPort` →) `Connecting` →
+//!   `Connected` → `Closed` (released to the io_uring layer, which closes
+//!   it; nothing more comes from it).
 //! - [`Upload`], client → backend: `Open` → `Shut` (the client's FIN,
 //!   after its last byte, became shutdown(SHUT_WR) toward the backend).
 //! - [`Download`], backend → client: `Open` → `Ended` (the backend's FIN,
@@ -21,10 +21,13 @@
 //! | accept | a backend can take it | `Leg::Connecting` |
 //! | accept, connect failed | no backend left (retries spent, all down) | RST client: `Client::Gone`, `Leg::Closed` |
 //! | connected | | `Leg::Connected`; the PROXY header, if any, goes first |
+//! | no source port ready | | `Leg::WaitingForPort`, retried every 20 ms up to `connect_timeout`, then RST |
 //! | connect failed `EADDRNOTAVAIL` | port retries left | same backend, next source port |
+//! | connect failed, a local error (no port, no descriptor, no memory) | | RST to the client; the backend's health is untouched |
 //! | connect failed | attempts left | passive health failure; next backend |
+//! | connected | | passive health success |
 //! | client bytes | `Upload::Open`, connected, outbox empty | into the outbox, sent |
-//! | client FIN | all its bytes sent | shutdown(SHUT_WR): `Upload::Shut`, wait for the backend's FIN until `backend_wait` |
+//! | client FIN | all its bytes sent | shutdown(SHUT_WR): `Upload::Shut`, wait for the backend's FIN until `backend_wait`; with `backend_close = "reset"` and all of them acknowledged: RST, `Leg::Closed` |
 //! | backend bytes | | to the client as its buffer takes them (backpressure) |
 //! | backend FIN | | `Download::Ended` |
 //! | backend error | | RST client (`Client::Gone`), `Download::Ended` |
@@ -51,6 +54,13 @@ use super::{PoolRef, ProxyPolicy};
 /// The backend socket's life.
 #[derive(Debug)]
 pub enum Leg {
+    /// No source port ready (all in use, resting, or paced): try again at
+    /// `retry_at`, give up (RST to the client) at `until`.
+    WaitingForPort {
+        lease: BackendLease,
+        retry_at: Instant,
+        until: Instant,
+    },
     /// connect() in flight.
     Connecting {
         socket: SocketId,
@@ -71,7 +81,7 @@ impl Leg {
     pub fn socket(&self) -> Option<SocketId> {
         match self {
             Leg::Connecting { socket, .. } | Leg::Connected { socket, .. } => Some(*socket),
-            Leg::Closed => None,
+            Leg::WaitingForPort { .. } | Leg::Closed => None,
         }
     }
 
@@ -197,6 +207,9 @@ impl Session {
     /// client is there, the grace period while our FIN is held, the wait
     /// for the backend's FIN while it is awaited.
     pub fn deadline(&self) -> Option<Instant> {
+        if let Leg::WaitingForPort { retry_at, .. } = self.leg {
+            return Some(retry_at);
+        }
         let idle = (self.client_state != Client::Gone).then_some(self.idle_check);
         let grace = self.grace.filter(|_| self.client_state == Client::Open);
         let backend = self
@@ -233,7 +246,14 @@ mod tests {
         )
         .unwrap();
         let board = std::sync::Arc::new(crate::upstream::pool::HealthBoard::new(&config.pools));
-        let pool = crate::upstream::pool::ShardPool::new(0, &config.pools[0], &board, (0, 1), None);
+        let pool = crate::upstream::pool::ShardPool::new(
+            0,
+            &config.pools[0],
+            &board,
+            (0, 1),
+            &Default::default(),
+            None,
+        );
         let pool = std::rc::Rc::new(std::cell::RefCell::new(pool));
         Session::new(0, id, addr, peer, policy, pool, now)
     }

@@ -6,46 +6,50 @@
 //!   LRU queue, given back when dropped — by the io_uring slot that owns
 //!   the socket, once its close has completed.
 //!
-//! Both are per shard (`Rc`): a shard is built on, and never leaves, its
-//! own thread.
+//! Backend counts are the process's (atomics shared by every shard);
+//! source ports are the shard's own (`Rc`: a shard is built on, and never
+//! leaves, its own thread).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::ports::PortQueue;
 
-/// Connections to one backend from one shard. Shared by the pool that
-/// balances over it and the leases of its connections, and kept across a
-/// reload for a backend that stays.
+/// Connections to one backend from the whole process (every shard):
+/// what least-connections balancing and per-backend limits read. Kept by
+/// the health board, across a reload for a backend that stays, and by the
+/// leases of its connections.
 #[derive(Debug, Default)]
 pub struct BackendCount {
     /// Open now.
-    active: Cell<u32>,
+    active: AtomicU32,
     /// Opened so far.
-    opened: Cell<u64>,
+    opened: AtomicU64,
 }
 
 impl BackendCount {
-    pub fn new() -> Rc<Self> {
-        Rc::new(Self::default())
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
     }
 
     pub fn active(&self) -> u32 {
-        self.active.get()
+        self.active.load(Ordering::Relaxed)
     }
 
     pub fn opened(&self) -> u64 {
-        self.opened.get()
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// Counts a new connection to backend `backend` (its index in the
     /// pool that leased it) until the lease drops.
-    pub fn lease(self: &Rc<Self>, backend: usize) -> BackendLease {
-        self.active.set(self.active.get() + 1);
-        self.opened.set(self.opened.get() + 1);
+    pub fn lease(self: &Arc<Self>, backend: usize) -> BackendLease {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.opened.fetch_add(1, Ordering::Relaxed);
         BackendLease {
-            count: Rc::clone(self),
+            count: Arc::clone(self),
             backend,
         }
     }
@@ -54,7 +58,7 @@ impl BackendCount {
 /// One open connection to a backend.
 #[derive(Debug)]
 pub struct BackendLease {
-    count: Rc<BackendCount>,
+    count: Arc<BackendCount>,
     backend: usize,
 }
 
@@ -67,7 +71,7 @@ impl BackendLease {
 
 impl Drop for BackendLease {
     fn drop(&mut self) {
-        self.count.active.set(self.count.active.get() - 1);
+        self.count.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod balance;
 pub mod checker;
 pub mod health;
+pub mod host;
 pub mod lease;
 pub mod pool;
 pub mod ports;

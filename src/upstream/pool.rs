@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use super::balance::{least_connections, BackendState, Maglev, RoundRobin};
 use super::health::{Health, Transition};
+use super::host::HostTcp;
 use super::lease::{BackendCount, BackendLease, Source, SourcePort, Sources};
 use super::ports::PortQueue;
-use crate::config::{Balance, Pool, ProxyProtocol};
+use crate::config::{BackendClose, Balance, Pool, ProxyProtocol};
 
 /// One backend's health, shared by the shards and the checker.
 #[derive(Debug)]
@@ -22,9 +23,16 @@ pub struct BackendHealth {
     pub address: SocketAddrV4,
     /// Fast read for every new connection: may it get one?
     accepts: AtomicBool,
+    /// Fast read for panic mode: draining (never chosen, even in panic).
+    draining: AtomicBool,
     state: Mutex<Health>,
     /// Connect failures seen by the shards (passive checks).
     pub connect_failures: AtomicU64,
+    /// Health changes: up → down, down → up.
+    pub went_down: AtomicU64,
+    pub went_up: AtomicU64,
+    /// Connections to it from every shard.
+    pub count: Arc<BackendCount>,
 }
 
 /// Health of every backend of every pool, indexed `[pool][backend]`.
@@ -64,13 +72,19 @@ impl HealthBoard {
                             None => Health::new(rise, fall),
                         };
                         health.set_draining(b.drain);
-                        let failures =
-                            before.map_or(0, |old| old.connect_failures.load(Ordering::Relaxed));
+                        let carried = |f: fn(&BackendHealth) -> &AtomicU64| {
+                            AtomicU64::new(before.map_or(0, |old| f(old).load(Ordering::Relaxed)))
+                        };
                         BackendHealth {
                             address: *b.address,
                             accepts: AtomicBool::new(health.accepts_new()),
+                            draining: AtomicBool::new(b.drain),
                             state: Mutex::new(health),
-                            connect_failures: AtomicU64::new(failures),
+                            connect_failures: carried(|h| &h.connect_failures),
+                            went_down: carried(|h| &h.went_down),
+                            went_up: carried(|h| &h.went_up),
+                            count: before
+                                .map_or_else(BackendCount::new, |old| Arc::clone(&old.count)),
                         }
                     })
                     .collect()
@@ -109,6 +123,15 @@ impl HealthBoard {
         self.pools[pool][backend].accepts.load(Ordering::Relaxed)
     }
 
+    pub fn is_draining(&self, pool: usize, backend: usize) -> bool {
+        self.pools[pool][backend].draining.load(Ordering::Relaxed)
+    }
+
+    /// The process-wide connection count of a backend.
+    pub fn count(&self, pool: usize, backend: usize) -> Arc<BackendCount> {
+        Arc::clone(&self.pools[pool][backend].count)
+    }
+
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
     }
@@ -123,9 +146,16 @@ impl HealthBoard {
         if let Some(change) = state.record(ok) {
             entry.accepts.store(state.accepts_new(), Ordering::Relaxed);
             self.epoch.fetch_add(1, Ordering::Release);
+            let pool_name = &self.names[pool];
             match change {
-                Transition::WentDown => tracing::warn!(backend = %entry.address, "backend down"),
-                Transition::WentUp => tracing::info!(backend = %entry.address, "backend up"),
+                Transition::WentDown => {
+                    entry.went_down.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(pool = %pool_name, backend = %entry.address, "backend down");
+                }
+                Transition::WentUp => {
+                    entry.went_up.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(pool = %pool_name, backend = %entry.address, "backend up");
+                }
             }
         }
     }
@@ -136,6 +166,7 @@ impl HealthBoard {
         let mut state = entry.state.lock().expect("health lock");
         state.set_draining(draining);
         entry.accepts.store(state.accepts_new(), Ordering::Relaxed);
+        entry.draining.store(draining, Ordering::Relaxed);
         self.epoch.fetch_add(1, Ordering::Release);
     }
 
@@ -147,9 +178,6 @@ impl HealthBoard {
             .is_up()
     }
 }
-
-/// First and last source port lastack binds backend sockets to.
-pub const SOURCE_PORTS: (u16, u16) = (1024, 65535);
 
 /// One shard's view of a pool: balancing state, open connections per
 /// backend (counted by [`BackendLease`]s), source addresses and their port
@@ -164,7 +192,8 @@ pub struct ShardPool {
     index: usize,
     pub backends: Vec<SocketAddr>,
     weights: Vec<u32>,
-    counts: Vec<Rc<BackendCount>>,
+    /// Process-wide, from the board.
+    counts: Vec<Arc<BackendCount>>,
     balance: Balance,
     round_robin: RoundRobin,
     least_start: usize,
@@ -175,8 +204,12 @@ pub struct ShardPool {
     pub connect_timeout: Duration,
     pub retries: u32,
     pub proxy_protocol: ProxyProtocol,
-    /// This shard's share of the per-backend limit (0: none).
+    /// The per-backend limit, all shards (0: none).
     pub max_per_backend: u32,
+    /// How lastack closes a backend connection it closes first.
+    pub backend_close: BackendClose,
+    /// Below this share of healthy backends (percent), balance over all.
+    panic_threshold: u32,
     scratch: Vec<BackendState>,
 }
 
@@ -192,31 +225,31 @@ impl ShardPool {
         pool: &Pool,
         board: &Arc<HealthBoard>,
         (shard, shards): (usize, usize),
+        host: &HostTcp,
         previous: Option<&ShardPool>,
     ) -> Self {
+        let backend_close = pool.backend_close;
         let sources = match previous {
-            Some(old) if old.config.source_addresses == pool.source_addresses => {
+            Some(old)
+                if old.config.source_addresses == pool.source_addresses
+                    && old.config.source_ports == pool.source_ports
+                    && old.backend_close == backend_close =>
+            {
                 Rc::clone(&old.sources)
             }
-            _ => new_sources(pool, shard, shards),
+            _ => new_sources(
+                pool,
+                shard,
+                shards,
+                host.port_quarantine(pool.backend_close),
+            ),
         };
         let backends: Vec<SocketAddr> = pool
             .backends
             .iter()
             .map(|b| SocketAddr::V4(*b.address))
             .collect();
-        let counts = backends
-            .iter()
-            .map(|address| {
-                previous
-                    .and_then(|old| {
-                        let i = old.backends.iter().position(|a| a == address)?;
-                        Some(Rc::clone(&old.counts[i]))
-                    })
-                    .unwrap_or_default()
-            })
-            .collect();
-        let shards_u32 = shards.max(1) as u32;
+        let counts = (0..backends.len()).map(|b| board.count(index, b)).collect();
         Self {
             config: pool.clone(),
             board: Arc::clone(board),
@@ -234,7 +267,9 @@ impl ShardPool {
             connect_timeout: *pool.connect_timeout,
             retries: pool.retries,
             proxy_protocol: pool.proxy_protocol,
-            max_per_backend: pool.max_connections_per_backend.div_ceil(shards_u32),
+            max_per_backend: pool.max_connections_per_backend,
+            backend_close,
+            panic_threshold: pool.panic_threshold,
             scratch: Vec::new(),
         }
     }
@@ -275,13 +310,19 @@ impl ShardPool {
     /// nothing can take the connection.
     pub fn choose(&mut self, client: IpAddr, exclude: u64) -> Option<usize> {
         self.scratch.clear();
+        let panic = self.in_panic();
         for i in 0..self.backends.len() {
             let active = self.counts[i].active();
             let full = self.max_per_backend > 0 && active >= self.max_per_backend;
             let excluded = i < 64 && exclude & (1 << i) != 0;
+            let healthy = if panic {
+                !self.board.is_draining(self.index, i)
+            } else {
+                self.board.accepts(self.index, i)
+            };
             self.scratch.push(BackendState {
                 weight: self.weights[i],
-                up: self.board.accepts(self.index, i) && !full && !excluded,
+                up: healthy && !full && !excluded,
                 active,
             });
         }
@@ -300,6 +341,24 @@ impl ShardPool {
                 }
             }
         }
+    }
+
+    /// Panic mode: fewer than `panic_threshold` percent of the backends
+    /// that are not draining are healthy, so every one of them is a
+    /// candidate (Envoy's panic threshold): better to try a backend marked
+    /// down than to reset every client.
+    fn in_panic(&self) -> bool {
+        if self.panic_threshold == 0 {
+            return false;
+        }
+        let (mut serving, mut healthy) = (0u32, 0u32);
+        for i in 0..self.backends.len() {
+            if !self.board.is_draining(self.index, i) {
+                serving += 1;
+                healthy += u32::from(self.board.accepts(self.index, i));
+            }
+        }
+        serving > 0 && healthy * 100 < self.panic_threshold * serving
     }
 
     /// Rebuilds the Maglev table when the set of healthy backends changed.
@@ -343,8 +402,10 @@ impl ShardPool {
     }
 }
 
-/// This shard's share of the ports of each of `pool`'s source addresses.
-fn new_sources(pool: &Pool, shard: usize, shards: usize) -> Sources {
+/// This shard's share of the ports of each of `pool`'s source addresses,
+/// each port resting `quarantine` after it comes back.
+fn new_sources(pool: &Pool, shard: usize, shards: usize, quarantine: Duration) -> Sources {
+    let range = pool.source_ports;
     let addresses: Vec<IpAddr> = if pool.source_addresses.is_empty() {
         vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
     } else {
@@ -357,7 +418,8 @@ fn new_sources(pool: &Pool, shard: usize, shards: usize) -> Sources {
         .into_iter()
         .map(|address| Source {
             address,
-            ports: PortQueue::new(SOURCE_PORTS.0, SOURCE_PORTS.1, shard, shards),
+            ports: PortQueue::new(range.first, range.last, shard, shards)
+                .with_quarantine(quarantine),
         })
         .collect();
     Rc::new(RefCell::new(sources))

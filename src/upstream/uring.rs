@@ -712,6 +712,17 @@ impl<A> Uring<A> {
         }
     }
 
+    /// Bytes sent on `id` that its peer has not acknowledged yet (still
+    /// queued or in flight); `None` if the kernel would not say.
+    pub fn unacknowledged(&mut self, id: SocketId) -> Option<usize> {
+        let fd = open_slot(&mut self.slots, id)?.fd.as_ref()?.as_raw_fd();
+        let mut bytes: libc::c_int = 0;
+        // Safety: TIOCOUTQ (SIOCOUTQ on a TCP socket: write_seq - snd_una)
+        // writes one int through the pointer, which is valid for the call.
+        let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut bytes as *mut libc::c_int) };
+        (rc == 0).then_some(bytes.max(0) as usize)
+    }
+
     /// The owner is done with `id`: nothing more is reported for it. What
     /// is in flight is cancelled, what it holds goes back, and it is closed
     /// (`how`) once nothing is in flight; its attachment is dropped when
