@@ -101,6 +101,9 @@ impl Proxy {
             s.download = Download::Ended;
             self.release_leg(s, Release::Reset);
         } else {
+            if s.download == Download::Open {
+                self.leaves_time_wait(socket);
+            }
             s.backend_wait = Some(now + s.backend_wait_for());
             self.uring.shutdown_write(socket);
         }

@@ -44,7 +44,7 @@ use crate::tcp::{ConnId, Instant, Stack};
 use crate::upstream::host::HostTcp;
 use crate::upstream::lease::SourcePort;
 use crate::upstream::pool::{HealthBoard, ShardPool};
-use crate::upstream::uring::{Completion, Release, SocketEvent, Uring, UringConfig};
+use crate::upstream::uring::{Completion, Release, SocketEvent, SocketId, Uring, UringConfig};
 use session::{Client, Download, Leg};
 
 /// What a proxy listener does with its connections; built once per
@@ -404,9 +404,24 @@ impl Proxy {
     /// nothing is in flight); its backend lease drops here.
     fn release_leg(&mut self, s: &mut Session, how: Release) {
         if let Some(socket) = s.leg.socket() {
+            let fin_first = how == Release::Close
+                && s.leg.connected().is_some()
+                && s.upload == session::Upload::Open
+                && s.download == Download::Open;
+            if fin_first {
+                self.leaves_time_wait(socket);
+            }
             self.uring.release(socket, how);
         }
         s.leg = Leg::Closed;
+    }
+
+    /// Our FIN goes to the backend before its own: the socket's source
+    /// port rests once given back (see [`crate::upstream::ports`]).
+    fn leaves_time_wait(&mut self, socket: SocketId) {
+        if let Some(Some(port)) = self.uring.attachment(socket) {
+            port.leaves_time_wait();
+        }
     }
 
     // ---- The io_uring, for the shard loop ----

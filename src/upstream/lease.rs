@@ -95,6 +95,8 @@ pub struct SourcePort {
     pub address: IpAddr,
     pub port: u16,
     retired: bool,
+    /// Its connection left a TIME-WAIT here: the port rests before reuse.
+    time_wait: bool,
 }
 
 impl SourcePort {
@@ -109,7 +111,14 @@ impl SourcePort {
             address: entry.address,
             port,
             retired: false,
+            time_wait: false,
         })
+    }
+
+    /// Our FIN went out before the peer's: the kernel keeps this 4-tuple in
+    /// TIME-WAIT, so the port rests once given back.
+    pub fn leaves_time_wait(&mut self) {
+        self.time_wait = true;
     }
 
     /// The port is not ours to use (something else listens on it): it
@@ -127,7 +136,7 @@ impl Drop for SourcePort {
         if !self.retired {
             self.sources.borrow_mut()[self.source]
                 .ports
-                .give_back(self.port);
+                .give_back(self.port, self.time_wait);
         }
     }
 }

@@ -712,6 +712,11 @@ impl<A> Uring<A> {
         }
     }
 
+    /// What `id` was opened with, while its owner holds it.
+    pub fn attachment(&mut self, id: SocketId) -> Option<&mut A> {
+        open_slot(&mut self.slots, id)?.attachment.as_mut()
+    }
+
     /// Bytes sent on `id` that its peer has not acknowledged yet (still
     /// queued or in flight); `None` if the kernel would not say.
     pub fn unacknowledged(&mut self, id: SocketId) -> Option<usize> {
