@@ -222,7 +222,7 @@ mod tests {
     fn time_waits_are_paced_to_what_the_quarantine_gives_back() {
         let mut q = PortQueue::new(1000, 1609, 0, 1).with_quarantine(Duration::from_secs(60));
         assert_eq!(q.pace(), Some(10.0), "610 ports / 61 s");
-        let mut cycle = |q: &mut PortQueue| q.take().map(|port| q.give_back(port, true)).is_some();
+        let cycle = |q: &mut PortQueue| q.take().map(|port| q.give_back(port, true)).is_some();
         let burst = std::iter::from_fn(|| cycle(&mut q).then_some(())).count();
         assert_eq!(burst, 10, "one second's worth at once");
         let started = Instant::now();
