@@ -36,7 +36,6 @@ use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::admin::{AdminServer, AdminState, Control, ControlRequest};
@@ -45,9 +44,11 @@ use crate::link::xdp::{SteerCounters, Steering};
 use crate::link::xsk::XskSocket;
 use crate::proxy::UpstreamPlan;
 use crate::shard::{
-    Command, ListenerPlan, Serve, Shard, ShardHandle, ShardPlan, ShardStats, ShardUpdate,
+    Command, ListenerCounts, ListenerPlan, Serve, Shard, ShardHandle, ShardPlan, ShardStats,
+    ShardUpdate,
 };
 use crate::tcp::{Refuse, Secret, TcpConfig};
+use crate::upstream::checker::Checker;
 use crate::upstream::pool::HealthBoard;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -93,8 +94,7 @@ pub struct Runtime {
     /// Steering programs by interface, in config order.
     programs: Vec<(String, Steering)>,
     board: Arc<HealthBoard>,
-    checkers: Vec<JoinHandle<()>>,
-    checkers_stop: Arc<AtomicBool>,
+    checker: Option<Checker>,
     admin: Option<AdminServer>,
     admin_stop: Arc<AtomicBool>,
     admin_state: Arc<AdminState>,
@@ -108,6 +108,44 @@ pub struct Runtime {
     draining: bool,
     /// Reloads applied so far (each shard publishes the one it runs).
     generation: u64,
+    /// Open connections per listener name, over every shard and reload.
+    listener_counts: ListenerCounts,
+}
+
+/// Descriptors lastack holds besides backend sockets: AF_XDP sockets, io_uring
+/// rings, eventfds, BPF maps and programs, the admin endpoint's
+/// connections, logs.
+const FIXED_DESCRIPTORS: u64 = 256;
+
+/// At start: raises the descriptor limit and says, once, if what the config
+/// allows may not fit in it; says what the kernel's TIME-WAIT settings
+/// allow on the backend leg.
+fn report_host(config: &Config) {
+    let proxied: u64 = config
+        .listeners
+        .iter()
+        .filter(|l| l.service == config::Service::Proxy)
+        .map(|l| u64::from(l.max_connections))
+        .sum();
+    let checks: u64 = config.pools.iter().map(|p| p.backends.len() as u64).sum();
+    let needed = proxied + checks + FIXED_DESCRIPTORS;
+    match crate::upstream::host::raise_descriptor_limit() {
+        Ok(limit) if limit.soft < needed => tracing::warn!(
+            limit = limit.soft,
+            needed,
+            proxied,
+            checks,
+            fixed = FIXED_DESCRIPTORS,
+            "descriptor limit (RLIMIT_NOFILE) below what the listeners' max_connections may \
+             need: past it clients get RST (counted as lastack_proxy_socket_errors_total); \
+             raise LimitNOFILE or lower max_connections"
+        ),
+        Ok(limit) => tracing::info!(limit = limit.soft, needed, "descriptor limit"),
+        Err(e) => tracing::warn!("descriptor limit: {e}"),
+    }
+    if !config.pools.is_empty() {
+        tracing::info!("{}", crate::upstream::host::HostTcp::read().describe());
+    }
 }
 
 impl Runtime {
@@ -117,6 +155,7 @@ impl Runtime {
         if config.interfaces.is_empty() {
             return Err("no [[interfaces]] configured: nothing to serve".into());
         }
+        report_host(config);
         let board = Arc::new(HealthBoard::new(&config.pools));
         let (sender, control) = mpsc::channel();
         let admin_state = Arc::new(AdminState::new(Vec::new(), Arc::clone(&board)));
@@ -129,8 +168,7 @@ impl Runtime {
             shards: Vec::new(),
             programs: Vec::new(),
             board,
-            checkers: Vec::new(),
-            checkers_stop: Arc::new(AtomicBool::new(false)),
+            checker: None,
             admin: None,
             admin_stop: Arc::new(AtomicBool::new(false)),
             admin_state,
@@ -139,6 +177,7 @@ impl Runtime {
             retiring: Vec::new(),
             draining: false,
             generation: 0,
+            listener_counts: ListenerCounts::default(),
         };
         let listeners = runtime.listener_plans(config);
         for (i, interface) in config.interfaces.iter().enumerate() {
@@ -163,8 +202,7 @@ impl Runtime {
             tracing::info!(interface = %interface.name, mode = ?interface.xdp_mode, queues = interface.queues, "serving");
         }
         runtime.publish_shards();
-        runtime.checkers =
-            crate::upstream::checker::spawn(&runtime.board, &config.pools, &runtime.checkers_stop);
+        runtime.checker = Some(Checker::start(&runtime.board, &config.pools)?);
         if config.admin.enabled {
             let listen = *config.admin.listen;
             let server = crate::admin::spawn(
@@ -184,7 +222,7 @@ impl Runtime {
     // ---- Building shards ----
 
     fn listener_plans(&self, config: &Config) -> Vec<ListenerPlan> {
-        ListenerPlan::all(config, self.shard_count(config))
+        ListenerPlan::all(config, &self.listener_counts)
     }
 
     fn shard_count(&self, config: &Config) -> usize {
@@ -203,17 +241,20 @@ impl Runtime {
     /// What every shard takes from the running config.
     fn update(&self, config: &Config) -> ShardUpdate {
         let shards = self.shard_count(config);
-        let listeners = ListenerPlan::all(config, shards);
+        let listeners = ListenerPlan::all(config, &self.listener_counts);
         let proxies = listeners.iter().any(|l| matches!(l.serve, Serve::Proxy(_)));
         let tcp = TcpConfig::from(&config.tcp);
-        // Each shard's engine holds its share of every listener's limit,
-        // plus room for the handshakes a listener queues: a connection over
-        // a listener's limit must still be established to get its RST.
+        // Listener limits hold for the process (shared counts), and the NIC
+        // may send any share of the connections to one shard: each shard's
+        // engine may hold every listener's limit, plus room for the
+        // handshakes a listener queues (a connection over a listener's
+        // limit must still be established to get its RST). The engine
+        // allocates per connection, not up front.
         let queued = (tcp.syn_backlog + tcp.accept_backlog) * config.listeners.len();
         let max_connections = config
             .listeners
             .iter()
-            .map(|l| l.max_connections.div_ceil(shards.max(1) as u32) as usize)
+            .map(|l| l.max_connections as usize)
             .sum::<usize>()
             + queued;
         ShardUpdate {
@@ -361,15 +402,15 @@ impl Runtime {
             }
         }
         // Health and checks for the new pools, carrying over what stays.
-        self.checkers_stop.store(true, Ordering::Relaxed);
-        for checker in self.checkers.drain(..) {
-            let _ = checker.join();
+        if let Some(checker) = self.checker.take() {
+            checker.stop();
         }
         self.board = Arc::new(HealthBoard::carrying_over(&new.pools, Some(&self.board)));
         self.apply_drain_overrides();
-        self.checkers_stop = Arc::new(AtomicBool::new(false));
-        self.checkers =
-            crate::upstream::checker::spawn(&self.board, &new.pools, &self.checkers_stop);
+        match Checker::start(&self.board, &new.pools) {
+            Ok(checker) => self.checker = Some(checker),
+            Err(e) => tracing::error!("health checks could not start: {e}"),
+        }
         *self.admin_state.board.lock().expect("board lock") = Arc::clone(&self.board);
         self.config = new;
         self.generation += 1;
@@ -680,9 +721,8 @@ impl Runtime {
     }
 
     fn stop_services(&mut self) {
-        self.checkers_stop.store(true, Ordering::Relaxed);
-        for checker in self.checkers.drain(..) {
-            let _ = checker.join();
+        if let Some(checker) = self.checker.take() {
+            checker.stop();
         }
         self.admin_stop.store(true, Ordering::Relaxed);
         if let Some(admin) = self.admin.take() {

@@ -48,6 +48,12 @@ pub struct BackendView {
     pub up: bool,
     pub accepts_new: bool,
     pub connect_failures: u64,
+    /// Open now and opened so far, from every shard.
+    pub connections: u32,
+    pub opened: u64,
+    /// Health changes so far: up → down, down → up.
+    pub went_down: u64,
+    pub went_up: u64,
 }
 
 /// How a metric's samples are read.
@@ -160,11 +166,6 @@ fn each_backend(
             out.push(&[&pool.name, &b.address.to_string()], value(p, i, b));
         }
     }
-}
-
-/// A per-backend count summed over shards.
-fn over_shards(snap: &Snapshot<'_>, read: impl Fn(&ShardStats) -> Option<u64>) -> f64 {
-    snap.shards.iter().filter_map(read).sum::<u64>() as f64
 }
 
 /// Every metric, in exposition order.
@@ -364,6 +365,19 @@ pub const METRICS: &[Metric] = &[
                 for l in &s.listeners {
                     let listening = if l.listening { "yes" } else { "no" };
                     out.push(&[&s.queue.to_string(), &l.name, listening], l.open);
+                }
+            }
+        },
+    ),
+    custom(
+        "lastack_listener_over_limit_resets_total",
+        Kind::Counter,
+        "Connections reset at the listener's max_connections (a limit over every shard).",
+        &["shard", "listener"],
+        |snap, out| {
+            for s in snap.shards {
+                for l in &s.listeners {
+                    out.push(&[&s.queue.to_string(), &l.name], l.over_limit as f64);
                 }
             }
         },
@@ -600,28 +614,49 @@ pub const METRICS: &[Metric] = &[
         Kind::Gauge,
         "Open connections to the backend, all shards.",
         BACKEND,
-        |snap, out| {
-            each_backend(snap, out, |p, i, _| {
-                over_shards(snap, |s| {
-                    s.backend_connections
-                        .get(p)
-                        .and_then(|v| v.get(i))
-                        .map(|&n| u64::from(n))
-                })
-            })
-        },
+        |snap, out| each_backend(snap, out, |_, _, b| f64::from(b.connections)),
     ),
     custom(
         "lastack_backend_connections_total",
         Kind::Counter,
         "Connections sent to the backend, all shards.",
         BACKEND,
+        |snap, out| each_backend(snap, out, |_, _, b| b.opened as f64),
+    ),
+    custom(
+        "lastack_backend_health_changes_total",
+        Kind::Counter,
+        "Health changes of the backend, by the state it went to.",
+        &["pool", "backend", "to"],
         |snap, out| {
-            each_backend(snap, out, |p, i, _| {
-                over_shards(snap, |s| {
-                    s.backend_opened.get(p).and_then(|v| v.get(i)).copied()
-                })
-            })
+            for pool in snap.pools {
+                for b in &pool.backends {
+                    let address = b.address.to_string();
+                    out.push(&[&pool.name, &address, "down"], b.went_down as f64);
+                    out.push(&[&pool.name, &address, "up"], b.went_up as f64);
+                }
+            }
+        },
+    ),
+    custom(
+        "lastack_backend_source_ports_free",
+        Kind::Gauge,
+        "Source ports not in use, all shards: ready now, or resting after a TIME-WAIT.",
+        &["pool", "source", "state"],
+        |snap, out| {
+            let mut sums: std::collections::BTreeMap<(&str, String), (usize, usize)> =
+                std::collections::BTreeMap::new();
+            for shard in snap.shards {
+                for p in &shard.source_ports {
+                    let sum = sums.entry((&p.pool, p.address.to_string())).or_default();
+                    sum.0 += p.ready;
+                    sum.1 += p.resting;
+                }
+            }
+            for ((pool, source), (ready, resting)) in &sums {
+                out.push(&[pool, source, "ready"], *ready as f64);
+                out.push(&[pool, source, "resting"], *resting as f64);
+            }
         },
     ),
     custom(
@@ -680,7 +715,12 @@ mod tests {
         };
         s.states = vec![("ESTABLISHED", 2), ("LAST-ACK", 1)];
         s.proxy.sessions_opened = 7;
-        s.backend_connections = vec![vec![1, 2]];
+        s.source_ports = vec![crate::proxy::SourcePorts {
+            pool: "web".into(),
+            address: "0.0.0.0".parse().unwrap(),
+            ready: 100,
+            resting: 20,
+        }];
         s
     }
 
@@ -694,12 +734,20 @@ mod tests {
                     up: true,
                     accepts_new: true,
                     connect_failures: 0,
+                    connections: 1,
+                    opened: 10,
+                    went_down: 0,
+                    went_up: 0,
                 },
                 BackendView {
                     address: "10.0.0.2:80".parse().unwrap(),
                     up: false,
                     accepts_new: false,
                     connect_failures: 4,
+                    connections: 2,
+                    opened: 20,
+                    went_down: 3,
+                    went_up: 2,
                 },
             ],
         }];
@@ -798,10 +846,19 @@ mod tests {
             e.sum_where("lastack_backend_up", "backend", "10.0.0.2:80"),
             0.0
         );
-        // Open connections are summed over shards.
+        // Backend counts are the process's (not summed over shards);
+        // source ports are each shard's share (summed).
         assert_eq!(
             e.sum_where("lastack_backend_connections", "backend", "10.0.0.2:80"),
-            4.0
+            2.0
+        );
+        assert_eq!(
+            e.sum_where("lastack_backend_health_changes_total", "to", "down"),
+            3.0
+        );
+        assert_eq!(
+            e.sum_where("lastack_backend_source_ports_free", "state", "ready"),
+            200.0
         );
         assert_eq!(e.sum("lastack_proxy_sessions_total"), 14.0);
     }

@@ -124,6 +124,10 @@ impl AdminState {
                         up: board.is_up(p, i),
                         accepts_new: board.accepts(p, i),
                         connect_failures: b.connect_failures.load(Ordering::Relaxed),
+                        connections: b.count.active(),
+                        opened: b.count.opened(),
+                        went_down: b.went_down.load(Ordering::Relaxed),
+                        went_up: b.went_up.load(Ordering::Relaxed),
                     })
                     .collect(),
             })

@@ -20,20 +20,6 @@ const MAX_PORT_RETRIES: u32 = 8;
 /// How often a connection waiting for a source port tries again.
 const PORT_RETRY: Duration = Duration::from_millis(20);
 
-/// Errors that say something about this host, not about the backend: they
-/// never count toward the backend's health.
-fn is_local(errno: i32) -> bool {
-    matches!(
-        errno,
-        libc::EADDRNOTAVAIL
-            | libc::EADDRINUSE
-            | libc::EMFILE
-            | libc::ENFILE
-            | libc::ENOBUFS
-            | libc::ENOMEM
-    )
-}
-
 impl Proxy {
     /// Chooses a backend not yet tried and connects; RST to the client if
     /// none is left.
@@ -172,7 +158,7 @@ impl Proxy {
             }
             return;
         }
-        if is_local(errno) {
+        if socket::is_local_error(errno) {
             self.stats.socket_errors += 1;
             let error = std::io::Error::from_raw_os_error(errno);
             self.log

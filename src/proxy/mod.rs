@@ -57,14 +57,12 @@ pub struct ProxyPolicy {
     pub close_grace: Duration,
     pub grace_fallback: GraceFallback,
     pub idle_timeout: Duration,
-    /// This shard's share of the listener's connection limit (0: none).
-    pub max_connections: u32,
 }
 
 impl ProxyPolicy {
     /// The policy of `config.listeners[listener]` on one of `shards`, or
     /// `None` if that listener does not proxy.
-    pub fn for_listener(config: &Config, listener: usize, shards: usize) -> Option<Self> {
+    pub fn for_listener(config: &Config, listener: usize) -> Option<Self> {
         let l = &config.listeners[listener];
         if l.service != Service::Proxy {
             return None;
@@ -80,7 +78,6 @@ impl ProxyPolicy {
             close_grace: *l.close_grace,
             grace_fallback: l.grace_fallback,
             idle_timeout: *l.idle_timeout,
-            max_connections: l.max_connections.div_ceil(shards.max(1) as u32),
         })
     }
 }
@@ -152,6 +149,17 @@ pub struct ProxyStats {
     pub held_buffers_peak: u64,
     /// From the io_uring layer: backend sockets open or closing.
     pub backend_sockets: u64,
+}
+
+/// Free source ports of one source address of a pool, on one shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePorts {
+    pub pool: String,
+    pub address: std::net::IpAddr,
+    /// Ready to use now.
+    pub ready: usize,
+    /// Resting after a TIME-WAIT.
+    pub resting: usize,
 }
 
 /// After an input: whether the session goes on.
@@ -266,12 +274,21 @@ impl Proxy {
         }
     }
 
-    /// Open connections per backend of each pool, and connections opened.
-    pub fn backend_counts(&self) -> (Vec<Vec<u32>>, Vec<Vec<u64>>) {
-        (
-            self.pools.iter().map(|p| p.borrow().active()).collect(),
-            self.pools.iter().map(|p| p.borrow().opened()).collect(),
-        )
+    /// Free source ports of each pool, per source address.
+    pub fn source_ports(&self) -> Vec<SourcePorts> {
+        let mut out = Vec::new();
+        for pool in &self.pools {
+            let pool = pool.borrow();
+            for (address, ready, resting) in pool.source_ports() {
+                out.push(SourcePorts {
+                    pool: pool.name().to_string(),
+                    address,
+                    ready,
+                    resting,
+                });
+            }
+        }
+        out
     }
 
     /// Step 1: connection `client` was accepted under `policy` and tagged

@@ -231,7 +231,6 @@ mod tests {
             close_grace: Duration::from_millis(400),
             grace_fallback: GraceFallback::Fin,
             idle_timeout: Duration::from_secs(300),
-            max_connections: 0,
         };
         let addr: SocketAddrV4 = "10.0.0.1:4000".parse().unwrap();
         let now = Instant::from_micros(1_000_000);

@@ -35,7 +35,7 @@ pub mod service;
 mod serving;
 
 pub use control::{Command, ShardControl};
-pub use plan::{ListenerPlan, Serve, ShardPlan, ShardUpdate};
+pub use plan::{ListenerCounts, ListenerPlan, Serve, ShardPlan, ShardUpdate};
 pub use serving::Serving;
 
 use std::sync::{Arc, Mutex};
@@ -44,7 +44,7 @@ use std::time::Duration;
 use xsk_rs::FrameDesc;
 
 use crate::link::xsk::{FrameCounts, XskSocket};
-use crate::proxy::ProxyStats;
+use crate::proxy::{ProxyStats, SourcePorts};
 use crate::tcp::{Instant, Stack, Stats};
 use crate::wire::{self, Frame};
 use serving::Served;
@@ -105,10 +105,8 @@ pub struct ShardStats {
     /// Connections closed because a drain ran out of time (FIN, then RST
     /// if they did not finish).
     pub closed_at_drain_timeout: u64,
-    /// Open backend connections per pool and backend (proxy shards).
-    pub backend_connections: Vec<Vec<u32>>,
-    /// Connections sent to each backend so far, per pool.
-    pub backend_opened: Vec<Vec<u64>>,
+    /// Free source ports per pool and source address (proxy shards).
+    pub source_ports: Vec<SourcePorts>,
     /// Connections per TCP state (name, count).
     pub states: Vec<(&'static str, usize)>,
     pub proxy: ProxyStats,
@@ -123,6 +121,9 @@ pub struct ListenerStats {
     pub listening: bool,
     /// Connections it accepted that are still served.
     pub open: u32,
+    /// Connections reset at its limit (`max_connections`, over every
+    /// shard).
+    pub over_limit: u64,
     pub syn_queue: usize,
     pub accept_queue: usize,
 }
@@ -428,7 +429,7 @@ impl Shard {
         stats.tcp = self.stack.stats().clone();
         if let Some(proxy) = &self.served.proxy {
             stats.proxy = proxy.stats();
-            (stats.backend_connections, stats.backend_opened) = proxy.backend_counts();
+            stats.source_ports = proxy.source_ports();
         }
         stats.connections = self.stack.connection_count();
         stats.slots_in_use = self.stack.slots_in_use();

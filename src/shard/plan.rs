@@ -7,7 +7,10 @@
 //! engine, the io_uring and the backend leases are created on, and never
 //! leave, that thread.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::{Config, Service};
@@ -51,11 +54,71 @@ pub struct ListenerPlan {
     /// A connection idle this long is closed (by lastack, so lastack keeps
     /// the TIME-WAIT). For proxy listeners the policy carries it too.
     pub idle_timeout: Duration,
+    /// Most connections open at once on this listener, over every shard.
+    pub max_connections: u32,
+    /// Its connections open now, over every shard.
+    pub open: ListenerCount,
+}
+
+/// A listener's open connections, shared by every shard (and kept by name
+/// across reloads), so its `max_connections` holds for the process
+/// however the NIC spreads connections over queues.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerCount(Arc<AtomicU32>);
+
+impl PartialEq for ListenerCount {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ListenerCount {}
+
+impl ListenerCount {
+    pub fn get(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// One more connection, unless `max` (0: no limit) are open already.
+    pub fn lease(&self, max: u32) -> Option<ListenerLease> {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
+                (max == 0 || open < max).then_some(open + 1)
+            })
+            .ok()?;
+        Some(ListenerLease(Arc::clone(&self.0)))
+    }
+}
+
+/// One open connection counted against its listener until dropped (with
+/// its entry: also when a shard thread unwinds).
+#[derive(Debug)]
+pub struct ListenerLease(Arc<AtomicU32>);
+
+impl Drop for ListenerLease {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The shared count of each listener, by name, for the life of the process.
+#[derive(Debug, Default)]
+pub struct ListenerCounts(Mutex<BTreeMap<String, ListenerCount>>);
+
+impl ListenerCounts {
+    pub fn of(&self, name: &str) -> ListenerCount {
+        self.0
+            .lock()
+            .expect("listener counts lock")
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
 }
 
 impl ListenerPlan {
-    /// The plans of every listener of `config`, for `shards` shards.
-    pub fn all(config: &Config, shards: usize) -> Vec<Self> {
+    /// The plans of every listener of `config`, sharing `counts`.
+    pub fn all(config: &Config, counts: &ListenerCounts) -> Vec<Self> {
         config
             .listeners
             .iter()
@@ -68,10 +131,12 @@ impl ListenerPlan {
                     Service::Discard => Serve::Discard,
                     Service::Source => Serve::Source,
                     Service::Proxy => Serve::Proxy(
-                        ProxyPolicy::for_listener(config, i, shards).expect("a proxy listener"),
+                        ProxyPolicy::for_listener(config, i).expect("a proxy listener"),
                     ),
                 },
                 idle_timeout: *l.idle_timeout,
+                max_connections: l.max_connections,
+                open: counts.of(&l.name),
             })
             .collect()
     }

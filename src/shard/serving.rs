@@ -8,7 +8,7 @@
 
 use slab::Slab;
 
-use super::plan::{ListenerPlan, Serve, ShardUpdate};
+use super::plan::{ListenerLease, ListenerPlan, Serve, ShardUpdate};
 use super::service::Local;
 use super::ListenerStats;
 use crate::proxy::{ClientEvent, Proxy, Session, Step};
@@ -30,6 +30,8 @@ pub enum Serving {
 pub struct Entry {
     /// The listener that accepted it (its open-connection count).
     listener: usize,
+    /// Counted against the listener's process-wide limit until dropped.
+    _lease: ListenerLease,
     serving: Serving,
 }
 
@@ -55,7 +57,10 @@ impl Entry {
 pub(super) struct ListenerState {
     pub id: ListenerId,
     pub plan: ListenerPlan,
+    /// Open on this shard (the listener's limit counts every shard's).
     open: u32,
+    /// Connections reset at the listener's limit, on this shard.
+    over_limit: u64,
     /// Removed by a reload: closed for good (until a listener on the same
     /// address comes back).
     removed: bool,
@@ -157,6 +162,7 @@ impl Served {
                     id,
                     plan,
                     open: 0,
+                    over_limit: 0,
                     removed: false,
                 }),
             }
@@ -203,6 +209,7 @@ impl Served {
                 addr: l.plan.addr,
                 listening: stack.is_listening(l.id),
                 open: l.open,
+                over_limit: l.over_limit,
                 syn_queue: stack.syn_queue_len(l.id),
                 accept_queue: stack.accept_queue_len(l.id),
             })
@@ -353,13 +360,17 @@ impl Served {
             let Some(id) = stack.accept(listener, Tag(key as u64)) else {
                 return;
             };
-            let open = self.listeners[index].open;
+            let Some(lease) = plan.open.lease(plan.max_connections) else {
+                // At the listener's limit (over every shard): a clean reset.
+                self.listeners[index].over_limit += 1;
+                if let (Serve::Proxy(_), Some(proxy)) = (plan.serve, self.proxy.as_mut()) {
+                    proxy.over_limit();
+                }
+                let _ = stack.abort(now, id);
+                continue;
+            };
             let serving = match plan.serve {
                 Serve::Proxy(policy) => match self.proxy.as_mut() {
-                    Some(proxy) if over(open, policy.max_connections) => {
-                        proxy.over_limit();
-                        None
-                    }
                     Some(proxy) => proxy
                         .open(stack, now, key as u64, id, policy)
                         .map(Serving::Proxy),
@@ -375,14 +386,15 @@ impl Served {
                 }
             };
             let Some(serving) = serving else {
-                // Refused (over the limit, no backend leg) or already over
-                // (no backend could take it): a clean reset.
+                // No backend leg, or already over (no backend could take
+                // it): a clean reset.
                 let _ = stack.abort(now, id);
                 continue;
             };
             self.listeners[index].open += 1;
             let entry = vacant.insert(Entry {
                 listener: index,
+                _lease: lease,
                 serving,
             });
             let deadline = entry.deadline();
@@ -404,11 +416,6 @@ impl Served {
             proxy.shutdown(stack, now, sessions);
         }
     }
-}
-
-/// True if a listener with `open` connections is at its `max` (0: none).
-fn over(open: u32, max: u32) -> bool {
-    max > 0 && open >= max
 }
 
 /// Arms (or cancels) the deadline of entry `key`.

@@ -45,6 +45,11 @@ impl Health {
         self.up
     }
 
+    /// Consecutive results pointing the other way than the state.
+    pub fn streak(&self) -> u32 {
+        self.streak
+    }
+
     /// The same backend's health under new thresholds (a reload): up or
     /// down as it was, its streak kept.
     pub fn with_thresholds(self, rise: u32, fall: u32) -> Self {

@@ -100,6 +100,27 @@ impl HostTcp {
     }
 }
 
+/// The process's descriptor limit (`RLIMIT_NOFILE`) after
+/// [`raise_descriptor_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DescriptorLimit {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Raises the soft descriptor limit to the hard one: every proxied
+/// connection holds a backend socket, and the usual soft default (1024)
+/// would cap a proxy at about a thousand connections.
+pub fn raise_descriptor_limit() -> std::io::Result<DescriptorLimit> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    Ok(DescriptorLimit { soft, hard })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,11 @@ pub struct BackendHealth {
     accepts: AtomicBool,
     /// Fast read for panic mode: draining (never chosen, even in panic).
     draining: AtomicBool,
+    /// Fast reads of `state`: up, and up with failures in its streak (a
+    /// success then has a streak to reset). A success on a backend up and
+    /// not failing changes nothing: it takes no lock.
+    up: AtomicBool,
+    failing: AtomicBool,
     state: Mutex<Health>,
     /// Connect failures seen by the shards (passive checks).
     pub connect_failures: AtomicU64,
@@ -79,6 +84,8 @@ impl HealthBoard {
                             address: *b.address,
                             accepts: AtomicBool::new(health.accepts_new()),
                             draining: AtomicBool::new(b.drain),
+                            up: AtomicBool::new(health.is_up()),
+                            failing: AtomicBool::new(health.is_up() && health.streak() > 0),
                             state: Mutex::new(health),
                             connect_failures: carried(|h| &h.connect_failures),
                             went_down: carried(|h| &h.went_down),
@@ -137,25 +144,36 @@ impl HealthBoard {
     }
 
     /// Records a check or connect result; logs and publishes a change.
+    /// Cheap for the common case, a success on a healthy backend (a few
+    /// atomic reads, no lock): every connection reports one.
     pub fn record(&self, pool: usize, backend: usize, ok: bool) {
         let entry = &self.pools[pool][backend];
+        if ok && entry.up.load(Ordering::Relaxed) && !entry.failing.load(Ordering::Relaxed) {
+            return;
+        }
         if !ok {
             entry.connect_failures.fetch_add(1, Ordering::Relaxed);
         }
         let mut state = entry.state.lock().expect("health lock");
-        if let Some(change) = state.record(ok) {
-            entry.accepts.store(state.accepts_new(), Ordering::Relaxed);
-            self.epoch.fetch_add(1, Ordering::Release);
-            let pool_name = &self.names[pool];
-            match change {
-                Transition::WentDown => {
-                    entry.went_down.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(pool = %pool_name, backend = %entry.address, "backend down");
-                }
-                Transition::WentUp => {
-                    entry.went_up.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(pool = %pool_name, backend = %entry.address, "backend up");
-                }
+        let change = state.record(ok);
+        entry.up.store(state.is_up(), Ordering::Relaxed);
+        entry
+            .failing
+            .store(state.is_up() && state.streak() > 0, Ordering::Relaxed);
+        let Some(change) = change else {
+            return;
+        };
+        entry.accepts.store(state.accepts_new(), Ordering::Relaxed);
+        self.epoch.fetch_add(1, Ordering::Release);
+        let pool_name = &self.names[pool];
+        match change {
+            Transition::WentDown => {
+                entry.went_down.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(pool = %pool_name, backend = %entry.address, "backend down");
+            }
+            Transition::WentUp => {
+                entry.went_up.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(pool = %pool_name, backend = %entry.address, "backend up");
             }
         }
     }
@@ -171,11 +189,7 @@ impl HealthBoard {
     }
 
     pub fn is_up(&self, pool: usize, backend: usize) -> bool {
-        self.pools[pool][backend]
-            .state
-            .lock()
-            .expect("health lock")
-            .is_up()
+        self.pools[pool][backend].up.load(Ordering::Relaxed)
     }
 }
 
@@ -290,14 +304,17 @@ impl ShardPool {
         self.board.record(self.index, backend, ok);
     }
 
-    /// Open connections per backend on this shard.
-    pub fn active(&self) -> Vec<u32> {
-        self.counts.iter().map(|c| c.active()).collect()
-    }
-
-    /// Connections sent to each backend by this shard so far.
-    pub fn opened(&self) -> Vec<u64> {
-        self.counts.iter().map(|c| c.opened()).collect()
+    /// Per source address: ports ready now and ports resting after a
+    /// TIME-WAIT (this shard's share).
+    pub fn source_ports(&self) -> Vec<(IpAddr, usize, usize)> {
+        self.sources
+            .borrow()
+            .iter()
+            .map(|s| {
+                let (ready, resting) = s.ports.free();
+                (s.address, ready, resting)
+            })
+            .collect()
     }
 
     /// Counts a new connection to `backend` until the lease drops.

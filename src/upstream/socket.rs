@@ -16,6 +16,21 @@ use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, Sockadd
 /// 256 KiB is several bandwidth-delay products of a data-centre link.
 pub const RECEIVE_BUFFER: usize = 256 * 1024;
 
+/// Errors that say something about this host, not about the backend
+/// (ports, descriptors, buffers, memory): they never count toward a
+/// backend's health.
+pub fn is_local_error(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::EADDRNOTAVAIL
+            | libc::EADDRINUSE
+            | libc::EMFILE
+            | libc::ENFILE
+            | libc::ENOBUFS
+            | libc::ENOMEM
+    )
+}
+
 /// Why opening a backend socket failed.
 #[derive(Debug)]
 pub enum OpenError {
