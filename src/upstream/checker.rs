@@ -181,10 +181,8 @@ struct Jitter(u64);
 
 impl Jitter {
     fn new(pool: usize, backend: usize) -> Self {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        (pool, backend).hash(&mut h);
-        Self(h.finish() | 1)
+        use std::hash::BuildHasher;
+        Self(std::collections::hash_map::RandomState::new().hash_one((pool, backend)) | 1)
     }
 
     fn next(&mut self) -> f64 {
