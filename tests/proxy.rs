@@ -20,11 +20,18 @@ const BACKEND_PORT: u16 = 8080;
 /// lastack with one proxy listener `l` on `vip:80` (plus the TOML lines
 /// `listener`) forwarding to pool `p` (`pool` lines, then `backends`
 /// backends at `10.<net>.1.11…:8080`, backend i with `extra[i]` lines).
-fn proxy_with(net: u8, backends: usize, listener: &str, pool: &str, extra: &[&str]) -> Lastack {
+fn proxy_with(
+    net: u8,
+    shards: u32,
+    backends: usize,
+    listener: &str,
+    pool: &str,
+    extra: &[&str],
+) -> Lastack {
     let topo = Topology::new(
-        net,
+        net_for(net, shards),
         Shape {
-            queues: 1,
+            queues: shards,
             backends,
         },
     );
@@ -41,25 +48,64 @@ fn proxy_with(net: u8, backends: usize, listener: &str, pool: &str, extra: &[&st
         "[[listeners]]\nname = \"l\"\nvip = \"{{vip}}\"\nport = {PORT}\npool = \"p\"\n{listener}\n\n\
          [[pools]]\nname = \"p\"\n{pool}\n{backend_list}"
     );
-    Lastack::start(topo, 1, &body)
+    Lastack::start(topo, shards, &body)
 }
 
 /// [`proxy_with`] without per-backend lines.
-fn proxy(net: u8, backends: usize, listener: &str, pool: &str) -> Lastack {
-    proxy_with(net, backends, listener, pool, &[])
+fn proxy(net: u8, shards: u32, backends: usize, listener: &str, pool: &str) -> Lastack {
+    proxy_with(net, shards, backends, listener, pool, &[])
 }
+
+/// Each test's own network (`10.<net>.…`), distinct per shard count.
+fn net_for(net: u8, shards: u32) -> u8 {
+    net + 100 * (shards as u8 - 1)
+}
+
+/// Every test runs twice: with one queue and shard, and with two (the
+/// veth spreads flows over its queues, so connections of one test land on
+/// both shards, and listener limits, balancing and counts must hold for
+/// the process).
+macro_rules! on_one_and_two_shards {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn one_shard() {
+                super::$name(1)
+            }
+            #[test]
+            fn two_shards() {
+                super::$name(2)
+            }
+        }
+    )*};
+}
+
+on_one_and_two_shards!(
+    echo_10_mib_each_way_and_1000_short_connections,
+    close_policy_decides_where_time_wait_lands,
+    a_client_reading_until_eof_gets_fin_after_the_grace_period,
+    twenty_thousand_connections_to_one_backend_address,
+    proxy_v2_tells_the_backend_the_client_address,
+    dead_backends_are_skipped_and_all_dead_means_reset,
+    health_checks_follow_a_killed_and_restarted_backend,
+    backpressure_both_ways_with_100_mib,
+    maglev_keeps_clients_on_their_backend,
+    nginx_behind_lastack_with_curl_ab_and_wrk,
+    lastack_run_proxies_and_stops_on_sigterm,
+    drained_backends_and_connection_limits,
+    idle_sessions_close_and_resets_pass_through_both_ways
+);
 
 const ECHO_POOL: &str = "connect_timeout = \"500ms\"\n[pools.health_check]\nenabled = false\n";
 
 /// Test 1: 10 MiB each way byte-exact through the proxy, then 1,000
 /// short connections, all successful; the client closes first and lastack
 /// holds no TIME-WAIT on its client side.
-#[test]
-fn echo_10_mib_each_way_and_1000_short_connections() {
+fn echo_10_mib_each_way_and_1000_short_connections(shards: u32) {
     if !common::privileged("echo_10_mib_each_way_and_1000_short_connections") {
         return;
     }
-    let mut topo = proxy(71, 2, "", ECHO_POOL);
+    let mut topo = proxy(71, shards, 2, "", ECHO_POOL);
     let _servers = [
         topo.backend(0, BACKEND_PORT, Behaviour::Echo),
         topo.backend(1, BACKEND_PORT, Behaviour::Echo),
@@ -103,8 +149,7 @@ fn server_first_round(vip: SocketAddrV4, n: usize, response: usize, until_eof: b
 /// Test 3: where TIME-WAIT lands. `immediate` with a backend that closes
 /// first leaves it on lastack (so the counting can fail); `client-first`
 /// with a client that closes once it has the framed response leaves none.
-#[test]
-fn close_policy_decides_where_time_wait_lands() {
+fn close_policy_decides_where_time_wait_lands(shards: u32) {
     if !common::privileged("close_policy_decides_where_time_wait_lands") {
         return;
     }
@@ -114,7 +159,7 @@ fn close_policy_decides_where_time_wait_lands() {
     };
     // immediate: lastack forwards the backend's FIN at once, the client
     // reads until EOF and closes second: lastack holds the TIME-WAITs.
-    let mut topo = proxy(72, 1, "close_policy = \"immediate\"", ECHO_POOL);
+    let mut topo = proxy(72, shards, 1, "close_policy = \"immediate\"", ECHO_POOL);
     let _server = topo.backend(0, BACKEND_PORT, respond);
     let vip = topo.vip(PORT);
     topo.client(|| server_first_round(vip, 200, 3000, true));
@@ -125,7 +170,7 @@ fn close_policy_decides_where_time_wait_lands() {
 
     // client-first, and the client closes as soon as it has the whole
     // response (Content-Length framing): lastack passes LAST-ACK only.
-    let mut topo = proxy(73, 1, "close_policy = \"client-first\"", ECHO_POOL);
+    let mut topo = proxy(73, shards, 1, "close_policy = \"client-first\"", ECHO_POOL);
     let _server = topo.backend(0, BACKEND_PORT, respond);
     let vip = topo.vip(PORT);
     topo.client(|| server_first_round(vip, 1000, 3000, false));
@@ -139,13 +184,13 @@ fn close_policy_decides_where_time_wait_lands() {
 
 /// Test 3, last part: a client that reads until EOF still gets all its
 /// bytes and then lastack's FIN once `close_grace` has passed.
-#[test]
-fn a_client_reading_until_eof_gets_fin_after_the_grace_period() {
+fn a_client_reading_until_eof_gets_fin_after_the_grace_period(shards: u32) {
     if !common::privileged("a_client_reading_until_eof_gets_fin_after_the_grace_period") {
         return;
     }
     let mut topo = proxy(
         74,
+        shards,
         1,
         "close_grace = \"400ms\"\ngrace_fallback = \"fin\"",
         ECHO_POOL,
@@ -182,12 +227,11 @@ fn a_client_reading_until_eof_gets_fin_after_the_grace_period() {
 /// closing first, without an error: lastack binds each backend socket to
 /// its least recently used source port, so connect() never scans for one
 /// and never meets a port whose TIME-WAIT is too young.
-#[test]
-fn twenty_thousand_connections_to_one_backend_address() {
+fn twenty_thousand_connections_to_one_backend_address(shards: u32) {
     if !common::privileged("twenty_thousand_connections_to_one_backend_address") {
         return;
     }
-    let mut topo = proxy(75, 1, "", ECHO_POOL);
+    let mut topo = proxy(75, shards, 1, "", ECHO_POOL);
     let _server = topo.backend(0, BACKEND_PORT, Behaviour::Echo);
     let vip = topo.vip(PORT);
     let started = Instant::now();
@@ -226,13 +270,12 @@ fn twenty_thousand_connections_to_one_backend_address() {
 }
 
 /// Test 7: with PROXY v2, the backend sees the client's own address.
-#[test]
-fn proxy_v2_tells_the_backend_the_client_address() {
+fn proxy_v2_tells_the_backend_the_client_address(shards: u32) {
     if !common::privileged("proxy_v2_tells_the_backend_the_client_address") {
         return;
     }
     let pool = format!("proxy_protocol = \"v2\"\n{ECHO_POOL}");
-    let mut topo = proxy(76, 1, "", &pool);
+    let mut topo = proxy(76, shards, 1, "", &pool);
     let _server = topo.backend(0, BACKEND_PORT, Behaviour::ProxyV2Reporter);
     let vip = topo.vip(PORT);
     topo.client(|| {
@@ -259,13 +302,12 @@ fn proxy_v2_tells_the_backend_the_client_address() {
 
 /// Test 4: a refused backend is skipped (passive health), and with every
 /// backend down the client gets a RST at once instead of hanging.
-#[test]
-fn dead_backends_are_skipped_and_all_dead_means_reset() {
+fn dead_backends_are_skipped_and_all_dead_means_reset(shards: u32) {
     if !common::privileged("dead_backends_are_skipped_and_all_dead_means_reset") {
         return;
     }
     let pool = "retries = 2\nconnect_timeout = \"500ms\"\n[pools.health_check]\nenabled = false\nfall = 2\n";
-    let mut topo = proxy(77, 2, "", pool);
+    let mut topo = proxy(77, shards, 2, "", pool);
     let mut server = topo.backend(0, BACKEND_PORT, Behaviour::Echo);
     // Backend 1 has no listener: the kernel refuses.
     let vip = topo.vip(PORT);
@@ -274,7 +316,8 @@ fn dead_backends_are_skipped_and_all_dead_means_reset() {
     assert_eq!(server.accepted.load(Ordering::Relaxed), 100);
     assert!(!topo.board().is_up(0, 1), "refusals took backend 1 down");
     topo.wait_for("passive failures counted", Duration::from_secs(2), |s| {
-        s[0].proxy.connects_failed >= 2 && s[0].proxy.sessions_opened == 100
+        let t = common::total(s);
+        t.proxy.connects_failed >= 2 && t.proxy.sessions_opened == 100
     });
 
     server.kill();
@@ -292,13 +335,12 @@ fn dead_backends_are_skipped_and_all_dead_means_reset() {
 /// Test 4: a backend that never answers costs one connect timeout per
 /// try, then RST; active checks take a killed backend down within
 /// `fall` intervals and bring it back after `rise` once it is restarted.
-#[test]
-fn health_checks_follow_a_killed_and_restarted_backend() {
+fn health_checks_follow_a_killed_and_restarted_backend(shards: u32) {
     if !common::privileged("health_checks_follow_a_killed_and_restarted_backend") {
         return;
     }
     let pool = "connect_timeout = \"300ms\"\nretries = 0\n[pools.health_check]\ninterval = \"200ms\"\ntimeout = \"100ms\"\nrise = 2\nfall = 2\n";
-    let mut topo = proxy(78, 1, "", pool);
+    let mut topo = proxy(78, shards, 1, "", pool);
     let mut server = topo.backend(0, BACKEND_PORT, Behaviour::Echo);
     let vip = topo.vip(PORT);
     assert_eq!(topo.client(|| churn(vip, 10, 2, 64, 64)), 0);
@@ -348,8 +390,7 @@ fn health_checks_follow_a_killed_and_restarted_backend() {
 /// of it by more than the buffers between them); a client that reads
 /// slowly stops reads from a fast backend; lastack's own buffering stays
 /// bounded (the provided buffers it holds at once).
-#[test]
-fn backpressure_both_ways_with_100_mib() {
+fn backpressure_both_ways_with_100_mib(shards: u32) {
     if !common::privileged("backpressure_both_ways_with_100_mib") {
         return;
     }
@@ -360,7 +401,7 @@ fn backpressure_both_ways_with_100_mib() {
     // segments in flight. Without backpressure the client would finish
     // ~70 MiB ahead of this slow backend.
     const BOUND: u64 = 12 << 20;
-    let mut topo = proxy(79, 2, "", ECHO_POOL);
+    let mut topo = proxy(79, shards, 2, "", ECHO_POOL);
     let slow = topo.backend(
         0,
         BACKEND_PORT,
@@ -468,13 +509,12 @@ fn backpressure_both_ways_with_100_mib() {
 /// Test 6: Maglev keeps a client address on its backend, and removing one
 /// of five backends (health checks take it down) moves only its clients.
 /// Clients differ by source address: 40 addresses on the client veth.
-#[test]
-fn maglev_keeps_clients_on_their_backend() {
+fn maglev_keeps_clients_on_their_backend(shards: u32) {
     if !common::privileged("maglev_keeps_clients_on_their_backend") {
         return;
     }
     let pool = "balance = \"maglev\"\nconnect_timeout = \"300ms\"\n[pools.health_check]\ninterval = \"100ms\"\ntimeout = \"50ms\"\nrise = 1\nfall = 1\n";
-    let mut topo = proxy(80, 5, "", pool);
+    let mut topo = proxy(80, shards, 5, "", pool);
     let mut servers: Vec<Server> = (0..5)
         .map(|i| topo.backend(i, BACKEND_PORT, Behaviour::Identify(i as u8)))
         .collect();
@@ -552,12 +592,11 @@ fn maglev_keeps_clients_on_their_backend() {
 /// (HTTP/1.1, `Connection: close`: nginx closes first, wrk closes as soon
 /// as it has the Content-Length) run without an error, and lastack, with
 /// `client-first`, holds no TIME-WAIT afterwards.
-#[test]
-fn nginx_behind_lastack_with_curl_ab_and_wrk() {
+fn nginx_behind_lastack_with_curl_ab_and_wrk(shards: u32) {
     if !common::privileged("nginx_behind_lastack_with_curl_ab_and_wrk") {
         return;
     }
-    let mut topo = proxy(81, 1, "", ECHO_POOL);
+    let mut topo = proxy(81, shards, 1, "", ECHO_POOL);
     let _nginx = Nginx::start(topo.topo.backends(), topo.backend_addr(0, BACKEND_PORT));
     let url = format!("http://{}/", topo.vip(PORT));
     let a = &topo.topo.clients;
@@ -621,15 +660,14 @@ fn nginx_behind_lastack_with_curl_ab_and_wrk() {
 
 /// `lastack run` with a proxy listener: the binary as deployed, in the
 /// lastack namespace, forwards to a kernel backend and stops on SIGTERM.
-#[test]
-fn lastack_run_proxies_and_stops_on_sigterm() {
+fn lastack_run_proxies_and_stops_on_sigterm(shards: u32) {
     if !common::privileged("lastack_run_proxies_and_stops_on_sigterm") {
         return;
     }
     let topo = Topology::new(
-        82,
+        net_for(82, shards),
         Shape {
-            queues: 1,
+            queues: shards,
             backends: 1,
         },
     );
@@ -641,7 +679,7 @@ fn lastack_run_proxies_and_stops_on_sigterm() {
     std::fs::write(
         &config,
         format!(
-            "[[interfaces]]\nname = \"{}\"\nqueues = 1\numem_frames = 1024\n\n\
+            "[[interfaces]]\nname = \"{}\"\nqueues = {shards}\numem_frames = 1024\n\n\
              [[listeners]]\nname = \"web\"\nvip = \"{}\"\nport = 80\npool = \"p\"\n\n\
              [[pools]]\nname = \"p\"\n[[pools.backends]]\naddress = \"{backend}\"\n",
             topo.lastack_if, topo.vip
@@ -687,12 +725,18 @@ fn lastack_run_proxies_and_stops_on_sigterm() {
 /// Limits: a draining backend gets no new connections, and the listener's
 /// connection limit answers the connection beyond it with RST; closing one
 /// makes room again.
-#[test]
-fn drained_backends_and_connection_limits() {
+fn drained_backends_and_connection_limits(shards: u32) {
     if !common::privileged("drained_backends_and_connection_limits") {
         return;
     }
-    let mut topo = proxy_with(83, 2, "max_connections = 3", ECHO_POOL, &["drain = true"]);
+    let mut topo = proxy_with(
+        83,
+        shards,
+        2,
+        "max_connections = 3",
+        ECHO_POOL,
+        &["drain = true"],
+    );
     let _servers = [
         topo.backend(0, BACKEND_PORT, Behaviour::Identify(0)),
         topo.backend(1, BACKEND_PORT, Behaviour::Identify(1)),
@@ -728,7 +772,7 @@ fn drained_backends_and_connection_limits() {
     });
     drop(held.pop());
     topo.wait_for("the closed session gone", Duration::from_secs(5), |s| {
-        s[0].proxy.sessions_active == 2
+        common::total(s).proxy.sessions_active == 2
     });
     held.push(topo.client(|| open(true).expect("room again after a close")));
     drop(held);
@@ -739,12 +783,11 @@ fn drained_backends_and_connection_limits() {
 /// A session's other ends: lastack closes a session idle for
 /// `idle_timeout` (the client sees its FIN), a client's reset reaches the
 /// backend as a reset, and a backend's reset reaches the client as one.
-#[test]
-fn idle_sessions_close_and_resets_pass_through_both_ways() {
+fn idle_sessions_close_and_resets_pass_through_both_ways(shards: u32) {
     if !common::privileged("idle_sessions_close_and_resets_pass_through_both_ways") {
         return;
     }
-    let mut topo = proxy(84, 1, "idle_timeout = \"300ms\"", ECHO_POOL);
+    let mut topo = proxy(84, shards, 1, "idle_timeout = \"300ms\"", ECHO_POOL);
     let mut server = topo.backend(0, BACKEND_PORT, Behaviour::EchoCountingResets);
     let vip = topo.vip(PORT);
     let idle_for = topo.client(|| {

@@ -151,6 +151,35 @@ pub struct ProxyStats {
     pub backend_sockets: u64,
 }
 
+impl std::ops::AddAssign<&ProxyStats> for ProxyStats {
+    /// Totals over shards (peaks: the highest).
+    fn add_assign(&mut self, other: &ProxyStats) {
+        self.sessions_opened += other.sessions_opened;
+        self.sessions_active += other.sessions_active;
+        self.connects_failed += other.connects_failed;
+        self.connects_timed_out += other.connects_timed_out;
+        self.retries += other.retries;
+        self.port_retries += other.port_retries;
+        self.no_backend += other.no_backend;
+        self.over_limit += other.over_limit;
+        self.backend_resets += other.backend_resets;
+        self.client_resets += other.client_resets;
+        self.client_closed_first += other.client_closed_first;
+        self.grace_expired += other.grace_expired;
+        self.idle_closed += other.idle_closed;
+        self.bytes_to_backend += other.bytes_to_backend;
+        self.bytes_to_client += other.bytes_to_client;
+        self.socket_errors += other.socket_errors;
+        self.ports_exhausted += other.ports_exhausted;
+        self.port_waits += other.port_waits;
+        self.backend_closed_with_reset += other.backend_closed_with_reset;
+        self.receive_buffer_shortage += other.receive_buffer_shortage;
+        self.held_buffers += other.held_buffers;
+        self.backend_sockets += other.backend_sockets;
+        self.held_buffers_peak = self.held_buffers_peak.max(other.held_buffers_peak);
+    }
+}
+
 /// Free source ports of one source address of a pool, on one shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourcePorts {

@@ -179,12 +179,30 @@ impl Lastack {
             .unwrap_or_else(|e| panic!("stopping: {e}"))
     }
 
-    /// [`Lastack::stop_all`] for a single shard.
+    /// [`Lastack::stop_all`], as one shard's counters ([`total`]).
     pub fn stop(&mut self) -> ShardStats {
-        let mut all = self.stop_all();
-        assert_eq!(all.len(), 1, "one shard");
-        all.remove(0)
+        total(&self.stop_all())
     }
+}
+
+/// Every shard's counters as one: with several shards, their totals (the
+/// engine's own [`ShardStats::tcp`] counters are left zero then: read them
+/// per shard).
+pub fn total(all: &[ShardStats]) -> ShardStats {
+    let mut total = all.first().expect("a shard").clone();
+    for s in &all[1..] {
+        total.tcp = Default::default();
+        total.rx_frames += s.rx_frames;
+        total.tx_frames += s.tx_frames;
+        total.connections += s.connections;
+        total.slots_in_use += s.slots_in_use;
+        total.slots_created += s.slots_created;
+        total.served += s.served;
+        total.time_wait += s.time_wait;
+        total.proxy += &s.proxy;
+        total.listeners.extend(s.listeners.iter().cloned());
+    }
+    total
 }
 
 /// The config file for `body` on `topo` with `queues` shards: the
