@@ -124,6 +124,7 @@ mod manual {
             "Duration" => "duration string (`\"200ms\"`, `\"5s\"`, `\"2m\"`)".into(),
             "Ipv4" => "IPv4 address string".into(),
             "SocketV4" => "`\"address:port\"` string".into(),
+            "PortRange" => "port range string (`\"first-last\"`)".into(),
             "Option" => format!("{}, optional", toml_type(inner.unwrap(), enums, tables)),
             "Vec" => {
                 let inner = inner.unwrap();

@@ -23,6 +23,16 @@
 #   BASELINE=/path/to/an/older/lastack benches/compare.sh
 #     adds that build as proxy `lastack-baseline` (same config, same run),
 #     to compare a change with what it changes side by side.
+#   TW_REUSE=0 benches/compare.sh
+#     the proxy's namespace without TIME-WAIT reuse (the default host case
+#     for a non-loopback backend: 0, or the kernel's default 2); the
+#     sustained run is labelled with it. Default 1.
+#   BACKEND_CLOSE=reset benches/compare.sh
+#     lastack's pools end backend connections with RST (`backend_close =
+#     "reset"`), HAProxy's with `option nolinger`: no TIME-WAIT on the
+#     backend leg for either. Default fin.
+#   e.g. the backend-leg benchmark (60 s without TIME-WAIT reuse):
+#   PROXIES="lastack haproxy" WORKLOADS="" TW_REUSE=0 benches/compare.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${SECS:-10}
@@ -30,7 +40,12 @@ FLOWS=${FLOWS:-"32 128"}
 SUSTAINED=${SUSTAINED:-60}
 PROXIES=${PROXIES:-"direct lastack haproxy nginx"}
 if [ -n "${BASELINE:-}" ]; then PROXIES="$PROXIES lastack-baseline"; fi
-WORKLOADS=${WORKLOADS:-"A B C"}
+WORKLOADS=${WORKLOADS-"A B C"}
+TW_REUSE=${TW_REUSE:-1}
+BACKEND_CLOSE=${BACKEND_CLOSE:-fin}
+sustained_label="A sustained"
+[ "$TW_REUSE" != 1 ] && sustained_label="$sustained_label tw_reuse=$TW_REUSE"
+[ "$BACKEND_CLOSE" != fin ] && sustained_label="$sustained_label close=$BACKEND_CLOSE"
 if [ -n "${QUICK:-}" ]; then SECS=5; FLOWS=128; SUSTAINED=0; WORKLOADS="A C"; fi
 
 need=""
@@ -88,6 +103,7 @@ done)
 $(for spec in "80 8080 1" "81 8080 4" "82 8081 1" "83 8081 4" "84 8081 1" "85 8081 4" "90 9000 1"; do set -- $spec; cat <<P
 [[pools]]
 name = "p$1"
+backend_close = "$BACKEND_CLOSE"
 [pools.health_check]
 enabled = false
 $(for b in $(backends "$2" "$3"); do printf '[[pools.backends]]\naddress = "%s"\n' "$b"; done)
@@ -111,6 +127,7 @@ defaults
     timeout connect 2s
     timeout client 30s
     timeout server 30s
+$([ "$BACKEND_CLOSE" = reset ] && echo "    option nolinger")
 $(for spec in "80 8080 1" "81 8080 4" "82 8081 1" "83 8081 4" "90 9000 1"; do set -- $spec; cat <<F
 listen l$1
     bind 10.70.0.2:$1
@@ -158,7 +175,7 @@ topology_up() {
     # setting the issue's measurements used: the kernel proxies' backend leg
     # lives on it; lastack allocates its own ports (1024-65535).
     ip netns exec "$C" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
-    ip netns exec "$P" sysctl -qw net.ipv4.tcp_tw_reuse=1
+    ip netns exec "$P" sysctl -qw net.ipv4.tcp_tw_reuse="$TW_REUSE"
 
     # Backends: :8080 closes after the client (A), :8081 closes first (B, C).
     ip netns exec "$S" taskset -c 1 "$bin" backend -l 10.70.1.11:8080 -l 10.70.1.12:8080 \
@@ -320,7 +337,7 @@ import json, sys
 r = json.load(sys.stdin)
 print(json.dumps({'proxy': '$proxy', 'bulk_gbit_per_s_each_way': round(100 * 1048576 * 8 / r['elapsed_s'] / 1e9, 2), 'errors': sum(r['errors'].values())}))" | tee -a "$work/bulk.jsonl"
     if [ "$SUSTAINED" -gt 0 ]; then
-        run_one "$proxy" A 128 1 "$SUSTAINED" "A sustained"
+        run_one "$proxy" A 128 1 "$SUSTAINED" "$sustained_label"
     fi
     stop_proxy
     topology_down
@@ -361,7 +378,9 @@ with open(sys.argv[2], 'w') as f:
             "C: server closes first, client closes once it has the response. lastack runs "
             "A and C on `client-first` listeners and B on `immediate` ones (a client that "
             "reads until EOF would wait close_grace under client-first). The proxy's namespace "
-            "keeps the kernel's default port range with tcp_tw_reuse=1.\n\n")
+            "keeps the kernel's default port range with tcp_tw_reuse=1 unless a row says otherwise "
+            "(`A sustained tw_reuse=0`: no TIME-WAIT reuse, the default host's case; "
+            "`close=reset`: lastack's `backend_close = \"reset\"`, HAProxy's `option nolinger`).\n\n")
     f.write("| proxy | workload | flows | backends | seconds | conn/s | p50 ms | p99 ms | errors | proxy CPU-µs/conn | system CPU-µs/conn | TIME-WAIT client leg | TIME-WAIT backend leg |\n")
     f.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     for r in rows:

@@ -49,6 +49,7 @@ use crate::shard::{
 };
 use crate::tcp::{Refuse, Secret, TcpConfig};
 use crate::upstream::checker::Checker;
+use crate::upstream::host::HostTcp;
 use crate::upstream::pool::HealthBoard;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -110,6 +111,9 @@ pub struct Runtime {
     generation: u64,
     /// Open connections per listener name, over every shard and reload.
     listener_counts: ListenerCounts,
+    /// The kernel's TIME-WAIT settings in lastack's namespace, read at
+    /// start (a reload may run on a thread of another namespace).
+    host: HostTcp,
 }
 
 /// Descriptors lastack holds besides backend sockets: AF_XDP sockets, io_uring
@@ -144,7 +148,7 @@ fn report_host(config: &Config) {
         Err(e) => tracing::warn!("descriptor limit: {e}"),
     }
     if !config.pools.is_empty() {
-        tracing::info!("{}", crate::upstream::host::HostTcp::read().describe());
+        tracing::info!("{}", HostTcp::read().describe());
     }
 }
 
@@ -178,6 +182,7 @@ impl Runtime {
             draining: false,
             generation: 0,
             listener_counts: ListenerCounts::default(),
+            host: HostTcp::read(),
         };
         let listeners = runtime.listener_plans(config);
         for (i, interface) in config.interfaces.iter().enumerate() {
@@ -262,7 +267,8 @@ impl Runtime {
             listeners,
             max_connections,
             tcp,
-            upstream: proxies.then(|| UpstreamPlan::new(config, &self.board, 0, shards)),
+            upstream: proxies
+                .then(|| UpstreamPlan::new(config, &self.board, (0, shards), self.host)),
             drain_refuse: match config.drain.new_connections {
                 DrainRefusal::Reset => Refuse::Reset,
                 DrainRefusal::Drop => Refuse::Drop,

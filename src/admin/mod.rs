@@ -213,8 +213,16 @@ async fn serve(
     };
     while !stop.load(Ordering::Relaxed) {
         let accepted = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
-        let Ok(Ok((stream, _))) = accepted else {
-            continue;
+        let stream = match accepted {
+            Ok(Ok((stream, _))) => stream,
+            Ok(Err(e)) => {
+                // Out of descriptors, most likely: the connection stays
+                // queued; try again in a moment rather than spin.
+                tracing::debug!("admin accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(_) => continue,
         };
         let state = Arc::clone(&state);
         tokio::spawn(async move {

@@ -135,8 +135,8 @@ pub struct Listener {
     /// long. Default: `"5m"`.
     #[serde(default = "defaults::idle_timeout")]
     pub idle_timeout: Duration,
-    /// Most connections open at once on this listener; new SYNs beyond it
-    /// are answered with RST. 1 to 10000000. Default: 100000.
+    /// Most connections open at once on this listener, over every shard;
+    /// connections beyond it are answered with RST. 1 to 10000000. Default: 100000.
     #[serde(default = "defaults::max_connections")]
     pub max_connections: u32,
 }
@@ -300,9 +300,9 @@ pub struct HealthCheck {
     /// Consecutive failures that take a backend out. 1 to 100. Default: 3.
     #[serde(default = "defaults::fall")]
     pub fall: u32,
-    /// Bytes a check sends once connected (`\r`, `\n` and `\t` escapes
-    /// understood), e.g. `"GET /health HTTP/1.0\r\n\r\n"`. Empty: a connect
-    /// is the check. Default: `""`.
+    /// Bytes a check sends once connected (TOML escapes such as `\r\n`
+    /// work), e.g. `"GET /health HTTP/1.0\r\n\r\n"`. Empty: a connect is
+    /// the check. Default: `""`.
     #[serde(default)]
     pub send: String,
     /// What the answer must start with, e.g. `"HTTP/1.1 200"`. Empty: any

@@ -10,6 +10,7 @@ use super::{client_ip, proxy_protocol, Proxy};
 use crate::config::ProxyProtocol;
 use crate::tcp::{Instant, Stack};
 use crate::upstream::lease::BackendLease;
+use crate::upstream::ports::WaitTicket;
 use crate::upstream::socket::{self, OpenError};
 use crate::upstream::uring::Release;
 
@@ -48,20 +49,29 @@ impl Proxy {
     }
 
     /// Opens a socket on a fresh source port and connects it to the
-    /// leased backend; without a port ready, waits for one (bounded by the
-    /// pool's connect timeout).
+    /// leased backend. Without a port ready, or with others waiting first,
+    /// the session waits in the pool's line (first come, first served),
+    /// bounded by the pool's connect timeout; `waiting` is its place in
+    /// line and that bound, when it was already waiting.
     pub(super) fn connect_backend(
         &mut self,
         stack: &mut Stack,
         now: Instant,
         s: &mut Session,
         lease: BackendLease,
-        waiting_until: Option<Instant>,
+        waiting: Option<(WaitTicket, Instant)>,
     ) {
         let pool = Rc::clone(&s.pool);
         let mut pool = pool.borrow_mut();
         let address = pool.backends[lease.backend()];
+        let my_turn = match &waiting {
+            Some((ticket, _)) => ticket.is_first(),
+            None => pool.line.borrow().is_empty(),
+        };
         let opened = loop {
+            if !my_turn {
+                break Ok(None);
+            }
             let Some(port) = pool.take_source() else {
                 break Ok(None);
             };
@@ -79,14 +89,19 @@ impl Proxy {
         };
         match opened {
             Ok(Some((fd, port))) => {
+                // Out of line (the next one is woken).
+                drop(waiting);
                 let socket = self.uring.open(fd, s.key, Some(port));
                 self.uring.connect(socket, address, pool.connect_timeout);
                 s.leg = Leg::Connecting { socket, lease };
             }
             Ok(None) => {
-                let until = waiting_until.unwrap_or_else(|| {
+                let (ticket, until) = waiting.unwrap_or_else(|| {
                     self.stats.port_waits += 1;
-                    now + pool.connect_timeout
+                    (
+                        WaitTicket::join(&pool.line, s.key),
+                        now + pool.connect_timeout,
+                    )
                 });
                 if now >= until {
                     self.stats.ports_exhausted += 1;
@@ -94,12 +109,18 @@ impl Proxy {
                         now,
                         "no source port came free within connect_timeout: client reset",
                     );
-                    drop(pool);
+                    drop((ticket, pool));
                     self.reset_client(stack, now, s);
                 } else {
-                    let retry_at = (now + PORT_RETRY).min(until);
+                    // The first polls for the pace; the others are woken.
+                    let retry_at = if ticket.is_first() {
+                        (now + PORT_RETRY).min(until)
+                    } else {
+                        until
+                    };
                     s.leg = Leg::WaitingForPort {
                         lease,
+                        ticket,
                         retry_at,
                         until,
                     };
@@ -111,7 +132,7 @@ impl Proxy {
                 self.stats.socket_errors += 1;
                 self.log
                     .warn(now, &format!("backend socket: {e}: client reset"));
-                drop(pool);
+                drop((waiting, pool));
                 self.reset_client(stack, now, s);
             }
         }
@@ -137,6 +158,10 @@ impl Proxy {
             }
             Err(errno) => errno,
         };
+        if matches!(errno, libc::EADDRNOTAVAIL | libc::EADDRINUSE) {
+            // The port's 4-tuple is still in TIME-WAIT: it rests again.
+            self.leaves_time_wait(socket);
+        }
         self.uring.release(socket, Release::Close);
         if s.client_state == Client::Gone {
             return;
@@ -147,12 +172,15 @@ impl Proxy {
             s.attempts.ports += 1;
             self.stats.port_retries += 1;
             if s.attempts.ports > MAX_PORT_RETRIES {
+                self.stats.port_waits += 1;
+                let pool = Rc::clone(&s.pool);
+                let pool = pool.borrow();
                 s.leg = Leg::WaitingForPort {
                     lease,
+                    ticket: WaitTicket::join(&pool.line, s.key),
                     retry_at: now + PORT_RETRY,
-                    until: now + s.pool.borrow().connect_timeout,
+                    until: now + pool.connect_timeout,
                 };
-                self.stats.port_waits += 1;
             } else {
                 self.connect_backend(stack, now, s, lease, None);
             }
@@ -181,12 +209,17 @@ impl Proxy {
         if !matches!(s.leg, Leg::WaitingForPort { retry_at, .. } if now >= retry_at) {
             return;
         }
-        let Leg::WaitingForPort { lease, until, .. } = std::mem::replace(&mut s.leg, Leg::Closed)
+        let Leg::WaitingForPort {
+            lease,
+            ticket,
+            until,
+            ..
+        } = std::mem::replace(&mut s.leg, Leg::Closed)
         else {
             unreachable!("matched above");
         };
         if s.client_state != Client::Gone {
-            self.connect_backend(stack, now, s, lease, Some(until));
+            self.connect_backend(stack, now, s, lease, Some((ticket, until)));
         }
     }
 

@@ -44,6 +44,7 @@ use crate::tcp::{ConnId, Instant, Stack};
 use crate::upstream::host::HostTcp;
 use crate::upstream::lease::SourcePort;
 use crate::upstream::pool::{HealthBoard, ShardPool};
+use crate::upstream::ports::Woken;
 use crate::upstream::uring::{Completion, Release, SocketEvent, SocketId, Uring, UringConfig};
 use session::{Client, Download, Leg};
 
@@ -96,14 +97,19 @@ pub struct UpstreamPlan {
 }
 
 impl UpstreamPlan {
-    pub fn new(config: &Config, board: &Arc<HealthBoard>, shard: usize, shards: usize) -> Self {
+    pub fn new(
+        config: &Config,
+        board: &Arc<HealthBoard>,
+        (shard, shards): (usize, usize),
+        host: HostTcp,
+    ) -> Self {
         Self {
             board: Arc::clone(board),
             pools: config.pools.clone(),
             shard,
             shards,
             uring: UringConfig::default(),
-            host: HostTcp::read(),
+            host,
         }
     }
 }
@@ -226,6 +232,9 @@ pub struct Proxy {
     stats: ProxyStats,
     /// Local trouble (ports, descriptors) is logged at most once a second.
     log: Throttled,
+    /// Sessions whose turn for a source port came (see
+    /// [`Proxy::take_woken`]).
+    woken: Woken,
 }
 
 /// A warning logged at most once per second, with how many were left out
@@ -258,6 +267,7 @@ impl Proxy {
             pools: Vec::new(),
             stats: ProxyStats::default(),
             log: Throttled::default(),
+            woken: Woken::default(),
         };
         proxy.reconfigure(plan);
         Ok(proxy)
@@ -283,6 +293,7 @@ impl Proxy {
                         &plan.board,
                         (plan.shard, plan.shards),
                         &plan.host,
+                        &self.woken,
                         old.map(|o| o.borrow()).as_deref(),
                     ))),
                 }
@@ -413,6 +424,21 @@ impl Proxy {
             }
         }
         self.advance(stack, now, s)
+    }
+
+    /// Keys of sessions waiting for a source port whose turn came (the
+    /// one before them in line left): the shard calls
+    /// [`Proxy::on_port_turn`] for each.
+    pub fn take_woken(&mut self, out: &mut Vec<u64>) {
+        out.append(&mut self.woken.borrow_mut());
+    }
+
+    /// The session's turn for a source port came: it tries now.
+    pub fn on_port_turn(&mut self, stack: &mut Stack, now: Instant, s: &mut Session) -> Step {
+        if let Leg::WaitingForPort { retry_at, .. } = &mut s.leg {
+            *retry_at = now;
+        }
+        self.on_timeout(stack, now, s)
     }
 
     /// A drain ran out of time: FIN to the client (its further input

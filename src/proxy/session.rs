@@ -21,7 +21,7 @@
 //! | accept | a backend can take it | `Leg::Connecting` |
 //! | accept, connect failed | no backend left (retries spent, all down) | RST client: `Client::Gone`, `Leg::Closed` |
 //! | connected | | `Leg::Connected`; the PROXY header, if any, goes first |
-//! | no source port ready | | `Leg::WaitingForPort`, retried every 20 ms up to `connect_timeout`, then RST |
+//! | no source port ready, or others waiting | | `Leg::WaitingForPort` in the pool's line (first come, first served): the first retries every 20 ms, the next is woken when it leaves; RST at `connect_timeout` |
 //! | connect failed `EADDRNOTAVAIL` | port retries left | same backend, next source port |
 //! | connect failed, a local error (no port, no descriptor, no memory) | | RST to the client; the backend's health is untouched |
 //! | connect failed | attempts left | passive health failure; next backend |
@@ -47,6 +47,7 @@ use std::time::Duration;
 
 use crate::tcp::{ConnId, Instant};
 use crate::upstream::lease::BackendLease;
+use crate::upstream::ports::WaitTicket;
 use crate::upstream::uring::SocketId;
 
 use super::{PoolRef, ProxyPolicy};
@@ -54,10 +55,13 @@ use super::{PoolRef, ProxyPolicy};
 /// The backend socket's life.
 #[derive(Debug)]
 pub enum Leg {
-    /// No source port ready (all in use, resting, or paced): try again at
-    /// `retry_at`, give up (RST to the client) at `until`.
+    /// No source port ready (all in use, resting, or spread), or others
+    /// were waiting first: in line (`ticket`); the first tries again at
+    /// `retry_at`, the others when woken; gives up (RST to the client) at
+    /// `until`.
     WaitingForPort {
         lease: BackendLease,
+        ticket: WaitTicket,
         retry_at: Instant,
         until: Instant,
     },
@@ -250,6 +254,7 @@ mod tests {
             &config.pools[0],
             &board,
             (0, 1),
+            &Default::default(),
             &Default::default(),
             None,
         );

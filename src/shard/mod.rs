@@ -265,6 +265,7 @@ impl Shard {
             let completed = self.served.completions(&mut self.stack, now);
             self.served.expire(&mut self.stack, now);
             self.served.events(&mut self.stack, now);
+            self.served.wake(&mut self.stack, now);
             let sent = self.transmit(now, &mut tx);
             if let Some(proxy) = self.served.proxy.as_mut() {
                 proxy.submit();

@@ -79,6 +79,8 @@ pub(super) struct Served {
     entries: Slab<Entry>,
     deadlines: TimerWheel,
     expired: Vec<u32>,
+    /// Reused for the keys woken by a source port's line.
+    woken: Vec<u64>,
     /// By [`ListenerId::index`].
     listeners: Vec<ListenerState>,
     pub proxy: Option<Proxy>,
@@ -97,6 +99,7 @@ impl Served {
             entries: Slab::new(),
             deadlines: TimerWheel::default(),
             expired: Vec::new(),
+            woken: Vec::new(),
             listeners: Vec::new(),
             proxy: None,
             completions: Vec::with_capacity(256),
@@ -272,6 +275,29 @@ impl Served {
             });
         }
         self.expired = expired;
+    }
+
+    /// Sessions whose turn for a source port came try for one (one
+    /// leaving the line wakes the next: repeated until none is woken).
+    pub fn wake(&mut self, stack: &mut Stack, now: Instant) {
+        let mut woken = std::mem::take(&mut self.woken);
+        loop {
+            if let Some(proxy) = self.proxy.as_mut() {
+                proxy.take_woken(&mut woken);
+            }
+            if woken.is_empty() {
+                break;
+            }
+            for key in woken.drain(..) {
+                self.dispatch(stack, now, key as usize, None, |serving, io| {
+                    match (serving, io.proxy) {
+                        (Serving::Proxy(s), Some(proxy)) => proxy.on_port_turn(io.stack, io.now, s),
+                        _ => Step::Continue,
+                    }
+                });
+            }
+        }
+        self.woken = woken;
     }
 
     /// The engine's events, each to what serves the connection.

@@ -14,7 +14,7 @@ use super::balance::{least_connections, BackendState, Maglev, RoundRobin};
 use super::health::{Health, Transition};
 use super::host::HostTcp;
 use super::lease::{BackendCount, BackendLease, Source, SourcePort, Sources};
-use super::ports::PortQueue;
+use super::ports::{Line, PortLine, PortQueue, Woken};
 use crate::config::{BackendClose, Balance, Pool, ProxyProtocol};
 
 /// One backend's health, shared by the shards and the checker.
@@ -214,6 +214,8 @@ pub struct ShardPool {
     maglev: Option<Maglev>,
     maglev_epoch: Option<u64>,
     sources: Sources,
+    /// Connections waiting for one of `sources`' ports (kept with them).
+    pub line: Line,
     next_source: usize,
     pub connect_timeout: Duration,
     pub retries: u32,
@@ -240,22 +242,26 @@ impl ShardPool {
         board: &Arc<HealthBoard>,
         (shard, shards): (usize, usize),
         host: &HostTcp,
+        woken: &Woken,
         previous: Option<&ShardPool>,
     ) -> Self {
         let backend_close = pool.backend_close;
-        let sources = match previous {
+        let (sources, line) = match previous {
             Some(old)
                 if old.config.source_addresses == pool.source_addresses
                     && old.config.source_ports == pool.source_ports
                     && old.backend_close == backend_close =>
             {
-                Rc::clone(&old.sources)
+                (Rc::clone(&old.sources), Rc::clone(&old.line))
             }
-            _ => new_sources(
-                pool,
-                shard,
-                shards,
-                host.port_quarantine(pool.backend_close),
+            _ => (
+                new_sources(
+                    pool,
+                    shard,
+                    shards,
+                    host.port_quarantine(pool.backend_close),
+                ),
+                PortLine::new(woken),
             ),
         };
         let backends: Vec<SocketAddr> = pool
@@ -277,6 +283,7 @@ impl ShardPool {
             maglev: None,
             maglev_epoch: None,
             sources,
+            line,
             next_source: 0,
             connect_timeout: *pool.connect_timeout,
             retries: pool.retries,

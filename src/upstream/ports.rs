@@ -14,7 +14,9 @@
 //! address and backend, so with `tcp_tw_reuse = 1` the kernel reuses the
 //! TIME-WAIT in O(1) and never scans.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// One shard's share of a port range. A port given back after a
@@ -26,16 +28,17 @@ use std::time::{Duration, Instant};
 /// rested ones once none is ready (the older a TIME-WAIT, the safer its
 /// reuse).
 ///
-/// Ports that go into TIME-WAIT are also paced, as a token bucket in debt:
-/// `P / (Q + 1 s)` tokens per second (`P` ports, quarantine `Q`), at most
-/// one second's worth saved up; each port given back with a TIME-WAIT costs
-/// one, and no port is handed out while the bucket is in debt. Without the
-/// pace, churn would put every port to rest within a second or two and
-/// then find none ready until the first came back `Q` later — a stall of
-/// up to a minute, and the same again each minute; at this pace one comes
-/// back before the queue runs dry, so connections slow down to what the
-/// TIME-WAITs allow but never stop. Connections that leave no TIME-WAIT
-/// cost nothing, so a backend that closes first is never slowed down.
+/// While ports rest, the ready ones are spread over the time until the
+/// first resting one comes back: one every `(rest left) / (ready ports)`.
+/// Handed out as fast as asked, churn would put every port to rest within
+/// a second or two and then find none until the first came back a
+/// quarantine later — a stall of up to a minute, and the same again every
+/// minute. Spread, ports last until the first comes back, and then come
+/// back at the pace they were taken: connections slow down to what the
+/// TIME-WAITs allow (`P / Q` per second for `P` ports and quarantine `Q`)
+/// and never stop. Connections that leave no TIME-WAIT put their port back
+/// among the ready ones, so a backend that closes first is never slowed
+/// down; with nothing resting there is no pace at all.
 #[derive(Debug, Clone)]
 pub struct PortQueue {
     /// Ready: least recently released first.
@@ -45,25 +48,8 @@ pub struct PortQueue {
     /// Ports handed out and not yet given back.
     in_use: usize,
     quarantine: Duration,
-    pace: Option<Pace>,
-}
-
-/// A token bucket that may go into debt: refilled at `per_second` up to
-/// `burst`, spent by ports that come back with a TIME-WAIT.
-#[derive(Debug, Clone, Copy)]
-struct Pace {
-    per_second: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Pace {
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
-    }
+    /// When the last ready port was handed out (for the spread).
+    last_taken: Option<Instant>,
 }
 
 impl PortQueue {
@@ -81,55 +67,38 @@ impl PortQueue {
             resting: VecDeque::new(),
             in_use: 0,
             quarantine: Duration::ZERO,
-            pace: None,
+            last_taken: None,
         }
     }
 
-    /// How long a port rests after a TIME-WAIT (and so how fast such ports
-    /// may be used: see the type's docs).
+    /// How long a port rests after a TIME-WAIT.
     pub fn with_quarantine(mut self, quarantine: Duration) -> Self {
         self.quarantine = quarantine;
-        self.pace = (!quarantine.is_zero()).then(|| {
-            let per_second =
-                self.ready.len() as f64 / (quarantine + Duration::from_secs(1)).as_secs_f64();
-            let burst = per_second.max(1.0);
-            Pace {
-                per_second,
-                burst,
-                tokens: burst,
-                last: Instant::now(),
-            }
-        });
         self
     }
 
-    /// A port to use now, if one is ready and the pace allows.
+    /// A port to use now, if one is ready and the spread allows.
     pub fn take(&mut self) -> Option<u16> {
         let now = Instant::now();
-        if let Some(pace) = self.pace.as_mut() {
-            pace.refill(now);
-            if pace.tokens < 1.0 && !self.resting.is_empty() {
-                return None;
-            }
-        }
-        let port = match self.ready.pop_front() {
-            Some(port) => port,
-            None => {
-                let &(_, at) = self.resting.front()?;
-                if now.duration_since(at) < self.quarantine {
+        let rest_left = self
+            .resting
+            .front()
+            .map(|&(_, at)| (at + self.quarantine).saturating_duration_since(now));
+        let port = match (self.ready.is_empty(), rest_left) {
+            // The oldest resting port is back.
+            (true, Some(Duration::ZERO)) => self.resting.pop_front()?.0,
+            (true, _) => return None,
+            (false, rest_left) => {
+                let spacing = rest_left.unwrap_or_default() / self.ready.len() as u32;
+                if self.last_taken.is_some_and(|at| now < at + spacing) {
                     return None;
                 }
-                self.resting.pop_front()?.0
+                self.last_taken = Some(now);
+                self.ready.pop_front()?
             }
         };
         self.in_use += 1;
         Some(port)
-    }
-
-    /// Ports that left a TIME-WAIT handed out per second at most (`None`:
-    /// no limit).
-    pub fn pace(&self) -> Option<f64> {
-        self.pace.map(|p| p.per_second)
     }
 
     /// Gives `port` back; `time_wait`: its last connection left a
@@ -137,12 +106,7 @@ impl PortQueue {
     pub fn give_back(&mut self, port: u16, time_wait: bool) {
         self.in_use -= 1;
         if time_wait && !self.quarantine.is_zero() {
-            let now = Instant::now();
-            if let Some(pace) = self.pace.as_mut() {
-                pace.refill(now);
-                pace.tokens -= 1.0;
-            }
-            self.resting.push_back((port, now));
+            self.resting.push_back((port, Instant::now()));
         } else {
             self.ready.push_back(port);
         }
@@ -165,6 +129,76 @@ impl PortQueue {
 
     pub fn in_use(&self) -> usize {
         self.in_use
+    }
+}
+
+/// Keys of waiting connections whose turn has come, for the shard to wake
+/// (one list per shard, shared by its pools).
+pub type Woken = Rc<RefCell<Vec<u64>>>;
+
+/// The connections waiting for a source port of one pool, first come first
+/// served: only the first may take a port, so each waits about its place
+/// in line divided by the pace, never an unlucky draw.
+#[derive(Debug)]
+pub struct PortLine {
+    queue: VecDeque<u64>,
+    woken: Woken,
+}
+
+pub type Line = Rc<RefCell<PortLine>>;
+
+impl PortLine {
+    pub fn new(woken: &Woken) -> Line {
+        Rc::new(RefCell::new(Self {
+            queue: VecDeque::new(),
+            woken: Rc::clone(woken),
+        }))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+/// A connection's place in a [`PortLine`]; it leaves the line when
+/// dropped (it got its port, gave up, or its client went away), and the
+/// next one is woken if it was first.
+#[derive(Debug)]
+pub struct WaitTicket {
+    line: Line,
+    key: u64,
+}
+
+impl WaitTicket {
+    /// Joins the end of `line` as connection `key`.
+    pub fn join(line: &Line, key: u64) -> Self {
+        line.borrow_mut().queue.push_back(key);
+        Self {
+            line: Rc::clone(line),
+            key,
+        }
+    }
+
+    pub fn is_first(&self) -> bool {
+        self.line.borrow().queue.front() == Some(&self.key)
+    }
+}
+
+impl Drop for WaitTicket {
+    fn drop(&mut self) {
+        let mut line = self.line.borrow_mut();
+        if line.queue.front() == Some(&self.key) {
+            line.queue.pop_front();
+            if let Some(&next) = line.queue.front() {
+                line.woken.borrow_mut().push(next);
+            }
+        } else if let Some(at) = line.queue.iter().position(|&k| k == self.key) {
+            line.queue.remove(at);
+        }
     }
 }
 
@@ -203,34 +237,37 @@ mod tests {
     #[test]
     fn a_port_rests_after_a_time_wait_only() {
         let mut q = PortQueue::new(1, 3, 0, 1).with_quarantine(Duration::from_millis(50));
-        q.pace = None;
         let (a, b) = (q.take().unwrap(), q.take().unwrap());
+        let released = Instant::now();
         q.give_back(a, true);
         q.give_back(b, false);
         assert_eq!(q.free(), (2, 1));
-        assert_eq!(q.take(), Some(3), "never used");
-        assert_eq!(q.take(), Some(b), "no TIME-WAIT: ready at once");
-        assert_eq!(q.take(), None, "a still rests");
-        assert_eq!(q.free(), (0, 1));
-        std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(q.take(), Some(a));
+        let mut order = Vec::new();
+        while order.len() < 3 {
+            if let Some(port) = q.take() {
+                order.push((port, released.elapsed()));
+            }
+        }
+        assert_eq!(order[0].0, 3, "never used");
+        assert_eq!(order[1].0, b, "no TIME-WAIT: ready (spread over a's rest)");
+        assert_eq!(order[2].0, a);
+        assert!(order[2].1 >= Duration::from_millis(50), "a rested");
+        assert_eq!(q.free(), (0, 0));
     }
 
-    /// Ports that leave a TIME-WAIT come at the pace that never lets the
-    /// queue run dry: P / (Q + 1 s) per second after a one-second burst.
+    /// While ports rest, the ready ones are spread over the rest left:
+    /// 610 ports resting 60 s come one every ≈ 98 ms.
     #[test]
-    fn time_waits_are_paced_to_what_the_quarantine_gives_back() {
+    fn ready_ports_are_spread_while_others_rest() {
         let mut q = PortQueue::new(1000, 1609, 0, 1).with_quarantine(Duration::from_secs(60));
-        assert_eq!(q.pace(), Some(10.0), "610 ports / 61 s");
         let cycle = |q: &mut PortQueue| q.take().map(|port| q.give_back(port, true)).is_some();
-        let burst = std::iter::from_fn(|| cycle(&mut q).then_some(())).count();
-        assert_eq!(burst, 10, "one second's worth at once");
         let started = Instant::now();
-        let mut more = 0;
-        while started.elapsed() < Duration::from_millis(300) {
-            more += usize::from(cycle(&mut q));
+        let mut taken = 0;
+        while started.elapsed() < Duration::from_millis(350) {
+            taken += usize::from(cycle(&mut q));
         }
-        assert!((2..=4).contains(&more), "about 3 in 0.3 s, got {more}");
+        assert!((3..=5).contains(&taken), "about 4 in 0.35 s, got {taken}");
+        assert_eq!(q.free(), (610 - taken, taken));
     }
 
     #[test]
@@ -250,5 +287,27 @@ mod tests {
         assert_eq!(q.take(), Some(11));
         assert_eq!(q.take(), None);
         assert_eq!(q.in_use(), 1);
+    }
+
+    #[test]
+    fn a_line_is_first_come_first_served_and_wakes_the_next() {
+        let woken: Woken = Rc::default();
+        let line = PortLine::new(&woken);
+        let (a, b, c) = (
+            WaitTicket::join(&line, 1),
+            WaitTicket::join(&line, 2),
+            WaitTicket::join(&line, 3),
+        );
+        assert!(a.is_first() && !b.is_first());
+        drop(b);
+        assert!(
+            woken.borrow().is_empty(),
+            "leaving from the middle wakes no one"
+        );
+        drop(a);
+        assert_eq!(*woken.borrow(), [3]);
+        assert!(c.is_first());
+        drop(c);
+        assert!(line.borrow().is_empty());
     }
 }

@@ -133,6 +133,68 @@ pub fn churn(
     failures.load(Ordering::Relaxed) as usize
 }
 
+/// What [`churn_for`] saw.
+#[derive(Debug, Clone, Default)]
+pub struct Sustained {
+    /// Exchanges completed in each whole second since the start.
+    pub per_second: Vec<u64>,
+    pub completed: u64,
+    pub failed: u64,
+}
+
+impl Sustained {
+    /// The fewest exchanges completed in any whole second.
+    pub fn slowest_second(&self) -> u64 {
+        self.per_second.iter().copied().min().unwrap_or(0)
+    }
+}
+
+/// Exchanges over `concurrency` client threads for `duration` (each
+/// thread starting a new one as soon as its last ended): completions per
+/// second, and failures (the first few printed).
+pub fn churn_for(
+    vip: SocketAddrV4,
+    duration: Duration,
+    concurrency: usize,
+    request: usize,
+    response: usize,
+) -> Sustained {
+    let seconds = duration.as_secs().max(1) as usize;
+    let per_second: Vec<AtomicU64> = (0..seconds).map(|_| AtomicU64::new(0)).collect();
+    let failed = AtomicU64::new(0);
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..concurrency {
+            scope.spawn(|| {
+                while started.elapsed() < duration {
+                    match exchange(vip, request, response, false) {
+                        Ok(n) if n == response => {
+                            let second = started.elapsed().as_secs() as usize;
+                            if let Some(bucket) = per_second.get(second) {
+                                bucket.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        other => {
+                            if failed.fetch_add(1, Ordering::Relaxed) < 5 {
+                                eprintln!("exchange failed at {:?}: {other:?}", started.elapsed());
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let per_second: Vec<u64> = per_second
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .collect();
+    Sustained {
+        completed: per_second.iter().sum(),
+        per_second,
+        failed: failed.load(Ordering::Relaxed),
+    }
+}
+
 /// A long-lived connection to an echo service: a thread sends the test
 /// stream in small chunks and checks every byte of the echo, until told
 /// to finish; then it half-closes and expects the rest of the echo and

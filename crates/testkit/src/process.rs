@@ -34,3 +34,30 @@ pub fn terminate_quietly(child: &mut Child) {
     );
     let _ = child.wait();
 }
+
+/// A child that is ended (SIGTERM, by PID) when the guard drops: a test
+/// that fails half-way leaves no process behind.
+pub struct Guard(Option<Child>);
+
+impl Guard {
+    pub fn new(child: Child) -> Self {
+        Self(Some(child))
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+
+    /// SIGTERM, then the child's output.
+    pub fn terminate(mut self) -> Output {
+        terminate(self.0.take().expect("running"))
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            terminate_quietly(child);
+        }
+    }
+}
