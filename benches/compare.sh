@@ -103,7 +103,7 @@ done)
 $(for spec in "80 8080 1" "81 8080 4" "82 8081 1" "83 8081 4" "84 8081 1" "85 8081 4" "90 9000 1"; do set -- $spec; cat <<P
 [[pools]]
 name = "p$1"
-backend_close = "$BACKEND_CLOSE"
+$([ "$BACKEND_CLOSE" != fin ] && echo "backend_close = \"$BACKEND_CLOSE\"")
 [pools.health_check]
 enabled = false
 $(for b in $(backends "$2" "$3"); do printf '[[pools.backends]]\naddress = "%s"\n' "$b"; done)

@@ -18,8 +18,12 @@ use crate::upstream::uring::Release;
 /// 4-tuple is still in TIME-WAIT, before waiting for one.
 const MAX_PORT_RETRIES: u32 = 8;
 
-/// How often a connection waiting for a source port tries again.
+/// How often the first connection waiting for a source port tries again
+/// when it cannot tell when one is due (all in use), and at most when it
+/// can.
 const PORT_RETRY: Duration = Duration::from_millis(20);
+/// The soonest it tries again (the timer wheel's resolution).
+const PORT_RETRY_MIN: Duration = Duration::from_micros(100);
 
 impl Proxy {
     /// Chooses a backend not yet tried and connects; RST to the client if
@@ -112,9 +116,11 @@ impl Proxy {
                     drop((ticket, pool));
                     self.reset_client(stack, now, s);
                 } else {
-                    // The first polls for the pace; the others are woken.
+                    // The first tries again when the next port is due (or
+                    // polls, if all are in use); the others are woken.
                     let retry_at = if ticket.is_first() {
-                        (now + PORT_RETRY).min(until)
+                        let due = pool.next_source_in().unwrap_or(PORT_RETRY);
+                        (now + due.clamp(PORT_RETRY_MIN, PORT_RETRY)).min(until)
                     } else {
                         until
                     };

@@ -424,6 +424,16 @@ impl ShardPool {
         }
         None
     }
+
+    /// How long until a source address may give a port (see
+    /// [`PortQueue::next_take_in`]).
+    pub fn next_source_in(&self) -> Option<Duration> {
+        self.sources
+            .borrow_mut()
+            .iter_mut()
+            .filter_map(|s| s.ports.next_take_in())
+            .min()
+    }
 }
 
 /// This shard's share of the ports of each of `pool`'s source addresses,
