@@ -27,10 +27,18 @@
 #     the proxy's namespace without TIME-WAIT reuse (the default host case
 #     for a non-loopback backend: 0, or the kernel's default 2); the
 #     sustained run is labelled with it. Default 1.
+#   TIMESTAMPS=0 benches/compare.sh
+#     the proxy's namespace without TCP timestamps: no TIME-WAIT on the
+#     backend leg can be reused then, bound port or not (the real wall);
+#     the sustained run is labelled with it. Default 1.
 #   BACKEND_CLOSE=reset benches/compare.sh
 #     lastack's pools end backend connections with RST (`backend_close =
 #     "reset"`), HAProxy's with `option nolinger`: no TIME-WAIT on the
 #     backend leg for either. Default fin.
+#   SOURCE_PORTS=32768-60999 benches/compare.sh
+#     lastack's pools use that source-port range (the kernel's default
+#     ephemeral range, which the kernel proxies' backend leg lives on),
+#     for a like-for-like count of ports; the sustained run is labelled.
 #   e.g. the backend-leg benchmark (60 s without TIME-WAIT reuse):
 #   PROXIES="lastack haproxy" WORKLOADS="" TW_REUSE=0 benches/compare.sh
 set -euo pipefail
@@ -43,9 +51,13 @@ if [ -n "${BASELINE:-}" ]; then PROXIES="$PROXIES lastack-baseline"; fi
 WORKLOADS=${WORKLOADS-"A B C"}
 TW_REUSE=${TW_REUSE:-1}
 BACKEND_CLOSE=${BACKEND_CLOSE:-fin}
+TIMESTAMPS=${TIMESTAMPS:-1}
 sustained_label="A sustained"
 [ "$TW_REUSE" != 1 ] && sustained_label="$sustained_label tw_reuse=$TW_REUSE"
+[ "$TIMESTAMPS" != 1 ] && sustained_label="$sustained_label timestamps=$TIMESTAMPS"
 [ "$BACKEND_CLOSE" != fin ] && sustained_label="$sustained_label close=$BACKEND_CLOSE"
+SOURCE_PORTS=${SOURCE_PORTS:-}
+[ -n "$SOURCE_PORTS" ] && sustained_label="$sustained_label ports=$SOURCE_PORTS"
 if [ -n "${QUICK:-}" ]; then SECS=5; FLOWS=128; SUSTAINED=0; WORKLOADS="A C"; fi
 
 need=""
@@ -104,6 +116,7 @@ $(for spec in "80 8080 1" "81 8080 4" "82 8081 1" "83 8081 4" "84 8081 1" "85 80
 [[pools]]
 name = "p$1"
 $([ "$BACKEND_CLOSE" != fin ] && echo "backend_close = \"$BACKEND_CLOSE\"")
+$([ -n "$SOURCE_PORTS" ] && echo "source_ports = \"$SOURCE_PORTS\"")
 [pools.health_check]
 enabled = false
 $(for b in $(backends "$2" "$3"); do printf '[[pools.backends]]\naddress = "%s"\n' "$b"; done)
@@ -175,7 +188,7 @@ topology_up() {
     # setting the issue's measurements used: the kernel proxies' backend leg
     # lives on it; lastack allocates its own ports (1024-65535).
     ip netns exec "$C" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
-    ip netns exec "$P" sysctl -qw net.ipv4.tcp_tw_reuse="$TW_REUSE"
+    ip netns exec "$P" sysctl -qw net.ipv4.tcp_tw_reuse="$TW_REUSE" net.ipv4.tcp_timestamps="$TIMESTAMPS"
 
     # Backends: :8080 closes after the client (A), :8081 closes first (B, C).
     ip netns exec "$S" taskset -c 1 "$bin" backend -l 10.70.1.11:8080 -l 10.70.1.12:8080 \
@@ -379,7 +392,8 @@ with open(sys.argv[2], 'w') as f:
             "A and C on `client-first` listeners and B on `immediate` ones (a client that "
             "reads until EOF would wait close_grace under client-first). The proxy's namespace "
             "keeps the kernel's default port range with tcp_tw_reuse=1 unless a row says otherwise "
-            "(`A sustained tw_reuse=0`: no TIME-WAIT reuse, the default host's case; "
+            "(`A sustained tw_reuse=0`: the kernel reuses no TIME-WAIT on ports it chooses; "
+            "`timestamps=0`: no TCP timestamps, no TIME-WAIT reuse at all; "
             "`close=reset`: lastack's `backend_close = \"reset\"`, HAProxy's `option nolinger`).\n\n")
     f.write("| proxy | workload | flows | backends | seconds | conn/s | p50 ms | p99 ms | errors | proxy CPU-µs/conn | system CPU-µs/conn | TIME-WAIT client leg | TIME-WAIT backend leg |\n")
     f.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")

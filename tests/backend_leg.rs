@@ -21,10 +21,11 @@ const BACKEND_PORT: u16 = 8080;
 const FIRST_PORT: u16 = 20000;
 const RANGE: u64 = 256;
 
-/// lastack on a topology with `backends` backends whose kernel in
-/// lastack's namespace has `tcp_tw_reuse = tw_reuse`; one proxy listener
-/// on `vip:80` to pool `p` (`pool` lines), the backends at `:8080`.
-fn lastack(net: u8, backends: usize, tw_reuse: &str, pool: &str) -> Lastack {
+/// lastack on a topology with `backends` backends, after `sysctls` in
+/// lastack's namespace (`lastack`) or the backends' (`backends`); one proxy
+/// listener on `vip:80` to pool `p` (`pool` lines), the backends at
+/// `:8080`.
+fn lastack(net: u8, backends: usize, sysctls: &[(Side, &str, &str)], pool: &str) -> Lastack {
     let topo = Topology::new(
         net,
         Shape {
@@ -32,9 +33,13 @@ fn lastack(net: u8, backends: usize, tw_reuse: &str, pool: &str) -> Lastack {
             backends,
         },
     );
-    topo.lastack
-        .sysctl("net.ipv4.tcp_tw_reuse", tw_reuse)
-        .expect("sysctl");
+    for (side, key, value) in sysctls {
+        let ns = match side {
+            Side::Lastack => &topo.lastack,
+            Side::Backends => topo.backends(),
+        };
+        ns.sysctl(key, value).expect("sysctl");
+    }
     let backend_list: String = topo
         .backend_addrs
         .iter()
@@ -46,6 +51,16 @@ fn lastack(net: u8, backends: usize, tw_reuse: &str, pool: &str) -> Lastack {
     );
     Lastack::start(topo, 1, &body)
 }
+
+/// Which namespace a sysctl is for.
+#[derive(Clone, Copy)]
+enum Side {
+    Lastack,
+    Backends,
+}
+
+const TW_REUSE: &str = "net.ipv4.tcp_tw_reuse";
+const TIMESTAMPS: &str = "net.ipv4.tcp_timestamps";
 
 /// The pool lines for a sustained run on the small port range.
 fn sustained_pool(backend_close: &str) -> String {
@@ -88,27 +103,81 @@ fn assert_sustained(what: &str, topo: &Lastack, run: &Sustained) {
     );
 }
 
-/// `backend_close = "fin"` on a host that never reuses a TIME-WAIT toward
-/// the backend (`tcp_tw_reuse` 0, and the kernel's default 2, which reuses
-/// only toward loopback): each backend connection leaves its source port
-/// in TIME-WAIT for 60 s (and a little more: the kernel's timer is late by
-/// up to a few seconds), so lastack rests each such port 66 s and spreads
-/// the ready ones over that rest (256 ports / 66 s ≈ 4 a second here);
-/// connections wait for a port rather than fail. In two and a half minutes
-/// the range is used twice over with no failure and no second without
-/// progress. Both settings run at once, on two topologies.
+/// `backend_close = "fin"` on a default host: `tcp_tw_reuse` at 0, and at
+/// the kernel's default 2 (reuse toward loopback only). lastack's backend
+/// sockets are bound to its own ports, and the kernel takes over a bound
+/// port's TIME-WAIT whenever it holds the backend's timestamp, whatever
+/// `tcp_tw_reuse` says: the small range is cycled many times over at full
+/// speed, every connect meets a TIME-WAIT of the port before it, and none
+/// fails or is retried.
 #[test]
-fn fin_close_without_time_wait_reuse_slows_down_and_never_fails() {
-    if !common::privileged("fin_close_without_time_wait_reuse_slows_down_and_never_fails") {
+fn fin_close_on_a_default_host_reuses_its_time_waits_at_full_speed() {
+    if !common::privileged("fin_close_on_a_default_host_reuses_its_time_waits_at_full_speed") {
+        return;
+    }
+    for (net, tw_reuse) in [(91u8, "0"), (92, "2")] {
+        let what = format!("fin, tcp_tw_reuse={tw_reuse}");
+        let mut topo = lastack(
+            net,
+            1,
+            &[(Side::Lastack, TW_REUSE, tw_reuse)],
+            &sustained_pool("fin"),
+        );
+        let _server = topo.backend(0, BACKEND_PORT, Behaviour::Echo);
+        let vip = topo.vip(PORT);
+        let run = topo.client(|| churn_for(vip, Duration::from_secs(5), 16, 64, 64));
+        assert_sustained(&what, &topo, &run);
+        assert!(
+            run.completed >= 10 * RANGE,
+            "{what}: only {}",
+            run.completed
+        );
+        let backend = topo.backend_addr(0, BACKEND_PORT);
+        let time_waits = topo.topo.lastack.time_wait_ports_to(backend).len() as u64;
+        assert!(
+            time_waits > RANGE / 2 && time_waits <= RANGE,
+            "{what}: {time_waits} TIME-WAITs, one per port at most"
+        );
+        let stats = topo.stop();
+        assert_eq!(
+            stats.proxy.port_retries, 0,
+            "{what}: a TIME-WAIT was not reused"
+        );
+        assert_eq!(stats.proxy.ports_exhausted, 0);
+    }
+}
+
+/// `backend_close = "fin"` where a TIME-WAIT cannot be reused: timestamps
+/// off in lastack's namespace, or off on the backend (learnt from the
+/// first connection to it). Each backend connection then holds its source
+/// port for 60 s (and a little more: the kernel's timer is late by up to a
+/// few seconds), so lastack rests each such port 66 s and spreads the
+/// ready ones over that rest (256 ports / 66 s ≈ 4 a second here);
+/// connections wait for a port, first come first served, rather than fail.
+/// In two and a half minutes the range is used twice over with no failure,
+/// no second without progress and no connect meeting a TIME-WAIT. Both
+/// cases run at once, on two topologies.
+#[test]
+fn without_timestamps_time_waits_pace_connections_and_none_fails() {
+    if !common::privileged("without_timestamps_time_waits_pace_connections_and_none_fails") {
         return;
     }
     let duration = Duration::from_secs(150);
+    let cases = [
+        (
+            "timestamps off in lastack's namespace",
+            101u8,
+            Side::Lastack,
+        ),
+        ("timestamps off on the backend", 102, Side::Backends),
+    ];
     let runs: Vec<(Lastack, Sustained, SocketAddrV4)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = [(91u8, "0"), (92, "2")]
-            .into_iter()
-            .map(|(net, tw_reuse)| {
+        let handles: Vec<_> = cases
+            .iter()
+            .map(|&(_, net, side)| {
                 scope.spawn(move || {
-                    let topo = lastack(net, 1, tw_reuse, &sustained_pool("fin"));
+                    let sysctls = [(side, TIMESTAMPS, "0")];
+                    let topo = lastack(net, 1, &sysctls, &sustained_pool("fin"));
                     let server = topo.backend(0, BACKEND_PORT, Behaviour::Echo);
                     let vip = topo.vip(PORT);
                     let run = topo.client(|| churn_for(vip, duration, 4, 64, 64));
@@ -120,14 +189,13 @@ fn fin_close_without_time_wait_reuse_slows_down_and_never_fails() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    for ((mut topo, run, backend), tw_reuse) in runs.into_iter().zip(["0", "2"]) {
-        let what = format!("fin, tcp_tw_reuse={tw_reuse}");
+    for ((mut topo, run, backend), (what, _, _)) in runs.into_iter().zip(cases) {
         let proxy = common::total(&topo.stats()).proxy;
         eprintln!(
             "{what}: port waits {}, port retries {}, exhausted {}, socket errors {}",
             proxy.port_waits, proxy.port_retries, proxy.ports_exhausted, proxy.socket_errors
         );
-        assert_sustained(&what, &topo, &run);
+        assert_sustained(what, &topo, &run);
         // Every TIME-WAIT toward the backend is on a port of the range.
         let ports = topo.topo.lastack.time_wait_ports_to(backend);
         assert!(
@@ -143,6 +211,10 @@ fn fin_close_without_time_wait_reuse_slows_down_and_never_fails() {
             stats.proxy.port_waits > 0,
             "{what}: the pace never held a connect back"
         );
+        assert_eq!(
+            stats.proxy.port_retries, 0,
+            "{what}: a connect met a TIME-WAIT"
+        );
         assert_eq!(stats.proxy.ports_exhausted, 0);
         assert_eq!(stats.proxy.socket_errors, 0);
     }
@@ -151,16 +223,22 @@ fn fin_close_without_time_wait_reuse_slows_down_and_never_fails() {
 /// `backend_close = "reset"`: once the client has finished and the
 /// backend acknowledged every byte, lastack resets the backend connection
 /// instead of closing it, so no TIME-WAIT is left and a port is ready
-/// again at once: the small range is cycled many times over in a few
-/// seconds at full speed, on both settings of `tcp_tw_reuse`.
+/// again at once, even without timestamps (where a TIME-WAIT could not be
+/// reused): the small range is cycled many times over in a few seconds at
+/// full speed.
 #[test]
 fn reset_close_leaves_no_time_wait_and_cycles_the_range_at_full_speed() {
     if !common::privileged("reset_close_leaves_no_time_wait_and_cycles_the_range_at_full_speed") {
         return;
     }
-    for (net, tw_reuse) in [(93u8, "0"), (94, "2")] {
-        let what = format!("reset, tcp_tw_reuse={tw_reuse}");
-        let mut topo = lastack(net, 1, tw_reuse, &sustained_pool("reset"));
+    for (net, timestamps) in [(93u8, "0"), (94, "1")] {
+        let what = format!("reset, tcp_timestamps={timestamps}");
+        let mut topo = lastack(
+            net,
+            1,
+            &[(Side::Lastack, TIMESTAMPS, timestamps)],
+            &sustained_pool("reset"),
+        );
         let _server = topo.backend(0, BACKEND_PORT, Behaviour::Echo);
         let vip = topo.vip(PORT);
         let run = topo.client(|| churn_for(vip, Duration::from_secs(5), 16, 64, 64));
@@ -197,7 +275,7 @@ fn a_backend_refusing_for_two_seconds_comes_back_without_active_checks() {
         return;
     }
     let pool = "retries = 1\nconnect_timeout = \"1s\"\n[pools.health_check]\nenabled = false\n";
-    let topo = lastack(95, 2, "1", pool);
+    let topo = lastack(95, 2, &[], pool);
     let _steady = topo.backend(0, BACKEND_PORT, Behaviour::Echo);
     let flaky = topo.backend(1, BACKEND_PORT, Behaviour::Echo);
     let vip = topo.vip(PORT);
@@ -387,7 +465,7 @@ fn active_checks_find_three_blackholed_backends_of_ten_within_an_interval() {
     let interval = Duration::from_secs(1);
     let timeout = Duration::from_millis(500);
     let pool = "[pools.health_check]\ninterval = \"1s\"\ntimeout = \"500ms\"\nrise = 1\nfall = 1\n";
-    let topo = lastack(97, 10, "0", pool);
+    let topo = lastack(97, 10, &[], pool);
     let servers: Vec<Server> = (0..10)
         .map(|i| topo.backend(i, BACKEND_PORT, Behaviour::Echo))
         .collect();

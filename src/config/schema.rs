@@ -207,18 +207,19 @@ pub struct Pool {
     pub source_ports: PortRange,
     /// How lastack ends a backend connection it closes first (the client
     /// closed first). `"fin"`: a clean close; the kernel then holds the
-    /// connection in TIME-WAIT for 60 s, and where it may not reuse it
-    /// (`net.ipv4.tcp_tw_reuse` 0, or the default 2 toward a non-loopback
-    /// backend) that source port cannot reach that backend again meanwhile:
-    /// lastack then paces new backend connections to what the TIME-WAITs
-    /// give back (about 1,000/s per source address) instead of failing
-    /// them — set `tcp_tw_reuse = 1` or add `source_addresses` for more.
-    /// `"reset"`: once the client has closed and the backend acknowledged
-    /// every byte, close with RST (as HAProxy's `option nolinger`): no
-    /// TIME-WAIT and no limit, but the backend sees a reset instead of an
-    /// end, and a client that half-closes and still reads loses whatever
-    /// the backend sends after its FIN. When the backend closes first,
-    /// lastack always closes cleanly. Default: `"fin"`.
+    /// connection in TIME-WAIT for 60 s. On lastack's own (bound) ports the
+    /// kernel reuses such a TIME-WAIT at once when both sides use TCP
+    /// timestamps (the default), whatever `net.ipv4.tcp_tw_reuse` says;
+    /// without timestamps (lastack's host, or a backend: learnt from the
+    /// first connection) a port must rest 66 s, and lastack paces new
+    /// backend connections to that (about 1,000/s per source address and
+    /// backend) instead of failing them. `"reset"`: once the client has
+    /// closed and the backend acknowledged every byte, close with RST (as
+    /// HAProxy's `option nolinger`): no TIME-WAIT and no limit, but the
+    /// backend sees a reset instead of an end, and a client that
+    /// half-closes and still reads loses whatever the backend sends after
+    /// its FIN. When the backend closes first, lastack always closes
+    /// cleanly. Default: `"fin"`.
     #[serde(default)]
     pub backend_close: BackendClose,
     /// Panic mode (Envoy's idea): when fewer than this percentage of the

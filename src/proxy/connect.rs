@@ -10,9 +10,10 @@ use super::{client_ip, proxy_protocol, Proxy};
 use crate::config::ProxyProtocol;
 use crate::tcp::{Instant, Stack};
 use crate::upstream::lease::BackendLease;
+use crate::upstream::pool::ShardPool;
 use crate::upstream::ports::WaitTicket;
 use crate::upstream::socket::{self, OpenError};
-use crate::upstream::uring::Release;
+use crate::upstream::uring::{Release, SocketId};
 
 /// Connects retried on another source port, per backend, when the
 /// 4-tuple is still in TIME-WAIT, before waiting for one.
@@ -158,6 +159,7 @@ impl Proxy {
         let errno = match result {
             Ok(()) => {
                 s.pool.borrow().record(lease.backend(), true);
+                self.learn_timestamps(s, socket, lease.backend());
                 s.leg = Leg::Connected { socket, lease };
                 self.send_proxy_header(s);
                 return;
@@ -165,7 +167,16 @@ impl Proxy {
             Err(errno) => errno,
         };
         if matches!(errno, libc::EADDRNOTAVAIL | libc::EADDRINUSE) {
-            // The port's 4-tuple is still in TIME-WAIT: it rests again.
+            // The port's 4-tuple is still in TIME-WAIT and the kernel would
+            // not take it over: the backend does not use timestamps. The
+            // pool's ports rest from now on, this one too.
+            if s.pool.borrow().learn_no_reuse() {
+                warn_no_reuse(
+                    &s.pool.borrow(),
+                    lease.backend(),
+                    "a TIME-WAIT was not reused",
+                );
+            }
             self.leaves_time_wait(socket);
         }
         self.uring.release(socket, Release::Close);
@@ -229,6 +240,26 @@ impl Proxy {
         }
     }
 
+    /// The first connection to a backend (while the pool reuses its
+    /// ports): does it use timestamps? Without them, its TIME-WAITs could
+    /// not be reused and the pool's ports must rest; learnt now rather than
+    /// a whole port range later.
+    fn learn_timestamps(&mut self, s: &Session, socket: SocketId, backend: usize) {
+        if !s.pool.borrow().wants_timestamps_of(backend) {
+            return;
+        }
+        let Some(timestamps) = self.uring.uses_timestamps(socket) else {
+            return;
+        };
+        if s.pool.borrow_mut().learn_timestamps(backend, timestamps) {
+            warn_no_reuse(
+                &s.pool.borrow(),
+                backend,
+                "the backend does not use TCP timestamps",
+            );
+        }
+    }
+
     /// The PROXY protocol header, if the pool wants one, goes first.
     fn send_proxy_header(&mut self, s: &mut Session) {
         let header = s.pool.borrow().proxy_protocol;
@@ -256,4 +287,15 @@ impl Proxy {
         }
         self.release_leg(s, Release::Close);
     }
+}
+
+/// Once per pool: its ports rest from now on, and why.
+fn warn_no_reuse(pool: &ShardPool, backend: usize, why: &str) {
+    tracing::warn!(
+        pool = pool.name(),
+        backend = %pool.backends[backend],
+        "{why}: its backend-leg TIME-WAITs cannot be reused, so the pool's ports now rest \
+         66 s after each and new connections are paced to that (about 1,000/s per source \
+         address); backend_close = \"reset\" or more source_addresses lift it"
+    );
 }

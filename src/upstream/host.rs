@@ -4,16 +4,28 @@
 //! On the backend leg lastack is the client; when the client closed first,
 //! lastack closes first there too, and a clean close leaves the kernel
 //! holding that connection in TIME-WAIT for 60 s (`TCP_TIMEWAIT_LEN`).
-//! Until then a new connection from the same source address and port to the
-//! same backend fails (`EADDRNOTAVAIL`) unless the kernel may reuse the
-//! TIME-WAIT: `net.ipv4.tcp_tw_reuse = 1` with timestamps on (the default
-//! `2` reuses only toward loopback), after `tcp_tw_reuse_delay` (1 s).
-//! Without reuse, one source address has ~64k ports for 60 s toward one
-//! backend: about a thousand connections per second, sustained — the wall
-//! a default host puts in front of any proxy that closes first. lastack
-//! paces its ports to it rather than fail connections (see
-//! [`super::ports::PortQueue`]), or avoids it with `backend_close =
-//! "reset"` (see [`crate::config::BackendClose`]).
+//! Whether a new connection from the same source address and port to the
+//! same backend may take it over depends on how the port was chosen
+//! (`tcp_twsk_unique` in `net/ipv4/tcp_ipv4.c`):
+//! - a port the kernel chooses at connect() (what HAProxy and nginx do):
+//!   only with `net.ipv4.tcp_tw_reuse = 1` (the default `2` means toward
+//!   loopback only), after `tcp_tw_reuse_delay`;
+//! - a port bound before connect() (what lastack does): whenever the
+//!   TIME-WAIT holds the peer's TCP timestamp, whatever `tcp_tw_reuse`
+//!   says — so whenever both lastack's host and the backend use timestamps
+//!   (`net.ipv4.tcp_timestamps`, on by default everywhere).
+//!
+//! Measured on this kernel (6.18) with a bound port, a client that closes
+//! first and an immediate reconnect: `tcp_tw_reuse` 0 and 2 both reuse;
+//! `tcp_timestamps = 0` fails with `EADDRNOTAVAIL`. So lastack reuses its
+//! ports in least-recently-used order and meets no wall on a default host;
+//! without timestamps (on its side, or a backend's — learnt from its first
+//! `EADDRNOTAVAIL`) a port must rest until the TIME-WAIT is gone: one
+//! source address then has ~64k ports per minute toward one backend,
+//! about a thousand connections per second, and lastack paces its ports to
+//! that rather than fail connections (see [`super::ports::PortQueue`]),
+//! unless `backend_close = "reset"` avoids the TIME-WAITs (see
+//! [`crate::config::BackendClose`]).
 
 use std::time::Duration;
 
@@ -25,18 +37,17 @@ pub const TIME_WAIT: Duration = Duration::from_secs(60);
 /// How long a port rests after a TIME-WAIT the kernel will not reuse:
 /// [`TIME_WAIT`] and the lateness of its timer. The kernel's timer wheel
 /// rounds a 60 s timeout up to its level's granularity, 512 or 4096
-/// jiffies: up to 5.12 s late at `HZ=100`, 2.05 s at 250, 4.1 s at 1000
-/// (measured here: ports reused after exactly 60 s met `EADDRNOTAVAIL`).
+/// jiffies: up to 5.12 s late at `HZ=100`, 2.05 s at 250, 4.1 s at 1000.
 pub const TIME_WAIT_REST: Duration = Duration::from_secs(66);
 
 /// The settings that decide the backend leg's ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostTcp {
-    /// `net.ipv4.tcp_tw_reuse`: 0 off, 1 on, 2 loopback only.
+    /// `net.ipv4.tcp_tw_reuse`: 0 off, 1 on, 2 loopback only (reported:
+    /// it does not apply to lastack's bound ports).
     pub tw_reuse: u8,
-    /// `net.ipv4.tcp_tw_reuse_delay` (kernel ≥ 6.13), else 1 s.
-    pub tw_reuse_delay: Duration,
-    /// `net.ipv4.tcp_timestamps` is on (reuse needs them).
+    /// `net.ipv4.tcp_timestamps` is on: TIME-WAITs on bound ports can be
+    /// reused (if the backend uses timestamps too).
     pub timestamps: bool,
 }
 
@@ -45,7 +56,6 @@ impl Default for HostTcp {
     fn default() -> Self {
         Self {
             tw_reuse: 2,
-            tw_reuse_delay: Duration::from_secs(1),
             timestamps: true,
         }
     }
@@ -67,42 +77,41 @@ impl HostTcp {
         let default = Self::default();
         Self {
             tw_reuse: read("tcp_tw_reuse").map_or(default.tw_reuse, |v| v as u8),
-            tw_reuse_delay: read("tcp_tw_reuse_delay")
-                .map_or(default.tw_reuse_delay, Duration::from_millis),
             timestamps: read("tcp_timestamps").map_or(default.timestamps, |v| v != 0),
         }
     }
 
-    /// True if the kernel reuses a TIME-WAIT for a new outgoing connection
-    /// to a (non-loopback) backend.
+    /// True if connect() on one of lastack's bound ports may take over
+    /// that port's TIME-WAIT toward a backend that uses timestamps.
     pub fn reuses_time_wait(&self) -> bool {
-        self.tw_reuse == 1 && self.timestamps
+        self.timestamps
     }
 
-    /// How long after lastack closed a backend connection its source port
-    /// must rest before it can connect to that backend again.
+    /// How long after lastack closed a backend connection first its source
+    /// port must rest before it can connect to that backend again (a pool
+    /// learns a longer one if a backend turns out to refuse the reuse).
     pub fn port_quarantine(&self, close: BackendClose) -> Duration {
         match close {
-            BackendClose::Reset => Duration::ZERO,
-            BackendClose::Fin if self.reuses_time_wait() => self.tw_reuse_delay,
-            BackendClose::Fin => TIME_WAIT_REST,
+            BackendClose::Fin if !self.reuses_time_wait() => TIME_WAIT_REST,
+            _ => Duration::ZERO,
         }
     }
 
     /// One line for the log.
     pub fn describe(&self) -> String {
         let reuse = if self.reuses_time_wait() {
-            format!("reused after {:?}", self.tw_reuse_delay)
+            "reused on lastack's own ports toward backends that use timestamps (tcp_tw_reuse \
+             applies only to kernel-chosen ports); a backend without them makes its pool rest \
+             ports 66 s and pace connections"
         } else {
-            "not reused: pools with backend_close = \"fin\" are paced to about 1,000 new backend \
-             connections/s per source address and backend (ports / 66 s) (set net.ipv4.tcp_tw_reuse=1, add source_addresses, \
-             or use backend_close = \"reset\")"
-                .into()
+            "not reused (no timestamps): pools with backend_close = \"fin\" rest each port 66 s \
+             and pace connections to about 1,000/s per source address and backend (turn \
+             net.ipv4.tcp_timestamps on, add source_addresses, or use backend_close = \"reset\")"
         };
         format!(
-            "tcp_tw_reuse={} tcp_timestamps={}: backend-leg TIME-WAITs {reuse}",
+            "tcp_timestamps={} tcp_tw_reuse={}: backend-leg TIME-WAITs {reuse}",
+            u8::from(self.timestamps),
             self.tw_reuse,
-            u8::from(self.timestamps)
         )
     }
 }
@@ -133,26 +142,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_quarantine_follows_reuse_and_the_close() {
+    fn a_quarantine_follows_timestamps_and_the_close() {
         let default = HostTcp::default();
-        assert!(!default.reuses_time_wait(), "2 reuses toward loopback only");
-        assert_eq!(default.port_quarantine(BackendClose::Fin), TIME_WAIT_REST);
-        assert_eq!(default.port_quarantine(BackendClose::Reset), Duration::ZERO);
-        let reuse = HostTcp {
-            tw_reuse: 1,
-            ..default
-        };
-        assert_eq!(
-            reuse.port_quarantine(BackendClose::Fin),
-            Duration::from_secs(1)
+        assert!(
+            default.reuses_time_wait(),
+            "bound ports: tcp_tw_reuse does not matter"
         );
+        assert_eq!(default.port_quarantine(BackendClose::Fin), Duration::ZERO);
+        assert_eq!(default.port_quarantine(BackendClose::Reset), Duration::ZERO);
         let no_timestamps = HostTcp {
             timestamps: false,
-            ..reuse
+            ..default
         };
         assert_eq!(
             no_timestamps.port_quarantine(BackendClose::Fin),
             TIME_WAIT_REST
+        );
+        assert_eq!(
+            no_timestamps.port_quarantine(BackendClose::Reset),
+            Duration::ZERO
         );
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::balance::{least_connections, BackendState, Maglev, RoundRobin};
 use super::health::{Health, Transition};
-use super::host::HostTcp;
+use super::host::{HostTcp, TIME_WAIT_REST};
 use super::lease::{BackendCount, BackendLease, Source, SourcePort, Sources};
 use super::ports::{Line, PortLine, PortQueue, Woken};
 use crate::config::{BackendClose, Balance, Pool, ProxyProtocol};
@@ -216,6 +216,8 @@ pub struct ShardPool {
     sources: Sources,
     /// Connections waiting for one of `sources`' ports (kept with them).
     pub line: Line,
+    /// Per backend: a connection said whether it uses timestamps.
+    timestamps_known: Vec<bool>,
     next_source: usize,
     pub connect_timeout: Duration,
     pub retries: u32,
@@ -282,6 +284,7 @@ impl ShardPool {
             least_start: shard,
             maglev: None,
             maglev_epoch: None,
+            timestamps_known: vec![false; pool.backends.len()],
             sources,
             line,
             next_source: 0,
@@ -423,6 +426,38 @@ impl ShardPool {
             }
         }
         None
+    }
+
+    /// True while the pool's ports are reused after a TIME-WAIT and a
+    /// connection to `backend` has not yet said whether it uses
+    /// timestamps (see [`ShardPool::learn_timestamps`]).
+    pub fn wants_timestamps_of(&self, backend: usize) -> bool {
+        self.backend_close == BackendClose::Fin
+            && !self.timestamps_known.get(backend).copied().unwrap_or(true)
+            && !self.sources.borrow().iter().any(|s| s.ports.rests())
+    }
+
+    /// What the first connection to `backend` said about timestamps:
+    /// without them its TIME-WAITs cannot be reused on a bound port, so
+    /// the pool's ports rest from now on (see
+    /// [`ShardPool::learn_no_reuse`]). True if that changed the pool.
+    pub fn learn_timestamps(&mut self, backend: usize, timestamps: bool) -> bool {
+        if let Some(known) = self.timestamps_known.get_mut(backend) {
+            *known = true;
+        }
+        !timestamps && self.learn_no_reuse()
+    }
+
+    /// A backend refused to reuse a TIME-WAIT (`EADDRNOTAVAIL` on a port
+    /// it should have been free on: it does not use timestamps): every
+    /// source address of the pool rests its ports from now on. True the
+    /// first time.
+    pub fn learn_no_reuse(&self) -> bool {
+        let mut learnt = false;
+        for source in self.sources.borrow_mut().iter_mut() {
+            learnt |= source.ports.learn_no_reuse(TIME_WAIT_REST);
+        }
+        learnt
     }
 
     /// How long until a source address may give a port (see

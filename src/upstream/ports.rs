@@ -9,10 +9,10 @@
 //! ≈14k connections/s to one backend address on this. Instead each shard
 //! owns a disjoint share of a port range and binds every backend socket to
 //! the port it released longest ago: with `P` ports at `R` connections/s a
-//! port comes back after `P / R` seconds, which is longer than
-//! `net.ipv4.tcp_tw_reuse_delay` (1 s) up to 60k connections/s per source
-//! address and backend, so with `tcp_tw_reuse = 1` the kernel reuses the
-//! TIME-WAIT in O(1) and never scans.
+//! port comes back after `P / R` seconds, and the kernel takes over its
+//! TIME-WAIT in O(1) (a bound port reuses a TIME-WAIT that holds the
+//! peer's timestamp: see [`super::host`]) and never scans. Where the
+//! TIME-WAIT cannot be reused, the port rests (see [`PortQueue`]).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -42,8 +42,9 @@ use std::time::{Duration, Instant};
 /// down; with nothing resting there is no pace at all.
 #[derive(Debug, Clone)]
 pub struct PortQueue {
-    /// Ready: least recently released first.
-    ready: VecDeque<u16>,
+    /// Ready: least recently released first, with when each was given
+    /// back after a TIME-WAIT (reusable then).
+    ready: VecDeque<(u16, Option<Instant>)>,
     /// Resting after a TIME-WAIT, with when each came back (in order).
     resting: VecDeque<(u16, Instant)>,
     /// Ports handed out and not yet given back.
@@ -67,7 +68,7 @@ impl PortQueue {
         let ready = (first..=last)
             .enumerate()
             .filter(|(i, _)| i % shards == shard % shards)
-            .map(|(_, port)| port)
+            .map(|(_, port)| (port, None))
             .collect();
         Self {
             ready,
@@ -101,7 +102,7 @@ impl PortQueue {
                 return None;
             }
             self.credit -= 1.0;
-            self.ready.pop_front()?
+            self.ready.pop_front()?.0
         };
         self.in_use += 1;
         Some(port)
@@ -152,11 +153,41 @@ impl PortQueue {
     /// TIME-WAIT here, so it rests first.
     pub fn give_back(&mut self, port: u16, time_wait: bool) {
         self.in_use -= 1;
-        if time_wait && !self.quarantine.is_zero() {
-            self.resting.push_back((port, Instant::now()));
-        } else {
-            self.ready.push_back(port);
+        let now = Instant::now();
+        match (time_wait, self.quarantine.is_zero()) {
+            (true, false) => self.resting.push_back((port, now)),
+            (true, true) => self.ready.push_back((port, Some(now))),
+            (false, _) => self.ready.push_back((port, None)),
         }
+    }
+
+    /// True if ports rest after a TIME-WAIT (not reused).
+    pub fn rests(&self) -> bool {
+        !self.quarantine.is_zero()
+    }
+
+    /// The kernel turned out not to reuse these TIME-WAITs (a backend
+    /// without timestamps): from now on a port rests `quarantine` after
+    /// one, and the ready ports given back after a TIME-WAIT less than
+    /// `quarantine` ago rest for what is left of it. True if that changed
+    /// anything.
+    pub fn learn_no_reuse(&mut self, quarantine: Duration) -> bool {
+        if self.quarantine >= quarantine {
+            return false;
+        }
+        self.quarantine = quarantine;
+        let now = Instant::now();
+        let (young, ready): (VecDeque<_>, VecDeque<_>) = self
+            .ready
+            .drain(..)
+            .partition(|&(_, at)| at.is_some_and(|at| now.duration_since(at) < quarantine));
+        self.ready = ready;
+        // Both in the order they were given back.
+        let mut resting: Vec<(u16, Instant)> = self.resting.drain(..).collect();
+        resting.extend(young.into_iter().filter_map(|(port, at)| Some((port, at?))));
+        resting.sort_by_key(|&(_, at)| at);
+        self.resting = resting.into();
+        true
     }
 
     /// Removes a port for good (e.g. a local service listens on it); it
@@ -254,7 +285,7 @@ mod tests {
     use super::*;
 
     fn ports(q: &PortQueue) -> Vec<u16> {
-        q.ready.iter().copied().collect()
+        q.ready.iter().map(|&(port, _)| port).collect()
     }
 
     #[test]
@@ -358,5 +389,21 @@ mod tests {
         assert!(c.is_first());
         drop(c);
         assert!(line.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_pool_that_learns_no_reuse_rests_its_recent_time_waits() {
+        let mut q = PortQueue::new(1, 4, 0, 1);
+        let (a, b, c) = (q.take().unwrap(), q.take().unwrap(), q.take().unwrap());
+        q.give_back(a, true);
+        q.give_back(b, false);
+        q.give_back(c, true);
+        assert_eq!(q.free(), (4, 0), "reused: all ready");
+        assert!(q.learn_no_reuse(Duration::from_secs(60)));
+        assert!(!q.learn_no_reuse(Duration::from_secs(60)), "once");
+        assert_eq!(q.free(), (2, 2), "a and c rest, b and 4 are ready");
+        assert_eq!(q.take(), Some(4));
+        assert_eq!(q.take(), None, "b comes once the spread allows");
+        assert!(q.next_take_in().unwrap() > Duration::from_secs(20));
     }
 }

@@ -717,6 +717,29 @@ impl<A> Uring<A> {
         open_slot(&mut self.slots, id)?.attachment.as_mut()
     }
 
+    /// Whether the connection on `id` negotiated TCP timestamps (its
+    /// TIME-WAIT can then be reused on the same bound port); `None` if the
+    /// kernel would not say.
+    pub fn uses_timestamps(&mut self, id: SocketId) -> Option<bool> {
+        let fd = open_slot(&mut self.slots, id)?.fd.as_ref()?.as_raw_fd();
+        // The head of `struct tcp_info`: tcpi_options is its sixth byte.
+        let mut head = [0u8; 8];
+        let mut len = head.len() as libc::socklen_t;
+        // Safety: the kernel writes at most `len` bytes to `head`, which is
+        // valid and that long for the call, and updates `len`.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                head.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        const TCPI_OPT_TIMESTAMPS: u8 = 1;
+        (rc == 0 && len >= 6).then_some(head[5] & TCPI_OPT_TIMESTAMPS != 0)
+    }
+
     /// Bytes sent on `id` that its peer has not acknowledged yet (still
     /// queued or in flight); `None` if the kernel would not say.
     pub fn unacknowledged(&mut self, id: SocketId) -> Option<usize> {
