@@ -15,7 +15,7 @@ APT_PACKAGES := clang llvm libelf-dev zlib1g-dev m4 pkg-config linux-libc-dev \
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all deps build release test lint fmt docs demo bench fuzz clean
+.PHONY: all deps build release test lint fmt docs demo bench bench-backend-leg fuzz clean
 
 all: build
 
@@ -62,6 +62,15 @@ docs: deps
 bench: deps
 	$(CARGO) bench
 	$(SUDO) benches/compare.sh
+
+# The backend leg on an untuned host, next to HAProxy and nginx: the
+# sustained case for 60 s without TIME-WAIT reuse on kernel-chosen ports,
+# then without TCP timestamps (no reuse at all), then with
+# backend_close = "reset" (HAProxy: option nolinger). As root.
+bench-backend-leg: deps
+	$(SUDO) env PROXIES="lastack haproxy nginx" WORKLOADS="" TW_REUSE=0 SUSTAINED=60 benches/compare.sh
+	$(SUDO) env PROXIES="lastack haproxy nginx" WORKLOADS="" TW_REUSE=0 TIMESTAMPS=0 SUSTAINED=60 benches/compare.sh
+	$(SUDO) env PROXIES="lastack haproxy" WORKLOADS="" TW_REUSE=0 TIMESTAMPS=0 BACKEND_CLOSE=reset SUSTAINED=60 benches/compare.sh
 
 # Fuzz the TCP engine with arbitrary segments (cargo-fuzz on the stable
 # toolchain through RUSTC_BOOTSTRAP). FUZZ_SECONDS=600 make fuzz runs longer.
