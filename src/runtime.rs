@@ -184,6 +184,22 @@ impl Runtime {
             listener_counts: ListenerCounts::default(),
             host: HostTcp::read(),
         };
+        // The admin endpoint comes first: a port already taken fails the
+        // start before any interface is touched, and the metrics are there
+        // as soon as traffic flows (`/ready` stays 503 until every shard
+        // runs).
+        if config.admin.enabled {
+            let listen = *config.admin.listen;
+            let server = crate::admin::spawn(
+                listen,
+                Arc::clone(&runtime.admin_state),
+                config.admin.control,
+                Arc::clone(&runtime.admin_stop),
+            )
+            .map_err(|e| format!("admin endpoint {listen}: {e}"))?;
+            tracing::info!(%listen, "admin endpoint: GET /metrics, /metrics.json, /live, /ready");
+            runtime.admin = Some(server);
+        }
         let listeners = runtime.listener_plans(config);
         for (i, interface) in config.interfaces.iter().enumerate() {
             let steering = Steering::load()?;
@@ -208,18 +224,6 @@ impl Runtime {
         }
         runtime.publish_shards();
         runtime.checker = Some(Checker::start(&runtime.board, &config.pools)?);
-        if config.admin.enabled {
-            let listen = *config.admin.listen;
-            let server = crate::admin::spawn(
-                listen,
-                Arc::clone(&runtime.admin_state),
-                config.admin.control,
-                Arc::clone(&runtime.admin_stop),
-            )
-            .map_err(|e| format!("admin endpoint {listen}: {e}"))?;
-            tracing::info!(%listen, "admin endpoint: GET /metrics, /metrics.json, /live, /ready");
-            runtime.admin = Some(server);
-        }
         runtime.admin_state.ready.store(true, Ordering::Relaxed);
         Ok(runtime)
     }
