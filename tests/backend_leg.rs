@@ -103,6 +103,31 @@ fn assert_sustained(what: &str, topo: &Lastack, run: &Sustained) {
     );
 }
 
+/// Five seconds of churn (16 flows) through lastack, one shard, the small
+/// source-port range and the given `backend_close`, with one sysctl set:
+/// asserts the churn was sustained and cycled the range at least ten
+/// times. Returns lastack (still running), the run, the backend's address
+/// and the backend itself.
+fn cycle_the_range(
+    what: &str,
+    net: u8,
+    sysctl: (Side, &str, &str),
+    backend_close: &str,
+) -> (Lastack, Sustained, SocketAddrV4, Server) {
+    let topo = lastack(net, 1, &[sysctl], &sustained_pool(backend_close));
+    let server = topo.backend(0, BACKEND_PORT, Behaviour::Echo);
+    let vip = topo.vip(PORT);
+    let run = topo.client(|| churn_for(vip, Duration::from_secs(5), 16, 64, 64));
+    assert_sustained(what, &topo, &run);
+    assert!(
+        run.completed >= 10 * RANGE,
+        "{what}: only {} connections",
+        run.completed
+    );
+    let backend = topo.backend_addr(0, BACKEND_PORT);
+    (topo, run, backend, server)
+}
+
 /// `backend_close = "fin"` on a default host: `tcp_tw_reuse` at 0, and at
 /// the kernel's default 2 (reuse toward loopback only). lastack's backend
 /// sockets are bound to its own ports, and the kernel takes over a bound
@@ -117,22 +142,8 @@ fn fin_close_on_a_default_host_reuses_its_time_waits_at_full_speed() {
     }
     for (net, tw_reuse) in [(91u8, "0"), (92, "2")] {
         let what = format!("fin, tcp_tw_reuse={tw_reuse}");
-        let mut topo = lastack(
-            net,
-            1,
-            &[(Side::Lastack, TW_REUSE, tw_reuse)],
-            &sustained_pool("fin"),
-        );
-        let _server = topo.backend(0, BACKEND_PORT, Behaviour::Echo);
-        let vip = topo.vip(PORT);
-        let run = topo.client(|| churn_for(vip, Duration::from_secs(5), 16, 64, 64));
-        assert_sustained(&what, &topo, &run);
-        assert!(
-            run.completed >= 10 * RANGE,
-            "{what}: only {}",
-            run.completed
-        );
-        let backend = topo.backend_addr(0, BACKEND_PORT);
+        let (mut topo, _run, backend, _server) =
+            cycle_the_range(&what, net, (Side::Lastack, TW_REUSE, tw_reuse), "fin");
         let time_waits = topo.topo.lastack.time_wait_ports_to(backend).len() as u64;
         assert!(
             time_waits > RANGE / 2 && time_waits <= RANGE,
@@ -233,22 +244,8 @@ fn reset_close_leaves_no_time_wait_and_cycles_the_range_at_full_speed() {
     }
     for (net, timestamps) in [(93u8, "0"), (94, "1")] {
         let what = format!("reset, tcp_timestamps={timestamps}");
-        let mut topo = lastack(
-            net,
-            1,
-            &[(Side::Lastack, TIMESTAMPS, timestamps)],
-            &sustained_pool("reset"),
-        );
-        let _server = topo.backend(0, BACKEND_PORT, Behaviour::Echo);
-        let vip = topo.vip(PORT);
-        let run = topo.client(|| churn_for(vip, Duration::from_secs(5), 16, 64, 64));
-        assert_sustained(&what, &topo, &run);
-        assert!(
-            run.completed >= 10 * RANGE,
-            "{what}: only {} connections",
-            run.completed
-        );
-        let backend = topo.backend_addr(0, BACKEND_PORT);
+        let (mut topo, run, backend, _server) =
+            cycle_the_range(&what, net, (Side::Lastack, TIMESTAMPS, timestamps), "reset");
         let stats = topo.stop();
         assert_eq!(
             topo.topo.lastack.time_wait_ports_to(backend).len(),

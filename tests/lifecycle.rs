@@ -431,6 +431,29 @@ fn lastack_run_reloads_on_sighup_and_on_request() {
     assert!(status.success(), "{status:?}\n{log}");
 }
 
+/// `lastack run` with one listener in front of one echo backend, with the
+/// given drain timeout and close grace; the backend lives as long as the
+/// returned server.
+fn one_echo_backend(net: u8, timeout: &str, close_grace: &str) -> (Running, SocketAddrV4, Server) {
+    let topo = Topology::new(
+        net,
+        Shape {
+            queues: 1,
+            backends: 1,
+        },
+    );
+    let addrs = topo.backend_addrs.clone();
+    let server = Server::start(
+        topo.backends(),
+        SocketAddrV4::new(addrs[0], BACKEND_PORT),
+        Behaviour::Echo,
+    );
+    let drain = format!("[drain]\ntimeout = \"{timeout}\"\nclose_grace = \"{close_grace}\"\n");
+    let run = Running::start(topo, &body(&addrs, &[(0, "")], &drain));
+    let vip = SocketAddrV4::new(run.topo.vip, PORT);
+    (run, vip, server)
+}
+
 /// SIGTERM during churn with long-lived streams: new connections are
 /// refused within 100 ms, `/ready` turns 503, every established stream
 /// completes byte-exact, and the process exits 0 well before the drain
@@ -440,22 +463,7 @@ fn sigterm_drains_gracefully() {
     if !common::privileged("sigterm_drains_gracefully") {
         return;
     }
-    let topo = Topology::new(
-        94,
-        Shape {
-            queues: 1,
-            backends: 1,
-        },
-    );
-    let addrs = topo.backend_addrs.clone();
-    let _server = Server::start(
-        topo.backends(),
-        SocketAddrV4::new(addrs[0], BACKEND_PORT),
-        Behaviour::Echo,
-    );
-    let drain = "[drain]\ntimeout = \"20s\"\nclose_grace = \"500ms\"\n";
-    let mut run = Running::start(topo, &body(&addrs, &[(0, "")], drain));
-    let vip = SocketAddrV4::new(run.topo.vip, PORT);
+    let (mut run, vip, _server) = one_echo_backend(94, "20s", "500ms");
     let streams: Vec<LongLived> = run.topo.client(|| {
         (0..20)
             .map(|_| LongLived::start(vip, 512, Duration::from_millis(5)).unwrap())
@@ -509,22 +517,7 @@ fn a_drain_that_times_out_closes_what_is_left() {
     if !common::privileged("a_drain_that_times_out_closes_what_is_left") {
         return;
     }
-    let topo = Topology::new(
-        95,
-        Shape {
-            queues: 1,
-            backends: 1,
-        },
-    );
-    let addrs = topo.backend_addrs.clone();
-    let _server = Server::start(
-        topo.backends(),
-        SocketAddrV4::new(addrs[0], BACKEND_PORT),
-        Behaviour::Echo,
-    );
-    let drain = "[drain]\ntimeout = \"1s\"\nclose_grace = \"300ms\"\n";
-    let mut run = Running::start(topo, &body(&addrs, &[(0, "")], drain));
-    let vip = SocketAddrV4::new(run.topo.vip, PORT);
+    let (mut run, vip, _server) = one_echo_backend(95, "1s", "300ms");
     let stream = run
         .topo
         .client(|| LongLived::start(vip, 256, Duration::from_millis(10)).unwrap());
