@@ -93,7 +93,8 @@ on_one_and_two_shards!(
     nginx_behind_lastack_with_curl_ab_and_wrk,
     lastack_run_proxies_and_stops_on_sigterm,
     drained_backends_and_connection_limits,
-    idle_sessions_close_and_resets_pass_through_both_ways
+    idle_sessions_close_and_resets_pass_through_both_ways,
+    a_half_closed_client_that_never_finishes_is_reset_at_fin_timeout
 );
 
 const ECHO_POOL: &str = "connect_timeout = \"500ms\"\n[pools.health_check]\nenabled = false\n";
@@ -847,4 +848,84 @@ fn idle_sessions_close_and_resets_pass_through_both_ways(shards: u32) {
         stats.proxy.backend_sockets, 0,
         "every backend socket closed"
     );
+}
+
+/// Connections of a shard's engine in `state`, over every shard.
+fn in_state(stats: &[lastack::shard::ShardStats], state: &str) -> usize {
+    stats
+        .iter()
+        .flat_map(|s| &s.states)
+        .filter(|(name, _)| *name == state)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// No state lasts for ever without the peer: `immediate`, a backend that
+/// closes first, and 200 clients that take lastack's FIN (their kernel
+/// acknowledges it) and then stay silent without closing. lastack holds
+/// them in FIN-WAIT-2 only until the listener's `fin_timeout` (1 s here;
+/// `idle_timeout` is an hour), then resets them: the clients see the
+/// reset, nothing is left on lastack, and each is counted.
+fn a_half_closed_client_that_never_finishes_is_reset_at_fin_timeout(shards: u32) {
+    if !common::privileged("a_half_closed_client_that_never_finishes_is_reset_at_fin_timeout") {
+        return;
+    }
+    const CLIENTS: usize = 200;
+    let mut topo = proxy(
+        85,
+        shards,
+        1,
+        "close_policy = \"immediate\"\nfin_timeout = \"1s\"\nidle_timeout = \"1h\"",
+        ECHO_POOL,
+    );
+    let _server = topo.backend(
+        0,
+        BACKEND_PORT,
+        Behaviour::Respond {
+            request: 64,
+            response: 100,
+        },
+    );
+    let vip = topo.vip(PORT);
+    let (streams, last_fin) = topo.client(|| {
+        let streams: Vec<TcpStream> = (0..CLIENTS)
+            .map(|_| {
+                let mut stream = client::connect(vip, Duration::from_secs(5));
+                stream.write_all(&[7u8; 64]).unwrap();
+                let mut response = [0u8; 100];
+                stream.read_exact(&mut response).unwrap();
+                assert_eq!(stream.read(&mut response).unwrap(), 0, "lastack's FIN");
+                stream
+            })
+            .collect();
+        (streams, Instant::now())
+    });
+    // Every one of them half-closed on lastack, waiting for the client.
+    topo.wait_for("200 in FIN-WAIT-2", Duration::from_secs(5), |stats| {
+        in_state(stats, "FIN-WAIT-2") == CLIENTS
+    });
+    let stats = topo.wait_for("none left", Duration::from_secs(10), |stats| {
+        in_state(stats, "FIN-WAIT-2") == 0 && stats.iter().all(|s| s.proxy.sessions_active == 0)
+    });
+    assert!(
+        last_fin.elapsed() >= Duration::from_millis(900),
+        "reset before fin_timeout: {:?}",
+        last_fin.elapsed()
+    );
+    assert_eq!(common::total(&stats).proxy.fin_timeouts, CLIENTS as u64);
+    topo.client(|| {
+        // A reset in CLOSE-WAIT leaves EPIPE as the socket's error (the
+        // kernel's tcp_reset); reads still see the FIN's EOF first.
+        for (i, stream) in streams.into_iter().enumerate() {
+            let err = stream.take_error().unwrap();
+            assert_eq!(
+                err.map(|e| e.kind()),
+                Some(std::io::ErrorKind::BrokenPipe),
+                "client {i}: lastack's reset"
+            );
+        }
+    });
+    let stats = topo.stop();
+    assert_eq!(stats.slots_in_use, 0);
+    assert_eq!(stats.proxy.idle_closed, 0);
 }

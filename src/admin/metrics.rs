@@ -471,6 +471,16 @@ pub const METRICS: &[Metric] = &[
         |s| s.tcp.time_wait_reopened,
     ),
     counter(
+        "lastack_tcp_time_wait_overflows_total",
+        "Connections that closed first with the TIME-WAIT table full (max_time_wait): freed without TIME-WAIT.",
+        |s| s.tcp.time_wait_overflows,
+    ),
+    counter(
+        "lastack_tcp_fin_wait_2_timeouts_total",
+        "Closed connections freed in FIN-WAIT-2 after fin_wait_2_timeout: the peer never sent FIN.",
+        |s| s.tcp.fin_wait_2_timeouts,
+    ),
+    counter(
         "lastack_tcp_time_wait_entered_total",
         "Connections that entered TIME-WAIT (lastack closed first).",
         |s| s.tcp.time_wait_entered,
@@ -558,6 +568,11 @@ pub const METRICS: &[Metric] = &[
         "lastack_proxy_idle_closed_total",
         "Sessions closed by the idle timeout.",
         |s| s.proxy.idle_closed,
+    ),
+    counter(
+        "lastack_proxy_fin_timeouts_total",
+        "Half-closed sessions (our FIN sent) whose client stayed quiet for fin_timeout: reset.",
+        |s| s.proxy.fin_timeouts,
     ),
     counter(
         "lastack_proxy_to_backend_bytes_total",

@@ -22,6 +22,8 @@ impl From<&Tcp> for TcpConfig {
             max_retransmissions: tcp.max_retransmissions.min(255) as u8,
             synack_retries: tcp.synack_retries.min(255) as u8,
             time_wait: *tcp.time_wait,
+            max_time_wait: tcp.max_time_wait as usize,
+            fin_wait_2_timeout: *tcp.fin_wait_2_timeout,
             delayed_ack: *tcp.delayed_ack,
             send_buffer: tcp.send_buffer as usize,
             recv_buffer: tcp.recv_buffer as usize,

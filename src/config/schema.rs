@@ -135,6 +135,12 @@ pub struct Listener {
     /// long. Default: `"5m"`.
     #[serde(default = "defaults::idle_timeout")]
     pub idle_timeout: Duration,
+    /// A half-closed connection — lastack sent its FIN to the client, the
+    /// client has not sent its own — that moves no data for this long is
+    /// reset (HAProxy's `timeout client-fin`; Linux gives an orphaned
+    /// FIN-WAIT-2 `tcp_fin_timeout`, 60 s). Default: `"60s"`.
+    #[serde(default = "defaults::fin_timeout")]
+    pub fin_timeout: Duration,
     /// Most connections open at once on this listener, over every shard;
     /// connections beyond it are answered with RST. 1 to 10000000. Default: 100000.
     #[serde(default = "defaults::max_connections")]
@@ -372,6 +378,16 @@ pub struct Tcp {
     /// RFC 9293 §3.4.2). 1 s to 240 s. Default: `"60s"`.
     #[serde(default = "defaults::time_wait")]
     pub time_wait: Duration,
+    /// Most TIME-WAIT entries a shard keeps (Linux's `tcp_max_tw_buckets`);
+    /// a connection closing first beyond it is freed at once, without
+    /// TIME-WAIT, and counted. 0 to 16777216. Default: 262144.
+    #[serde(default = "defaults::max_time_wait")]
+    pub max_time_wait: u32,
+    /// How long a connection lastack has closed waits in FIN-WAIT-2 for the
+    /// peer's FIN before it is freed (Linux's `tcp_fin_timeout`). 1 s to
+    /// 600 s. Default: `"60s"`.
+    #[serde(default = "defaults::fin_wait_2_timeout")]
+    pub fin_wait_2_timeout: Duration,
     /// Most delay before a delayed ACK (RFC 9293 §3.8.6.3: under 0.5 s).
     /// Default: `"40ms"`.
     #[serde(default = "defaults::delayed_ack")]
@@ -545,6 +561,9 @@ mod defaults {
     pub fn idle_timeout() -> Duration {
         Duration::from_secs(300)
     }
+    pub fn fin_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
     pub fn max_connections() -> u32 {
         100_000
     }
@@ -600,6 +619,12 @@ mod defaults {
         5
     }
     pub fn time_wait() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn max_time_wait() -> u32 {
+        262_144
+    }
+    pub fn fin_wait_2_timeout() -> Duration {
         Duration::from_secs(60)
     }
     pub fn delayed_ack() -> Duration {

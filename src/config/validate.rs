@@ -188,6 +188,12 @@ impl Validator {
                 1,
                 7 * 86_400_000,
             );
+            self.duration(
+                path.key("fin_timeout"),
+                *listener.fin_timeout,
+                1,
+                86_400_000,
+            );
         }
         self.unique(
             "listeners",
@@ -355,6 +361,13 @@ impl Validator {
         );
         self.range(path.key("synack_retries"), tcp.synack_retries, 0, 10);
         self.duration(path.key("time_wait"), *tcp.time_wait, 1000, 240_000);
+        self.range(path.key("max_time_wait"), tcp.max_time_wait, 0, 1 << 24);
+        self.duration(
+            path.key("fin_wait_2_timeout"),
+            *tcp.fin_wait_2_timeout,
+            1000,
+            600_000,
+        );
         self.duration(path.key("delayed_ack"), *tcp.delayed_ack, 1, 500);
         self.range(path.key("send_buffer"), tcp.send_buffer, 4096, 64 << 20);
         self.range(path.key("recv_buffer"), tcp.recv_buffer, 4096, 64 << 20);

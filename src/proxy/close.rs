@@ -32,7 +32,7 @@ impl Proxy {
         } else if s.client_state == Client::Open {
             match s.policy.close_policy {
                 ClosePolicy::Immediate => {
-                    s.client_state = Client::FinSent;
+                    s.fin_sent(now);
                     let _ = stack.shutdown(now, s.client);
                 }
                 ClosePolicy::ClientFirst => {
@@ -50,7 +50,7 @@ impl Proxy {
         self.stats.grace_expired += 1;
         match s.policy.grace_fallback {
             GraceFallback::Fin => {
-                s.client_state = Client::FinSent;
+                s.fin_sent(now);
                 let _ = stack.shutdown(now, s.client);
             }
             GraceFallback::Reset => {

@@ -58,6 +58,9 @@ pub struct ProxyPolicy {
     pub close_grace: Duration,
     pub grace_fallback: GraceFallback,
     pub idle_timeout: Duration,
+    /// Half-closed (our FIN sent, the client's not) and quiet this long:
+    /// the client is reset.
+    pub fin_timeout: Duration,
 }
 
 impl ProxyPolicy {
@@ -79,6 +82,7 @@ impl ProxyPolicy {
             close_grace: *l.close_grace,
             grace_fallback: l.grace_fallback,
             idle_timeout: *l.idle_timeout,
+            fin_timeout: *l.fin_timeout,
         })
     }
 }
@@ -134,6 +138,9 @@ pub struct ProxyStats {
     pub client_closed_first: u64,
     pub grace_expired: u64,
     pub idle_closed: u64,
+    /// Half-closed sessions whose client stayed quiet for `fin_timeout`
+    /// after our FIN: reset.
+    pub fin_timeouts: u64,
     pub bytes_to_backend: u64,
     pub bytes_to_client: u64,
     /// Socket errors opening a backend socket (not port conflicts).
@@ -173,6 +180,7 @@ impl std::ops::AddAssign<&ProxyStats> for ProxyStats {
         self.client_closed_first += other.client_closed_first;
         self.grace_expired += other.grace_expired;
         self.idle_closed += other.idle_closed;
+        self.fin_timeouts += other.fin_timeouts;
         self.bytes_to_backend += other.bytes_to_backend;
         self.bytes_to_client += other.bytes_to_client;
         self.socket_errors += other.socket_errors;
@@ -415,12 +423,19 @@ impl Proxy {
             s.download = Download::Ended;
         }
         if s.client_state != Client::Gone && now >= s.idle_check {
-            if now - s.last_active >= s.policy.idle_timeout {
+            let quiet = now - s.last_active;
+            if s.client_state == Client::FinSent && quiet >= s.policy.fin_timeout {
+                // Half-closed and the client never finishes: FIN-WAIT-2
+                // would last for ever.
+                self.stats.fin_timeouts += 1;
+                let _ = stack.abort(now, s.client);
+                s.client_state = Client::Gone;
+            } else if quiet >= s.policy.idle_timeout {
                 self.stats.idle_closed += 1;
                 let _ = stack.close(now, s.client);
                 s.client_state = Client::Gone;
             } else {
-                s.idle_check = s.last_active + s.policy.idle_timeout;
+                s.idle_check = s.last_active + s.quiet_limit();
             }
         }
         self.advance(stack, now, s)

@@ -37,6 +37,7 @@
 //! | `grace` passes | `Client::Open` | fallback `fin` → `FinSent`; `reset` → RST, `Gone` |
 //! | `backend_wait` passes | `Download::Open` | `Download::Ended` |
 //! | idle timeout passes | client not gone, no activity | close the client: `Client::Gone` |
+//! | `fin_timeout` passes | `Client::FinSent`, no activity | RST the client: `Client::Gone` (no FIN-WAIT-2 for ever) |
 //! | client reset | | `Client::Gone`; the backend socket is reset (`SO_LINGER` 0) |
 //! | client gone | connected, `Upload::Open`, no send in flight | shutdown(SHUT_WR): `Upload::Shut` |
 //! | `Download::Ended` and (`Upload::Shut` or client gone); or client gone before connected | | release the socket: `Leg::Closed` |
@@ -202,6 +203,22 @@ impl Session {
         self.client_state == Client::Gone && matches!(self.leg, Leg::Closed)
     }
 
+    /// How long the client may stay quiet: `idle_timeout`, or
+    /// `fin_timeout` once half-closed (our FIN sent).
+    pub fn quiet_limit(&self) -> Duration {
+        match self.client_state {
+            Client::FinSent => self.policy.fin_timeout.min(self.policy.idle_timeout),
+            _ => self.policy.idle_timeout,
+        }
+    }
+
+    /// Our FIN goes to the client: from now on it has `fin_timeout` to
+    /// finish (or move data).
+    pub fn fin_sent(&mut self, now: Instant) {
+        self.client_state = Client::FinSent;
+        self.idle_check = self.idle_check.min(now + self.quiet_limit());
+    }
+
     /// How long after our FIN to the backend we wait for its own.
     pub fn backend_wait_for(&self) -> Duration {
         self.policy.close_grace.max(Duration::from_secs(1))
@@ -235,6 +252,7 @@ mod tests {
             close_grace: Duration::from_millis(400),
             grace_fallback: GraceFallback::Fin,
             idle_timeout: Duration::from_secs(300),
+            fin_timeout: Duration::from_secs(60),
         };
         let addr: SocketAddrV4 = "10.0.0.1:4000".parse().unwrap();
         let now = Instant::from_micros(1_000_000);
@@ -269,11 +287,11 @@ mod tests {
         assert_eq!(s.deadline(), Some(start + Duration::from_secs(300)), "idle");
         s.grace = Some(start + Duration::from_millis(400));
         assert_eq!(s.deadline(), s.grace, "grace is earlier");
-        s.client_state = Client::FinSent;
+        s.fin_sent(start + Duration::from_secs(1));
         assert_eq!(
             s.deadline(),
-            Some(start + Duration::from_secs(300)),
-            "the grace period is over once our FIN went"
+            Some(start + Duration::from_secs(61)),
+            "the grace period is over once our FIN went; fin_timeout runs"
         );
         s.client_state = Client::Gone;
         assert_eq!(s.deadline(), None, "nothing to wait for");

@@ -172,18 +172,22 @@ fn our_fin_is_retransmitted_until_acked() {
 #[test]
 fn fin_wait_2_of_a_closed_connection_times_out() {
     let mut cfg = config();
-    cfg.time_wait = Duration::from_secs(30);
+    cfg.fin_wait_2_timeout = Duration::from_secs(30);
     let (mut h, id) = Harness::established(cfg);
     h.stack.close(h.now, id).unwrap();
     h.sent();
     send!(h, seq: A, ack: Some(L + 1));
     assert_eq!(h.stack.connection_count(), 1, "FIN-WAIT-2");
-    h.advance(Duration::from_secs(31));
+    h.advance(Duration::from_secs(29));
+    assert_eq!(h.stack.connection_count(), 1, "still waiting");
+    h.advance(Duration::from_secs(2));
     assert_eq!(
         h.stack.connection_count(),
         0,
         "the peer never closed: dropped"
     );
+    assert_eq!(h.stack.stats().fin_wait_2_timeouts, 1);
+    assert_eq!(h.stack.slots_in_use(), 0);
     assert!(h.take_events().is_empty());
 }
 

@@ -62,3 +62,20 @@ fn an_old_syn_gets_an_ack_not_a_connection() {
     assert_eq!(h.stack.time_wait_count(), 1);
     assert_eq!(h.stack.connection_count(), 0);
 }
+
+/// The table has a cap (Linux's `tcp_max_tw_buckets`): a connection that
+/// closes first when it is full is freed without TIME-WAIT, and counted.
+#[test]
+fn a_full_time_wait_table_frees_the_next_connection_at_once() {
+    let mut cfg = config();
+    cfg.max_time_wait = 0;
+    let (mut h, id) = Harness::established(cfg);
+    h.stack.close(h.now, id).unwrap();
+    h.sent();
+    send!(h, seq: A, ack: Some(L + 1), flags: TcpFlags::FIN);
+    recv!(h, [{ seq: L + 1, ack: Some(A + 1) }]);
+    assert_eq!(h.stack.time_wait_count(), 0);
+    assert_eq!(h.stack.connection_count(), 0);
+    assert_eq!(h.stack.stats().time_wait_overflows, 1);
+    assert_eq!(h.stack.stats().time_wait_entered, 0);
+}

@@ -26,9 +26,15 @@ pub struct TcpConfig {
     pub max_rto: Duration,
     pub max_retransmissions: u8,
     pub synack_retries: u8,
-    /// How long TIME-WAIT lasts (2 × MSL); also the FIN-WAIT-2 timeout of a
-    /// connection the application has closed.
+    /// How long TIME-WAIT lasts (2 × MSL).
     pub time_wait: Duration,
+    /// Most entries in the TIME-WAIT table; beyond it a connection that
+    /// closed first is freed without TIME-WAIT (Linux's
+    /// `tcp_max_tw_buckets`).
+    pub max_time_wait: usize,
+    /// How long a connection the application has closed waits in
+    /// FIN-WAIT-2 for the peer's FIN (Linux's `tcp_fin_timeout`).
+    pub fin_wait_2_timeout: Duration,
     pub delayed_ack: Duration,
     pub send_buffer: usize,
     pub recv_buffer: usize,
@@ -55,6 +61,8 @@ impl Default for TcpConfig {
             max_retransmissions: 12,
             synack_retries: 5,
             time_wait: Duration::from_secs(60),
+            max_time_wait: 262_144,
+            fin_wait_2_timeout: Duration::from_secs(60),
             delayed_ack: Duration::from_millis(40),
             send_buffer: 256 * 1024,
             recv_buffer: 256 * 1024,

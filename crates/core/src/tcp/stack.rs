@@ -1029,9 +1029,15 @@ impl Stack {
                     });
                 }
                 let tuple = self.slots[index as usize].conn.tuple;
-                self.time_wait.insert(tuple, entry);
+                if self.time_wait.len() < self.config.max_time_wait {
+                    self.time_wait.insert(tuple, entry);
+                    self.stats.time_wait_entered += 1;
+                } else {
+                    // Linux's "time wait bucket table overflow": the
+                    // 4-tuple is free at once.
+                    self.stats.time_wait_overflows += 1;
+                }
                 self.stats.connections_closed += 1;
-                self.stats.time_wait_entered += 1;
                 let slot = &self.slots[index as usize];
                 if let (false, Some(tag)) = (slot.conn.app_closed, slot.tag) {
                     self.events.push_back(Event::Closed(id, tag));

@@ -28,6 +28,11 @@ pub struct Stats {
     pub zero_window_probes: u64,
     pub keepalive_probes: u64,
     pub time_wait_reopened: u64,
+    /// Connections that closed first and found the TIME-WAIT table full:
+    /// freed at once, without TIME-WAIT.
+    pub time_wait_overflows: u64,
+    /// Closed connections freed in FIN-WAIT-2: the peer never sent FIN.
+    pub fin_wait_2_timeouts: u64,
     /// A SYN with FIN or RST, or a segment with none of SYN/ACK/RST.
     pub drop_bad_flags: u64,
     /// Outside the receive window (RFC 9293 §3.10.7.4 first check).

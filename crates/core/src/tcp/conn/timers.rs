@@ -130,6 +130,7 @@ impl Conn {
     fn on_idle_timeout(&mut self, ctx: &mut Ctx<'_>) {
         if self.state == State::FinWait2 && self.app_closed {
             // Linux's tcp_fin_timeout: the peer never closed; drop quietly.
+            ctx.stats.fin_wait_2_timeouts += 1;
             self.set_closed_quietly();
             return;
         }
@@ -156,7 +157,8 @@ impl Conn {
     pub fn arm_idle(&mut self, ctx: &Ctx<'_>) {
         if self.state == State::FinWait2 && self.app_closed {
             if !self.timers.is_set(Timer::Idle) {
-                self.timers.set(Timer::Idle, ctx.now + ctx.config.time_wait);
+                self.timers
+                    .set(Timer::Idle, ctx.now + ctx.config.fin_wait_2_timeout);
             }
         } else if let Some(idle) = ctx.config.keepalive {
             if self.state.is_synchronized() {
