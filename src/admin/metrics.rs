@@ -323,6 +323,26 @@ pub const METRICS: &[Metric] = &[
         "Memory of the TIME-WAIT table.",
         |s| s.time_wait_bytes as u64,
     ),
+    gauge(
+        "lastack_buffer_pool_bytes",
+        "Connection buffer memory lent to connections now (chunks holding bytes in flight).",
+        |s| s.buffer_lent_bytes as u64,
+    ),
+    gauge(
+        "lastack_buffer_pool_peak_bytes",
+        "The most connection buffer memory ever lent at once.",
+        |s| s.buffer_peak_bytes as u64,
+    ),
+    gauge(
+        "lastack_buffer_pool_held_bytes",
+        "Connection buffer memory held: lent, and spare chunks kept for reuse.",
+        |s| s.buffer_held_bytes as u64,
+    ),
+    counter(
+        "lastack_buffer_pool_shortages_total",
+        "Times the lent buffer memory reached [tcp] buffer_budget (windows shrink to one chunk meanwhile).",
+        |s| s.buffer_shortages,
+    ),
     custom(
         "lastack_tcp_syn_queue_depth",
         Kind::Gauge,

@@ -27,6 +27,7 @@ impl From<&Tcp> for TcpConfig {
             delayed_ack: *tcp.delayed_ack,
             send_buffer: tcp.send_buffer as usize,
             recv_buffer: tcp.recv_buffer as usize,
+            buffer_budget: tcp.buffer_budget as usize,
             window_scaling: tcp.window_scaling,
             timestamps: tcp.timestamps,
             sack: tcp.sack,

@@ -392,13 +392,22 @@ pub struct Tcp {
     /// Default: `"40ms"`.
     #[serde(default = "defaults::delayed_ack")]
     pub delayed_ack: Duration,
-    /// Send buffer per connection in bytes, 4096 to 67108864. Default: 262144.
+    /// Most bytes a connection's send buffer grows to, 4096 to 67108864. It
+    /// starts at 64 KiB and follows the congestion window (twice it); memory
+    /// is taken only for bytes not yet acknowledged. Default: 4194304.
     #[serde(default = "defaults::buffer")]
     pub send_buffer: u32,
-    /// Receive buffer per connection in bytes (the most we advertise),
-    /// 4096 to 67108864. Default: 262144.
+    /// Most bytes a connection's receive window grows to (the window scale
+    /// is chosen for it), 4096 to 67108864. It starts at 64 KiB and grows
+    /// with what the peer sends per round trip; memory is taken only for
+    /// bytes not yet read. Default: 4194304.
     #[serde(default = "defaults::buffer")]
     pub recv_buffer: u32,
+    /// Connection buffer memory per shard, in bytes, above which windows
+    /// stop growing and shrink to 16 KiB: backpressure, nothing dropped.
+    /// 1 MiB to 1 TiB (1048576 to 1099511627776). Default: 1073741824.
+    #[serde(default = "defaults::buffer_budget")]
+    pub buffer_budget: u64,
     /// Window scaling (RFC 7323 §2). Default: true.
     #[serde(default = "defaults::yes")]
     pub window_scaling: bool,
@@ -631,7 +640,10 @@ mod defaults {
         Duration::from_millis(40)
     }
     pub fn buffer() -> u32 {
-        256 * 1024
+        4 << 20
+    }
+    pub fn buffer_budget() -> u64 {
+        1 << 30
     }
     pub fn drain_timeout() -> Duration {
         Duration::from_secs(30)

@@ -371,6 +371,12 @@ impl Validator {
         self.duration(path.key("delayed_ack"), *tcp.delayed_ack, 1, 500);
         self.range(path.key("send_buffer"), tcp.send_buffer, 4096, 64 << 20);
         self.range(path.key("recv_buffer"), tcp.recv_buffer, 4096, 64 << 20);
+        self.range(
+            path.key("buffer_budget"),
+            tcp.buffer_budget,
+            1 << 20,
+            1 << 40,
+        );
         if let Some(keepalive) = tcp.keepalive {
             self.duration(path.key("keepalive"), *keepalive, 1000, 7 * 86_400_000);
         }

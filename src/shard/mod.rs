@@ -96,6 +96,13 @@ pub struct ShardStats {
     pub time_wait: usize,
     /// Bytes the TIME-WAIT table holds.
     pub time_wait_bytes: usize,
+    /// Connection buffer memory lent to connections now, the most ever
+    /// lent, and held (lent and spare).
+    pub buffer_lent_bytes: usize,
+    pub buffer_peak_bytes: usize,
+    pub buffer_held_bytes: usize,
+    /// Times the lent buffer memory reached `[tcp] buffer_budget`.
+    pub buffer_shortages: u64,
     /// Per listener, in the engine's order.
     pub listeners: Vec<ListenerStats>,
     /// The shard drains (its listeners are closed).
@@ -439,6 +446,11 @@ impl Shard {
         stats.deadlines = self.served.deadlines();
         stats.time_wait = self.stack.time_wait_count();
         stats.time_wait_bytes = self.stack.time_wait_memory();
+        let pool = self.stack.buffer_pool();
+        stats.buffer_lent_bytes = pool.lent_bytes();
+        stats.buffer_peak_bytes = pool.peak_lent_bytes();
+        stats.buffer_held_bytes = pool.held_bytes();
+        stats.buffer_shortages = pool.shortages();
         stats.listeners = self.served.listener_stats(&self.stack);
         stats.config_generation = self.served.generation();
         stats.states = self

@@ -199,6 +199,8 @@ pub fn total(all: &[ShardStats]) -> ShardStats {
         total.slots_created += s.slots_created;
         total.served += s.served;
         total.time_wait += s.time_wait;
+        total.buffer_lent_bytes += s.buffer_lent_bytes;
+        total.buffer_held_bytes += s.buffer_held_bytes;
         total.proxy += &s.proxy;
         total.listeners.extend(s.listeners.iter().cloned());
     }

@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+/// What a connection's send buffer and receive window start at (or the
+/// configured maximum, if smaller): Linux's initial receive window.
+pub const INITIAL_BUFFER: usize = 64 * 1024;
+
 /// When the listener answers with SYN cookies (RFC 4987 §3.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CookieMode {
@@ -36,8 +40,15 @@ pub struct TcpConfig {
     /// FIN-WAIT-2 for the peer's FIN (Linux's `tcp_fin_timeout`).
     pub fin_wait_2_timeout: Duration,
     pub delayed_ack: Duration,
+    /// Most bytes a connection's send buffer grows to (it starts at
+    /// [`INITIAL_BUFFER`] and follows the congestion window).
     pub send_buffer: usize,
+    /// Most bytes a connection's receive window grows to (it starts at
+    /// [`INITIAL_BUFFER`] and follows what the peer sends per round trip).
     pub recv_buffer: usize,
+    /// Buffer bytes lent to a stack's connections above which windows stop
+    /// growing and shrink to a chunk: backpressure, never drops.
+    pub buffer_budget: usize,
     pub window_scaling: bool,
     pub timestamps: bool,
     pub sack: bool,
@@ -64,8 +75,9 @@ impl Default for TcpConfig {
             max_time_wait: 262_144,
             fin_wait_2_timeout: Duration::from_secs(60),
             delayed_ack: Duration::from_millis(40),
-            send_buffer: 256 * 1024,
-            recv_buffer: 256 * 1024,
+            send_buffer: 4 << 20,
+            recv_buffer: 4 << 20,
+            buffer_budget: 1 << 30,
             window_scaling: true,
             timestamps: true,
             sack: true,
@@ -76,6 +88,16 @@ impl Default for TcpConfig {
 }
 
 impl TcpConfig {
+    /// The send buffer a connection starts with.
+    pub fn initial_send_buffer(&self) -> usize {
+        INITIAL_BUFFER.min(self.send_buffer)
+    }
+
+    /// The receive window a connection starts with.
+    pub fn initial_recv_buffer(&self) -> usize {
+        INITIAL_BUFFER.min(self.recv_buffer)
+    }
+
     /// The window scale shift we offer: the smallest that lets the receive
     /// buffer be advertised whole (RFC 7323 §2.3, at most 14).
     pub fn window_shift(&self) -> u8 {

@@ -73,8 +73,14 @@ impl NewReno {
             return AckAction::RetransmitFirst;
         }
         if self.cwnd < self.ssthresh {
-            // §3.1 slow start: cwnd += min(N, SMSS) per ACK.
-            self.cwnd += acked.min(self.mss);
+            // Slow start counting the bytes acknowledged (RFC 3465), as
+            // Linux does, without RFC 5681 §3.1's per-ACK cap of one SMSS:
+            // a receiver that coalesces ACKs (GRO, or a whole flight
+            // arriving in one batch) acknowledges many segments per ACK,
+            // and the cap would turn slow start linear (measured in the
+            // simulation: one ACK per flight, +1 MSS per round trip). Never
+            // past ssthresh in one step.
+            self.cwnd = (self.cwnd + acked).min(self.ssthresh.max(self.cwnd + self.mss));
         } else {
             // Congestion avoidance: one MSS per cwnd of data acknowledged.
             self.acked_in_ca += acked;

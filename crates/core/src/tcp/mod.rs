@@ -7,7 +7,7 @@
 //!
 //! Files by concern: `seq` (sequence arithmetic), `isn` (RFC 6528),
 //! `cookie` (RFC 4987), `rtt` (RFC 6298), `congestion` (RFC 5681/6582),
-//! `ring` and `assembler` (buffers and reassembly), `conn/input` (segment
+//! `pool`, `ring` and `assembler` (buffer memory, buffers and reassembly), `conn/input` (segment
 //! arrival), `conn/output` (what to send), `conn/timers`, `listener`,
 //! `time_wait`, `stack` (demultiplexing and the application API).
 
@@ -18,6 +18,7 @@ mod conn;
 pub mod cookie;
 pub mod isn;
 pub mod listener;
+pub mod pool;
 pub mod ring;
 pub mod rtt;
 pub mod seq;

@@ -35,6 +35,7 @@ use super::conn::{Conn, Ctx};
 use super::cookie;
 use super::isn::{self, Secret};
 use super::listener::{Listener, Refuse};
+use super::pool::ChunkPool;
 use super::seq::Seq;
 use super::stats::Stats;
 use super::time::Instant;
@@ -48,6 +49,10 @@ use crate::wire::{IpProtocol, Ipv4Repr, TcpFlags, TcpOptions, TcpRepr, Timestamp
 
 /// Stateless replies queued beyond this are dropped (and counted).
 const CONTROL_QUEUE_LIMIT: usize = 4096;
+
+/// Buffer chunks given back that a stack keeps for reuse (4 MiB): churn
+/// reuses them, and memory beyond goes back once load drops.
+const SPARE_CHUNK_BYTES: usize = 4 << 20;
 
 /// A segment that [`Stack::poll_transmit`] wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +108,8 @@ pub struct Stack {
     challenge_budget: u32,
     challenge_second: u64,
     stats: Stats,
+    /// Chunks for the connections' buffers.
+    pool: ChunkPool,
     /// The ISS of the next connection, instead of RFC 6528's (tests).
     next_iss: Option<Seq>,
 }
@@ -112,6 +119,7 @@ impl Stack {
     /// offsets), holding at most `max_connections` connections.
     pub fn new(config: TcpConfig, secret: Secret, max_connections: usize) -> Self {
         let challenge_budget = config.challenge_ack_limit;
+        let pool = ChunkPool::new(config.buffer_budget, SPARE_CHUNK_BYTES);
         Self {
             config,
             secret,
@@ -130,6 +138,7 @@ impl Stack {
             challenge_budget,
             challenge_second: 0,
             stats: Stats::default(),
+            pool,
             next_iss: None,
         }
     }
@@ -229,6 +238,7 @@ impl Stack {
     /// (RTO bounds, delayed ACK, keepalive, retries) from now on and keep
     /// what was fixed at their handshake (MSS, window scale, buffers).
     pub fn set_config(&mut self, config: TcpConfig) {
+        self.pool.set_budget(config.buffer_budget);
         self.challenge_budget = self.challenge_budget.min(config.challenge_ack_limit);
         for listener in &mut self.listeners {
             listener.syn_backlog = config.syn_backlog;
@@ -330,7 +340,7 @@ impl Stack {
             ssthresh: c.cc.ssthresh(),
             in_recovery: c.cc.in_recovery(),
             rcv_nxt: c.rcv_nxt.0,
-            rcv_wnd: c.receive_window(),
+            rcv_wnd: c.receive_window(self.pool.is_short()),
             rto_micros: c.rtt.rto().as_micros() as u64,
             srtt_micros: c.rtt.srtt().map(|d| d.as_micros() as u64),
             retries: c.retries,
@@ -356,7 +366,8 @@ impl Stack {
 
     /// Room in the send buffer.
     pub fn send_capacity(&self, id: ConnId) -> usize {
-        self.conn(id).map_or(0, |c| c.send_buf.free())
+        let short = self.pool.is_short();
+        self.conn(id).map_or(0, |c| c.send_space(short))
     }
 
     /// Bytes sent or queued and not yet acknowledged.
@@ -382,7 +393,9 @@ impl Stack {
             return Err(CommandError::NotConnected);
         }
         let state = conn.state;
-        let n = conn.send(data);
+        let n = self.slots[id.index as usize]
+            .conn
+            .send(&mut self.pool, data);
         self.after(now, id.index, state);
         Ok(n)
     }
@@ -394,9 +407,8 @@ impl Stack {
         id: ConnId,
         out: &mut [u8],
     ) -> Result<usize, CommandError> {
-        let conn = self.conn_mut(id)?;
-        let state = conn.state;
-        let n = conn.recv(out);
+        let state = self.conn_mut(id)?.state;
+        let n = self.slots[id.index as usize].conn.recv(&mut self.pool, out);
         self.after(now, id.index, state);
         Ok(n)
     }
@@ -420,7 +432,7 @@ impl Stack {
             return Ok(());
         }
         let state = conn.state;
-        conn.close();
+        self.slots[id.index as usize].conn.close(&mut self.pool);
         self.after(now, id.index, state);
         Ok(())
     }
@@ -882,7 +894,7 @@ impl Stack {
                 continue;
             }
             let before = slot.conn.state;
-            let written = slot.conn.poll_segment(now, &self.config, buf);
+            let written = slot.conn.poll_segment(now, &self.config, &self.pool, buf);
             let conn = &mut slot.conn;
             let (tuple, route) = (conn.tuple, conn.route);
             self.stats.retransmitted_segments += u64::from(std::mem::take(&mut conn.retransmitted));
@@ -968,6 +980,7 @@ impl Stack {
             events: &mut self.events,
             stats: &mut self.stats,
             challenge_budget: &mut self.challenge_budget,
+            pool: &mut self.pool,
         };
         f(&mut slot.conn, &mut ctx)
     }
@@ -1090,6 +1103,8 @@ impl Stack {
         }
         self.release_tuple(index);
         let conn = &mut self.slots[index as usize].conn;
+        // Nothing more is sent; what was received stays readable.
+        conn.send_buf.release(&mut self.pool);
         conn.detached = true;
         conn.timers.clear();
         conn.scheduled = None;
@@ -1114,8 +1129,14 @@ impl Stack {
         slot.conn.timers.clear();
         slot.conn.scheduled = None;
         slot.conn.detached = false;
+        slot.conn.release_buffers(&mut self.pool);
         self.timers.remove(index);
         self.free.push(index);
+    }
+
+    /// The connections' buffer memory: lent, peak, spare, shortages.
+    pub fn buffer_pool(&self) -> &ChunkPool {
+        &self.pool
     }
 
     /// Connection slots ever created (in use or free for reuse): the peak

@@ -136,7 +136,7 @@ impl Conn {
         }
 
         // First: is the segment acceptable (the four cases of §3.10.7.4)?
-        let window = self.receive_window();
+        let window = self.receive_window(ctx.pool.is_short());
         let acceptable = match (len, window) {
             (0, 0) => seq == self.rcv_nxt,
             (0, w) => seq.in_range(self.rcv_nxt, self.rcv_nxt + w),
@@ -289,7 +289,7 @@ impl Conn {
             let buf_start = self.send_buf_seq();
             if ack > buf_start {
                 let data = (ack - buf_start).min(self.send_buf.len());
-                self.send_buf.consume(data);
+                self.send_buf.consume(ctx.pool, data);
             }
             self.snd_una = ack;
             if self.snd_nxt < ack {
@@ -301,6 +301,7 @@ impl Conn {
             if self.cc.on_ack(ack, acked, self.flight()) == AckAction::RetransmitFirst {
                 self.fast_retransmit_pending = true;
             }
+            self.tune_send(ctx);
             // RFC 6298 §5.2–5.3.
             if self.flight() == 0 {
                 self.timers.stop(Timer::Retransmit);
@@ -391,7 +392,7 @@ impl Conn {
             return;
         }
         let offset = seq - self.rcv_nxt;
-        let written = self.recv_buf.write_at(offset, payload);
+        let written = self.recv_buf.write_at(ctx.pool, offset, payload);
         if written == 0 {
             self.ack_urgency = AckUrgency::Now;
             return;
@@ -411,8 +412,9 @@ impl Conn {
         if contiguous > 0 {
             self.recv_buf.commit(contiguous);
             self.rcv_nxt += contiguous;
+            self.tune_receive(ctx, contiguous);
             if self.recv_closed {
-                self.recv_buf.consume(contiguous);
+                self.recv_buf.consume(ctx.pool, contiguous);
             } else if !self.readable_signalled {
                 self.readable_signalled = true;
                 ctx.emit(Event::Readable);

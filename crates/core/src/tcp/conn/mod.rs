@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use super::assembler::Assembler;
 use super::config::TcpConfig;
 use super::congestion::NewReno;
+use super::pool::{ChunkPool, CHUNK_SIZE};
 use super::ring::RingBuffer;
 use super::rtt::RttEstimator;
 use super::seq::Seq;
@@ -35,6 +36,8 @@ pub(crate) struct Ctx<'a> {
     pub stats: &'a mut Stats,
     /// Challenge ACKs still allowed this second (RFC 5961 §7).
     pub challenge_budget: &'a mut u32,
+    /// Where buffer chunks come from.
+    pub pool: &'a mut ChunkPool,
 }
 
 impl Ctx<'_> {
@@ -109,6 +112,9 @@ pub(crate) struct Conn {
     /// Shift applied to the window we advertise.
     pub rcv_shift: u8,
     pub recv_buf: RingBuffer,
+    /// Receive autotuning: since when, and from which sequence number,
+    /// the bytes of the current round trip are counted.
+    pub rcv_tune: Option<(Instant, Seq)>,
     pub assembler: Assembler,
     /// Sequence number of the peer's FIN when it arrived out of order.
     pub fin_pending: Option<Seq>,
@@ -193,13 +199,14 @@ impl Conn {
             snd_shift: 0,
             fin_queued: false,
             fin_seq: None,
-            send_buf: RingBuffer::new(config.send_buffer),
+            send_buf: RingBuffer::new(config.initial_send_buffer()),
             irs: Seq(0),
             rcv_nxt: Seq(0),
             rcv_adv: Seq(0),
             scaled_window_announced: false,
             rcv_shift: 0,
-            recv_buf: RingBuffer::new(config.recv_buffer),
+            recv_buf: RingBuffer::new(config.initial_recv_buffer()),
+            rcv_tune: None,
             assembler: Assembler::default(),
             fin_pending: None,
             fin_received: false,
@@ -237,7 +244,8 @@ impl Conn {
         }
     }
 
-    /// Re-initialises a recycled slot, keeping its buffers' storage.
+    /// Re-initialises a recycled slot (its rings were released when it was
+    /// freed), keeping the rings' chunk lists.
     #[allow(clippy::too_many_arguments)]
     pub fn reuse(
         &mut self,
@@ -251,8 +259,9 @@ impl Conn {
     ) {
         let mut send_buf = std::mem::take(&mut self.send_buf);
         let mut recv_buf = std::mem::take(&mut self.recv_buf);
-        send_buf.reset(config.send_buffer);
-        recv_buf.reset(config.recv_buffer);
+        debug_assert_eq!(send_buf.allocated() + recv_buf.allocated(), 0);
+        send_buf.set_capacity(config.initial_send_buffer());
+        recv_buf.set_capacity(config.initial_recv_buffer());
         *self = Self::new(config, tuple, route, state, iss, ts_offset, now);
         self.send_buf = send_buf;
         self.recv_buf = recv_buf;
@@ -293,9 +302,67 @@ impl Conn {
         self.snd_nxt - self.snd_una
     }
 
-    /// Receive window we can offer now: free buffer space.
-    pub fn receive_window(&self) -> usize {
-        self.recv_buf.free()
+    /// Receive window we can offer now: free buffer space, or at most a
+    /// chunk when the stack is `short` of buffer memory — but never less
+    /// than what was already advertised (the right edge never moves left,
+    /// RFC 9293 §3.8.6.2.2).
+    pub fn receive_window(&self, short: bool) -> usize {
+        let free = self.recv_buf.free();
+        let offer = if short { free.min(CHUNK_SIZE) } else { free };
+        let promised = self.rcv_adv.diff(self.rcv_nxt).max(0) as usize;
+        offer.max(promised).min(free)
+    }
+
+    /// Room for the application's bytes: free buffer space, or up to a
+    /// chunk's worth of queued bytes when the stack is `short` of memory.
+    pub fn send_space(&self, short: bool) -> usize {
+        let free = self.send_buf.free();
+        if short {
+            free.min(CHUNK_SIZE.saturating_sub(self.send_buf.len()))
+        } else {
+            free
+        }
+    }
+
+    /// Receive autotuning (after Linux's `tcp_rcv_space_adjust`): once a
+    /// round trip, if the peer sent more than a quarter of the window in
+    /// it, the window grows to four times that (room for its congestion
+    /// window to double, and for the reader to lag), up to `recv_buffer`;
+    /// not while the stack is short of memory.
+    pub fn tune_receive(&mut self, ctx: &mut Ctx<'_>, received: usize) {
+        let Some((since, start)) = self.rcv_tune else {
+            self.rcv_tune = Some((ctx.now, Seq(self.rcv_nxt.0.wrapping_sub(received as u32))));
+            return;
+        };
+        let rtt = self
+            .rtt
+            .srtt()
+            .unwrap_or(std::time::Duration::from_millis(100));
+        if ctx.now.saturating_since(since) < rtt {
+            return;
+        }
+        let per_rtt = self.rcv_nxt - start;
+        self.rcv_tune = Some((ctx.now, self.rcv_nxt));
+        let capacity = self.recv_buf.capacity();
+        if per_rtt > capacity / 4 && capacity < ctx.config.recv_buffer && !ctx.pool.is_short() {
+            self.recv_buf
+                .set_capacity((4 * per_rtt).min(ctx.config.recv_buffer));
+        }
+    }
+
+    /// Send autotuning (after Linux's `tcp_sndbuf_expand`): the send
+    /// buffer holds twice the congestion window, up to `send_buffer`.
+    pub fn tune_send(&mut self, ctx: &mut Ctx<'_>) {
+        let want = (2 * self.cc.cwnd()).min(ctx.config.send_buffer);
+        if want > self.send_buf.capacity() && !ctx.pool.is_short() {
+            self.send_buf.set_capacity(want);
+        }
+    }
+
+    /// Gives every buffer chunk back (the connection is freed).
+    pub fn release_buffers(&mut self, pool: &mut ChunkPool) {
+        self.send_buf.release(pool);
+        self.recv_buf.release(pool);
     }
 
     fn set_state(&mut self, state: State) {
@@ -320,11 +387,12 @@ impl Conn {
     // ---- Application commands (RFC 9293 §3.10.1–3.10.7) ----
 
     /// SEND (§3.10.2): buffers what fits, returns the count.
-    pub fn send(&mut self, data: &[u8]) -> usize {
-        let n = self.send_buf.write(data);
+    pub fn send(&mut self, pool: &mut ChunkPool, data: &[u8]) -> usize {
+        let room = self.send_space(pool.is_short());
+        let n = self.send_buf.write(pool, &data[..data.len().min(room)]);
         // Short write, or the buffer is now full: the application will
         // want to know when room comes back.
-        if n < data.len() || self.send_buf.free() == 0 {
+        if n < data.len() || self.send_space(pool.is_short()) == 0 {
             self.writable_wanted = true;
         }
         n
@@ -332,10 +400,10 @@ impl Conn {
 
     /// RECEIVE (§3.10.3): copies readable bytes out; reading reopens the
     /// receive window, which may call for a window update.
-    pub fn recv(&mut self, out: &mut [u8]) -> usize {
-        let n = self.recv_buf.read(out);
+    pub fn recv(&mut self, pool: &mut ChunkPool, out: &mut [u8]) -> usize {
+        let n = self.recv_buf.read(pool, out);
         self.readable_signalled = false;
-        if n > 0 && self.window_update_due() {
+        if n > 0 && self.window_update_due(pool.is_short()) {
             self.ack_urgency = AckUrgency::Now;
         }
         n
@@ -355,8 +423,8 @@ impl Conn {
     /// Without this every short request costs a pure ACK before the
     /// response (measured: 5 segments to the client per proxied connection
     /// instead of 4).
-    pub fn window_update_due(&self) -> bool {
-        let right_edge = self.rcv_nxt + self.receive_window();
+    pub fn window_update_due(&self, short: bool) -> bool {
+        let right_edge = self.rcv_nxt + self.receive_window(short);
         let grown = right_edge.diff(self.rcv_adv);
         let threshold = (self.recv_buf.capacity() / 2).min(self.mss);
         if grown <= 0 || (grown as usize) < threshold {
@@ -386,11 +454,11 @@ impl Conn {
     }
 
     /// CLOSE (§3.10.4): no more sending or reading by the application.
-    pub fn close(&mut self) {
+    pub fn close(&mut self, pool: &mut ChunkPool) {
         self.app_closed = true;
         self.recv_closed = true;
         let unread = self.recv_buf.len();
-        self.recv_buf.consume(unread);
+        self.recv_buf.consume(pool, unread);
         self.shutdown_write();
     }
 

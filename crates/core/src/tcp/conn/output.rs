@@ -13,6 +13,7 @@
 
 use super::timers::Timer;
 use super::{AckUrgency, Conn};
+use crate::tcp::pool::ChunkPool;
 use crate::tcp::seq::Seq;
 use crate::tcp::time::Instant;
 use crate::tcp::types::FourTuple;
@@ -258,6 +259,7 @@ impl Conn {
         &mut self,
         now: Instant,
         config: &TcpConfig,
+        pool: &ChunkPool,
         buf: &mut [u8],
     ) -> Option<usize> {
         let plan = self.plan()?;
@@ -302,7 +304,7 @@ impl Conn {
         }
 
         // The window we advertise: unscaled on SYNs (RFC 7323 §2.2).
-        let free = self.receive_window();
+        let free = self.receive_window(pool.is_short());
         let window_len = if flags.syn() {
             free.min(65535) as u16
         } else {
@@ -324,6 +326,7 @@ impl Conn {
         let header_len = repr.emit_header(&mut buf[tcp_start..]);
         let payload_start = tcp_start + header_len;
         let copied = self.send_buf.peek(
+            pool,
             plan.offset,
             &mut buf[payload_start..payload_start + plan.len],
         );
