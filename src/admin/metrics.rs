@@ -525,6 +525,11 @@ pub const METRICS: &[Metric] = &[
         |s| s.proxy.backend_sockets,
     ),
     gauge(
+        "lastack_proxy_backend_send_buffers",
+        "Send buffers (16 KiB) lent to backend sockets now: uploads not sent yet.",
+        |s| s.proxy.backend_send_buffers,
+    ),
+    gauge(
         "lastack_proxy_held_buffers",
         "Receive buffers held for clients without room.",
         |s| s.proxy.held_buffers,

@@ -271,12 +271,10 @@ impl Proxy {
         }
         let mut out = [0u8; proxy_protocol::MAX_LEN];
         let n = proxy_protocol::encode(header, s.client_addr, s.vip, &mut out);
-        if let Some(outbox) = self.uring.outbox(socket) {
-            outbox.refill(|buffer| {
-                buffer[..n].copy_from_slice(&out[..n]);
-                n
-            });
-        }
+        self.uring.fill_outbox(socket, |buffer| {
+            buffer[..n].copy_from_slice(&out[..n]);
+            n
+        });
     }
 
     /// RST to the client; no backend leg is left.

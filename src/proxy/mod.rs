@@ -162,6 +162,9 @@ pub struct ProxyStats {
     pub held_buffers_peak: u64,
     /// From the io_uring layer: backend sockets open or closing.
     pub backend_sockets: u64,
+    /// From the io_uring layer: send buffers lent to backend sockets now
+    /// (0 when every upload has been sent).
+    pub backend_send_buffers: u64,
 }
 
 impl std::ops::AddAssign<&ProxyStats> for ProxyStats {
@@ -190,6 +193,7 @@ impl std::ops::AddAssign<&ProxyStats> for ProxyStats {
         self.receive_buffer_shortage += other.receive_buffer_shortage;
         self.held_buffers += other.held_buffers;
         self.backend_sockets += other.backend_sockets;
+        self.backend_send_buffers += other.backend_send_buffers;
         self.held_buffers_peak = self.held_buffers_peak.max(other.held_buffers_peak);
     }
 }
@@ -318,6 +322,7 @@ impl Proxy {
             held_buffers: uring.held_buffers,
             held_buffers_peak: uring.held_buffers_peak,
             backend_sockets: uring.sockets,
+            backend_send_buffers: uring.outboxes,
             ..self.stats
         }
     }

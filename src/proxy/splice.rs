@@ -26,11 +26,12 @@ impl Proxy {
             return;
         }
         // `None` while a send is in flight.
-        let Some(outbox) = self.uring.outbox(socket) else {
+        let Some(pending) = self.uring.fill_outbox(socket, |buffer| {
+            stack.recv(now, s.client, buffer).unwrap_or(0)
+        }) else {
             return;
         };
-        outbox.refill(|buffer| stack.recv(now, s.client, buffer).unwrap_or(0));
-        if !outbox.is_empty() {
+        if pending > 0 {
             self.uring.send(socket);
             s.last_active = now;
         } else if stack.peer_closed(s.client) && stack.readable(s.client) == 0 {
@@ -56,7 +57,7 @@ impl Proxy {
         }
         let gone = s.client_state == Client::Gone;
         let room = stack.send_capacity(s.client);
-        let half = stack.config().send_buffer / 2;
+        let half = stack.send_buffer_size(s.client) / 2;
         if !self.uring.receiving(socket) {
             if gone {
                 // Only the backend's FIN matters now (what comes is dropped).

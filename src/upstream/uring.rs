@@ -194,6 +194,8 @@ pub struct UringStats {
     pub receive_buffer_shortage: u64,
     /// Sockets in the slab (open, or closing after their release).
     pub sockets: u64,
+    /// Send buffers lent to sockets now (holding bytes not sent yet).
+    pub outboxes: u64,
     /// Completions whose user data we did not issue (never expected).
     pub foreign_completions: u64,
 }
@@ -301,38 +303,32 @@ impl Drop for BufferRing {
     }
 }
 
-/// A socket's send buffer, owned by its slot: bytes `start..end` are
-/// waiting or in flight. Only reachable through [`Uring::outbox`] while no
-/// send is in flight, so the kernel never reads bytes being changed.
-#[derive(Debug)]
-pub struct Outbox {
-    bytes: Box<[u8]>,
+/// A socket's send buffer: bytes `start..end` of `bytes` are waiting or
+/// in flight. The storage is lent only while it holds bytes (from the
+/// ring's spares, see [`Uring::fill_outbox`]), so an idle socket holds
+/// none; it is writable only while no send is in flight, so the kernel
+/// never reads bytes being changed.
+#[derive(Debug, Default)]
+struct Outbox {
+    bytes: Option<Box<[u8]>>,
     start: usize,
     end: usize,
 }
 
 impl Outbox {
     /// Bytes not yet sent.
-    pub fn pending(&self) -> usize {
+    fn pending(&self) -> usize {
         self.end - self.start
     }
 
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.start == self.end
     }
-
-    /// When empty: lets `fill` write into the whole buffer and keeps the
-    /// count it returns. Returns that count (0 if not empty).
-    pub fn refill(&mut self, fill: impl FnOnce(&mut [u8]) -> usize) -> usize {
-        if !self.is_empty() {
-            return 0;
-        }
-        let n = fill(&mut self.bytes).min(self.bytes.len());
-        self.start = 0;
-        self.end = n;
-        n
-    }
 }
+
+/// Send buffers given back that a ring keeps for reuse (4 MiB of them at
+/// the default size); beyond, they are freed.
+const SPARE_OUTBOXES: usize = 256;
 
 /// A held provided buffer: received bytes `offset..len` not consumed yet.
 #[derive(Debug, Clone, Copy)]
@@ -392,6 +388,8 @@ pub struct Uring<A = ()> {
     slots: Vec<Slot<A>>,
     free: Vec<u32>,
     outbox_size: usize,
+    /// Send buffers given back, for the next socket that has bytes.
+    spare_outboxes: Vec<Box<[u8]>>,
     /// Operations submitted whose last completion has not arrived.
     in_flight: usize,
     /// Completion entries copied out of the ring (kept to avoid allocating).
@@ -440,6 +438,7 @@ impl<A> Uring<A> {
             slots: Vec::new(),
             free: Vec::new(),
             outbox_size: config.outbox_size,
+            spare_outboxes: Vec::new(),
             in_flight: 0,
             scratch: Vec::with_capacity(256),
             limits_supported: true,
@@ -486,11 +485,7 @@ impl<A> Uring<A> {
                         addr: SockaddrStorage::from(SocketAddr::from(([0, 0, 0, 0], 0))),
                         timeout: types::Timespec::new(),
                     }),
-                    outbox: Outbox {
-                        bytes: vec![0; self.outbox_size].into_boxed_slice(),
-                        start: 0,
-                        end: 0,
-                    },
+                    outbox: Outbox::default(),
                     received: VecDeque::new(),
                     attachment: None,
                 });
@@ -503,8 +498,7 @@ impl<A> Uring<A> {
         slot.fd = Some(fd);
         slot.send_in_flight = false;
         slot.receiving = Receiving::Idle;
-        slot.outbox.start = 0;
-        slot.outbox.end = 0;
+        debug_assert!(slot.outbox.bytes.is_none(), "given back when freed");
         slot.attachment = Some(attachment);
         SocketId {
             index,
@@ -548,11 +542,39 @@ impl<A> Uring<A> {
         self.in_flight += 2;
     }
 
-    /// `id`'s send buffer, while no send is in flight on it.
-    pub fn outbox(&mut self, id: SocketId) -> Option<&mut Outbox> {
-        open_slot(&mut self.slots, id)
-            .filter(|s| !s.send_in_flight)
-            .map(|s| &mut s.outbox)
+    /// When `id`'s send buffer is empty and no send is in flight: lends it
+    /// storage and lets `fill` write into it (the storage goes back at once
+    /// if `fill` wrote nothing). Returns the bytes waiting to be sent
+    /// (those just written, or those still there from before), or `None`
+    /// while a send is in flight.
+    pub fn fill_outbox(
+        &mut self,
+        id: SocketId,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Option<usize> {
+        let size = self.outbox_size;
+        let slot = open_slot(&mut self.slots, id).filter(|s| !s.send_in_flight)?;
+        if !slot.outbox.is_empty() {
+            return Some(slot.outbox.pending());
+        }
+        let mut bytes = slot
+            .outbox
+            .bytes
+            .take()
+            .or_else(|| self.spare_outboxes.pop())
+            .unwrap_or_else(|| vec![0; size].into_boxed_slice());
+        let n = fill(&mut bytes).min(bytes.len());
+        if n == 0 {
+            give_outbox(&mut self.spare_outboxes, bytes);
+            return Some(0);
+        }
+        slot.outbox = Outbox {
+            bytes: Some(bytes),
+            start: 0,
+            end: n,
+        };
+        self.stats.outboxes += 1;
+        Some(n)
     }
 
     /// True while a send of `id` is in flight.
@@ -572,7 +594,10 @@ impl<A> Uring<A> {
         if slot.send_in_flight || slot.outbox.is_empty() {
             return false;
         }
-        let pending = &slot.outbox.bytes[slot.outbox.start..slot.outbox.end];
+        let Some(bytes) = slot.outbox.bytes.as_deref() else {
+            return false;
+        };
+        let pending = &bytes[slot.outbox.start..slot.outbox.end];
         let entry = opcode::Send::new(types::Fd(fd), pending.as_ptr(), pending.len() as u32)
             .flags(libc::MSG_NOSIGNAL)
             .build()
@@ -580,8 +605,8 @@ impl<A> Uring<A> {
         slot.send_in_flight = true;
         slot.in_flight += 1;
         // Safety: the bytes are in the slot's boxed outbox, which is not
-        // reachable for writing (`outbox` refuses) nor reused until the
-        // send's completion arrives.
+        // reachable for writing (`fill_outbox` refuses), given back, nor
+        // reused until the send's completion arrives.
         unsafe { self.push(entry) };
         self.in_flight += 1;
         true
@@ -808,6 +833,10 @@ impl<A> Uring<A> {
 
     fn free_slot(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
+        if let Some(bytes) = std::mem::take(&mut slot.outbox).bytes {
+            self.stats.outboxes -= 1;
+            give_outbox(&mut self.spare_outboxes, bytes);
+        }
         slot.life = Life::Free;
         slot.attachment = None;
         slot.generation = slot.generation.wrapping_add(1) & Token::GENERATION_MASK;
@@ -971,6 +1000,12 @@ impl<A> Uring<A> {
                 slot.send_in_flight = false;
                 if result >= 0 {
                     slot.outbox.start = (slot.outbox.start + result as usize).min(slot.outbox.end);
+                    if slot.outbox.is_empty() {
+                        if let Some(bytes) = slot.outbox.bytes.take() {
+                            self.stats.outboxes -= 1;
+                            give_outbox(&mut self.spare_outboxes, bytes);
+                        }
+                    }
                     Some(SocketEvent::Sent(Ok(result as usize)))
                 } else {
                     Some(SocketEvent::Sent(Err(-result)))
@@ -1080,6 +1115,13 @@ fn with_optlen(entry: squeue::Entry, limit: u32) -> squeue::Entry {
     bytes[44..48].copy_from_slice(&limit.to_ne_bytes());
     // Safety: as above, back to the same type.
     unsafe { std::mem::transmute::<[u8; 64], squeue::Entry>(bytes) }
+}
+
+/// Keeps a given-back send buffer as a spare, or frees it.
+fn give_outbox(spares: &mut Vec<Box<[u8]>>, bytes: Box<[u8]>) {
+    if spares.len() < SPARE_OUTBOXES {
+        spares.push(bytes);
+    }
 }
 
 #[cfg(test)]
@@ -1213,24 +1255,28 @@ mod tests {
         assert!(received[10000..].iter().all(|&b| b == 2));
         assert_eq!(uring.stats().held_buffers, 0, "consumed buffers went back");
 
-        let outbox = uring.outbox(id).unwrap();
+        assert_eq!(uring.fill_outbox(id, |_| 0), Some(0));
+        assert_eq!(uring.stats().outboxes, 0, "nothing written, nothing lent");
         assert_eq!(
-            outbox.refill(|buf| {
+            uring.fill_outbox(id, |buf| {
                 buf[..13].copy_from_slice(b"hello backend");
                 13
             }),
-            13
+            Some(13)
         );
+        assert_eq!(uring.stats().outboxes, 1);
         assert!(uring.send(id));
-        assert!(
-            uring.outbox(id).is_none(),
+        assert_eq!(
+            uring.fill_outbox(id, |_| unreachable!()),
+            None,
             "no writing while the send is in flight"
         );
         assert_eq!(
             waiter.next(&mut uring, |e| matches!(e, SocketEvent::Sent(_))),
             SocketEvent::Sent(Ok(13))
         );
-        assert!(uring.outbox(id).unwrap().is_empty());
+        assert_eq!(uring.fill_outbox(id, |_| 0), Some(0));
+        assert_eq!(uring.stats().outboxes, 0, "sent: the buffer went back");
         uring.shutdown_write(id);
         let mut got = Vec::new();
         server.read_to_end(&mut got).unwrap();
@@ -1258,7 +1304,11 @@ mod tests {
         assert_eq!(uring.stats().sockets, 0, "the slot is free again");
         let again = uring.open(tcp_socket(), 8, Attachment(drops.clone()));
         assert_ne!(again, id, "a reused slot has a new generation");
-        assert!(uring.outbox(id).is_none(), "the old handle names nothing");
+        assert_eq!(
+            uring.fill_outbox(id, |_| unreachable!()),
+            None,
+            "the old handle names nothing"
+        );
     }
 
     /// A socket released with a receive armed and bytes held: the receive

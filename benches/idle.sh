@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Memory per idle proxied connection: lastack next to HAProxy, one run.
+#
+#   namespace C (clients)  ──veth──  P (the proxy)  ──veth──  S (echo backend)
+#   10.71.0.1                        10.71.0.2 = VIP           10.71.1.11:8080
+#
+# For each proxy: start it, let it settle, read its resident memory; open
+# N connections through it, each carrying 64 B each way (an echo), and
+# hold them idle; read its resident memory again (per connection: the
+# growth over N), with lastack's own buffer-pool figures and the kernel's
+# socket memory in P (the backend leg's sockets, reported apart: they are
+# the kernel's, not the proxy's); then close every connection, wait until
+# the proxy has none, and read what memory remains.
+#
+# lastack runs at N = $LASTACK_CONNECTIONS (default 15000: each needs a
+# backend socket, and this machine allows 20,000 descriptors per process)
+# and at HAProxy's N; HAProxy at N = $HAPROXY_CONNECTIONS (default 9000:
+# it needs two descriptors per connection).
+#
+# Usage (root): benches/idle.sh
+#   BASELINE=/path/to/an/older/lastack benches/idle.sh   adds that build
+# Writes benches/results/<date>/idle.md (and idle.jsonl).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+LASTACK_CONNECTIONS=${LASTACK_CONNECTIONS:-15000}
+HAPROXY_CONNECTIONS=${HAPROXY_CONNECTIONS:-9000}
+PROXIES=${PROXIES:-"lastack haproxy"}
+if [ -n "${BASELINE:-}" ]; then PROXIES="$PROXIES lastack-baseline"; fi
+
+command -v haproxy >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy >/dev/null
+}
+(cd "$here" && cargo build --release --quiet)
+bin="$here/target/release/lastack"
+
+id=$$
+C=lsic$id; P=lsip$id; S=lsis$id
+VC=vic$id; VP=vip$id; VQ=viq$id; VS=vis$id
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    for ns in "$C" "$P" "$S"; do ip netns del "$ns" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+for ns in "$C" "$P" "$S"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+ip link add "$VC" netns "$C" type veth peer name "$VP" netns "$P"
+ip link add "$VQ" netns "$P" type veth peer name "$VS" netns "$S"
+ip -n "$C" addr add 10.71.0.1/24 dev "$VC"
+ip -n "$P" addr add 10.71.0.2/24 dev "$VP"
+ip -n "$P" addr add 10.71.1.1/24 dev "$VQ"
+ip -n "$S" addr add 10.71.1.11/24 dev "$VS"
+for l in "$C:$VC" "$P:$VP" "$P:$VQ" "$S:$VS"; do ip -n "${l%%:*}" link set "${l##*:}" up; done
+ip netns exec "$C" ethtool -K "$VC" tx off tso off gso off >/dev/null
+ip netns exec "$C" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
+ip netns exec "$S" "$bin" backend -l 10.71.1.11:8080 --mode echo & pids+=($!)
+
+cat > "$work/lastack.toml" <<TOML
+[[interfaces]]
+name = "$VP"
+queues = 1
+umem_frames = 16384
+
+[[listeners]]
+name = "idle"
+vip = "10.71.0.2"
+port = 80
+pool = "echo"
+idle_timeout = "1h"
+max_connections = 18000
+
+[[pools]]
+name = "echo"
+[pools.health_check]
+enabled = false
+[[pools.backends]]
+address = "10.71.1.11:8080"
+
+[admin]
+listen = "10.71.0.2:9190"
+[logging]
+level = "warn"
+TOML
+cat > "$work/haproxy.cfg" <<CFG
+global
+    nbthread 1
+    maxconn 9900
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 1h
+    timeout server 1h
+listen idle
+    bind 10.71.0.2:80
+    server echo 10.71.1.11:8080
+CFG
+
+# The client: opens N connections, an echo of 64 B on each, holds them
+# until told (a line on stdin), then closes them all and exits.
+cat > "$work/hold.py" <<'PY'
+import socket, sys
+n = int(sys.argv[1])
+held = []
+for i in range(n):
+    s = socket.create_connection(("10.71.0.2", 80), timeout=10)
+    s.sendall(b"x" * 64)
+    got = 0
+    while got < 64:
+        chunk = s.recv(64 - got)
+        if not chunk:
+            sys.exit(f"connection {i}: closed early")
+        got += len(chunk)
+    held.append(s)
+print("held", len(held), flush=True)
+sys.stdin.readline()
+for s in held:
+    s.close()
+print("closed", flush=True)
+PY
+
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# Kernel TCP memory in a namespace, KiB (sockstat counts pages).
+tcp_mem_kib() { ip netns exec "$1" awk '/^TCP:/ {for (i = 1; i <= NF; i++) if ($i == "mem") print $(i+1) * 4}' /proc/net/sockstat; }
+metric() { # name: summed, from lastack's JSON view
+    ip netns exec "$C" "$bin" stats -a 10.71.0.2:9190 --json 2>/dev/null | python3 -c "
+import json, sys
+families = json.load(sys.stdin)['families']
+print(int(sum(s['value'] for f in families if f['name'] == '$1' for s in f['samples'])))" 2>/dev/null || echo 0
+}
+established() { # connections the proxy's namespace holds toward the backend
+    ip netns exec "$P" ss -Htn state established dst 10.71.1.11 | wc -l
+}
+
+results="$work/idle.jsonl"
+: > "$results"
+run() { # proxy connections
+    local proxy=$1 n=$2 pid
+    case $proxy in
+        lastack) ip netns exec "$P" "$bin" run -c "$work/lastack.toml" & pid=$! ;;
+        lastack-baseline) ip netns exec "$P" "$BASELINE" run -c "$work/lastack.toml" & pid=$! ;;
+        haproxy) ip netns exec "$P" haproxy -db -f "$work/haproxy.cfg" & pid=$! ;;
+    esac
+    pids+=("$pid")
+    sleep 2
+    local rss0 tcp0 rss1 tcp1 rss2 pool_peak=0 pool_now=0
+    rss0=$(rss_kib "$pid"); tcp0=$(tcp_mem_kib "$P")
+    coproc HOLD { ip netns exec "$C" python3 "$work/hold.py" "$n"; }
+    local line
+    read -r line <&"${HOLD[0]}"
+    [ "$line" = "held $n" ] || { echo "idle: $proxy: $line" >&2; exit 1; }
+    sleep 2
+    rss1=$(rss_kib "$pid"); tcp1=$(tcp_mem_kib "$P")
+    case $proxy in lastack*) pool_now=$(metric lastack_buffer_pool_bytes) ;; esac
+    echo >&"${HOLD[1]}"
+    read -r line <&"${HOLD[0]}"
+    wait "$HOLD_PID" 2>/dev/null || true
+    local waited=0
+    while [ "$(established)" -gt 0 ] && [ $waited -lt 300 ]; do sleep 0.1; waited=$((waited + 1)); done
+    sleep 12 # the allocator's decay (if any) gets its chance
+    rss2=$(rss_kib "$pid")
+    case $proxy in lastack*) pool_peak=$(metric lastack_buffer_pool_peak_bytes) ;; esac
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    python3 - "$proxy" "$n" "$rss0" "$rss1" "$rss2" "$tcp0" "$tcp1" "$pool_now" "$pool_peak" >> "$results" <<'PY'
+import json, sys
+proxy, n, rss0, rss1, rss2, tcp0, tcp1, pool_now, pool_peak = sys.argv[1], *map(int, sys.argv[2:])
+grown = rss1 - rss0
+print(json.dumps({
+    "proxy": proxy, "connections": n,
+    "rss_before_kib": rss0, "rss_held_kib": rss1, "rss_after_close_kib": rss2,
+    "kib_per_connection": round(grown / n, 2),
+    "returned_percent": round(100 * (rss1 - rss2) / grown, 1) if grown > 0 else 100.0,
+    "kernel_tcp_kib_per_connection": round((tcp1 - tcp0) / n, 2),
+    "pool_held_kib": pool_now // 1024, "pool_peak_kib": pool_peak // 1024,
+}))
+PY
+    tail -1 "$results" >&2
+}
+
+for proxy in $PROXIES; do
+    case $proxy in
+        haproxy) run haproxy "$HAPROXY_CONNECTIONS" ;;
+        *) run "$proxy" "$LASTACK_CONNECTIONS"; run "$proxy" "$HAPROXY_CONNECTIONS" ;;
+    esac
+done
+
+out="$here/benches/results/$(date +%F)"
+mkdir -p "$out"
+cp "$results" "$out/idle.jsonl"
+python3 - "$results" > "$out/idle.md" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print("# Memory per idle proxied connection: lastack vs HAProxy\n")
+print("Each connection carried 64 B each way (echo), then stayed idle. Resident memory of the proxy process")
+print("(VmRSS) before, while holding, and 12 s after every connection closed; the kernel's TCP memory in the")
+print("proxy's namespace (its backend sockets) apart.\n")
+print("| proxy | connections | KiB/connection (proxy) | returned after close | kernel TCP KiB/connection | RSS before / held / after, MiB | buffer pool held / peak, KiB |")
+print("|---|---|---|---|---|---|---|")
+for r in rows:
+    print(f"| {r['proxy']} | {r['connections']} | {r['kib_per_connection']} | {r['returned_percent']} % | "
+          f"{r['kernel_tcp_kib_per_connection']} | {r['rss_before_kib']//1024} / {r['rss_held_kib']//1024} / "
+          f"{r['rss_after_close_kib']//1024} | {r['pool_held_kib']} / {r['pool_peak_kib']} |")
+PY
+cat "$out/idle.md"
