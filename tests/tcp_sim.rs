@@ -127,6 +127,9 @@ fn transfer_with(
                 end.shut = true;
             }
         }
+        // The per-state counts are kept as states change; debug builds
+        // check them against a walk of the slots here.
+        let _ = (pair.a.state_counts(), pair.b.state_counts());
         // Once a side's connection finished and everything was read,
         // release it.
         for side in [Side::A, Side::B] {

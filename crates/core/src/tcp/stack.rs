@@ -110,6 +110,8 @@ pub struct Stack {
     stats: Stats,
     /// Chunks for the connections' buffers.
     pool: ChunkPool,
+    /// Occupied slots per state (by `State as usize`), kept as they change.
+    in_state: [usize; State::ALL.len()],
     /// The ISS of the next connection, instead of RFC 6528's (tests).
     next_iss: Option<Seq>,
 }
@@ -139,6 +141,7 @@ impl Stack {
             challenge_second: 0,
             stats: Stats::default(),
             pool,
+            in_state: [0; State::ALL.len()],
             next_iss: None,
         }
     }
@@ -165,19 +168,28 @@ impl Stack {
         self.time_wait.memory_bytes()
     }
 
-    /// Connections per state, TIME-WAIT from its table.
+    /// Connections per state, TIME-WAIT from its table: kept as states
+    /// change, not counted by walking the slots.
     pub fn state_counts(&self) -> Vec<(State, usize)> {
-        let mut counts: Vec<(State, usize)> = State::ALL.iter().map(|&s| (s, 0)).collect();
-        for slot in self.slots.iter().filter(|s| s.occupied) {
-            if let Some(entry) = counts.iter_mut().find(|(s, _)| *s == slot.conn.state) {
-                entry.1 += 1;
+        #[cfg(debug_assertions)]
+        {
+            let mut walked = [0usize; State::ALL.len()];
+            for slot in self.slots.iter().filter(|s| s.occupied) {
+                walked[slot.conn.state as usize] += 1;
             }
+            debug_assert_eq!(walked, self.in_state, "state counts drifted");
         }
-        if let Some(entry) = counts.iter_mut().find(|(s, _)| *s == State::TimeWait) {
-            entry.1 = self.time_wait.len();
-        }
-        counts.retain(|&(_, n)| n > 0);
-        counts
+        State::ALL
+            .iter()
+            .map(|&state| {
+                let n = match state {
+                    State::TimeWait => self.time_wait.len(),
+                    _ => self.in_state[state as usize],
+                };
+                (state, n)
+            })
+            .filter(|&(_, n)| n > 0)
+            .collect()
     }
 
     /// Bytes of engine state per connection (buffers not included).
@@ -368,6 +380,11 @@ impl Stack {
     pub fn send_capacity(&self, id: ConnId) -> usize {
         let short = self.pool.is_short();
         self.conn(id).map_or(0, |c| c.send_space(short))
+    }
+
+    /// The size the connection's send buffer has grown to (autotuned).
+    pub fn send_buffer_size(&self, id: ConnId) -> usize {
+        self.conn(id).map_or(0, |c| c.send_buf.capacity())
     }
 
     /// Bytes sent or queued and not yet acknowledged.
@@ -865,7 +882,9 @@ impl Stack {
         self.events.pop_front()
     }
 
-    /// When `handle_timeout` should run next.
+    /// When `handle_timeout` should run next: never after the next
+    /// deadline, sometimes before it (the timer wheel's coarse levels, see
+    /// [`TimerWheel::next_deadline`]); running it early is harmless.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         match (self.timers.next_deadline(), self.time_wait.next_expiry()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -953,6 +972,7 @@ impl Stack {
             }
         };
         self.by_tuple.insert(tuple, index);
+        self.in_state[state as usize] += 1;
         Ok(ConnId {
             index,
             generation: self.slots[index as usize].generation,
@@ -990,6 +1010,10 @@ impl Stack {
     /// for transmission.
     fn after(&mut self, now: Instant, index: u32, before: State) {
         let slot = &mut self.slots[index as usize];
+        if slot.occupied && slot.conn.state != before {
+            self.in_state[before as usize] -= 1;
+            self.in_state[slot.conn.state as usize] += 1;
+        }
         if !slot.occupied || slot.conn.detached {
             return;
         }
@@ -1123,6 +1147,7 @@ impl Stack {
     fn free_slot(&mut self, index: u32) {
         self.release_tuple(index);
         let slot = &mut self.slots[index as usize];
+        self.in_state[slot.conn.state as usize] -= 1;
         slot.occupied = false;
         slot.tag = None;
         slot.generation = slot.generation.wrapping_add(1);
