@@ -235,9 +235,9 @@ impl TimerWheel {
             if let Some(ahead) = self.next_occupied(0, 1) {
                 next = next.min(self.current + ahead);
             }
-            for level in 1..LEVELS {
+            for (level, shift) in SHIFT.iter().enumerate().skip(1) {
                 if let Some(ahead) = self.next_occupied(level, 1) {
-                    let start = ((self.current >> SHIFT[level]) + ahead) << SHIFT[level];
+                    let start = ((self.current >> shift) + ahead) << shift;
                     next = next.min(start);
                 }
             }
