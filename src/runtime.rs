@@ -717,7 +717,7 @@ impl Runtime {
                 connections = stats.tcp.connections_opened,
                 proxied = stats.proxy.sessions_opened,
                 time_wait = stats.time_wait,
-                slots = stats.slots_created,
+                slots = stats.slots_held,
                 closed_at_drain_timeout = stats.closed_at_drain_timeout,
                 "shard stopped"
             );

@@ -374,6 +374,11 @@ fn churn_client_first_leaves_time_wait_on_the_client_only() {
             (0, 0),
             "no leaked slots"
         );
+        assert_eq!(
+            (pair.a.slots_held(), pair.b.slots_held()),
+            (0, 0),
+            "after a peak of 200 at once, every slot was cut off with the free tail"
+        );
         assert_eq!(pair.a.time_wait_count(), 2000, "the client closed first");
         assert_eq!(
             pair.b.time_wait_count(),

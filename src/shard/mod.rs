@@ -29,6 +29,7 @@
 //! snapshot every 100 ms, never per packet.
 
 mod control;
+mod entries;
 mod plan;
 pub mod route;
 pub mod service;
@@ -87,8 +88,9 @@ pub struct ShardStats {
     /// Connection slots in use, finished-but-unreleased ones included
     /// (0 when idle: anything else is a handle leak).
     pub slots_in_use: usize,
-    /// Connection slots created so far (the peak of open connections).
-    pub slots_created: usize,
+    /// Connection slots held: up to the peak of open connections, and
+    /// back down as connections close (the slab's free tail is cut off).
+    pub slots_held: usize,
     /// Connections the shard serves (its slab's entries).
     pub served: usize,
     /// Deadlines armed in the shard's timer wheel.
@@ -441,7 +443,7 @@ impl Shard {
         }
         stats.connections = self.stack.connection_count();
         stats.slots_in_use = self.stack.slots_in_use();
-        stats.slots_created = self.stack.slots_created();
+        stats.slots_held = self.stack.slots_held();
         stats.served = self.served.len();
         stats.deadlines = self.served.deadlines();
         stats.time_wait = self.stack.time_wait_count();

@@ -6,7 +6,7 @@
 //! deadlines reach what serves a connection by index, never by lookup,
 //! and nothing is scanned.
 
-use slab::Slab;
+use super::entries::Entries;
 
 use super::plan::{ListenerLease, ListenerPlan, Serve, ShardUpdate};
 use super::service::Local;
@@ -76,7 +76,7 @@ struct Io<'a> {
 
 /// Everything the shard serves (see the module docs).
 pub(super) struct Served {
-    entries: Slab<Entry>,
+    entries: Entries<Entry>,
     deadlines: TimerWheel,
     expired: Vec<u32>,
     /// Reused for the keys woken by a source port's line.
@@ -96,7 +96,7 @@ pub(super) struct Served {
 impl Served {
     pub fn new(drain_refuse: Refuse) -> Self {
         Self {
-            entries: Slab::new(),
+            entries: Entries::default(),
             deadlines: TimerWheel::default(),
             expired: Vec::new(),
             woken: Vec::new(),
@@ -187,7 +187,7 @@ impl Served {
     /// Ends everything still served (a drain ran out of time): FIN to
     /// every client (and every backend); returns how many there were.
     pub fn finish(&mut self, stack: &mut Stack, now: Instant) -> u64 {
-        let keys: Vec<usize> = self.entries.iter().map(|(key, _)| key).collect();
+        let keys = self.entries.keys();
         for &key in &keys {
             self.dispatch(stack, now, key, None, |serving, io| {
                 match (serving, io.proxy) {
@@ -364,6 +364,7 @@ impl Served {
                 let entry = self.entries.remove(key);
                 self.listeners[entry.listener].open -= 1;
                 self.deadlines.remove(key as u32);
+                self.deadlines.truncate(self.entries.held());
             }
             Step::Continue => {
                 let at = entry.deadline();
@@ -381,8 +382,7 @@ impl Served {
             return;
         };
         loop {
-            let vacant = self.entries.vacant_entry();
-            let key = vacant.key();
+            let key = self.entries.vacant_key();
             let Some(id) = stack.accept(listener, Tag(key as u64)) else {
                 return;
             };
@@ -418,11 +418,14 @@ impl Served {
                 continue;
             };
             self.listeners[index].open += 1;
-            let entry = vacant.insert(Entry {
-                listener: index,
-                _lease: lease,
-                serving,
-            });
+            let entry = self.entries.insert(
+                key,
+                Entry {
+                    listener: index,
+                    _lease: lease,
+                    serving,
+                },
+            );
             let deadline = entry.deadline();
             arm(&mut self.deadlines, key, deadline);
         }
@@ -434,8 +437,8 @@ impl Served {
         if let Some(proxy) = self.proxy.as_mut() {
             let sessions = self
                 .entries
-                .iter_mut()
-                .filter_map(|(_, e)| match &mut e.serving {
+                .values_mut()
+                .filter_map(|e| match &mut e.serving {
                     Serving::Proxy(session) => Some(session),
                     Serving::Local(_) => None,
                 });

@@ -27,6 +27,7 @@
 //! handed to the kernel once per shard-loop iteration ([`Uring::submit`]),
 //! together with the wait when the shard is idle ([`Uring::wait`]).
 
+use lastack_core::slots::{shrink_target, LowestFree};
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -386,7 +387,12 @@ pub struct Uring<A = ()> {
     ring: IoUring,
     buffers: BufferRing,
     slots: Vec<Slot<A>>,
-    free: Vec<u32>,
+    /// Free slots, lowest first (the free tail is cut off).
+    free: LowestFree,
+    /// Slots open or closing.
+    in_use: usize,
+    /// The generation new slots start at (above any cut-off slot's).
+    generation_floor: u32,
     outbox_size: usize,
     /// Send buffers given back, for the next socket that has bytes.
     spare_outboxes: Vec<Box<[u8]>>,
@@ -436,7 +442,9 @@ impl<A> Uring<A> {
             ring,
             buffers,
             slots: Vec::new(),
-            free: Vec::new(),
+            free: LowestFree::default(),
+            in_use: 0,
+            generation_floor: 0,
             outbox_size: config.outbox_size,
             spare_outboxes: Vec::new(),
             in_flight: 0,
@@ -450,7 +458,7 @@ impl<A> Uring<A> {
 
     pub fn stats(&self) -> UringStats {
         UringStats {
-            sockets: (self.slots.len() - self.free.len()) as u64,
+            sockets: self.in_use as u64,
             ..self.stats
         }
     }
@@ -471,11 +479,15 @@ impl<A> Uring<A> {
     /// Takes `fd` (a TCP socket, not yet connected) into a slot serving
     /// `owner`; `attachment` is dropped when the socket is closed.
     pub fn open(&mut self, fd: OwnedFd, owner: u64, attachment: A) -> SocketId {
-        let index = match self.free.pop() {
+        let slots = &self.slots;
+        let index = match self
+            .free
+            .take(slots.len(), |i| slots[i as usize].life == Life::Free)
+        {
             Some(index) => index,
             None => {
                 self.slots.push(Slot {
-                    generation: 0,
+                    generation: self.generation_floor,
                     life: Life::Free,
                     fd: None,
                     in_flight: 0,
@@ -492,6 +504,7 @@ impl<A> Uring<A> {
                 (self.slots.len() - 1) as u32
             }
         };
+        self.in_use += 1;
         let slot = &mut self.slots[index as usize];
         debug_assert!(slot.life == Life::Free && slot.in_flight == 0);
         slot.life = Life::Open { owner };
@@ -840,7 +853,29 @@ impl<A> Uring<A> {
         slot.life = Life::Free;
         slot.attachment = None;
         slot.generation = slot.generation.wrapping_add(1) & Token::GENERATION_MASK;
-        self.free.push(index);
+        self.free.give(index);
+        self.in_use -= 1;
+        self.trim_tail();
+    }
+
+    /// Cuts off the free slots at the end (nothing is in flight on a free
+    /// slot) and gives back the memory of a slab far longer than needed.
+    fn trim_tail(&mut self) {
+        while let Some(last) = self.slots.last() {
+            if last.life != Life::Free {
+                break;
+            }
+            debug_assert_eq!(last.in_flight, 0);
+            self.generation_floor = self.generation_floor.max(last.generation);
+            self.slots.pop();
+        }
+        let len = self.slots.len();
+        if let Some(keep) = shrink_target(len, self.slots.capacity()) {
+            self.slots.shrink_to(keep);
+        }
+        let slots = &self.slots;
+        self.free
+            .compact(len, |i| slots[i as usize].life == Life::Free);
     }
 
     // ---- The AF_XDP poll, submission, completion ----

@@ -196,7 +196,7 @@ pub fn total(all: &[ShardStats]) -> ShardStats {
         total.tx_frames += s.tx_frames;
         total.connections += s.connections;
         total.slots_in_use += s.slots_in_use;
-        total.slots_created += s.slots_created;
+        total.slots_held += s.slots_held;
         total.served += s.served;
         total.time_wait += s.time_wait;
         total.buffer_lent_bytes += s.buffer_lent_bytes;

@@ -11,5 +11,6 @@
 #![forbid(unsafe_code)]
 
 pub mod pattern;
+pub mod slots;
 pub mod tcp;
 pub mod wire;

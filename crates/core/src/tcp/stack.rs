@@ -45,6 +45,7 @@ use super::types::{
     tuple_map, CommandError, ConnId, ConnInfo, Event, FourTuple, ListenerId, Route, State, Tag,
     TupleMap,
 };
+use crate::slots::{shrink_target, LowestFree};
 use crate::wire::{IpProtocol, Ipv4Repr, TcpFlags, TcpOptions, TcpRepr, Timestamps};
 
 /// Stateless replies queued beyond this are dropped (and counted).
@@ -92,7 +93,12 @@ pub struct Stack {
     secret: Secret,
     max_connections: usize,
     slots: Vec<Slot>,
-    free: Vec<u32>,
+    /// Free slots, lowest first (the tail is cut off once free).
+    free: LowestFree,
+    slots_in_use: usize,
+    /// The generation new slots start at: above any a cut-off slot had,
+    /// so no old handle names a new connection.
+    generation_floor: u32,
     by_tuple: TupleMap<u32>,
     listeners: Vec<Listener>,
     listener_by_addr: HashMap<SocketAddrV4, u32>,
@@ -127,7 +133,9 @@ impl Stack {
             secret,
             max_connections,
             slots: Vec::new(),
-            free: Vec::new(),
+            free: LowestFree::default(),
+            slots_in_use: 0,
+            generation_floor: 0,
             by_tuple: tuple_map(isn::map_seed(&secret)),
             listeners: Vec::new(),
             listener_by_addr: HashMap::new(),
@@ -952,7 +960,8 @@ impl Stack {
             .or_else(|| self.next_iss.take())
             .unwrap_or_else(|| isn::initial_sequence_number(keys, now));
         let ts_offset = keys.ts_offset;
-        let index = match self.free.pop() {
+        let slots = &self.slots;
+        let index = match self.free.take(slots.len(), |i| !slots[i as usize].occupied) {
             Some(index) => {
                 let slot = &mut self.slots[index as usize];
                 slot.conn
@@ -964,7 +973,7 @@ impl Stack {
                 let conn = Conn::new(&self.config, tuple, route, state, iss, ts_offset, now);
                 self.slots.push(Slot {
                     conn,
-                    generation: 0,
+                    generation: self.generation_floor,
                     occupied: true,
                     tag: None,
                 });
@@ -973,6 +982,7 @@ impl Stack {
         };
         self.by_tuple.insert(tuple, index);
         self.in_state[state as usize] += 1;
+        self.slots_in_use += 1;
         Ok(ConnId {
             index,
             generation: self.slots[index as usize].generation,
@@ -1156,7 +1166,37 @@ impl Stack {
         slot.conn.detached = false;
         slot.conn.release_buffers(&mut self.pool);
         self.timers.remove(index);
-        self.free.push(index);
+        self.free.give(index);
+        self.slots_in_use -= 1;
+        self.trim_tail();
+    }
+
+    /// Cuts off the free slots at the end of the slab and gives back the
+    /// memory of a slab much longer than it now needs: connections come
+    /// back to the lowest free slots first, so after a peak the tail
+    /// empties (amortised O(1): each slot is cut once).
+    fn trim_tail(&mut self) {
+        if self.slots.last().is_none_or(|s| s.occupied) {
+            return;
+        }
+        while let Some(last) = self.slots.last() {
+            if last.occupied {
+                break;
+            }
+            self.generation_floor = self.generation_floor.max(last.generation);
+            self.slots.pop();
+        }
+        let len = self.slots.len();
+        self.timers.truncate(len);
+        if let Some(keep) = shrink_target(len, self.slots.capacity()) {
+            self.slots.shrink_to(keep);
+            let (map_len, map_capacity) = (self.by_tuple.len(), self.by_tuple.capacity());
+            if shrink_target(map_len, map_capacity).is_some() {
+                self.by_tuple.shrink_to(2 * map_len);
+            }
+        }
+        let slots = &self.slots;
+        self.free.compact(len, |i| !slots[i as usize].occupied);
     }
 
     /// The connections' buffer memory: lent, peak, spare, shortages.
@@ -1164,16 +1204,16 @@ impl Stack {
         &self.pool
     }
 
-    /// Connection slots ever created (in use or free for reuse): the peak
-    /// of connections open at once.
-    pub fn slots_created(&self) -> usize {
+    /// Connection slots held (in use or free for reuse): up to the peak of
+    /// connections open at once, and back down as the tail empties.
+    pub fn slots_held(&self) -> usize {
         self.slots.len()
     }
 
     /// Connection slots in use, detached ones included: zero once every
     /// connection has finished and been closed by the application.
     pub fn slots_in_use(&self) -> usize {
-        self.slots.len() - self.free.len()
+        self.slots_in_use
     }
 }
 

@@ -184,6 +184,16 @@ impl TimerWheel {
         }
     }
 
+    /// Forgets the indices from `len` on (none of them armed), giving
+    /// back memory when far fewer are needed.
+    pub fn truncate(&mut self, len: usize) {
+        debug_assert!(self.nodes.iter().skip(len).all(|n| n.bucket == NIL));
+        self.nodes.truncate(len);
+        if let Some(keep) = crate::slots::shrink_target(len, self.nodes.capacity()) {
+            self.nodes.shrink_to(keep);
+        }
+    }
+
     /// The deadline armed for `index`.
     pub fn deadline(&self, index: u32) -> Option<Instant> {
         self.nodes
