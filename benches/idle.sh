@@ -172,7 +172,15 @@ run() { # proxy connections
     while [ "$(established)" -gt 0 ] && [ $waited -lt 300 ]; do sleep 0.1; waited=$((waited + 1)); done
     sleep 12 # the allocator's decay (if any) gets its chance
     rss2=$(rss_kib "$pid")
-    case $proxy in lastack*) pool_peak=$(metric lastack_buffer_pool_peak_bytes) ;; esac
+    if [ -n "${SMAPS:-}" ]; then # where the memory sits after close
+        awk '/^[0-9a-f]+-[0-9a-f]+ / {name = $6 ? $6 : "[anon " $1 "]"} /^Rss:/ {print $2, name}' \
+            "/proc/$pid/smaps" | sort -rn | head -12 > "$work/smaps-$proxy-$n.txt"
+        cp "$work/smaps-$proxy-$n.txt" /tmp/ 2>/dev/null || true
+    fi
+    local give_backs=0
+    case $proxy in lastack*) pool_peak=$(metric lastack_buffer_pool_peak_bytes)
+        give_backs=$(metric lastack_memory_give_backs_total) ;; esac
+    echo "idle: $proxy $n: memory given back $give_backs times" >&2
     kill "$pid"; wait "$pid" 2>/dev/null || true
     python3 - "$proxy" "$n" "$rss0" "$rss1" "$rss2" "$tcp0" "$tcp1" "$pool_now" "$pool_peak" "$rss_start" >> "$results" <<'PY'
 import json, sys

@@ -343,6 +343,11 @@ pub const METRICS: &[Metric] = &[
         "Times the lent buffer memory reached [tcp] buffer_budget (windows shrink to one chunk meanwhile).",
         |s| s.buffer_shortages,
     ),
+    counter(
+        "lastack_memory_give_backs_total",
+        "Times a shard had the allocator return freed memory to the system (its slabs moved by 1024 slots or more; at most once a second).",
+        |s| s.memory_give_backs,
+    ),
     custom(
         "lastack_tcp_syn_queue_depth",
         Kind::Gauge,

@@ -105,6 +105,8 @@ pub struct ShardStats {
     pub buffer_held_bytes: usize,
     /// Times the lent buffer memory reached `[tcp] buffer_budget`.
     pub buffer_shortages: u64,
+    /// Times freed memory was handed back to the system after load fell.
+    pub memory_give_backs: u64,
     /// Per listener, in the engine's order.
     pub listeners: Vec<ListenerStats>,
     /// The shard drains (its listeners are closed).
@@ -167,6 +169,8 @@ pub struct Shard {
     stats: ShardStats,
     clock: std::time::Instant,
     busy_poll: Duration,
+    /// When memory was last given back, and the slots held then.
+    memory_given_back: (Instant, usize),
 }
 
 impl Shard {
@@ -196,6 +200,7 @@ impl Shard {
             },
             clock: std::time::Instant::now(),
             busy_poll: plan.busy_poll,
+            memory_given_back: (Instant::ZERO, 0),
         })
     }
 
@@ -283,6 +288,7 @@ impl Shard {
                 self.stats.published += 1;
                 *published.lock().expect("stats lock") = self.snapshot();
                 last_publish = now;
+                self.give_back_memory(now);
             }
             if received > 0 || sent > 0 || completed > 0 {
                 last_work = now;
@@ -429,6 +435,21 @@ impl Shard {
                 self.socket.reap_completions();
                 return sent;
             }
+        }
+    }
+
+    /// Once the slabs have moved by 1024 slots or more since the last
+    /// give-back, at most once a second: the allocator returns what was
+    /// freed to the system now (the old storage of a slab that grew, or
+    /// what connections held once they are gone). Steady load never calls
+    /// it; a ramp up or down, once a second.
+    fn give_back_memory(&mut self, now: Instant) {
+        let held = self.stack.slots_held();
+        let (at, then) = self.memory_given_back;
+        if held.abs_diff(then) >= 1024 && now - at >= Duration::from_secs(1) {
+            crate::upstream::host::give_back_freed_memory();
+            self.memory_given_back = (now, held);
+            self.stats.memory_give_backs += 1;
         }
     }
 
