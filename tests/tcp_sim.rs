@@ -220,6 +220,40 @@ fn a_long_fat_path_fills_with_autotuned_windows() {
     assert!(capped < 50.0, "{capped:.0} Mbit/s");
 }
 
+/// A stack short of buffer memory (`buffer_budget` of one chunk here)
+/// slows down instead of failing: windows stop growing and shrink to a
+/// chunk, what was already offered is still taken, nothing is dropped or
+/// retransmitted, and the transfer completes byte-exact with each side
+/// holding a few chunks at most.
+#[test]
+fn a_buffer_budget_turns_into_small_windows_not_drops() {
+    const SIZE: usize = 4 << 20;
+    let link = LinkConfig::with_delay(Duration::from_millis(10));
+    let tight = TcpConfig {
+        buffer_budget: lastack::tcp::pool::CHUNK_SIZE,
+        ..TcpConfig::default()
+    };
+    let short = transfer_with(tight, link, 11, SIZE, 0);
+    let free = transfer(link, 11, SIZE, 0);
+    let secs = |pair: &Pair| (pair.now - Instant::from_millis(1_000_000)).as_secs_f64();
+    println!(
+        "4 MiB over 20 ms RTT: {:.2}s with a one-chunk budget, {:.2}s without; peak held {} / {} KiB",
+        secs(&short),
+        secs(&free),
+        short.a.buffer_pool().peak_lent_bytes() >> 10,
+        short.b.buffer_pool().peak_lent_bytes() >> 10
+    );
+    for stack in [&short.a, &short.b] {
+        let stats = stack.stats();
+        assert_eq!(stats.retransmitted_segments, 0, "{stats:?}");
+        assert_eq!(stats.drop_out_of_window + stats.drop_reassembly_full, 0);
+        assert!(stack.buffer_pool().peak_lent_bytes() <= 80 << 10);
+        assert_eq!(stack.buffer_pool().lent_bytes(), 0);
+    }
+    assert!(short.a.buffer_pool().shortages() > 0);
+    assert!(secs(&short) > 2.0 * secs(&free), "the budget slowed it down");
+}
+
 /// 1 MiB and 16 MiB each way at 0, 1, 5 and 20 % loss (with duplication
 /// and reordering on the lossy links), byte-exact, every connection closed
 /// and released.
