@@ -94,7 +94,8 @@ on_one_and_two_shards!(
     lastack_run_proxies_and_stops_on_sigterm,
     drained_backends_and_connection_limits,
     idle_sessions_close_and_resets_pass_through_both_ways,
-    a_half_closed_client_that_never_finishes_is_reset_at_fin_timeout
+    a_half_closed_client_that_never_finishes_is_reset_at_fin_timeout,
+    close_wait_ends_when_the_backend_never_answers_the_clients_fin
 );
 
 const ECHO_POOL: &str = "connect_timeout = \"500ms\"\n[pools.health_check]\nenabled = false\n";
@@ -932,4 +933,58 @@ fn a_half_closed_client_that_never_finishes_is_reset_at_fin_timeout(shards: u32)
     let stats = topo.stop();
     assert_eq!(stats.slots_in_use, 0);
     assert_eq!(stats.proxy.idle_closed, 0);
+}
+
+/// CLOSE-WAIT has a bound too: clients that close first (their FIN puts
+/// lastack's side in CLOSE-WAIT) in front of a backend that takes lastack's
+/// FIN and then never answers nor closes. After the wait for the backend's
+/// FIN (`close_grace`, at least 1 s) lastack closes the client's side: each
+/// client sees EOF, nothing is left in CLOSE-WAIT or LAST-ACK, no session
+/// remains, and the backend socket is released.
+fn close_wait_ends_when_the_backend_never_answers_the_clients_fin(shards: u32) {
+    if !common::privileged("close_wait_ends_when_the_backend_never_answers_the_clients_fin") {
+        return;
+    }
+    const CLIENTS: usize = 50;
+    let topo = proxy(86, shards, 1, "close_grace = \"500ms\"", ECHO_POOL);
+    let server = topo.backend(0, BACKEND_PORT, Behaviour::Silent);
+    let vip = topo.vip(PORT);
+    let started = Instant::now();
+    let waited = topo.client(|| {
+        let streams: Vec<TcpStream> = (0..CLIENTS)
+            .map(|_| {
+                let mut stream = client::connect(vip, Duration::from_secs(5));
+                stream.write_all(b"last words").unwrap();
+                stream.shutdown(std::net::Shutdown::Write).unwrap();
+                stream
+            })
+            .collect();
+        for (i, mut stream) in streams.into_iter().enumerate() {
+            let mut byte = [0u8; 1];
+            assert_eq!(
+                stream.read(&mut byte).unwrap(),
+                0,
+                "client {i}: lastack's FIN"
+            );
+        }
+        started.elapsed()
+    });
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    assert_eq!(
+        server.bytes.load(Ordering::Relaxed),
+        (CLIENTS * 10) as u64,
+        "every byte reached the backend before its FIN"
+    );
+    let quiet = topo.wait_for("no session, no socket", Duration::from_secs(5), |stats| {
+        stats.iter().all(|s| {
+            s.proxy.sessions_active == 0 && s.proxy.backend_sockets == 0 && s.connections == 0
+        })
+    });
+    assert_eq!(
+        in_state(&quiet, "CLOSE-WAIT") + in_state(&quiet, "LAST-ACK"),
+        0
+    );
 }

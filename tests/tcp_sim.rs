@@ -251,7 +251,10 @@ fn a_buffer_budget_turns_into_small_windows_not_drops() {
         assert_eq!(stack.buffer_pool().lent_bytes(), 0);
     }
     assert!(short.a.buffer_pool().shortages() > 0);
-    assert!(secs(&short) > 2.0 * secs(&free), "the budget slowed it down");
+    assert!(
+        secs(&short) > 2.0 * secs(&free),
+        "the budget slowed it down"
+    );
 }
 
 /// 1 MiB and 16 MiB each way at 0, 1, 5 and 20 % loss (with duplication

@@ -13,7 +13,7 @@ use crate::netns::{unique_name, Netns};
 use crate::pattern;
 
 /// What a test backend does with each connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behaviour {
     /// Echoes until EOF, then closes (so it closes second).
     Echo,
@@ -38,6 +38,10 @@ pub enum Behaviour {
     /// Echoes; counts in [`Server::bytes`] the connections that ended with
     /// an error (a reset from the peer) rather than EOF.
     EchoCountingResets,
+    /// Reads everything, up to and past the client's FIN (counted in
+    /// [`Server::bytes`]), and never answers nor closes until the server
+    /// is dropped: a backend that has gone quiet.
+    Silent,
 }
 
 /// Sets `SO_RCVBUF` or `SO_SNDBUF` (which also stops the kernel's
@@ -86,7 +90,14 @@ impl Server {
                         thread_accepted.fetch_add(1, Ordering::Relaxed);
                         stream.set_nonblocking(false).unwrap();
                         let bytes = thread_bytes.clone();
-                        std::thread::spawn(move || serve(stream, behaviour, &bytes));
+                        let stop = thread_stop.clone();
+                        std::thread::spawn(move || {
+                            if behaviour == Behaviour::Silent {
+                                silent(stream, &bytes, &stop);
+                            } else {
+                                serve(stream, behaviour, &bytes);
+                            }
+                        });
                     }
                     // The accept loop's own pace, not a test's wait.
                     Err(_) => std::thread::sleep(Duration::from_micros(200)),
@@ -114,6 +125,19 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// [`Behaviour::Silent`]: reads to EOF, then holds the socket open until
+/// the server stops.
+fn silent(mut stream: TcpStream, bytes: &AtomicU64, stop: &AtomicBool) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = stream.read(&mut buf) {
+        bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    while !stop.load(Ordering::Relaxed) {
+        // The holding's own pace, not a test's wait.
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -211,6 +235,7 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, bytes: &AtomicU64) {
                 }
             }
         },
+        Behaviour::Silent => unreachable!("served by `silent`"),
     }
 }
 
