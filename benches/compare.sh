@@ -71,20 +71,8 @@ fi
 (cd "$here" && cargo build --release --quiet)
 bin="$here/target/release/lastack"
 
-id=$$
-C=lscc$id; P=lscp$id; S=lscs$id
-VC=vcc$id; VP=vcp$id; VQ=vcq$id; VS=vcs$id
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    ip netns del "$C" 2>/dev/null || true
-    ip netns del "$P" 2>/dev/null || true
-    ip netns del "$S" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+. "$here/benches/lib.sh"
+bench_namespaces c
 
 # (The topology is built afresh for each proxy: see topology_up.)
 

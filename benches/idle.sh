@@ -34,18 +34,8 @@ command -v haproxy >/dev/null || {
 (cd "$here" && cargo build --release --quiet)
 bin="$here/target/release/lastack"
 
-id=$$
-C=lsic$id; P=lsip$id; S=lsis$id
-VC=vic$id; VP=vip$id; VQ=viq$id; VS=vis$id
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    for ns in "$C" "$P" "$S"; do ip netns del "$ns" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+. "$here/benches/lib.sh"
+bench_namespaces i
 
 for ns in "$C" "$P" "$S"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
 ip link add "$VC" netns "$C" type veth peer name "$VP" netns "$P"

@@ -90,14 +90,9 @@ impl RingBuffer {
         while self.chunks.len() < needed {
             self.chunks.push_back(pool.take());
         }
-        let mut done = 0;
-        while done < n {
-            let at = start + done;
-            let within = at % CHUNK_SIZE;
-            let piece = (n - done).min(CHUNK_SIZE - within);
-            let chunk = pool.chunk_mut(self.chunks[at / CHUNK_SIZE]);
-            chunk[within..within + piece].copy_from_slice(&data[done..done + piece]);
-            done += piece;
+        for (chunk, within, from, len) in pieces(start, n) {
+            pool.chunk_mut(self.chunks[chunk])[within..within + len]
+                .copy_from_slice(&data[from..from + len]);
         }
         self.pending = self.pending.max(offset + n);
         n
@@ -126,14 +121,9 @@ impl RingBuffer {
         }
         let n = out.len().min(self.len - offset);
         let start = self.head + offset;
-        let mut done = 0;
-        while done < n {
-            let at = start + done;
-            let within = at % CHUNK_SIZE;
-            let piece = (n - done).min(CHUNK_SIZE - within);
-            let chunk = pool.chunk(self.chunks[at / CHUNK_SIZE]);
-            out[done..done + piece].copy_from_slice(&chunk[within..within + piece]);
-            done += piece;
+        for (chunk, within, from, len) in pieces(start, n) {
+            out[from..from + len]
+                .copy_from_slice(&pool.chunk(self.chunks[chunk])[within..within + len]);
         }
         n
     }
@@ -162,6 +152,22 @@ impl RingBuffer {
         self.consume(pool, n);
         n
     }
+}
+
+/// The pieces of `n` bytes at ring position `start`, one per chunk they
+/// touch: (chunk index, offset in that chunk, offset in the bytes, length).
+fn pieces(start: usize, n: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    let mut done = 0;
+    std::iter::from_fn(move || {
+        (done < n).then(|| {
+            let at = start + done;
+            let within = at % CHUNK_SIZE;
+            let len = (n - done).min(CHUNK_SIZE - within);
+            let piece = (at / CHUNK_SIZE, within, done, len);
+            done += len;
+            piece
+        })
+    })
 }
 
 #[cfg(test)]
