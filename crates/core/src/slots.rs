@@ -67,10 +67,11 @@ impl LowestFree {
 }
 
 /// How many slots to keep room for once a slab's length dropped to `len`:
-/// its capacity is cut back when it exceeds four times that.
+/// twice that, once the capacity exceeds eight times it (hysteresis: a
+/// length going up and down under steady load never reallocates).
 pub fn shrink_target(len: usize, capacity: usize) -> Option<usize> {
     let keep = (2 * len).max(64);
-    (capacity > 2 * keep).then_some(keep)
+    (capacity > 4 * keep).then_some(keep)
 }
 
 #[cfg(test)]
@@ -119,9 +120,9 @@ mod tests {
 
     #[test]
     fn capacity_is_cut_back_only_well_above_the_length() {
-        assert_eq!(shrink_target(1000, 3000), None);
-        assert_eq!(shrink_target(1000, 5000), Some(2000));
-        assert_eq!(shrink_target(0, 100), None);
+        assert_eq!(shrink_target(1000, 5000), None);
+        assert_eq!(shrink_target(1000, 9000), Some(2000));
+        assert_eq!(shrink_target(0, 256), None);
         assert_eq!(shrink_target(0, 16384), Some(64));
     }
 }

@@ -204,13 +204,29 @@ impl TimerWheel {
 
     /// The first occupied bucket of `level` at or after `from` buckets
     /// ahead of the current one (within the level's reach): how far ahead.
+    /// Word scans of the occupancy bitmap (at most five words).
     fn next_occupied(&self, level: usize, from: u64) -> Option<u64> {
         let slots = SLOTS[level];
-        let base = self.current >> SHIFT[level];
-        (from..slots).find(|&ahead| {
-            let slot = ((base + ahead) % slots) as usize;
-            self.occupied[level][slot / 64] & (1 << (slot % 64)) != 0
-        })
+        let base = (self.current >> SHIFT[level]) % slots;
+        let mut ahead = from;
+        while ahead < slots {
+            let pos = (base + ahead) % slots;
+            let bit = pos % 64;
+            let word = self.occupied[level][(pos / 64) as usize] >> bit;
+            // Bits of this word from `pos` to its end (no wrap inside).
+            let span = (64 - bit).min(slots - pos);
+            let word = if span < 64 {
+                word & ((1u64 << span) - 1)
+            } else {
+                word
+            };
+            if word != 0 {
+                let found = ahead + u64::from(word.trailing_zeros());
+                return (found < slots).then_some(found);
+            }
+            ahead += span;
+        }
+        None
     }
 
     /// Removes every deadline at or before `now`, appending their indices
