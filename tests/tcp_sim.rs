@@ -401,7 +401,7 @@ fn churn_client_first_leaves_time_wait_on_the_client_only() {
         (LinkConfig::with_delay(Duration::from_micros(100)), 1),
         (LinkConfig::lossy(1), 2),
     ] {
-        let pair = churn(link, seed, 2000, 200, CloseOrder::ClientFirst);
+        let mut pair = churn(link, seed, 2000, 200, CloseOrder::ClientFirst);
         assert_eq!(
             (pair.a.connection_count(), pair.b.connection_count()),
             (0, 0)
@@ -411,6 +411,8 @@ fn churn_client_first_leaves_time_wait_on_the_client_only() {
             (0, 0),
             "no leaked slots"
         );
+        pair.a.release_memory();
+        pair.b.release_memory();
         assert_eq!(
             (pair.a.slots_held(), pair.b.slots_held()),
             (0, 0),

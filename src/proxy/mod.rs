@@ -473,6 +473,12 @@ impl Proxy {
         self.advance(stack, now, s)
     }
 
+    /// Cuts off the io_uring's free socket slots at the end (see
+    /// [`Uring::release_memory`](crate::upstream::uring::Uring::release_memory)).
+    pub fn release_memory(&mut self) {
+        self.uring.release_memory();
+    }
+
     /// A connection refused at the listener's limit (counted here).
     pub fn over_limit(&mut self) {
         self.stats.over_limit += 1;

@@ -56,6 +56,12 @@ impl<T> Entries<T> {
         let value = self.slots[key].take().expect("an entry");
         self.len -= 1;
         self.free.give(key as u32);
+        value
+    }
+
+    /// Cuts off the free keys at the end and gives back the memory of a
+    /// slab far longer than needed (called now and then, not per entry).
+    pub fn release_memory(&mut self) {
         while self.slots.last().is_some_and(Option::is_none) {
             self.slots.pop();
         }
@@ -65,7 +71,6 @@ impl<T> Entries<T> {
         let slots = &self.slots;
         self.free
             .compact(slots.len(), |i| slots[i as usize].is_none());
-        value
     }
 
     /// Keys in use.
@@ -107,11 +112,13 @@ mod tests {
             entries.remove(key);
         }
         assert_eq!(entries.len(), 34);
+        entries.release_memory();
         assert_eq!(entries.held(), 100, "key 99 is still in use");
         assert_eq!(entries.vacant_key(), 1, "lowest free first");
         for key in (0..100).filter(|k| k % 3 == 0) {
             entries.remove(key);
         }
+        entries.release_memory();
         assert_eq!(entries.held(), 0);
         assert_eq!(entries.vacant_key(), 0);
     }

@@ -285,6 +285,8 @@ impl Shard {
                 proxy.submit();
             }
             if now - last_publish >= Duration::from_millis(100) {
+                self.stack.release_memory();
+                self.served.release_memory();
                 self.stats.published += 1;
                 *published.lock().expect("stats lock") = self.snapshot();
                 last_publish = now;

@@ -364,7 +364,6 @@ impl Served {
                 let entry = self.entries.remove(key);
                 self.listeners[entry.listener].open -= 1;
                 self.deadlines.remove(key as u32);
-                self.deadlines.truncate(self.entries.held());
             }
             Step::Continue => {
                 let at = entry.deadline();
@@ -428,6 +427,17 @@ impl Served {
             );
             let deadline = entry.deadline();
             arm(&mut self.deadlines, key, deadline);
+        }
+    }
+
+    /// Cuts off the free tails of the slabs (served entries, their
+    /// deadlines, backend sockets) and gives back what they no longer
+    /// need: called every 100 ms, not per connection.
+    pub fn release_memory(&mut self) {
+        self.entries.release_memory();
+        self.deadlines.truncate(self.entries.held());
+        if let Some(proxy) = self.proxy.as_mut() {
+            proxy.release_memory();
         }
     }
 

@@ -855,12 +855,12 @@ impl<A> Uring<A> {
         slot.generation = slot.generation.wrapping_add(1) & Token::GENERATION_MASK;
         self.free.give(index);
         self.in_use -= 1;
-        self.trim_tail();
     }
 
     /// Cuts off the free slots at the end (nothing is in flight on a free
-    /// slot) and gives back the memory of a slab far longer than needed.
-    fn trim_tail(&mut self) {
+    /// slot) and gives back the memory of a slab far longer than needed;
+    /// called now and then by the owner (as [`crate::tcp::Stack::release_memory`]).
+    pub fn release_memory(&mut self) {
         while let Some(last) = self.slots.last() {
             if last.life != Life::Free {
                 break;

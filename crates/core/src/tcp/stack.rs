@@ -1168,14 +1168,15 @@ impl Stack {
         self.timers.remove(index);
         self.free.give(index);
         self.slots_in_use -= 1;
-        self.trim_tail();
     }
 
     /// Cuts off the free slots at the end of the slab and gives back the
     /// memory of a slab much longer than it now needs: connections come
     /// back to the lowest free slots first, so after a peak the tail
-    /// empties (amortised O(1): each slot is cut once).
-    fn trim_tail(&mut self) {
+    /// empties. The owner calls it now and then (the shard: every 100 ms),
+    /// not per connection, so that a slab whose length hovers does not
+    /// drop and rebuild its last slots (each slot is cut once per peak).
+    pub fn release_memory(&mut self) {
         if self.slots.last().is_none_or(|s| s.occupied) {
             return;
         }
