@@ -157,15 +157,7 @@ done)
 CFG
 
 topology_up() {
-    for ns in "$C" "$P" "$S"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
-    ip link add "$VC" netns "$C" type veth peer name "$VP" netns "$P"
-    ip link add "$VQ" netns "$P" type veth peer name "$VS" netns "$S"
-    ip -n "$C" addr add 10.70.0.1/24 dev "$VC"
-    ip -n "$P" addr add 10.70.0.2/24 dev "$VP"
-    ip -n "$P" addr add 10.70.1.1/24 dev "$VQ"
-    for i in 11 12 13 14; do ip -n "$S" addr add 10.70.1.$i/24 dev "$VS"; done
-    for l in "$C:$VC" "$P:$VP" "$P:$VQ" "$S:$VS"; do ip -n "${l%%:*}" link set "${l##*:}" up; done
-    ip netns exec "$C" ethtool -K "$VC" tx off tso off gso off >/dev/null
+    bench_topology 70 4
     # direct: the clients reach the backends through P's kernel.
     ip -n "$C" route add 10.70.1.0/24 via 10.70.0.2
     ip -n "$S" route add 10.70.0.0/24 via 10.70.1.1

@@ -37,15 +37,7 @@ bin="$here/target/release/lastack"
 . "$here/benches/lib.sh"
 bench_namespaces i
 
-for ns in "$C" "$P" "$S"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
-ip link add "$VC" netns "$C" type veth peer name "$VP" netns "$P"
-ip link add "$VQ" netns "$P" type veth peer name "$VS" netns "$S"
-ip -n "$C" addr add 10.71.0.1/24 dev "$VC"
-ip -n "$P" addr add 10.71.0.2/24 dev "$VP"
-ip -n "$P" addr add 10.71.1.1/24 dev "$VQ"
-ip -n "$S" addr add 10.71.1.11/24 dev "$VS"
-for l in "$C:$VC" "$P:$VP" "$P:$VQ" "$S:$VS"; do ip -n "${l%%:*}" link set "${l##*:}" up; done
-ip netns exec "$C" ethtool -K "$VC" tx off tso off gso off >/dev/null
+bench_topology 71 1
 ip netns exec "$C" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
 ip netns exec "$S" "$bin" backend -l 10.71.1.11:8080 --mode echo & pids+=($!)
 
