@@ -4,7 +4,7 @@
 //! (see [`lastack_core::slots`]; the `slab` crate reuses the last key freed
 //! and keeps its peak length).
 
-use lastack_core::slots::{shrink_target, LowestFree};
+use lastack_core::slots::{cut_free_tail, LowestFree};
 
 /// Entries by key.
 #[derive(Debug)]
@@ -28,11 +28,11 @@ impl<T> Entries<T> {
     /// The key the next [`Entries::insert`] takes.
     pub fn vacant_key(&mut self) -> usize {
         let slots = &self.slots;
-        match self.free.take(slots.len(), |i| slots[i as usize].is_none()) {
-            Some(key) => {
-                self.free.give(key);
-                key as usize
-            }
+        match self
+            .free
+            .lowest(slots.len(), |i| slots[i as usize].is_none())
+        {
+            Some(key) => key as usize,
             None => self.slots.len(),
         }
     }
@@ -62,15 +62,7 @@ impl<T> Entries<T> {
     /// Cuts off the free keys at the end and gives back the memory of a
     /// slab far longer than needed (called now and then, not per entry).
     pub fn release_memory(&mut self) {
-        while self.slots.last().is_some_and(Option::is_none) {
-            self.slots.pop();
-        }
-        if let Some(keep) = shrink_target(self.slots.len(), self.slots.capacity()) {
-            self.slots.shrink_to(keep);
-        }
-        let slots = &self.slots;
-        self.free
-            .compact(slots.len(), |i| slots[i as usize].is_none());
+        cut_free_tail(&mut self.slots, &mut self.free, Option::is_none, |_| {});
     }
 
     /// Keys in use.

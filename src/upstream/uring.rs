@@ -27,7 +27,7 @@
 //! handed to the kernel once per shard-loop iteration ([`Uring::submit`]),
 //! together with the wait when the shard is idle ([`Uring::wait`]).
 
-use lastack_core::slots::{shrink_target, LowestFree};
+use lastack_core::slots::{cut_free_tail, LowestFree};
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -577,8 +577,9 @@ impl<A> Uring<A> {
             .or_else(|| self.spare_outboxes.pop())
             .unwrap_or_else(|| vec![0; size].into_boxed_slice());
         let n = fill(&mut bytes).min(bytes.len());
+        self.stats.outboxes += 1;
         if n == 0 {
-            give_outbox(&mut self.spare_outboxes, bytes);
+            give_back_outbox(&mut self.spare_outboxes, &mut self.stats.outboxes, bytes);
             return Some(0);
         }
         slot.outbox = Outbox {
@@ -586,7 +587,6 @@ impl<A> Uring<A> {
             start: 0,
             end: n,
         };
-        self.stats.outboxes += 1;
         Some(n)
     }
 
@@ -847,8 +847,7 @@ impl<A> Uring<A> {
     fn free_slot(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
         if let Some(bytes) = std::mem::take(&mut slot.outbox).bytes {
-            self.stats.outboxes -= 1;
-            give_outbox(&mut self.spare_outboxes, bytes);
+            give_back_outbox(&mut self.spare_outboxes, &mut self.stats.outboxes, bytes);
         }
         slot.life = Life::Free;
         slot.attachment = None;
@@ -861,21 +860,16 @@ impl<A> Uring<A> {
     /// slot) and gives back the memory of a slab far longer than needed;
     /// called now and then by the owner (as [`crate::tcp::Stack::release_memory`]).
     pub fn release_memory(&mut self) {
-        while let Some(last) = self.slots.last() {
-            if last.life != Life::Free {
-                break;
-            }
-            debug_assert_eq!(last.in_flight, 0);
-            self.generation_floor = self.generation_floor.max(last.generation);
-            self.slots.pop();
-        }
-        let len = self.slots.len();
-        if let Some(keep) = shrink_target(len, self.slots.capacity()) {
-            self.slots.shrink_to(keep);
-        }
-        let slots = &self.slots;
-        self.free
-            .compact(len, |i| slots[i as usize].life == Life::Free);
+        let floor = &mut self.generation_floor;
+        cut_free_tail(
+            &mut self.slots,
+            &mut self.free,
+            |slot| slot.life == Life::Free,
+            |slot| {
+                debug_assert_eq!(slot.in_flight, 0);
+                *floor = (*floor).max(slot.generation);
+            },
+        );
     }
 
     // ---- The AF_XDP poll, submission, completion ----
@@ -1037,8 +1031,11 @@ impl<A> Uring<A> {
                     slot.outbox.start = (slot.outbox.start + result as usize).min(slot.outbox.end);
                     if slot.outbox.is_empty() {
                         if let Some(bytes) = slot.outbox.bytes.take() {
-                            self.stats.outboxes -= 1;
-                            give_outbox(&mut self.spare_outboxes, bytes);
+                            give_back_outbox(
+                                &mut self.spare_outboxes,
+                                &mut self.stats.outboxes,
+                                bytes,
+                            );
                         }
                     }
                     Some(SocketEvent::Sent(Ok(result as usize)))
@@ -1152,8 +1149,10 @@ fn with_optlen(entry: squeue::Entry, limit: u32) -> squeue::Entry {
     unsafe { std::mem::transmute::<[u8; 64], squeue::Entry>(bytes) }
 }
 
-/// Keeps a given-back send buffer as a spare, or frees it.
-fn give_outbox(spares: &mut Vec<Box<[u8]>>, bytes: Box<[u8]>) {
+/// A lent send buffer comes back (`lent` counts those out): kept as a
+/// spare, or freed.
+fn give_back_outbox(spares: &mut Vec<Box<[u8]>>, lent: &mut u64, bytes: Box<[u8]>) {
+    *lent -= 1;
     if spares.len() < SPARE_OUTBOXES {
         spares.push(bytes);
     }

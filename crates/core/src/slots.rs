@@ -27,15 +27,23 @@ impl LowestFree {
         self.heap.push(Reverse(index));
     }
 
-    /// The lowest free index below `len` for which `is_free` holds, or
-    /// `None` (the slab grows then).
-    pub fn take(&mut self, len: usize, is_free: impl Fn(u32) -> bool) -> Option<u32> {
-        while let Some(Reverse(index)) = self.heap.pop() {
+    /// The lowest free index below `len` for which `is_free` holds, left
+    /// in place (stale entries in front of it are dropped), or `None`.
+    pub fn lowest(&mut self, len: usize, is_free: impl Fn(u32) -> bool) -> Option<u32> {
+        while let Some(&Reverse(index)) = self.heap.peek() {
             if (index as usize) < len && is_free(index) {
                 return Some(index);
             }
+            self.heap.pop();
         }
         None
+    }
+
+    /// [`LowestFree::lowest`], taken out: `None` means the slab grows.
+    pub fn take(&mut self, len: usize, is_free: impl Fn(u32) -> bool) -> Option<u32> {
+        let index = self.lowest(len, is_free)?;
+        self.heap.pop();
+        Some(index)
     }
 
     /// Entries held (stale ones included).
@@ -64,6 +72,29 @@ impl LowestFree {
         kept.dedup();
         self.heap.extend(kept.into_iter().map(Reverse));
     }
+}
+
+/// Cuts the free slots off the end of `slots` (handing each to `cut`, last
+/// first), gives back capacity far above need ([`shrink_target`]) and drops
+/// stale entries from `free`: what a slab's owner calls now and then (not
+/// per slot) so that its memory goes back after a peak.
+pub fn cut_free_tail<T>(
+    slots: &mut Vec<T>,
+    free: &mut LowestFree,
+    is_free: impl Fn(&T) -> bool,
+    mut cut: impl FnMut(&T),
+) {
+    while let Some(last) = slots.last() {
+        if !is_free(last) {
+            break;
+        }
+        cut(last);
+        slots.pop();
+    }
+    if let Some(keep) = shrink_target(slots.len(), slots.capacity()) {
+        slots.shrink_to(keep);
+    }
+    free.compact(slots.len(), |i| is_free(&slots[i as usize]));
 }
 
 /// How many slots to keep room for once a slab's length dropped to `len`:

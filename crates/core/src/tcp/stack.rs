@@ -45,7 +45,7 @@ use super::types::{
     tuple_map, CommandError, ConnId, ConnInfo, Event, FourTuple, ListenerId, Route, State, Tag,
     TupleMap,
 };
-use crate::slots::{shrink_target, LowestFree};
+use crate::slots::{cut_free_tail, shrink_target, LowestFree};
 use crate::wire::{IpProtocol, Ipv4Repr, TcpFlags, TcpOptions, TcpRepr, Timestamps};
 
 /// Stateless replies queued beyond this are dropped (and counted).
@@ -95,7 +95,6 @@ pub struct Stack {
     slots: Vec<Slot>,
     /// Free slots, lowest first (the tail is cut off once free).
     free: LowestFree,
-    slots_in_use: usize,
     /// The generation new slots start at: above any a cut-off slot had,
     /// so no old handle names a new connection.
     generation_floor: u32,
@@ -134,7 +133,6 @@ impl Stack {
             max_connections,
             slots: Vec::new(),
             free: LowestFree::default(),
-            slots_in_use: 0,
             generation_floor: 0,
             by_tuple: tuple_map(isn::map_seed(&secret)),
             listeners: Vec::new(),
@@ -982,7 +980,6 @@ impl Stack {
         };
         self.by_tuple.insert(tuple, index);
         self.in_state[state as usize] += 1;
-        self.slots_in_use += 1;
         Ok(ConnId {
             index,
             generation: self.slots[index as usize].generation,
@@ -1167,7 +1164,6 @@ impl Stack {
         slot.conn.release_buffers(&mut self.pool);
         self.timers.remove(index);
         self.free.give(index);
-        self.slots_in_use -= 1;
     }
 
     /// Cuts off the free slots at the end of the slab and gives back the
@@ -1177,27 +1173,17 @@ impl Stack {
     /// not per connection, so that a slab whose length hovers does not
     /// drop and rebuild its last slots (each slot is cut once per peak).
     pub fn release_memory(&mut self) {
-        if self.slots.last().is_none_or(|s| s.occupied) {
-            return;
+        let floor = &mut self.generation_floor;
+        cut_free_tail(
+            &mut self.slots,
+            &mut self.free,
+            |slot| !slot.occupied,
+            |slot| *floor = (*floor).max(slot.generation),
+        );
+        self.timers.truncate(self.slots.len());
+        if let Some(keep) = shrink_target(self.by_tuple.len(), self.by_tuple.capacity()) {
+            self.by_tuple.shrink_to(keep);
         }
-        while let Some(last) = self.slots.last() {
-            if last.occupied {
-                break;
-            }
-            self.generation_floor = self.generation_floor.max(last.generation);
-            self.slots.pop();
-        }
-        let len = self.slots.len();
-        self.timers.truncate(len);
-        if let Some(keep) = shrink_target(len, self.slots.capacity()) {
-            self.slots.shrink_to(keep);
-            let (map_len, map_capacity) = (self.by_tuple.len(), self.by_tuple.capacity());
-            if shrink_target(map_len, map_capacity).is_some() {
-                self.by_tuple.shrink_to(2 * map_len);
-            }
-        }
-        let slots = &self.slots;
-        self.free.compact(len, |i| !slots[i as usize].occupied);
     }
 
     /// The connections' buffer memory: lent, peak, spare, shortages.
@@ -1214,7 +1200,7 @@ impl Stack {
     /// Connection slots in use, detached ones included: zero once every
     /// connection has finished and been closed by the application.
     pub fn slots_in_use(&self) -> usize {
-        self.slots_in_use
+        self.in_state.iter().sum()
     }
 }
 

@@ -229,6 +229,17 @@ impl TimerWheel {
         None
     }
 
+    /// The first occupied bucket of `level` (above 0) after the current
+    /// one: its index, and the tick its span starts at (its cascade).
+    fn next_upper(&self, level: usize) -> Option<(usize, u64)> {
+        let ahead = self.next_occupied(level, 1)?;
+        let block = (self.current >> SHIFT[level]) + ahead;
+        Some((
+            FIRST[level] + (block % SLOTS[level]) as usize,
+            block << SHIFT[level],
+        ))
+    }
+
     /// Removes every deadline at or before `now`, appending their indices
     /// to `expired`.
     pub fn expire(&mut self, now: Instant, expired: &mut Vec<u32>) {
@@ -261,9 +272,8 @@ impl TimerWheel {
             if let Some(ahead) = self.next_occupied(0, 1) {
                 next = next.min(self.current + ahead);
             }
-            for (level, shift) in SHIFT.iter().enumerate().skip(1) {
-                if let Some(ahead) = self.next_occupied(level, 1) {
-                    let start = ((self.current >> shift) + ahead) << shift;
+            for level in 1..LEVELS {
+                if let Some((_, start)) = self.next_upper(level) {
                     next = next.min(start);
                 }
             }
@@ -318,13 +328,12 @@ impl TimerWheel {
         // A bucket above may start within level 0's reach (its nodes not
         // cascaded yet): the first occupied one of each level competes.
         for level in 1..LEVELS {
-            if let Some(ahead) = self.next_occupied(level, 1) {
-                let base = self.current >> SHIFT[level];
-                let bucket = &self.buckets[FIRST[level] + ((base + ahead) % SLOTS[level]) as usize];
+            if let Some((bucket, start)) = self.next_upper(level) {
+                let bucket = &self.buckets[bucket];
                 let bound = if bucket.exact {
                     bucket.min
                 } else {
-                    Instant::from_micros(((base + ahead) << SHIFT[level]) * TICK_US)
+                    Instant::from_micros(start * TICK_US)
                 };
                 best = Some(best.map_or(bound, |b| b.min(bound)));
             }
