@@ -341,20 +341,13 @@ fn out_of_descriptors_resets_clients_marks_no_backend_down_and_recovers() {
     );
     let backend = SocketAddrV4::new(topo.backend_addrs[0], BACKEND_PORT);
     let _server = Server::start(topo.backends(), backend, Behaviour::Echo);
-    let dir = std::env::temp_dir().join(common::unique_name("lsfd"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("proxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[interfaces]]\nname = \"{}\"\nqueues = 1\numem_frames = 1024\n\n\
-             [[listeners]]\nname = \"web\"\nvip = \"{}\"\nport = 80\npool = \"p\"\n\n\
-             [[pools]]\nname = \"p\"\n[pools.health_check]\ninterval = \"200ms\"\n\
-             timeout = \"100ms\"\nfall = 1\n[[pools.backends]]\naddress = \"{backend}\"\n",
-            topo.lastack_if, topo.vip
-        ),
-    )
-    .unwrap();
+    let (dir, config) = common::run_config(
+        &topo,
+        1,
+        backend,
+        "[pools.health_check]\ninterval = \"200ms\"\ntimeout = \"100ms\"\nfall = 1\n",
+        "",
+    );
     let child = common::process::Guard::new(common::lastack_run(&topo.lastack, &config));
     let pid = child.id().to_string();
     let vip = SocketAddrV4::new(topo.vip, PORT);

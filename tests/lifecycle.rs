@@ -625,20 +625,7 @@ fn lastack_runs_as_an_unprivileged_user_with_its_capabilities() {
     );
     let backend = SocketAddrV4::new(topo.backend_addrs[0], BACKEND_PORT);
     let _server = Server::start(topo.backends(), backend, Behaviour::Echo);
-    let dir = std::env::temp_dir().join(common::unique_name("lsup"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("lastack.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[[interfaces]]\nname = \"{}\"\nqueues = 1\numem_frames = 1024\n\n\
-             [[listeners]]\nname = \"web\"\nvip = \"{}\"\nport = 80\npool = \"p\"\n\n\
-             [[pools]]\nname = \"p\"\n[[pools.backends]]\naddress = \"{backend}\"\n\n\
-             [drain]\ntimeout = \"2s\"\n",
-            topo.lastack_if, topo.vip
-        ),
-    )
-    .unwrap();
+    let (dir, path) = common::run_config(&topo, 1, backend, "", "\n[drain]\ntimeout = \"2s\"\n");
     let caps = "-all,+bpf,+net_admin,+net_raw,+ipc_lock,+perfmon";
     let child = std::process::Command::new("ip")
         .args(["netns", "exec", &topo.lastack.name, "setpriv"])

@@ -679,19 +679,7 @@ fn lastack_run_proxies_and_stops_on_sigterm(shards: u32) {
     );
     let backend = SocketAddrV4::new(topo.backend_addrs[0], BACKEND_PORT);
     let _server = Server::start(topo.backends(), backend, Behaviour::Echo);
-    let dir = std::env::temp_dir().join(common::unique_name("lsrun"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("proxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[interfaces]]\nname = \"{}\"\nqueues = {shards}\numem_frames = 1024\n\n\
-             [[listeners]]\nname = \"web\"\nvip = \"{}\"\nport = 80\npool = \"p\"\n\n\
-             [[pools]]\nname = \"p\"\n[[pools.backends]]\naddress = \"{backend}\"\n",
-            topo.lastack_if, topo.vip
-        ),
-    )
-    .unwrap();
+    let (dir, config) = common::run_config(&topo, shards, backend, "", "");
     let child = common::lastack_run(&topo.lastack, &config);
     let vip = SocketAddrV4::new(topo.vip, 80);
     let echoed = topo.client(|| client::until_echoed(vip, b"through the proxy"));

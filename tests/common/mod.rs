@@ -229,6 +229,33 @@ fn config_text(topo: &Topology, queues: u32, body: &str) -> String {
     )
 }
 
+/// A config file for `lastack run` on `topo`, in a fresh temporary
+/// directory (returned, to remove): `queues` shards, one listener `web` on
+/// the VIP's port 80 in front of pool `p` with `backend`; `pool` lines go
+/// in the pool's table before its backend, `rest` after everything.
+pub fn run_config(
+    topo: &Topology,
+    queues: u32,
+    backend: SocketAddrV4,
+    pool: &str,
+    rest: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(unique_name("lsrun"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("lastack.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[interfaces]]\nname = \"{}\"\nqueues = {queues}\numem_frames = 1024\n\n\
+             [[listeners]]\nname = \"web\"\nvip = \"{}\"\nport = 80\npool = \"p\"\n\n\
+             [[pools]]\nname = \"p\"\n{pool}[[pools.backends]]\naddress = \"{backend}\"\n{rest}",
+            topo.lastack_if, topo.vip
+        ),
+    )
+    .unwrap();
+    (dir, config)
+}
+
 /// Starts `lastack run -c config` in `ns` (stderr captured).
 pub fn lastack_run(ns: &Netns, config: &Path) -> std::process::Child {
     process::spawn_in(
