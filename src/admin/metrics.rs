@@ -539,6 +539,16 @@ pub const METRICS: &[Metric] = &[
         "Receive buffers held for clients without room.",
         |s| s.proxy.held_buffers,
     ),
+    gauge(
+        "lastack_proxy_posted_buffers",
+        "Receive buffers posted to the kernel for backend data (grows with load).",
+        |s| s.proxy.posted_buffers,
+    ),
+    gauge(
+        "lastack_proxy_receive_buffer_bytes",
+        "Receive buffer memory in use or not yet given back after a peak.",
+        |s| s.proxy.receive_buffer_bytes,
+    ),
     counter(
         "lastack_proxy_sessions_total",
         "Client connections handed to the proxy.",

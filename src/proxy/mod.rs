@@ -160,6 +160,10 @@ pub struct ProxyStats {
     /// have no room yet, and the most ever held at once.
     pub held_buffers: u64,
     pub held_buffers_peak: u64,
+    /// From the io_uring layer: provided buffers posted for receives now,
+    /// and the bytes of buffer memory that may hold pages.
+    pub posted_buffers: u64,
+    pub receive_buffer_bytes: u64,
     /// From the io_uring layer: backend sockets open or closing.
     pub backend_sockets: u64,
     /// From the io_uring layer: send buffers lent to backend sockets now
@@ -192,6 +196,8 @@ impl std::ops::AddAssign<&ProxyStats> for ProxyStats {
         self.backend_closed_with_reset += other.backend_closed_with_reset;
         self.receive_buffer_shortage += other.receive_buffer_shortage;
         self.held_buffers += other.held_buffers;
+        self.posted_buffers += other.posted_buffers;
+        self.receive_buffer_bytes += other.receive_buffer_bytes;
         self.backend_sockets += other.backend_sockets;
         self.backend_send_buffers += other.backend_send_buffers;
         self.held_buffers_peak = self.held_buffers_peak.max(other.held_buffers_peak);
@@ -321,6 +327,8 @@ impl Proxy {
             receive_buffer_shortage: uring.receive_buffer_shortage,
             held_buffers: uring.held_buffers,
             held_buffers_peak: uring.held_buffers_peak,
+            posted_buffers: uring.posted_buffers,
+            receive_buffer_bytes: uring.buffer_bytes,
             backend_sockets: uring.sockets,
             backend_send_buffers: uring.outboxes,
             ..self.stats

@@ -193,6 +193,11 @@ pub struct UringStats {
     pub held_buffers_peak: u64,
     /// Receives that found no provided buffer free.
     pub receive_buffer_shortage: u64,
+    /// Provided buffers posted to the kernel now, waiting for data.
+    pub posted_buffers: u64,
+    /// Bytes of provided-buffer memory that may hold pages (posted since
+    /// last given back).
+    pub buffer_bytes: u64,
     /// Sockets in the slab (open, or closing after their release).
     pub sockets: u64,
     /// Send buffers lent to sockets now (holding bytes not sent yet).
@@ -204,20 +209,59 @@ pub struct UringStats {
 /// The buffer group id of the provided-buffer ring.
 const BUFFER_GROUP: u16 = 0;
 
-/// Provided buffers (kernel ≥ 5.19 buffer ring): the kernel takes a buffer
-/// per received chunk; [`BufferRing::push`] gives it back.
+/// Fewest provided buffers the ring holds posted (256 KiB at 16 KiB).
+const MIN_POSTED: u16 = 16;
+
+/// Free buffers outside the hot set go back to the kernel only when there
+/// are at least this many with pages (1 MiB at 16 KiB): never a round of
+/// `madvise` for a few pages.
+const TRIM_AT_LEAST: u32 = 64;
+
+/// Provided buffers (kernel ≥ 5.19 buffer ring), posted on demand: the
+/// kernel takes one per received chunk; [`BufferRing::give_back`] frees it.
+///
+/// The kernel takes posted buffers in the order they were posted, so posting
+/// every buffer would walk receives through all of them (and page in all of
+/// their memory) under the lightest load. The ring holds only `target`
+/// buffers at a time, the lowest free ones; `target` doubles when a receive
+/// finds the ring empty or a batch used three quarters of it, and halves
+/// when half of it went unused for a whole release period. The lowest
+/// `target` buffers are the hot set; free buffers past it that hold pages
+/// go back to the kernel in [`BufferRing::release_memory`], so the memory
+/// follows the load.
+///
+/// Invariant: every buffer is exactly one of free (its bit set in `free`),
+/// posted (`posted` of them), or held by a slot; a buffer that may hold
+/// pages has its bit set in `paged` (`paged_count` of them).
 struct BufferRing {
     /// The ring of entries, page-aligned (mmap), `count` long.
     ring: *mut types::BufRingEntry,
     ring_bytes: usize,
-    /// The bytes of all buffers, `count * size`.
-    memory: Box<[u8]>,
+    /// The bytes of all buffers, `count * size` (an anonymous mapping:
+    /// untouched pages cost nothing, trimmed ones go back).
+    memory: *mut u8,
+    memory_bytes: usize,
     count: u16,
     size: u32,
     /// Our copy of the tail; published with a release store.
     tail: u16,
-    /// Pushed since the last publish.
+    /// Posted since the last publish.
     unpublished: usize,
+    /// One bit per buffer, set while it is free and not posted.
+    free: Box<[u64]>,
+    /// No free bit below this word.
+    first_free_word: usize,
+    /// Buffers posted and not yet taken by the kernel.
+    posted: u16,
+    /// How many the ring should hold posted.
+    target: u16,
+    /// The fewest left posted at a publish since the last release period.
+    least_posted: u16,
+    /// `target` grew in this release period.
+    grew: bool,
+    /// One bit per buffer posted since it was last trimmed.
+    paged: Box<[u64]>,
+    paged_count: u32,
 }
 
 impl BufferRing {
@@ -229,56 +273,110 @@ impl BufferRing {
             ));
         }
         let ring_bytes = usize::from(count) * std::mem::size_of::<types::BufRingEntry>();
-        // Safety: an anonymous private mapping; the result is checked; it
-        // is unmapped in Drop and never aliased by Rust references except
-        // through the raw pointer below.
-        let ring = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                ring_bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
+        let ring = anonymous_mapping(ring_bytes)?;
+        let memory_bytes = usize::from(count) * size as usize;
+        let memory = match anonymous_mapping(memory_bytes) {
+            Ok(memory) => memory,
+            Err(e) => {
+                // Safety: mapped just above with this length, not shared.
+                unsafe { libc::munmap(ring, ring_bytes) };
+                return Err(e);
+            }
         };
-        if ring == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
+        let words = usize::from(count).div_ceil(64);
+        let mut free = vec![u64::MAX; words].into_boxed_slice();
+        if count < 64 {
+            free[0] = (1u64 << count) - 1;
         }
-        let memory = vec![0u8; usize::from(count) * size as usize].into_boxed_slice();
         let mut this = Self {
             ring: ring.cast(),
             ring_bytes,
-            memory,
+            memory: memory.cast(),
+            memory_bytes,
             count,
             size,
             tail: 0,
             unpublished: 0,
+            free,
+            first_free_word: 0,
+            posted: 0,
+            target: MIN_POSTED.min(count),
+            least_posted: u16::MAX,
+            grew: false,
+            paged: vec![0; words].into_boxed_slice(),
+            paged_count: 0,
         };
-        for bid in 0..count {
-            this.push(bid);
-        }
         this.publish();
         Ok(this)
     }
 
-    /// Queues buffer `bid` at our tail (not visible before `publish`).
-    fn push(&mut self, bid: u16) {
+    /// Buffer `bid` is free again (consumed, or never filled).
+    fn give_back(&mut self, bid: u16) {
+        let word = usize::from(bid) / 64;
+        debug_assert_eq!(self.free[word] & (1 << (bid % 64)), 0, "freed twice");
+        self.free[word] |= 1 << (bid % 64);
+        self.first_free_word = self.first_free_word.min(word);
+    }
+
+    /// The kernel took a posted buffer (a completion named it).
+    fn taken(&mut self) {
+        self.posted = self.posted.saturating_sub(1);
+    }
+
+    /// A receive found no buffer posted: hold twice as many.
+    fn grow(&mut self) {
+        self.target = self.target.saturating_mul(2).min(self.count);
+        self.grew = true;
+    }
+
+    /// The lowest free buffer, taken out of the free set.
+    fn take_lowest(&mut self) -> Option<u16> {
+        while let Some(word) = self.free.get_mut(self.first_free_word) {
+            if *word != 0 {
+                let bit = word.trailing_zeros();
+                *word &= !(1 << bit);
+                return Some((self.first_free_word * 64) as u16 + bit as u16);
+            }
+            self.first_free_word += 1;
+        }
+        None
+    }
+
+    /// Posts buffer `bid` at our tail (not visible before the tail store).
+    fn post(&mut self, bid: u16) {
         let index = usize::from(self.tail & (self.count - 1));
-        let addr = self.memory.as_ptr() as u64 + u64::from(bid) * u64::from(self.size);
+        let addr = self.memory as u64 + u64::from(bid) * u64::from(self.size);
         // Safety: `index < count`, the ring has `count` entries; the kernel
         // reads only entries between its head and the published tail, and
-        // this one is past the published tail.
+        // this one is past the published tail (at most `count` are posted).
         let entry = unsafe { &mut *self.ring.add(index) };
         entry.set_addr(addr);
         entry.set_len(self.size);
         entry.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
         self.unpublished += 1;
+        self.posted += 1;
+        let (word, bit) = (usize::from(bid) / 64, 1u64 << (bid % 64));
+        if self.paged[word] & bit == 0 {
+            self.paged[word] |= bit;
+            self.paged_count += 1;
+        }
     }
 
-    /// Makes pushed buffers visible to the kernel.
+    /// Tops the ring up to `target` with the lowest free buffers (growing
+    /// it first when the batch since the last publish used most of it) and
+    /// makes them visible to the kernel.
     fn publish(&mut self) {
+        self.least_posted = self.least_posted.min(self.posted);
+        if self.posted < self.target / 4 && self.target < self.count {
+            self.grow();
+        }
+        while self.posted < self.target {
+            let Some(bid) = self.take_lowest() else {
+                break;
+            };
+            self.post(bid);
+        }
         if self.unpublished == 0 {
             return;
         }
@@ -290,17 +388,134 @@ impl BufferRing {
         self.unpublished = 0;
     }
 
-    fn bytes(&self, bid: u16, range: std::ops::Range<usize>) -> &[u8] {
-        let start = usize::from(bid) * self.size as usize;
-        &self.memory[start + range.start..start + range.end.min(self.size as usize)]
+    /// Once per release period: halves `target` when half of it went
+    /// unused, and gives the pages of free buffers past the hot set back
+    /// to the kernel.
+    fn release_memory(&mut self) {
+        if !self.grew && self.least_posted > self.target / 2 && self.target > MIN_POSTED {
+            self.target /= 2;
+        }
+        self.grew = false;
+        self.least_posted = u16::MAX;
+        let hot = usize::from(self.target);
+        let cold = |w: usize, free: u64, paged: u64| {
+            let below_hot = match hot.saturating_sub(w * 64) {
+                0 => 0,
+                n if n >= 64 => u64::MAX,
+                n => (1u64 << n) - 1,
+            };
+            free & paged & !below_hot
+        };
+        let trimmable: u32 = (0..self.free.len())
+            .map(|w| cold(w, self.free[w], self.paged[w]).count_ones())
+            .sum();
+        if trimmable < TRIM_AT_LEAST {
+            return;
+        }
+        // Runs of cold buffers, one `madvise` each.
+        let mut run: Option<(usize, usize)> = None;
+        for w in 0..self.free.len() {
+            let bits = cold(w, self.free[w], self.paged[w]);
+            self.paged[w] &= !bits;
+            for b in 0..64 {
+                let bid = w * 64 + b;
+                if bits & (1 << b) != 0 {
+                    run = match run {
+                        Some((start, end)) if end == bid => Some((start, bid + 1)),
+                        Some(done) => {
+                            self.discard(done);
+                            Some((bid, bid + 1))
+                        }
+                        None => Some((bid, bid + 1)),
+                    };
+                }
+            }
+        }
+        if let Some(done) = run {
+            self.discard(done);
+        }
+        self.paged_count -= trimmable;
     }
+
+    /// Gives the pages wholly inside buffers `first..end` back to the
+    /// kernel (they read back as zeros).
+    fn discard(&self, (first, end): (usize, usize)) {
+        let page = page_size();
+        let size = self.size as usize;
+        let start = (first * size).next_multiple_of(page);
+        let stop = end * size / page * page;
+        if start < stop {
+            // Safety: `start..stop` lies within the buffer mapping and
+            // holds only free buffers (none posted, none held): neither
+            // the kernel nor a slot reads or writes them.
+            unsafe {
+                libc::madvise(
+                    self.memory.add(start).cast(),
+                    stop - start,
+                    libc::MADV_DONTNEED,
+                )
+            };
+        }
+    }
+
+    /// Bytes of buffer memory that may hold pages.
+    fn paged_bytes(&self) -> u64 {
+        u64::from(self.paged_count) * u64::from(self.size)
+    }
+
+    fn bytes(&self, bid: u16, range: std::ops::Range<usize>) -> &[u8] {
+        let size = self.size as usize;
+        let end = range.end.min(size);
+        let start = range.start.min(end);
+        assert!(bid < self.count);
+        // Safety: buffer `bid` lies within the mapping (`bid < count`), and
+        // `start..end` within the buffer; it is held by a slot, so the
+        // kernel does not write it while this borrow of `self` lasts.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.memory.add(usize::from(bid) * size + start),
+                end - start,
+            )
+        }
+    }
+}
+
+/// An anonymous private read-write mapping of `bytes`, page-aligned.
+fn anonymous_mapping(bytes: usize) -> io::Result<*mut libc::c_void> {
+    // Safety: an anonymous private mapping; the result is checked; the
+    // caller unmaps it and never aliases it with Rust references beyond
+    // what it hands out from the raw pointer.
+    let mapped = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if mapped == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(mapped)
+}
+
+fn page_size() -> usize {
+    // Safety: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(page).unwrap_or(4096).max(1)
 }
 
 impl Drop for BufferRing {
     fn drop(&mut self) {
-        // Safety: mapped in `new` with this length; the ring (and so the
-        // kernel's reference) is gone before this field drops.
-        unsafe { libc::munmap(self.ring.cast(), self.ring_bytes) };
+        // Safety: both mapped in `new` with these lengths; the ring (and so
+        // the kernel's reference to either) is gone before this field
+        // drops.
+        unsafe {
+            libc::munmap(self.ring.cast(), self.ring_bytes);
+            libc::munmap(self.memory.cast(), self.memory_bytes);
+        }
     }
 }
 
@@ -459,6 +674,8 @@ impl<A> Uring<A> {
     pub fn stats(&self) -> UringStats {
         UringStats {
             sockets: self.in_use as u64,
+            posted_buffers: u64::from(self.buffers.posted),
+            buffer_bytes: self.buffers.paged_bytes(),
             ..self.stats
         }
     }
@@ -734,7 +951,7 @@ impl<A> Uring<A> {
         if held.offset == held.len {
             let buffer = held.buffer;
             slot.received.pop_front();
-            self.buffers.push(buffer);
+            self.buffers.give_back(buffer);
             self.stats.held_buffers -= 1;
         }
     }
@@ -799,7 +1016,7 @@ impl<A> Uring<A> {
         };
         slot.life = Life::Released;
         for held in slot.received.drain(..) {
-            self.buffers.push(held.buffer);
+            self.buffers.give_back(held.buffer);
             self.stats.held_buffers -= 1;
         }
         if let (Release::Reset, Some(fd)) = (how, slot.fd.as_ref()) {
@@ -859,7 +1076,9 @@ impl<A> Uring<A> {
     /// Cuts off the free slots at the end (nothing is in flight on a free
     /// slot) and gives back the memory of a slab far longer than needed;
     /// called now and then by the owner (as [`crate::tcp::Stack::release_memory`]).
+    /// Also trims the provided-buffer ring ([`BufferRing::release_memory`]).
     pub fn release_memory(&mut self) {
+        self.buffers.release_memory();
         let floor = &mut self.generation_floor;
         cut_free_tail(
             &mut self.slots,
@@ -987,6 +1206,9 @@ impl<A> Uring<A> {
         };
         let more = cqueue::more(flags);
         let buffer = cqueue::buffer_select(flags);
+        if buffer.is_some() {
+            self.buffers.taken();
+        }
         if !more {
             self.in_flight -= 1;
         }
@@ -1008,7 +1230,7 @@ impl<A> Uring<A> {
             // must still go back.
             self.stats.foreign_completions += 1;
             if let Some(buffer) = buffer {
-                self.buffers.push(buffer);
+                self.buffers.give_back(buffer);
             }
             return None;
         }
@@ -1089,7 +1311,7 @@ impl<A> Uring<A> {
                 });
                 self.stats.held_buffers += 1;
             } else {
-                self.buffers.push(buffer);
+                self.buffers.give_back(buffer);
             }
         }
         match result {
@@ -1097,6 +1319,7 @@ impl<A> Uring<A> {
             0 => Some(SocketEvent::Eof),
             e if e == -libc::ENOBUFS => {
                 self.stats.receive_buffer_shortage += 1;
+                self.buffers.grow();
                 Some(SocketEvent::ReceiveStopped)
             }
             e if e == -libc::ECANCELED => Some(SocketEvent::ReceiveStopped),
@@ -1423,6 +1646,91 @@ mod tests {
         // one buffer past it.
         assert!((3000..3000 + 1024).contains(&got), "stopped at {got}");
         assert!(!uring.receiving(id));
+    }
+
+    /// Takes events for `id` until `done` says so: receives are left held
+    /// (or read into `into` when given), a stopped receive is re-armed.
+    fn receive_until<A>(
+        uring: &mut Uring<A>,
+        waiter: &mut Waiter,
+        id: SocketId,
+        mut into: Option<&mut Vec<u8>>,
+        done: impl Fn(usize) -> bool,
+    ) -> usize {
+        let mut got = 0;
+        while !done(got) {
+            match waiter.next(uring, |_| true) {
+                SocketEvent::Received(n) => got += n,
+                SocketEvent::ReceiveStopped => uring.receive(id, Receive::Multishot { limit: 0 }),
+                other => panic!("{other:?}"),
+            }
+            if let Some(into) = into.as_deref_mut() {
+                read_all_received(uring, id, into);
+            }
+        }
+        got
+    }
+
+    /// Light traffic cycles through the lowest few provided buffers (so
+    /// it pages in little memory, not the whole ring); a burst that holds
+    /// many makes the ring post more; once it has passed, the ring shrinks
+    /// and the burst's pages go back to the kernel.
+    #[test]
+    fn provided_buffers_follow_the_load() {
+        const SIZE: u32 = 4096;
+        const BURST: usize = 1 << 20;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (mut uring, mut waiter) = ring(1024, SIZE);
+        let id = connected(&mut uring, &mut waiter, port);
+        let (mut server, _) = listener.accept().unwrap();
+        uring.receive(id, Receive::Multishot { limit: 0 });
+        // One 100-byte message at a time, a release period every 50.
+        let light = |uring: &mut Uring<Attachment>, waiter: &mut Waiter, server: &mut TcpStream| {
+            for i in 0..1000 {
+                server.write_all(&[1u8; 100]).unwrap();
+                let mut got = Vec::new();
+                receive_until(uring, waiter, id, Some(&mut got), |n| n >= 100);
+                assert_eq!(got, [1u8; 100]);
+                if i % 50 == 49 {
+                    uring.release_memory();
+                }
+            }
+        };
+        light(&mut uring, &mut waiter, &mut server);
+        let calm = uring.stats();
+        // The lowest `MIN_POSTED`, and a few more posted while a received
+        // one was still held: not the ring's 1024.
+        let few = 4 * u64::from(MIN_POSTED) * u64::from(SIZE);
+        assert!(calm.buffer_bytes <= few, "{calm:?}");
+
+        let writer = std::thread::spawn(move || {
+            server.write_all(&vec![2u8; BURST]).unwrap();
+            server
+        });
+        receive_until(&mut uring, &mut waiter, id, None, |n| n >= BURST);
+        let mut server = writer.join().unwrap();
+        let peak = uring.stats();
+        assert!(
+            peak.held_buffers >= (BURST / SIZE as usize) as u64,
+            "the burst is held: {peak:?}"
+        );
+        assert!(peak.buffer_bytes >= BURST as u64);
+        let mut burst = Vec::new();
+        read_all_received(&mut uring, id, &mut burst);
+        assert!(burst.len() == BURST && burst.iter().all(|&b| b == 2));
+        assert_eq!(uring.stats().held_buffers, 0);
+
+        light(&mut uring, &mut waiter, &mut server);
+        // What is left: the hot set, buffers still posted from the burst
+        // or used while another was held, and fewer than `TRIM_AT_LEAST`
+        // cold ones not worth a round of madvise.
+        let after = uring.stats();
+        assert!(
+            after.buffer_bytes
+                < (2 * u64::from(MIN_POSTED) + u64::from(TRIM_AT_LEAST)) * u64::from(SIZE),
+            "the burst's pages went back: {after:?} after {peak:?}"
+        );
     }
 
     /// A connect to an address that never answers ends at the linked
