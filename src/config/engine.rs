@@ -1,9 +1,9 @@
 //! The engine's parameters from `[tcp]`: the core crate knows nothing of
 //! the config file, so the conversion lives here.
 
-use lastack_core::tcp::{CookieMode, TcpConfig};
+use lastack_core::tcp::{AlgorithmKind, CookieMode, TcpConfig};
 
-use super::schema::{SynCookies, Tcp};
+use super::schema::{Congestion, SynCookies, Tcp};
 
 impl From<&Tcp> for TcpConfig {
     fn from(tcp: &Tcp) -> Self {
@@ -33,6 +33,11 @@ impl From<&Tcp> for TcpConfig {
             sack: tcp.sack,
             keepalive: tcp.keepalive.map(|d| *d),
             challenge_ack_limit: TcpConfig::default().challenge_ack_limit,
+            congestion: match tcp.congestion {
+                Congestion::Cubic => AlgorithmKind::Cubic,
+                Congestion::Newreno => AlgorithmKind::NewReno,
+            },
+            initial_window: tcp.initial_window,
         }
     }
 }

@@ -420,6 +420,26 @@ pub struct Tcp {
     /// Idle time before keepalive probes start; absent: no keepalive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepalive: Option<Duration>,
+    /// Congestion control of new connections: `"cubic"` (RFC 9438, as
+    /// Linux) or `"newreno"` (RFC 5681, RFC 6582); both leave their first
+    /// slow start with HyStart++ (RFC 9406). Default: `"cubic"`.
+    #[serde(default)]
+    pub congestion: Congestion,
+    /// Segments in the initial congestion window (RFC 6928), 1 to 64.
+    /// Default: 10.
+    #[serde(default = "defaults::initial_window")]
+    pub initial_window: u16,
+}
+
+/// A congestion-control algorithm.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Congestion {
+    /// RFC 9438.
+    #[default]
+    Cubic,
+    /// RFC 5681 congestion avoidance, RFC 6582 recovery.
+    Newreno,
 }
 
 /// When the listener answers with SYN cookies.
@@ -626,6 +646,9 @@ mod defaults {
     }
     pub fn synack_retries() -> u32 {
         5
+    }
+    pub fn initial_window() -> u16 {
+        10
     }
     pub fn time_wait() -> Duration {
         Duration::from_secs(60)

@@ -360,6 +360,7 @@ impl Validator {
             30,
         );
         self.range(path.key("synack_retries"), tcp.synack_retries, 0, 10);
+        self.range(path.key("initial_window"), tcp.initial_window, 1, 64);
         self.duration(path.key("time_wait"), *tcp.time_wait, 1000, 240_000);
         self.range(path.key("max_time_wait"), tcp.max_time_wait, 0, 1 << 24);
         self.duration(

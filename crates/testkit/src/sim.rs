@@ -42,6 +42,13 @@ pub struct LinkConfig {
     pub reorder_ppm: u32,
     pub delay: Duration,
     pub jitter: Duration,
+    /// A bottleneck of this many bits per second in each direction (0:
+    /// none): segments leave it one after another, each taking its length
+    /// at this rate, before the delay.
+    pub rate_bps: u64,
+    /// Bytes the bottleneck's queue holds; a segment that does not fit is
+    /// dropped (tail drop, as a router's FIFO). 0: unlimited.
+    pub queue_bytes: usize,
 }
 
 impl LinkConfig {
@@ -49,6 +56,18 @@ impl LinkConfig {
     pub fn with_delay(delay: Duration) -> Self {
         Self {
             delay,
+            ..Default::default()
+        }
+    }
+
+    /// A path of `rtt` with a bottleneck of `rate_bps` whose queue holds
+    /// one bandwidth-delay product (a common router sizing), no loss but
+    /// what the queue drops.
+    pub fn bottleneck(rtt: Duration, rate_bps: u64) -> Self {
+        Self {
+            delay: rtt / 2,
+            rate_bps,
+            queue_bytes: (rate_bps as f64 / 8.0 * rtt.as_secs_f64()) as usize,
             ..Default::default()
         }
     }
@@ -61,6 +80,7 @@ impl LinkConfig {
             reorder_ppm: 20_000,
             delay: Duration::from_millis(1),
             jitter: Duration::from_millis(3),
+            ..Default::default()
         }
     }
 }
@@ -116,9 +136,17 @@ pub struct Pair {
     spare: Vec<Vec<u8>>,
     next_seq: u64,
     buf: Vec<u8>,
-    /// Segments each side put on the link, and how many the link lost.
+    /// Segments each side put on the link, and how many the link lost
+    /// (at random, or dropped by a full bottleneck queue).
     pub sent: [u64; 2],
     pub lost: u64,
+    /// Of `lost`: bytes of TCP payload lost, per sending side.
+    pub lost_payload: [u64; 2],
+    /// The bottleneck toward each side: when it is free again, and the
+    /// departures still queued (time, bytes).
+    bottleneck_free: [Instant; 2],
+    bottleneck_queue: [std::collections::VecDeque<(Instant, usize)>; 2],
+    bottleneck_queued: [usize; 2],
     /// Segments addressed to neither side (replies to spoofed sources),
     /// dropped as a router would: nobody is there.
     pub unroutable: u64,
@@ -142,6 +170,10 @@ impl Pair {
             buf: vec![0; 65536 + 128],
             sent: [0; 2],
             lost: 0,
+            lost_payload: [0; 2],
+            bottleneck_free: [Instant::from_millis(0); 2],
+            bottleneck_queue: Default::default(),
+            bottleneck_queued: [0; 2],
             unroutable: 0,
         }
     }
@@ -181,17 +213,24 @@ impl Pair {
             self.unroutable += 1;
             return;
         }
+        let payload = tcp_payload_len(bytes);
         if self.rng.chance(self.link.loss_ppm) {
             self.lost += 1;
+            self.lost_payload[to.other() as usize] += payload;
             return;
         }
+        let Some(departure) = self.through_bottleneck(to, bytes.len()) else {
+            self.lost += 1;
+            self.lost_payload[to.other() as usize] += payload;
+            return;
+        };
         let copies = if self.rng.chance(self.link.duplicate_ppm) {
             2
         } else {
             1
         };
         for _ in 0..copies {
-            let mut delay = self.link.delay;
+            let mut delay = self.link.delay + departure.saturating_since(self.now);
             if self.rng.chance(self.link.reorder_ppm) {
                 delay +=
                     Duration::from_micros(self.rng.below(self.link.jitter.as_micros() as u64 + 1));
@@ -214,6 +253,32 @@ impl Pair {
                 .push(Reverse((self.now + delay, self.next_seq, index)));
             self.next_seq += 1;
         }
+    }
+
+    /// When a frame of `len` bytes toward `to` leaves the bottleneck (now
+    /// without one), or `None` when its queue is full.
+    fn through_bottleneck(&mut self, to: Side, len: usize) -> Option<Instant> {
+        if self.link.rate_bps == 0 {
+            return Some(self.now);
+        }
+        let side = to as usize;
+        let queue = &mut self.bottleneck_queue[side];
+        while let Some(&(left, bytes)) = queue.front() {
+            if left > self.now {
+                break;
+            }
+            queue.pop_front();
+            self.bottleneck_queued[side] -= bytes;
+        }
+        if self.link.queue_bytes > 0 && self.bottleneck_queued[side] + len > self.link.queue_bytes {
+            return None;
+        }
+        let wire = Duration::from_nanos(len as u64 * 8 * 1_000_000_000 / self.link.rate_bps);
+        let departure = self.bottleneck_free[side].max(self.now) + wire;
+        self.bottleneck_free[side] = departure;
+        queue.push_back((departure, len));
+        self.bottleneck_queued[side] += len;
+        Some(departure)
     }
 
     /// Delivers every segment due by now.
@@ -340,4 +405,15 @@ pub fn syn_bytes(from: SocketAddrV4, to: SocketAddrV4, seq: u32, out: &mut Vec<u
     out.resize(20 + repr.buffer_len(), 0);
     Ipv4Repr::tcp(*from.ip(), *to.ip(), repr.buffer_len() as u16).emit(out);
     repr.emit(&mut out[20..], *from.ip(), *to.ip());
+}
+
+/// TCP payload bytes in an IPv4 packet (0 for anything malformed).
+fn tcp_payload_len(packet: &[u8]) -> u64 {
+    let Ok(ip) = Ipv4Packet::new_checked(packet) else {
+        return 0;
+    };
+    let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
+        return 0;
+    };
+    tcp.payload().len() as u64
 }

@@ -4,7 +4,8 @@
 //!
 //! Offsets are relative to RCV.NXT. At most [`MAX_RANGES`] disjoint ranges are
 //! held; a segment that would need more is refused (the sender retransmits
-//! it), which bounds memory and work per segment.
+//! it), which bounds memory and work per segment — except a segment at
+//! RCV.NXT, which is always taken: it needs no range, it moves RCV.NXT.
 
 /// Most out-of-order ranges held at once.
 pub const MAX_RANGES: usize = 8;
@@ -16,6 +17,9 @@ pub struct Assembler {
     len: usize,
     /// The range that most recently grew: first in SACK (RFC 2018 §4).
     latest: Option<(u32, u32)>,
+    /// In-order bytes `[0, front)` that touch no held range, taken while
+    /// every range was in use: [`Assembler::take_front`] hands them out.
+    front: u32,
 }
 
 /// The segment needs a range the assembler has no room for.
@@ -26,6 +30,7 @@ impl Assembler {
     pub fn clear(&mut self) {
         self.len = 0;
         self.latest = None;
+        self.front = 0;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -62,6 +67,13 @@ impl Assembler {
         };
         let removed = last - first;
         if removed == 0 && self.len == MAX_RANGES {
+            if start == 0 {
+                // In order, touching no held range: RCV.NXT moves past it
+                // without a range (refusing it would stall the connection
+                // for good: the sender can only retransmit it).
+                self.front = self.front.max(end);
+                return Ok(());
+            }
             return Err(TooManyHoles);
         }
         // Replace ranges[first..last] with `merged`.
@@ -80,12 +92,17 @@ impl Assembler {
     /// If a range starts at 0, removes it and returns its length (bytes now
     /// contiguous at RCV.NXT), shifting the others down; else 0.
     pub fn take_front(&mut self) -> u32 {
-        if self.len == 0 || self.ranges[0].0 != 0 {
+        // Bytes taken without a range (see `add`), then the first range if
+        // it starts at 0 or touches them.
+        let mut n = std::mem::take(&mut self.front);
+        if self.len > 0 && self.ranges[0].0 <= n {
+            n = n.max(self.ranges[0].1);
+            self.ranges.copy_within(1..self.len, 0);
+            self.len -= 1;
+        }
+        if n == 0 {
             return 0;
         }
-        let n = self.ranges[0].1;
-        self.ranges.copy_within(1..self.len, 0);
-        self.len -= 1;
         for range in &mut self.ranges[..self.len] {
             range.0 -= n;
             range.1 -= n;
@@ -147,6 +164,26 @@ mod tests {
         }
         assert_eq!(a.add(1000, 1001), Err(TooManyHoles));
         assert_eq!(a.add(1, 15), Ok(()), "a merge needs no new slot");
+    }
+
+    /// With every range in use, a segment at RCV.NXT that touches none is
+    /// still taken (refusing it would stall the connection: found with a
+    /// bottleneck queue overflowing in slow start, nine holes and more).
+    #[test]
+    fn in_order_bytes_are_taken_even_with_every_range_in_use() {
+        let mut a = Assembler::default();
+        for i in 0..MAX_RANGES as u32 {
+            a.add(100 * (i + 1), 100 * (i + 1) + 10).unwrap();
+        }
+        assert_eq!(a.add(0, 50), Ok(()));
+        assert_eq!(a.take_front(), 50);
+        assert_eq!(a.ranges()[0], (50, 60), "the others moved down");
+        assert_eq!(a.ranges().len(), MAX_RANGES);
+        // And one that reaches the first range takes it along.
+        assert_eq!(a.add(0, 50), Ok(()));
+        assert_eq!(a.take_front(), 60);
+        assert_eq!(a.ranges().len(), MAX_RANGES - 1);
+        assert_eq!(a.take_front(), 0);
     }
 
     #[test]

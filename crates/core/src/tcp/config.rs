@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+pub use super::congestion::AlgorithmKind;
+
 /// What a connection's send buffer and receive window start at (or the
 /// configured maximum, if smaller): Linux's initial receive window.
 pub const INITIAL_BUFFER: usize = 64 * 1024;
@@ -55,6 +57,10 @@ pub struct TcpConfig {
     pub keepalive: Option<Duration>,
     /// Challenge ACKs sent per second at most (RFC 5961 §7).
     pub challenge_ack_limit: u32,
+    /// The congestion-control algorithm of new connections.
+    pub congestion: AlgorithmKind,
+    /// Segments in the initial congestion window (RFC 6928: 10).
+    pub initial_window: u16,
 }
 
 /// The defaults of the config file's `[tcp]` table (the product's config
@@ -83,6 +89,8 @@ impl Default for TcpConfig {
             sack: true,
             keepalive: None,
             challenge_ack_limit: 1000,
+            congestion: AlgorithmKind::Cubic,
+            initial_window: 10,
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use super::timers::Timer;
 use super::{AckUrgency, Conn, Ctx};
-use crate::tcp::congestion::AckAction;
+use crate::tcp::congestion::{AckAction, AckSample};
 use crate::tcp::seq::Seq;
 use crate::tcp::types::{Event, ResetCause, State};
 use crate::wire::{TcpOptions, TcpRepr};
@@ -255,27 +255,33 @@ impl Conn {
         }
     }
 
-    /// An RTT sample from this ACK: the echoed timestamp (RFC 7323 §4.1),
-    /// or Karn's single timed segment.
-    fn rtt_sample_on_ack(&mut self, ctx: &mut Ctx<'_>, seg: &TcpRepr<'_>) {
+    /// An RTT sample from this ACK, folded into the estimator and
+    /// returned: the echoed timestamp (RFC 7323 §4.1), or Karn's single
+    /// timed segment.
+    fn rtt_sample_on_ack(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        seg: &TcpRepr<'_>,
+    ) -> Option<std::time::Duration> {
         let ack = Seq(seg.ack_number);
-        match seg.options.timestamps {
+        let rtt = match seg.options.timestamps {
             Some(ts) if self.ts.enabled && ts.tsecr != 0 => {
                 let elapsed_ms = self.tsval(ctx.now).wrapping_sub(ts.tsecr);
-                if elapsed_ms < 60_000 {
-                    self.rtt
-                        .sample(std::time::Duration::from_millis(u64::from(elapsed_ms)));
-                }
+                (elapsed_ms < 60_000)
+                    .then(|| std::time::Duration::from_millis(u64::from(elapsed_ms)))
             }
-            _ => {
-                if let Some((probe_seq, sent)) = self.rtt_probe {
-                    if ack > probe_seq {
-                        self.rtt.sample(ctx.now.saturating_since(sent));
-                        self.rtt_probe = None;
-                    }
+            _ => match self.rtt_probe {
+                Some((probe_seq, sent)) if ack > probe_seq => {
+                    self.rtt_probe = None;
+                    Some(ctx.now.saturating_since(sent))
                 }
-            }
+                _ => None,
+            },
+        };
+        if let Some(rtt) = rtt {
+            self.rtt.sample(rtt);
         }
+        rtt
     }
 
     /// §3.10.7.4 "fifth", ESTABLISHED and after: advance SND.UNA, free the
@@ -286,6 +292,7 @@ impl Conn {
         let window = u32::from(seg.window_len) << self.snd_shift;
         if ack > self.snd_una {
             let acked = ack - self.snd_una;
+            let flight_before = self.flight();
             let buf_start = self.send_buf_seq();
             if ack > buf_start {
                 let data = (ack - buf_start).min(self.send_buf.len());
@@ -295,10 +302,18 @@ impl Conn {
             if self.snd_nxt < ack {
                 self.snd_nxt = ack;
             }
-            self.rtt_sample_on_ack(ctx, seg);
+            let rtt = self.rtt_sample_on_ack(ctx, seg);
             self.retries = 0;
             self.dup_acks = 0;
-            if self.cc.on_ack(ack, acked, self.flight()) == AckAction::RetransmitFirst {
+            let sample = AckSample {
+                now: ctx.now,
+                rtt,
+                srtt: self.rtt.srtt(),
+                snd_nxt: self.snd_max,
+                ack,
+                flight_before,
+            };
+            if self.cc.on_ack(ack, acked, self.flight(), &sample) == AckAction::RetransmitFirst {
                 self.fast_retransmit_pending = true;
             }
             self.tune_send(ctx);
@@ -322,7 +337,11 @@ impl Conn {
             // (new SACK information; a peer whose window keeps growing, as
             // Linux's autotuning does, sends no other kind).
             self.dup_acks = self.dup_acks.saturating_add(1);
-            if self.cc.on_duplicate_ack(self.flight(), self.snd_max) == AckAction::RetransmitFirst {
+            if self
+                .cc
+                .on_duplicate_ack(self.flight(), self.snd_max, ctx.now)
+                == AckAction::RetransmitFirst
+            {
                 ctx.stats.fast_retransmits += 1;
                 self.fast_retransmit_pending = true;
             }

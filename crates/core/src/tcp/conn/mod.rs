@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 
 use super::assembler::Assembler;
 use super::config::TcpConfig;
-use super::congestion::NewReno;
+use super::congestion::Congestion;
 use super::pool::{ChunkPool, CHUNK_SIZE};
 use super::ring::RingBuffer;
 use super::rtt::RttEstimator;
@@ -135,7 +135,7 @@ pub(crate) struct Conn {
     pub rtt: RttEstimator,
     /// Karn's algorithm without timestamps: one timed segment.
     pub rtt_probe: Option<(Seq, Instant)>,
-    pub cc: NewReno,
+    pub cc: Congestion,
     pub dup_acks: u8,
     /// Highest sequence number the peer has SACKed (RFC 6675 DupAck test).
     pub highest_sacked: Seq,
@@ -223,7 +223,7 @@ impl Conn {
             unacked_segments: 0,
             rtt: RttEstimator::new(config.initial_rto, config.min_rto, config.max_rto),
             rtt_probe: None,
-            cc: NewReno::new(mss),
+            cc: Congestion::new(config.congestion, config.initial_window, mss),
             dup_acks: 0,
             highest_sacked: iss,
             retries: 0,

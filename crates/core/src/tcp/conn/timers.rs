@@ -101,7 +101,7 @@ impl Conn {
         self.retries += 1;
         ctx.stats.rto_expirations += 1;
         self.rtt.on_timeout();
-        self.cc.on_retransmit_timeout(self.flight());
+        self.cc.on_retransmit_timeout(self.flight(), ctx.now);
         self.rtt_probe = None; // Karn: no sample from a retransmitted segment
         self.snd_nxt = self.snd_una;
         self.dup_acks = 0;

@@ -1,0 +1,374 @@
+//! Congestion control: the sender's congestion window.
+//!
+//! [`Congestion`] holds what every algorithm shares: the window and
+//! ssthresh (RFC 5681 §3.1), the initial window (RFC 6928), slow start with
+//! HyStart++ (RFC 9406, [`hystart`]), fast retransmit and NewReno fast
+//! recovery (RFC 6582 §3.2), and the retransmission-timeout rule. What an
+//! algorithm decides sits behind [`Controller`]: how the window grows in
+//! congestion avoidance and how far it shrinks at a congestion event —
+//! [`NewReno`] (RFC 5681) and [`Cubic`] (RFC 9438). Adding one is a new
+//! `Controller` and an [`Algorithm`] variant; the state machine only ever
+//! calls [`Congestion`].
+//!
+//! Units: bytes for windows, the engine's clock for time. Nothing here
+//! allocates; a connection carries its controller by value (an enum, not a
+//! box: no allocation and no indirect call per ACK).
+
+mod cubic;
+pub mod hystart;
+mod newreno;
+
+use std::time::Duration;
+
+pub use cubic::Cubic;
+use hystart::{HyStart, SlowStart};
+pub use newreno::NewReno;
+
+use super::seq::Seq;
+use super::time::Instant;
+
+/// Which algorithm a connection uses (`[tcp] congestion`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AlgorithmKind {
+    /// RFC 9438, Linux's default.
+    #[default]
+    Cubic,
+    /// RFC 5681 congestion avoidance (one MSS per window per round trip).
+    NewReno,
+}
+
+/// The congestion window and slow-start threshold, in bytes, and the MSS
+/// they count in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub cwnd: usize,
+    pub ssthresh: usize,
+    pub mss: usize,
+}
+
+/// What one ACK tells an algorithm besides the bytes it acknowledged.
+#[derive(Debug, Clone, Copy)]
+pub struct AckSample {
+    pub now: Instant,
+    /// The RTT measured from this ACK, if any (timestamps: every ACK).
+    pub rtt: Option<Duration>,
+    /// The smoothed RTT, once measured.
+    pub srtt: Option<Duration>,
+    /// The highest sequence number sent so far: where the current round
+    /// ends (HyStart++ rounds).
+    pub snd_nxt: Seq,
+    /// The ACK number.
+    pub ack: Seq,
+    /// Bytes that were in flight when this ACK arrived (before it).
+    pub flight_before: usize,
+}
+
+/// An algorithm's decisions (RFC 5681 §3.1's two places an algorithm
+/// differs): growth in congestion avoidance, and the reduction at a
+/// congestion event.
+pub trait Controller {
+    /// Congestion avoidance (`cwnd ≥ ssthresh`, not in recovery): `acked`
+    /// bytes newly acknowledged.
+    fn avoid(&mut self, window: &mut Window, acked: usize, sample: &AckSample);
+
+    /// A congestion event detected by ACKs (fast retransmit; later an ECN
+    /// echo) at `now` with `flight` bytes outstanding: the new ssthresh.
+    fn reduce(&mut self, window: &Window, flight: usize, now: Instant) -> usize;
+
+    /// A retransmission timeout: the new ssthresh (cwnd becomes one MSS).
+    fn timeout(&mut self, window: &Window, flight: usize, now: Instant) -> usize {
+        self.reduce(window, flight, now)
+    }
+
+    /// Slow start ended with the window at `window.cwnd` (ssthresh reached,
+    /// or HyStart++ ended it): congestion avoidance starts now.
+    fn slow_start_ended(&mut self, _window: &Window, _now: Instant) {}
+}
+
+/// The configured algorithm, by value.
+#[derive(Debug, Clone)]
+pub enum Algorithm {
+    Cubic(Cubic),
+    NewReno(NewReno),
+}
+
+impl Algorithm {
+    pub fn new(kind: AlgorithmKind) -> Self {
+        match kind {
+            AlgorithmKind::Cubic => Self::Cubic(Cubic::default()),
+            AlgorithmKind::NewReno => Self::NewReno(NewReno::default()),
+        }
+    }
+
+    fn controller(&mut self) -> &mut dyn Controller {
+        match self {
+            Self::Cubic(c) => c,
+            Self::NewReno(n) => n,
+        }
+    }
+}
+
+/// What the sender should do after an ACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckAction {
+    Nothing,
+    /// Retransmit the segment at SND.UNA now (fast retransmit, or a partial
+    /// ACK in recovery).
+    RetransmitFirst,
+}
+
+/// A connection's congestion state (see the module doc).
+#[derive(Debug, Clone)]
+pub struct Congestion {
+    window: Window,
+    algorithm: Algorithm,
+    slow_start: HyStart,
+    /// Segments in the initial window (RFC 6928: 10).
+    initial_segments: u16,
+    /// In fast recovery until an ACK covers `recover` (RFC 6582 §3.2).
+    recover: Option<Seq>,
+    dup_acks: u8,
+}
+
+impl Congestion {
+    /// RFC 6928: IW = min(N·MSS, max(2·MSS, 14600)) for N = 10 (the
+    /// bound scales with N when configured otherwise), and an arbitrarily
+    /// high initial ssthresh (RFC 5681 §3.1).
+    pub fn new(kind: AlgorithmKind, initial_segments: u16, mss: usize) -> Self {
+        Self {
+            window: Window {
+                cwnd: initial_window(initial_segments, mss),
+                ssthresh: usize::MAX,
+                mss,
+            },
+            algorithm: Algorithm::new(kind),
+            slow_start: HyStart::default(),
+            initial_segments,
+            recover: None,
+            dup_acks: 0,
+        }
+    }
+
+    pub fn cwnd(&self) -> usize {
+        self.window.cwnd
+    }
+
+    pub fn ssthresh(&self) -> usize {
+        self.window.ssthresh
+    }
+
+    pub fn in_recovery(&self) -> bool {
+        self.recover.is_some()
+    }
+
+    /// Where slow start is (HyStart++'s phases).
+    pub fn slow_start(&self) -> SlowStart {
+        self.slow_start.phase()
+    }
+
+    pub fn algorithm(&self) -> &Algorithm {
+        &self.algorithm
+    }
+
+    /// New data acknowledged: `acked` bytes, ACK number `ack`, with
+    /// `flight` bytes still outstanding after it.
+    pub fn on_ack(
+        &mut self,
+        ack: Seq,
+        acked: usize,
+        flight: usize,
+        sample: &AckSample,
+    ) -> AckAction {
+        self.dup_acks = 0;
+        let mss = self.window.mss;
+        if let Some(recover) = self.recover {
+            if ack >= recover {
+                // RFC 6582 §3.2 step 3, full ACK: deflate to min(ssthresh,
+                // max(FlightSize, MSS) + MSS).
+                self.window.cwnd = self.window.ssthresh.min(flight.max(mss) + mss);
+                self.recover = None;
+                return AckAction::Nothing;
+            }
+            // Partial ACK: retransmit the next hole, deflate by the amount
+            // acknowledged, add back one MSS if at least one was acked.
+            self.window.cwnd = self.window.cwnd.saturating_sub(acked);
+            if acked >= mss {
+                self.window.cwnd += mss;
+            }
+            return AckAction::RetransmitFirst;
+        }
+        if !self.cwnd_limited(sample.flight_before) {
+            // The window was not what held the sender back (the receiver's
+            // window, or the application): growing it would only license
+            // a burst later (RFC 7661 §4.3; Linux's tcp_is_cwnd_limited).
+            return AckAction::Nothing;
+        }
+        if self.window.cwnd < self.window.ssthresh {
+            if self.slow_start.on_ack(&mut self.window, acked, sample) {
+                self.algorithm
+                    .controller()
+                    .slow_start_ended(&self.window, sample.now);
+            }
+        } else {
+            self.algorithm
+                .controller()
+                .avoid(&mut self.window, acked, sample);
+        }
+        AckAction::Nothing
+    }
+
+    /// Whether `flight` bytes outstanding used the window: in slow start,
+    /// at least half of it (the window doubles per round trip); after it,
+    /// all but a segment.
+    fn cwnd_limited(&self, flight: usize) -> bool {
+        let w = &self.window;
+        if w.cwnd < w.ssthresh {
+            2 * flight >= w.cwnd
+        } else {
+            flight + w.mss >= w.cwnd
+        }
+    }
+
+    /// A duplicate ACK (RFC 5681 §2 definition) while `flight` bytes are
+    /// outstanding and `snd_max` is the highest sequence sent.
+    pub fn on_duplicate_ack(&mut self, flight: usize, snd_max: Seq, now: Instant) -> AckAction {
+        if self.recover.is_some() {
+            // RFC 6582 §3.2 step 4: inflate by one MSS per further dup ACK.
+            self.window.cwnd += self.window.mss;
+            return AckAction::Nothing;
+        }
+        self.dup_acks += 1;
+        if self.dup_acks == 3 {
+            // §3.2 steps 1–2: ssthresh from the algorithm (RFC 5681 eq. 4
+            // for NewReno, β·cwnd for CUBIC), retransmit, cwnd = ssthresh
+            // + 3·SMSS.
+            let ssthresh = self
+                .algorithm
+                .controller()
+                .reduce(&self.window, flight, now);
+            self.window.ssthresh = ssthresh.max(2 * self.window.mss);
+            self.window.cwnd = self.window.ssthresh + 3 * self.window.mss;
+            self.slow_start.end();
+            self.recover = Some(snd_max);
+            return AckAction::RetransmitFirst;
+        }
+        AckAction::Nothing
+    }
+
+    /// The RTO rule (RFC 5681 §3.1, RFC 9438 §4.8): ssthresh from the
+    /// algorithm, cwnd = one segment (the loss window). Slow start after it
+    /// is the standard one (RFC 9406 §4.3: HyStart++ only for the first).
+    pub fn on_retransmit_timeout(&mut self, flight: usize, now: Instant) {
+        let ssthresh = self
+            .algorithm
+            .controller()
+            .timeout(&self.window, flight, now);
+        self.window.ssthresh = ssthresh.max(2 * self.window.mss);
+        self.window.cwnd = self.window.mss;
+        self.slow_start.end();
+        self.recover = None;
+        self.dup_acks = 0;
+    }
+
+    /// The MSS changed (negotiated after construction): a fresh state for it.
+    pub fn set_mss(&mut self, mss: usize) {
+        let kind = match self.algorithm {
+            Algorithm::Cubic(_) => AlgorithmKind::Cubic,
+            Algorithm::NewReno(_) => AlgorithmKind::NewReno,
+        };
+        *self = Self::new(kind, self.initial_segments, mss);
+    }
+}
+
+/// RFC 6928 §2: min(10·MSS, max(2·MSS, 14600)); for another segment count
+/// N, the byte bound scales with it (N · 1460).
+pub fn initial_window(segments: u16, mss: usize) -> usize {
+    let n = usize::from(segments.max(1));
+    (n * mss).min((2 * mss).max(n * 1460))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(now_ms: u64) -> AckSample {
+        AckSample {
+            now: Instant(now_ms * 1000),
+            rtt: None,
+            srtt: None,
+            snd_nxt: Seq(1 << 30),
+            ack: Seq(0),
+            flight_before: usize::MAX,
+        }
+    }
+
+    #[test]
+    fn initial_window_follows_rfc6928() {
+        assert_eq!(initial_window(10, 1460), 14600);
+        assert_eq!(initial_window(10, 536), 5360);
+        assert_eq!(initial_window(10, 8960), 17920, "max(2·MSS, 14600)");
+        assert_eq!(initial_window(4, 1460), 5840);
+        assert_eq!(
+            Congestion::new(AlgorithmKind::Cubic, 10, 1460).cwnd(),
+            14600
+        );
+    }
+
+    #[test]
+    fn three_dup_acks_enter_recovery_and_a_full_ack_leaves_it() {
+        let mut cc = Congestion::new(AlgorithmKind::NewReno, 4, 1000);
+        let now = Instant(0);
+        assert_eq!(
+            cc.on_duplicate_ack(8000, Seq(9000), now),
+            AckAction::Nothing
+        );
+        assert_eq!(
+            cc.on_duplicate_ack(8000, Seq(9000), now),
+            AckAction::Nothing
+        );
+        assert_eq!(
+            cc.on_duplicate_ack(8000, Seq(9000), now),
+            AckAction::RetransmitFirst
+        );
+        assert!(cc.in_recovery());
+        assert_eq!(cc.cwnd(), 4000 + 3000);
+        cc.on_duplicate_ack(8000, Seq(9000), now);
+        assert_eq!(cc.cwnd(), 8000, "inflated");
+        assert_eq!(
+            cc.on_ack(Seq(5000), 2000, 4000, &sample(1)),
+            AckAction::RetransmitFirst,
+            "partial ACK"
+        );
+        assert!(cc.in_recovery());
+        assert_eq!(
+            cc.on_ack(Seq(9000), 4000, 0, &sample(2)),
+            AckAction::Nothing
+        );
+        assert!(!cc.in_recovery());
+        assert_eq!(cc.cwnd(), 2000, "min(ssthresh, max(flight, MSS) + MSS)");
+    }
+
+    #[test]
+    fn a_timeout_leaves_one_segment_and_slow_start_climbs_back() {
+        let mut cc = Congestion::new(AlgorithmKind::NewReno, 4, 1000);
+        cc.on_retransmit_timeout(10_000, Instant(0));
+        assert_eq!((cc.cwnd(), cc.ssthresh()), (1000, 5000));
+        for i in 0..4 {
+            cc.on_ack(Seq(2000 + i), 1000, 0, &sample(1));
+        }
+        assert_eq!(cc.cwnd(), 5000, "back to ssthresh, no further");
+    }
+
+    #[test]
+    fn cubic_backs_off_less_than_newreno() {
+        let mut reno = Congestion::new(AlgorithmKind::NewReno, 10, 1000);
+        let mut cubic = Congestion::new(AlgorithmKind::Cubic, 10, 1000);
+        for cc in [&mut reno, &mut cubic] {
+            for _ in 0..3 {
+                cc.on_duplicate_ack(10_000, Seq(10_000), Instant(0));
+            }
+        }
+        assert_eq!(reno.ssthresh(), 5000, "RFC 5681 eq. 4: FlightSize / 2");
+        assert_eq!(cubic.ssthresh(), 7000, "RFC 9438 §4.6: β·cwnd, β = 0.7");
+    }
+}
