@@ -139,7 +139,7 @@ fn the_initial_congestion_window_limits_the_first_flight() {
     let (mut h, id) = established();
     h.app_send(id, &[1u8; 20_000]);
     let first_flight: usize = h.sent().iter().map(|s| s.payload.len()).sum();
-    assert_eq!(first_flight, 4380, "RFC 3390: three segments of 1460");
+    assert_eq!(first_flight, 14600, "RFC 6928: ten segments of 1460");
 }
 
 #[test]
