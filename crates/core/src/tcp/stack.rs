@@ -1226,10 +1226,11 @@ mod tests {
     use super::*;
 
     /// Per-connection engine state stays small: the buffers are separate and
-    /// allocated only when used. 552 bytes when this was written.
+    /// allocated only when used. 552 bytes when this was written; 736 with
+    /// CUBIC's and HyStart++'s state (issue 15).
     #[test]
     fn connection_state_stays_small() {
         let size = Stack::connection_state_size();
-        assert!(size <= 640, "a connection's state grew to {size} bytes");
+        assert!(size <= 768, "a connection's state grew to {size} bytes");
     }
 }

@@ -223,9 +223,9 @@ impl Congestion {
     fn cwnd_limited(&self, flight: usize) -> bool {
         let w = &self.window;
         if w.cwnd < w.ssthresh {
-            2 * flight >= w.cwnd
+            flight.saturating_mul(2) >= w.cwnd
         } else {
-            flight + w.mss >= w.cwnd
+            flight.saturating_add(w.mss) >= w.cwnd
         }
     }
 
