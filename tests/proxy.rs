@@ -843,16 +843,6 @@ fn idle_sessions_close_and_resets_pass_through_both_ways(shards: u32) {
     );
 }
 
-/// Connections of a shard's engine in `state`, over every shard.
-fn in_state(stats: &[lastack::shard::ShardStats], state: &str) -> usize {
-    stats
-        .iter()
-        .flat_map(|s| &s.states)
-        .filter(|(name, _)| *name == state)
-        .map(|(_, n)| n)
-        .sum()
-}
-
 /// No state lasts for ever without the peer: `immediate`, a backend that
 /// closes first, and 200 clients that take lastack's FIN (their kernel
 /// acknowledges it) and then stay silent without closing. lastack holds
@@ -895,10 +885,11 @@ fn a_half_closed_client_that_never_finishes_is_reset_at_fin_timeout(shards: u32)
     });
     // Every one of them half-closed on lastack, waiting for the client.
     topo.wait_for("200 in FIN-WAIT-2", Duration::from_secs(5), |stats| {
-        in_state(stats, "FIN-WAIT-2") == CLIENTS
+        common::in_state(stats, "FIN-WAIT-2") == CLIENTS
     });
     let stats = topo.wait_for("none left", Duration::from_secs(10), |stats| {
-        in_state(stats, "FIN-WAIT-2") == 0 && stats.iter().all(|s| s.proxy.sessions_active == 0)
+        common::in_state(stats, "FIN-WAIT-2") == 0
+            && stats.iter().all(|s| s.proxy.sessions_active == 0)
     });
     assert!(
         last_fin.elapsed() >= Duration::from_millis(900),
@@ -972,7 +963,7 @@ fn close_wait_ends_when_the_backend_never_answers_the_clients_fin(shards: u32) {
         })
     });
     assert_eq!(
-        in_state(&quiet, "CLOSE-WAIT") + in_state(&quiet, "LAST-ACK"),
+        common::in_state(&quiet, "CLOSE-WAIT") + common::in_state(&quiet, "LAST-ACK"),
         0
     );
 }

@@ -169,11 +169,10 @@ impl Lastack {
     /// SYN-ACK retries (`synack_retries`, tested in tcp_states).
     pub fn wait_quiet(&self, timeout: Duration) -> Vec<ShardStats> {
         self.wait_for("every connection finished", timeout, |stats| {
-            stats.iter().all(|s| {
-                s.connections == in_state(s, "SYN-RECEIVED")
-                    && s.served == 0
-                    && s.proxy.sessions_active == 0
-            })
+            stats.iter().map(|s| s.connections).sum::<usize>() == in_state(stats, "SYN-RECEIVED")
+                && stats
+                    .iter()
+                    .all(|s| s.served == 0 && s.proxy.sessions_active == 0)
         })
     }
 
@@ -195,13 +194,14 @@ impl Lastack {
     }
 }
 
-/// How many of `shard`'s connections are in `state` (RFC 9293 name).
-pub fn in_state(shard: &ShardStats, state: &str) -> usize {
-    shard
-        .states
+/// Connections of the engine in `state` (RFC 9293 name), over every shard.
+pub fn in_state(stats: &[ShardStats], state: &str) -> usize {
+    stats
         .iter()
-        .find(|(name, _)| *name == state)
-        .map_or(0, |&(_, n)| n)
+        .flat_map(|s| &s.states)
+        .filter(|(name, _)| *name == state)
+        .map(|(_, n)| n)
+        .sum()
 }
 
 /// Every shard's counters as one: with several shards, their totals (the
