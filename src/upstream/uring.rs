@@ -415,19 +415,18 @@ impl BufferRing {
         // Runs of cold buffers, one `madvise` each.
         let mut run: Option<(usize, usize)> = None;
         for w in 0..self.free.len() {
-            let bits = cold(w, self.free[w], self.paged[w]);
+            let mut bits = cold(w, self.free[w], self.paged[w]);
             self.paged[w] &= !bits;
-            for b in 0..64 {
-                let bid = w * 64 + b;
-                if bits & (1 << b) != 0 {
-                    run = match run {
-                        Some((start, end)) if end == bid => Some((start, bid + 1)),
-                        Some(done) => {
+            while bits != 0 {
+                let bid = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                match &mut run {
+                    Some((_, end)) if *end == bid => *end += 1,
+                    _ => {
+                        if let Some(done) = run.replace((bid, bid + 1)) {
                             self.discard(done);
-                            Some((bid, bid + 1))
                         }
-                        None => Some((bid, bid + 1)),
-                    };
+                    }
                 }
             }
         }
