@@ -117,10 +117,6 @@ impl Controller for Cubic {
         self.t_epoch = None;
         (window.cwnd as f64 * BETA) as usize
     }
-
-    fn slow_start_ended(&mut self, _window: &Window, _now: Instant) {
-        self.t_epoch = None;
-    }
 }
 
 #[cfg(test)]

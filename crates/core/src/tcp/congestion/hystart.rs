@@ -66,22 +66,17 @@ impl Default for HyStart {
 }
 
 impl HyStart {
-    pub fn phase(&self) -> SlowStart {
-        self.phase
-    }
-
     /// A loss or a timeout ended slow start: what follows is standard.
     pub fn end(&mut self) {
         self.phase = SlowStart::Standard;
     }
 
     /// Slow start's growth for one ACK of `acked` new bytes (`cwnd <
-    /// ssthresh`); true when slow start has just ended (HyStart++ set
-    /// ssthresh to cwnd, or cwnd reached ssthresh).
-    pub fn on_ack(&mut self, window: &mut Window, acked: usize, sample: &AckSample) -> bool {
+    /// ssthresh`); HyStart++ ends it by setting ssthresh to cwnd.
+    pub fn on_ack(&mut self, window: &mut Window, acked: usize, sample: &AckSample) {
         if self.phase == SlowStart::Standard {
             window.cwnd = (window.cwnd + acked).min(window.ssthresh.max(window.cwnd + window.mss));
-            return window.cwnd >= window.ssthresh;
+            return;
         }
         // §4.2: a round ends when its last segment is acknowledged.
         let round_ended = self.window_end.is_none_or(|end| sample.ack >= end);
@@ -96,7 +91,7 @@ impl HyStart {
                     // avoidance from here.
                     window.ssthresh = window.cwnd;
                     self.phase = SlowStart::Standard;
-                    return true;
+                    return;
                 }
             }
         }
@@ -140,7 +135,6 @@ impl HyStart {
             }
             SlowStart::Standard => unreachable!("handled above"),
         }
-        window.cwnd >= window.ssthresh
     }
 }
 
@@ -172,12 +166,13 @@ mod tests {
                     ack: Seq(acked),
                     flight_before: window.cwnd,
                 };
-                if hystart.on_ack(window, window.mss, &sample) {
-                    phases.push(hystart.phase());
+                hystart.on_ack(window, window.mss, &sample);
+                if hystart.phase == SlowStart::Standard {
+                    phases.push(hystart.phase);
                     return phases;
                 }
             }
-            phases.push(hystart.phase());
+            phases.push(hystart.phase);
         }
         phases
     }

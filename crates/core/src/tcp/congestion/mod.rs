@@ -2,7 +2,7 @@
 //!
 //! [`Congestion`] holds what every algorithm shares: the window and
 //! ssthresh (RFC 5681 §3.1), the initial window (RFC 6928), slow start with
-//! HyStart++ (RFC 9406, [`hystart`]), fast retransmit and NewReno fast
+//! HyStart++ (RFC 9406, `hystart.rs`), fast retransmit and NewReno fast
 //! recovery (RFC 6582 §3.2), and the retransmission-timeout rule. What an
 //! algorithm decides sits behind [`Controller`]: how the window grows in
 //! congestion avoidance and how far it shrinks at a congestion event —
@@ -15,13 +15,13 @@
 //! box: no allocation and no indirect call per ACK).
 
 mod cubic;
-pub mod hystart;
+mod hystart;
 mod newreno;
 
 use std::time::Duration;
 
 pub use cubic::Cubic;
-use hystart::{HyStart, SlowStart};
+use hystart::HyStart;
 pub use newreno::NewReno;
 
 use super::seq::Seq;
@@ -79,10 +79,6 @@ pub trait Controller {
     fn timeout(&mut self, window: &Window, flight: usize, now: Instant) -> usize {
         self.reduce(window, flight, now)
     }
-
-    /// Slow start ended with the window at `window.cwnd` (ssthresh reached,
-    /// or HyStart++ ended it): congestion avoidance starts now.
-    fn slow_start_ended(&mut self, _window: &Window, _now: Instant) {}
 }
 
 /// The configured algorithm, by value.
@@ -97,6 +93,13 @@ impl Algorithm {
         match kind {
             AlgorithmKind::Cubic => Self::Cubic(Cubic::default()),
             AlgorithmKind::NewReno => Self::NewReno(NewReno::default()),
+        }
+    }
+
+    pub fn kind(&self) -> AlgorithmKind {
+        match self {
+            Self::Cubic(_) => AlgorithmKind::Cubic,
+            Self::NewReno(_) => AlgorithmKind::NewReno,
         }
     }
 
@@ -161,15 +164,6 @@ impl Congestion {
         self.recover.is_some()
     }
 
-    /// Where slow start is (HyStart++'s phases).
-    pub fn slow_start(&self) -> SlowStart {
-        self.slow_start.phase()
-    }
-
-    pub fn algorithm(&self) -> &Algorithm {
-        &self.algorithm
-    }
-
     /// New data acknowledged: `acked` bytes, ACK number `ack`, with
     /// `flight` bytes still outstanding after it.
     pub fn on_ack(
@@ -204,11 +198,7 @@ impl Congestion {
             return AckAction::Nothing;
         }
         if self.window.cwnd < self.window.ssthresh {
-            if self.slow_start.on_ack(&mut self.window, acked, sample) {
-                self.algorithm
-                    .controller()
-                    .slow_start_ended(&self.window, sample.now);
-            }
+            self.slow_start.on_ack(&mut self.window, acked, sample);
         } else {
             self.algorithm
                 .controller()
@@ -272,11 +262,7 @@ impl Congestion {
 
     /// The MSS changed (negotiated after construction): a fresh state for it.
     pub fn set_mss(&mut self, mss: usize) {
-        let kind = match self.algorithm {
-            Algorithm::Cubic(_) => AlgorithmKind::Cubic,
-            Algorithm::NewReno(_) => AlgorithmKind::NewReno,
-        };
-        *self = Self::new(kind, self.initial_segments, mss);
+        *self = Self::new(self.algorithm.kind(), self.initial_segments, mss);
     }
 }
 
