@@ -89,11 +89,10 @@ impl Assembler {
         Ok(())
     }
 
-    /// If a range starts at 0, removes it and returns its length (bytes now
-    /// contiguous at RCV.NXT), shifting the others down; else 0.
+    /// The bytes now contiguous at RCV.NXT — those `add` took without a
+    /// range, and the first range if it starts at 0 or touches them —
+    /// removed, with the other ranges shifted down; 0 if none.
     pub fn take_front(&mut self) -> u32 {
-        // Bytes taken without a range (see `add`), then the first range if
-        // it starts at 0 or touches them.
         let mut n = std::mem::take(&mut self.front);
         if self.len > 0 && self.ranges[0].0 <= n {
             n = n.max(self.ranges[0].1);
