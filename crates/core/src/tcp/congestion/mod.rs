@@ -12,7 +12,8 @@
 //!
 //! Units: bytes for windows, the engine's clock for time. Nothing here
 //! allocates; a connection carries its controller by value (an enum, not a
-//! box: no allocation and no indirect call per ACK).
+//! box, so no allocation per connection), and calls it through a
+//! `&mut dyn Controller` borrowed from that enum.
 
 mod cubic;
 mod hystart;
