@@ -13,6 +13,7 @@ mod states {
     mod cookies;
     mod established;
     mod handshake;
+    mod sack;
     mod security;
     mod time_wait;
     mod worked_example;

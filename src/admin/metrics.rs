@@ -423,9 +423,19 @@ pub const METRICS: &[Metric] = &[
         |s| s.tcp.retransmitted_segments,
     ),
     counter(
+        "lastack_tcp_retransmitted_bytes_total",
+        "Payload bytes retransmitted.",
+        |s| s.tcp.retransmitted_bytes,
+    ),
+    counter(
         "lastack_tcp_fast_retransmits_total",
-        "Fast retransmits.",
+        "Fast recoveries entered (duplicate ACKs or SACK scoreboard).",
         |s| s.tcp.fast_retransmits,
+    ),
+    counter(
+        "lastack_tcp_dsacks_received_total",
+        "D-SACKs received: segments the peer got twice (a retransmission not needed).",
+        |s| s.tcp.dsacks_received,
     ),
     counter(
         "lastack_tcp_rto_expirations_total",

@@ -6,15 +6,24 @@
 //! held; a segment that would need more is refused (the sender retransmits
 //! it), which bounds memory and work per segment — except a segment at
 //! RCV.NXT, which is always taken: it needs no range, it moves RCV.NXT.
+//!
+//! The ranges live in a vector allocated at the first out-of-order segment
+//! (a connection that never sees loss or reordering holds none) and kept
+//! for the connection's life. A slow start that overruns a router's queue
+//! drops every other segment of a window, hundreds of holes: with eight
+//! ranges (the inline array this replaced) the receiver refused 818
+//! segments of a 32 MiB transfer that the link had dropped only 334 of,
+//! with 64 it refused 706. Linux holds every out-of-order segment its
+//! buffer has room for; 512 ranges (4 KiB at most) bound the work per
+//! segment (a binary search and one move) and the memory.
 
 /// Most out-of-order ranges held at once.
-pub const MAX_RANGES: usize = 8;
+pub const MAX_RANGES: usize = 512;
 
 /// Disjoint, sorted, non-adjacent ranges `[start, end)` of received bytes.
 #[derive(Debug, Clone, Default)]
 pub struct Assembler {
-    ranges: [(u32, u32); MAX_RANGES],
-    len: usize,
+    ranges: Vec<(u32, u32)>,
     /// The range that most recently grew: first in SACK (RFC 2018 §4).
     latest: Option<(u32, u32)>,
     /// In-order bytes `[0, front)` that touch no held range, taken while
@@ -28,17 +37,17 @@ pub struct TooManyHoles;
 
 impl Assembler {
     pub fn clear(&mut self) {
-        self.len = 0;
+        self.ranges.clear();
         self.latest = None;
         self.front = 0;
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.ranges.is_empty()
     }
 
     pub fn ranges(&self) -> &[(u32, u32)] {
-        &self.ranges[..self.len]
+        &self.ranges
     }
 
     /// Records bytes `[start, end)` as received.
@@ -46,27 +55,25 @@ impl Assembler {
         if start >= end {
             return Ok(());
         }
-        // First range that ends at or after `start` (touching merges).
-        let first = self
-            .ranges()
-            .iter()
-            .position(|&(_, e)| e >= start)
-            .unwrap_or(self.len);
+        // First range that ends at or after `start` (touching merges): a
+        // binary search, the ranges are sorted.
+        let first = self.ranges.partition_point(|&(_, e)| e < start);
         // Ranges from `first` that start at or before `end` merge with it.
         let mut last = first;
-        while last < self.len && self.ranges[last].0 <= end {
+        while last < self.ranges.len() && self.ranges[last].0 <= end {
             last += 1;
         }
-        let merged = if first < last {
-            (
+        if first < last {
+            let merged = (
                 start.min(self.ranges[first].0),
                 end.max(self.ranges[last - 1].1),
-            )
-        } else {
-            (start, end)
-        };
-        let removed = last - first;
-        if removed == 0 && self.len == MAX_RANGES {
+            );
+            self.ranges.drain(first + 1..last);
+            self.ranges[first] = merged;
+            self.latest = Some(merged);
+            return Ok(());
+        }
+        if self.ranges.len() == MAX_RANGES {
             if start == 0 {
                 // In order, touching no held range: RCV.NXT moves past it
                 // without a range (refusing it would stall the connection
@@ -76,16 +83,8 @@ impl Assembler {
             }
             return Err(TooManyHoles);
         }
-        // Replace ranges[first..last] with `merged`.
-        if removed == 0 {
-            self.ranges.copy_within(first..self.len, first + 1);
-            self.len += 1;
-        } else if removed > 1 {
-            self.ranges.copy_within(last..self.len, first + 1);
-            self.len -= removed - 1;
-        }
-        self.ranges[first] = merged;
-        self.latest = Some(merged);
+        self.ranges.insert(first, (start, end));
+        self.latest = Some((start, end));
         Ok(())
     }
 
@@ -94,15 +93,13 @@ impl Assembler {
     /// removed, with the other ranges shifted down; 0 if none.
     pub fn take_front(&mut self) -> u32 {
         let mut n = std::mem::take(&mut self.front);
-        if self.len > 0 && self.ranges[0].0 <= n {
-            n = n.max(self.ranges[0].1);
-            self.ranges.copy_within(1..self.len, 0);
-            self.len -= 1;
+        if self.ranges.first().is_some_and(|&(start, _)| start <= n) {
+            n = n.max(self.ranges.remove(0).1);
         }
         if n == 0 {
             return 0;
         }
-        for range in &mut self.ranges[..self.len] {
+        for range in &mut self.ranges {
             range.0 -= n;
             range.1 -= n;
         }
@@ -161,7 +158,7 @@ mod tests {
         for i in 0..MAX_RANGES as u32 {
             a.add(10 * i + 1, 10 * i + 2).unwrap();
         }
-        assert_eq!(a.add(1000, 1001), Err(TooManyHoles));
+        assert_eq!(a.add(100_000, 100_001), Err(TooManyHoles));
         assert_eq!(a.add(1, 15), Ok(()), "a merge needs no new slot");
     }
 

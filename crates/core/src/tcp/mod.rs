@@ -6,7 +6,8 @@
 //! point and documents the polling order.
 //!
 //! Files by concern: `seq` (sequence arithmetic), `isn` (RFC 6528),
-//! `cookie` (RFC 4987), `rtt` (RFC 6298), `congestion` (RFC 5681/6582),
+//! `cookie` (RFC 4987), `rtt` (RFC 6298), `congestion` (RFC 5681/6582, 9438, 9406),
+//! `scoreboard` (RFC 6675 SACK loss recovery),
 //! `pool`, `ring` and `assembler` (buffer memory, buffers and reassembly), `conn/input` (segment
 //! arrival), `conn/output` (what to send), `conn/timers`, `listener`,
 //! `time_wait`, `stack` (demultiplexing and the application API).
@@ -21,6 +22,7 @@ pub mod listener;
 pub mod pool;
 pub mod ring;
 pub mod rtt;
+pub mod scoreboard;
 pub mod seq;
 pub mod stack;
 pub mod stats;

@@ -923,6 +923,8 @@ impl Stack {
             let conn = &mut slot.conn;
             let (tuple, route) = (conn.tuple, conn.route);
             self.stats.retransmitted_segments += u64::from(std::mem::take(&mut conn.retransmitted));
+            self.stats.retransmitted_bytes +=
+                u64::from(std::mem::take(&mut conn.retransmitted_bytes));
             if conn.wants_to_send() && conn.state != State::Closed {
                 conn.tx_queued = true;
                 self.tx_queue.push_front(index);

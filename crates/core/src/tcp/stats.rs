@@ -7,7 +7,13 @@ pub struct Stats {
     pub segments_in: u64,
     pub segments_out: u64,
     pub retransmitted_segments: u64,
+    /// Payload bytes sent again.
+    pub retransmitted_bytes: u64,
+    /// Fast recoveries entered (RFC 6582 / RFC 6675).
     pub fast_retransmits: u64,
+    /// ACKs whose first SACK block reported a segment received twice
+    /// (RFC 2883 D-SACK): a retransmission that was not needed.
+    pub dsacks_received: u64,
     pub rto_expirations: u64,
     pub resets_sent: u64,
     pub resets_received: u64,

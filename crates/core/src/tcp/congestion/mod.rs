@@ -25,6 +25,7 @@ pub use cubic::Cubic;
 use hystart::HyStart;
 pub use newreno::NewReno;
 
+use super::scoreboard::DUP_THRESH;
 use super::seq::Seq;
 use super::time::Instant;
 
@@ -121,6 +122,26 @@ pub enum AckAction {
     RetransmitFirst,
 }
 
+/// Where a connection stands in loss recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recovery {
+    Open,
+    /// Fast recovery until an ACK covers `recover` (RFC 6582 §3.2's
+    /// "recover", RFC 6675's RecoveryPoint). With `sack`, RFC 6675: the
+    /// window stays at ssthresh and pipe decides what goes; without,
+    /// NewReno's inflation by one MSS per duplicate ACK.
+    Fast {
+        recover: Seq,
+        sack: bool,
+    },
+    /// After a retransmission timeout, until an ACK covers what had been
+    /// sent before it: duplicate ACKs start no fast recovery meanwhile
+    /// (RFC 6675 §5.1, RFC 6582 §4).
+    Timeout {
+        recover: Seq,
+    },
+}
+
 /// A connection's congestion state (see the module doc).
 #[derive(Debug, Clone)]
 pub struct Congestion {
@@ -129,8 +150,7 @@ pub struct Congestion {
     slow_start: HyStart,
     /// Segments in the initial window (RFC 6928: 10).
     initial_segments: u16,
-    /// In fast recovery until an ACK covers `recover` (RFC 6582 §3.2).
-    recover: Option<Seq>,
+    recovery: Recovery,
     dup_acks: u8,
 }
 
@@ -148,7 +168,7 @@ impl Congestion {
             algorithm: Algorithm::new(kind),
             slow_start: HyStart::default(),
             initial_segments,
-            recover: None,
+            recovery: Recovery::Open,
             dup_acks: 0,
         }
     }
@@ -161,8 +181,15 @@ impl Congestion {
         self.window.ssthresh
     }
 
+    /// In fast recovery.
     pub fn in_recovery(&self) -> bool {
-        self.recover.is_some()
+        matches!(self.recovery, Recovery::Fast { .. })
+    }
+
+    /// Neither in fast recovery nor recovering from a timeout: loss
+    /// detected now starts a fast recovery.
+    pub fn may_enter_recovery(&self) -> bool {
+        self.recovery == Recovery::Open
     }
 
     /// New data acknowledged: `acked` bytes, ACK number `ack`, with
@@ -176,21 +203,30 @@ impl Congestion {
     ) -> AckAction {
         self.dup_acks = 0;
         let mss = self.window.mss;
-        if let Some(recover) = self.recover {
-            if ack >= recover {
+        match self.recovery {
+            Recovery::Fast { recover, sack } if ack >= recover => {
                 // RFC 6582 §3.2 step 3, full ACK: deflate to min(ssthresh,
-                // max(FlightSize, MSS) + MSS).
-                self.window.cwnd = self.window.ssthresh.min(flight.max(mss) + mss);
-                self.recover = None;
+                // max(FlightSize, MSS) + MSS). With SACK the window never
+                // inflated: it stays at ssthresh (RFC 6675 §5).
+                if !sack {
+                    self.window.cwnd = self.window.ssthresh.min(flight.max(mss) + mss);
+                }
+                self.recovery = Recovery::Open;
                 return AckAction::Nothing;
             }
-            // Partial ACK: retransmit the next hole, deflate by the amount
-            // acknowledged, add back one MSS if at least one was acked.
-            self.window.cwnd = self.window.cwnd.saturating_sub(acked);
-            if acked >= mss {
-                self.window.cwnd += mss;
+            Recovery::Fast { sack: true, .. } => return AckAction::Nothing,
+            Recovery::Fast { sack: false, .. } => {
+                // Partial ACK: retransmit the next hole, deflate by the
+                // amount acknowledged, add back one MSS if at least one was
+                // acked.
+                self.window.cwnd = self.window.cwnd.saturating_sub(acked);
+                if acked >= mss {
+                    self.window.cwnd += mss;
+                }
+                return AckAction::RetransmitFirst;
             }
-            return AckAction::RetransmitFirst;
+            Recovery::Timeout { recover } if ack >= recover => self.recovery = Recovery::Open,
+            Recovery::Timeout { .. } | Recovery::Open => {}
         }
         if !self.cwnd_limited(sample.flight_before) {
             // The window was not what held the sender back (the receiver's
@@ -220,36 +256,53 @@ impl Congestion {
         }
     }
 
-    /// A duplicate ACK (RFC 5681 §2 definition) while `flight` bytes are
-    /// outstanding and `snd_max` is the highest sequence sent.
-    pub fn on_duplicate_ack(&mut self, flight: usize, snd_max: Seq, now: Instant) -> AckAction {
-        if self.recover.is_some() {
-            // RFC 6582 §3.2 step 4: inflate by one MSS per further dup ACK.
-            self.window.cwnd += self.window.mss;
-            return AckAction::Nothing;
+    /// A duplicate ACK (RFC 5681 §2, or RFC 6675 §2 with new SACK
+    /// information). True once DupThresh of them arrived outside recovery:
+    /// time for a fast retransmit. In NewReno's fast recovery, inflates the
+    /// window by one MSS (RFC 6582 §3.2 step 4).
+    pub fn on_duplicate_ack(&mut self) -> bool {
+        match self.recovery {
+            Recovery::Open => {
+                self.dup_acks = self.dup_acks.saturating_add(1);
+                usize::from(self.dup_acks) >= DUP_THRESH
+            }
+            Recovery::Fast { sack: false, .. } => {
+                self.window.cwnd += self.window.mss;
+                false
+            }
+            Recovery::Fast { sack: true, .. } | Recovery::Timeout { .. } => false,
         }
-        self.dup_acks += 1;
-        if self.dup_acks == 3 {
-            // §3.2 steps 1–2: ssthresh from the algorithm (RFC 5681 eq. 4
-            // for NewReno, β·cwnd for CUBIC), retransmit, cwnd = ssthresh
-            // + 3·SMSS.
-            let ssthresh = self
-                .algorithm
-                .controller()
-                .reduce(&self.window, flight, now);
-            self.window.ssthresh = ssthresh.max(2 * self.window.mss);
-            self.window.cwnd = self.window.ssthresh + 3 * self.window.mss;
-            self.slow_start.end();
-            self.recover = Some(snd_max);
-            return AckAction::RetransmitFirst;
+    }
+
+    /// A loss detected by ACKs (DupThresh duplicate ACKs, or RFC 6675's
+    /// IsLost at SND.UNA) with `flight` bytes outstanding and `snd_max` the
+    /// highest sequence sent: ssthresh from the algorithm (RFC 5681 eq. 4
+    /// for NewReno, β·cwnd for CUBIC); cwnd = ssthresh with SACK (RFC 6675
+    /// §5 step 4.2), ssthresh + 3·SMSS without (RFC 6582 §3.2 step 2).
+    pub fn enter_recovery(&mut self, flight: usize, snd_max: Seq, now: Instant, sack: bool) {
+        let ssthresh = self
+            .algorithm
+            .controller()
+            .reduce(&self.window, flight, now);
+        self.window.ssthresh = ssthresh.max(2 * self.window.mss);
+        self.window.cwnd = self.window.ssthresh;
+        if !sack {
+            self.window.cwnd += 3 * self.window.mss;
         }
-        AckAction::Nothing
+        self.slow_start.end();
+        self.recovery = Recovery::Fast {
+            recover: snd_max,
+            sack,
+        };
+        self.dup_acks = 0;
     }
 
     /// The RTO rule (RFC 5681 §3.1, RFC 9438 §4.8): ssthresh from the
     /// algorithm, cwnd = one segment (the loss window). Slow start after it
     /// is the standard one (RFC 9406 §4.3: HyStart++ only for the first).
-    pub fn on_retransmit_timeout(&mut self, flight: usize, now: Instant) {
+    /// No fast recovery until `snd_max`, the highest sequence sent, is
+    /// acknowledged.
+    pub fn on_retransmit_timeout(&mut self, flight: usize, now: Instant, snd_max: Seq) {
         let ssthresh = self
             .algorithm
             .controller()
@@ -257,7 +310,7 @@ impl Congestion {
         self.window.ssthresh = ssthresh.max(2 * self.window.mss);
         self.window.cwnd = self.window.mss;
         self.slow_start.end();
-        self.recover = None;
+        self.recovery = Recovery::Timeout { recover: snd_max };
         self.dup_acks = 0;
     }
 
@@ -301,25 +354,22 @@ mod tests {
         );
     }
 
+    /// Three duplicate ACKs, as the connection drives it.
+    fn three_dup_acks(cc: &mut Congestion, flight: usize, snd_max: Seq, sack: bool) {
+        assert!(!cc.on_duplicate_ack());
+        assert!(!cc.on_duplicate_ack());
+        assert!(cc.on_duplicate_ack(), "DupThresh");
+        assert!(cc.may_enter_recovery());
+        cc.enter_recovery(flight, snd_max, Instant(0), sack);
+    }
+
     #[test]
     fn three_dup_acks_enter_recovery_and_a_full_ack_leaves_it() {
         let mut cc = Congestion::new(AlgorithmKind::NewReno, 4, 1000);
-        let now = Instant(0);
-        assert_eq!(
-            cc.on_duplicate_ack(8000, Seq(9000), now),
-            AckAction::Nothing
-        );
-        assert_eq!(
-            cc.on_duplicate_ack(8000, Seq(9000), now),
-            AckAction::Nothing
-        );
-        assert_eq!(
-            cc.on_duplicate_ack(8000, Seq(9000), now),
-            AckAction::RetransmitFirst
-        );
+        three_dup_acks(&mut cc, 8000, Seq(9000), false);
         assert!(cc.in_recovery());
         assert_eq!(cc.cwnd(), 4000 + 3000);
-        cc.on_duplicate_ack(8000, Seq(9000), now);
+        assert!(!cc.on_duplicate_ack());
         assert_eq!(cc.cwnd(), 8000, "inflated");
         assert_eq!(
             cc.on_ack(Seq(5000), 2000, 4000, &sample(1)),
@@ -336,9 +386,40 @@ mod tests {
     }
 
     #[test]
+    fn sack_recovery_holds_the_window_at_ssthresh() {
+        let mut cc = Congestion::new(AlgorithmKind::NewReno, 4, 1000);
+        three_dup_acks(&mut cc, 8000, Seq(9000), true);
+        assert_eq!(cc.cwnd(), 4000, "RFC 6675 §5 step 4.2: cwnd = ssthresh");
+        assert!(!cc.on_duplicate_ack());
+        assert_eq!(cc.cwnd(), 4000, "no inflation: pipe counts what left");
+        assert_eq!(
+            cc.on_ack(Seq(5000), 2000, 4000, &sample(1)),
+            AckAction::Nothing,
+            "NextSeg, not the partial ACK, picks retransmissions"
+        );
+        cc.on_ack(Seq(9000), 4000, 0, &sample(2));
+        assert!(!cc.in_recovery());
+        assert_eq!(cc.cwnd(), 4000);
+    }
+
+    #[test]
+    fn no_fast_recovery_until_a_timeouts_flight_is_acknowledged() {
+        let mut cc = Congestion::new(AlgorithmKind::Cubic, 10, 1000);
+        cc.on_retransmit_timeout(10_000, Instant(0), Seq(20_000));
+        for _ in 0..5 {
+            assert!(!cc.on_duplicate_ack());
+        }
+        assert!(!cc.may_enter_recovery());
+        cc.on_ack(Seq(19_000), 1000, 0, &sample(1));
+        assert!(!cc.may_enter_recovery());
+        cc.on_ack(Seq(20_000), 1000, 0, &sample(1));
+        assert!(cc.may_enter_recovery());
+    }
+
+    #[test]
     fn a_timeout_leaves_one_segment_and_slow_start_climbs_back() {
         let mut cc = Congestion::new(AlgorithmKind::NewReno, 4, 1000);
-        cc.on_retransmit_timeout(10_000, Instant(0));
+        cc.on_retransmit_timeout(10_000, Instant(0), Seq(20_000));
         assert_eq!((cc.cwnd(), cc.ssthresh()), (1000, 5000));
         for i in 0..4 {
             cc.on_ack(Seq(2000 + i), 1000, 0, &sample(1));
@@ -351,9 +432,7 @@ mod tests {
         let mut reno = Congestion::new(AlgorithmKind::NewReno, 10, 1000);
         let mut cubic = Congestion::new(AlgorithmKind::Cubic, 10, 1000);
         for cc in [&mut reno, &mut cubic] {
-            for _ in 0..3 {
-                cc.on_duplicate_ack(10_000, Seq(10_000), Instant(0));
-            }
+            three_dup_acks(cc, 10_000, Seq(10_000), false);
         }
         assert_eq!(reno.ssthresh(), 5000, "RFC 5681 eq. 4: FlightSize / 2");
         assert_eq!(cubic.ssthresh(), 7000, "RFC 9438 §4.6: β·cwnd, β = 0.7");

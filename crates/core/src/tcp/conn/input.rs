@@ -6,6 +6,7 @@
 use super::timers::Timer;
 use super::{AckUrgency, Conn, Ctx};
 use crate::tcp::congestion::{AckAction, AckSample};
+use crate::tcp::scoreboard::SackNews;
 use crate::tcp::seq::Seq;
 use crate::tcp::types::{Event, ResetCause, State};
 use crate::wire::{TcpOptions, TcpRepr};
@@ -285,14 +286,15 @@ impl Conn {
     }
 
     /// §3.10.7.4 "fifth", ESTABLISHED and after: advance SND.UNA, free the
-    /// acknowledged data, update the window, drive congestion control and
-    /// the close states.
+    /// acknowledged data, take in SACK blocks, update the window, drive
+    /// loss recovery, congestion control and the close states.
     fn process_ack(&mut self, ctx: &mut Ctx<'_>, seg: &TcpRepr<'_>, ack: Seq) {
         let seq = Seq(seg.seq_number);
         let window = u32::from(seg.window_len) << self.snd_shift;
-        if ack > self.snd_una {
-            let acked = ack - self.snd_una;
-            let flight_before = self.flight();
+        let pipe_before = self.pipe();
+        let advanced = ack > self.snd_una;
+        let acked = if advanced { ack - self.snd_una } else { 0 };
+        if advanced {
             let buf_start = self.send_buf_seq();
             if ack > buf_start {
                 let data = (ack - buf_start).min(self.send_buf.len());
@@ -302,18 +304,20 @@ impl Conn {
             if self.snd_nxt < ack {
                 self.snd_nxt = ack;
             }
+        }
+        let news = self.take_sack_blocks(ctx, seg);
+        if advanced {
             let rtt = self.rtt_sample_on_ack(ctx, seg);
             self.retries = 0;
-            self.dup_acks = 0;
             let sample = AckSample {
                 now: ctx.now,
                 rtt,
                 srtt: self.rtt.srtt(),
                 snd_nxt: self.snd_max,
                 ack,
-                flight_before,
+                flight_before: pipe_before,
             };
-            if self.cc.on_ack(ack, acked, self.flight(), &sample) == AckAction::RetransmitFirst {
+            if self.cc.on_ack(ack, acked, self.pipe(), &sample) == AckAction::RetransmitFirst {
                 self.fast_retransmit_pending = true;
             }
             self.tune_send(ctx);
@@ -327,24 +331,30 @@ impl Conn {
                 self.writable_wanted = false;
                 ctx.emit(Event::Writable);
             }
-        } else if ack == self.snd_una
+        }
+        // A duplicate ACK: RFC 5681 §2 (same window), or RFC 6675 §2 (new
+        // SACK information; a peer whose window keeps growing, as Linux's
+        // autotuning does, sends no other kind).
+        let duplicate = !advanced
+            && ack == self.snd_una
             && seg.payload.is_empty()
             && !seg.flags.fin()
             && self.flight() > 0
-            && (window == self.snd_wnd || self.sacks_new_data(seg))
-        {
-            // A duplicate ACK: RFC 5681 §2 (same window), or RFC 6675 §2
-            // (new SACK information; a peer whose window keeps growing, as
-            // Linux's autotuning does, sends no other kind).
-            self.dup_acks = self.dup_acks.saturating_add(1);
-            if self
-                .cc
-                .on_duplicate_ack(self.flight(), self.snd_max, ctx.now)
-                == AckAction::RetransmitFirst
-            {
-                ctx.stats.fast_retransmits += 1;
-                self.fast_retransmit_pending = true;
-            }
+            && (window == self.snd_wnd || news.new_bytes);
+        let dup_thresh = duplicate && self.cc.on_duplicate_ack();
+        // RFC 6675 §5: DupThresh duplicate ACKs, or SND.UNA lost by the
+        // scoreboard's count, start a fast recovery.
+        let head_lost = news.new_bytes
+            && self
+                .sacked()
+                .is_some_and(|sb| sb.is_lost(self.snd_una, self.send_mss()));
+        if (dup_thresh || head_lost) && self.cc.may_enter_recovery() && self.flight() > 0 {
+            let sack = self.sacked().is_some();
+            self.cc
+                .enter_recovery(self.flight(), self.snd_max, ctx.now, sack);
+            self.high_rxt = self.snd_una;
+            ctx.stats.fast_retransmits += 1;
+            self.fast_retransmit_pending = true;
         }
         // Window update: from a newer segment, or the same one with a newer ACK.
         if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
@@ -378,22 +388,17 @@ impl Conn {
         }
     }
 
-    /// True if the segment SACKs data beyond anything SACKed before
-    /// (RFC 6675 §2's DupAck), remembering the new highest SACKed number.
-    fn sacks_new_data(&mut self, seg: &TcpRepr<'_>) -> bool {
-        if !self.sack_permitted {
-            return false;
+    /// Brings the scoreboard up to the cumulative ACK and takes in the
+    /// segment's SACK blocks (RFC 6675 §5 "update the scoreboard").
+    fn take_sack_blocks(&mut self, ctx: &mut Ctx<'_>, seg: &TcpRepr<'_>) -> SackNews {
+        self.scoreboard.advance(self.snd_una);
+        let blocks = seg.options.sack_blocks.as_slice();
+        if !self.sack_permitted || blocks.is_empty() {
+            return SackNews::default();
         }
-        let mut new = false;
-        for &(left, right) in seg.options.sack_blocks.as_slice() {
-            let (left, right) = (Seq(left), Seq(right));
-            // Only blocks inside what we have sent and not yet had acked.
-            if left >= self.snd_una && right <= self.snd_max && right > self.highest_sacked {
-                self.highest_sacked = right;
-                new = true;
-            }
-        }
-        new
+        let news = self.scoreboard.on_sack(blocks, self.snd_una, self.snd_max);
+        ctx.stats.dsacks_received += u64::from(news.duplicate);
+        news
     }
 
     /// §3.10.7.4 "seventh": place data in the receive buffer, in order or

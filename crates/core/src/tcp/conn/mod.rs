@@ -18,6 +18,7 @@ use super::congestion::Congestion;
 use super::pool::{ChunkPool, CHUNK_SIZE};
 use super::ring::RingBuffer;
 use super::rtt::RttEstimator;
+use super::scoreboard::Scoreboard;
 use super::seq::Seq;
 use super::stats::Stats;
 use super::time::Instant;
@@ -136,9 +137,11 @@ pub(crate) struct Conn {
     /// Karn's algorithm without timestamps: one timed segment.
     pub rtt_probe: Option<(Seq, Instant)>,
     pub cc: Congestion,
-    pub dup_acks: u8,
-    /// Highest sequence number the peer has SACKed (RFC 6675 DupAck test).
-    pub highest_sacked: Seq,
+    /// What the peer SACKed (RFC 6675).
+    pub scoreboard: Scoreboard,
+    /// RFC 6675 HighRxt + 1: the end of the highest byte retransmitted in
+    /// the current fast recovery.
+    pub high_rxt: Seq,
     /// Retransmissions of the current head segment.
     pub retries: u8,
     pub timers: TimerTable,
@@ -153,6 +156,8 @@ pub(crate) struct Conn {
     pub probe_pending: bool,
     /// Segments sent again since the stack last collected the count.
     pub retransmitted: u32,
+    /// Payload bytes sent again since the stack last collected the count.
+    pub retransmitted_bytes: u32,
     /// Send one keepalive probe.
     pub keepalive_pending: bool,
     /// Readable already reported and not read since.
@@ -224,8 +229,8 @@ impl Conn {
             rtt: RttEstimator::new(config.initial_rto, config.min_rto, config.max_rto),
             rtt_probe: None,
             cc: Congestion::new(config.congestion, config.initial_window, mss),
-            dup_acks: 0,
-            highest_sacked: iss,
+            scoreboard: Scoreboard::default(),
+            high_rxt: iss,
             retries: 0,
             timers: TimerTable::default(),
             last_activity: now,
@@ -234,6 +239,7 @@ impl Conn {
             fast_retransmit_pending: false,
             probe_pending: false,
             retransmitted: 0,
+            retransmitted_bytes: 0,
             keepalive_pending: false,
             readable_signalled: false,
             writable_wanted: false,
@@ -300,6 +306,33 @@ impl Conn {
     /// Bytes sent and not yet acknowledged (SYN and FIN included).
     pub fn flight(&self) -> usize {
         self.snd_nxt - self.snd_una
+    }
+
+    /// The scoreboard, if it holds any SACKed range.
+    pub fn sacked(&self) -> Option<&Scoreboard> {
+        Some(&self.scoreboard).filter(|sb| !sb.is_empty())
+    }
+
+    /// Bytes presumed still in the network, what the congestion window
+    /// limits (RFC 6675 §4 "pipe"): without SACK information, the flight;
+    /// with it, the flight less what was SACKed and less what is lost and
+    /// not yet resent. While a timeout's retransmissions walk from SND.UNA
+    /// (SND.NXT behind SND.MAX), what lies above SND.NXT is presumed lost
+    /// and what was resent below it, less the SACKed, is in the network.
+    pub fn pipe(&self) -> usize {
+        let Some(sb) = self.sacked() else {
+            return self.flight();
+        };
+        if self.snd_nxt < self.snd_max {
+            sb.unsacked(self.snd_una, self.snd_nxt)
+        } else {
+            let high_rxt = if self.cc.in_recovery() {
+                self.high_rxt
+            } else {
+                self.snd_una
+            };
+            sb.pipe(self.snd_una, self.snd_max, high_rxt, self.send_mss())
+        }
     }
 
     /// Receive window we can offer now: free buffer space, or at most a

@@ -55,6 +55,7 @@ impl Conn {
             || (matches!(self.state, State::SynSent | State::SynReceived)
                 && self.snd_nxt == self.iss)
             || self.fast_retransmit_pending
+            || self.sack_retransmission().is_some()
             || self.probe_pending
             || self.keepalive_pending
             || self.ack_urgency == AckUrgency::Now
@@ -81,24 +82,50 @@ impl Conn {
         )
     }
 
+    /// Where the next segment of new data (or of a timeout's resending
+    /// walk, while SND.NXT is behind SND.MAX) starts: SND.NXT, past any
+    /// range the peer SACKed.
+    fn next_send_seq(&self) -> Seq {
+        let next = self.snd_nxt.max(self.send_buf_seq());
+        match self.sacked() {
+            Some(sb) if next < self.snd_max => sb.skip_sacked(next),
+            _ => next,
+        }
+    }
+
     /// Bytes of new data that may go now (window, congestion window, and
-    /// sender silly-window avoidance, RFC 9293 §3.8.6.2.1).
+    /// sender silly-window avoidance, RFC 9293 §3.8.6.2.1), from
+    /// [`next_send_seq`](Self::next_send_seq); a resending walk stops at
+    /// the next SACKed range.
     fn sendable_data(&self) -> usize {
         if !self.may_send_data() {
             return 0;
         }
-        let next = self.snd_nxt.max(self.send_buf_seq());
+        let next = self.next_send_seq();
         let unsent = self.data_end().diff(next).max(0) as usize;
         if unsent == 0 {
             return 0;
         }
-        let window = (self.snd_wnd as usize).min(self.cc.cwnd());
-        let usable = window.saturating_sub(self.flight());
-        let len = unsent.min(usable).min(self.send_mss());
-        // Send a full segment, or everything that is queued, or at least
-        // half the largest window the peer has offered.
+        // The peer's window bounds the sequence space, the congestion
+        // window what is in the network.
+        let receive_room = (self.snd_una + self.snd_wnd as usize).diff(next).max(0) as usize;
+        let congestion_room = self.cc.cwnd().saturating_sub(self.pipe());
+        let mut len = unsent
+            .min(receive_room)
+            .min(congestion_room)
+            .min(self.send_mss());
+        let mut hole_end = false;
+        if next < self.snd_max {
+            if let Some(end) = self.sacked().and_then(|sb| sb.hole_end(next)) {
+                hole_end = len >= end - next;
+                len = len.min(end - next);
+            }
+        }
+        // Send a full segment, or everything that is queued, or what fills
+        // a hole, or at least half the largest window the peer has offered.
         if len == self.send_mss()
             || len == unsent
+            || (len > 0 && hole_end)
             || (len > 0 && len >= self.max_snd_wnd as usize / 2)
         {
             len
@@ -107,11 +134,35 @@ impl Conn {
         }
     }
 
+    /// RFC 6675 §5 (C): in a SACK fast recovery with room in the window
+    /// (cwnd − pipe ≥ 1 SMSS), the retransmission NextSeg picks — the first
+    /// lost hole above HighRxt (rule 1), or, when no new data can go, the
+    /// first hole above it below SACKed data (rule 3) — as (start, length).
+    fn sack_retransmission(&self) -> Option<(Seq, usize)> {
+        if !self.cc.in_recovery() || self.snd_nxt < self.snd_max {
+            return None;
+        }
+        let sb = self.sacked()?;
+        let mss = self.send_mss();
+        if self.cc.cwnd().saturating_sub(self.pipe()) < mss {
+            return None;
+        }
+        let from = self.high_rxt.max(self.snd_una);
+        let (start, end) = sb.next_lost(from, mss).or_else(|| {
+            (self.sendable_data() == 0)
+                .then(|| sb.next_hole(from))
+                .flatten()
+        })?;
+        let buffered = self.data_end().diff(start).max(0) as usize;
+        let len = (end - start).min(mss).min(buffered);
+        (len > 0).then_some((start, len))
+    }
+
     fn fin_sendable(&self) -> bool {
         self.fin_queued
             && self.may_send_data()
             && !self.fin_acked()
-            && self.snd_nxt.max(self.send_buf_seq()) == self.data_end()
+            && self.next_send_seq() == self.data_end()
     }
 
     /// Chooses the next segment, if any.
@@ -161,7 +212,10 @@ impl Conn {
                 .send_buf
                 .len()
                 .saturating_sub(self.snd_una - buf_seq.min(self.snd_una));
-            let len = available.min(self.send_mss());
+            let mut len = available.min(self.send_mss());
+            if let Some(end) = self.sacked().and_then(|sb| sb.hole_end(self.snd_una)) {
+                len = len.min(end - self.snd_una);
+            }
             let mut flags = ack_flags;
             if self.fin_queued && self.snd_una + len == self.data_end() && self.fin_sent() {
                 flags |= TcpFlags::FIN;
@@ -175,6 +229,15 @@ impl Conn {
                     syn_options: false,
                 });
             }
+        }
+        if let Some((seq, len)) = self.sack_retransmission() {
+            return Some(Plan {
+                seq,
+                flags: ack_flags,
+                offset: seq - buf_seq,
+                len,
+                syn_options: false,
+            });
         }
         if self.probe_pending {
             self.probe_pending = false;
@@ -213,7 +276,7 @@ impl Conn {
         }
         let len = self.sendable_data();
         if len > 0 {
-            let seq = self.snd_nxt.max(buf_seq);
+            let seq = self.next_send_seq();
             let mut flags = ack_flags;
             if seq + len == self.data_end() {
                 flags |= TcpFlags::PSH;
@@ -402,6 +465,10 @@ impl Conn {
         }
         if retransmission {
             self.retransmitted = self.retransmitted.saturating_add(1);
+            self.retransmitted_bytes = self.retransmitted_bytes.saturating_add(len as u32);
+            if self.cc.in_recovery() && end > self.high_rxt {
+                self.high_rxt = end;
+            }
         }
         if !self.timers.is_set(Timer::Retransmit) {
             self.arm_retransmit(now);
