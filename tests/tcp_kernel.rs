@@ -79,15 +79,43 @@ impl Topology {
             .expect("a TUN device")
             .trim()
             .to_owned();
-        let rules = format!(
-            "table inet loss {{\n\
-             chain inp {{ type filter hook input priority 0; iifname \"{name}\" numgen random mod 100 < {percent} drop; }}\n\
-             }}\n"
+        drop_on_input(&self.ns, &name, percent);
+    }
+
+    /// A kernel echo server in a namespace of its own behind a veth pair
+    /// from the client's, with `percent` % loss each way (nftables on both
+    /// ends' input): Linux in lastack's place, for comparison. Returns the
+    /// server's address; both live as long as the returned namespace.
+    fn linux_peer(
+        &self,
+        percent: u32,
+    ) -> (
+        common::Netns,
+        lastack_testkit::backend::Server,
+        SocketAddrV4,
+    ) {
+        let peer = common::Netns::new("lsk");
+        let (ours, theirs) = (common::unique_name("lkc"), common::unique_name("lks"));
+        lastack_testkit::netns::veth(&self.ns, &ours, &peer, &theirs, 1).expect("veth pair");
+        self.ns.add_address(&ours, "10.52.0.1/24").unwrap();
+        peer.add_address(&theirs, "10.52.0.2/24").unwrap();
+        self.ns.link_up(&ours).unwrap();
+        peer.link_up(&theirs).unwrap();
+        // Segments of one MSS, as ours: with segmentation offloads a drop
+        // would take a 64 KiB burst, and 5 % of bursts is not 5 % of
+        // segments.
+        self.ns.offloads_off(&ours).unwrap();
+        peer.offloads_off(&theirs).unwrap();
+        peer.link_up("lo").unwrap();
+        drop_on_input(&self.ns, &ours, percent);
+        drop_on_input(&peer, &theirs, percent);
+        let addr = SocketAddrV4::new(Ipv4Addr::new(10, 52, 0, 2), 7);
+        let server = lastack_testkit::backend::Server::start(
+            &peer,
+            addr,
+            lastack_testkit::backend::Behaviour::Echo,
         );
-        let path = std::env::temp_dir().join(format!("{}.nft", self.ns.name));
-        std::fs::write(&path, rules).unwrap();
-        self.ns.exec(&["nft", "-f", path.to_str().unwrap()]);
-        std::fs::remove_file(&path).unwrap();
+        (peer, server, addr)
     }
 
     /// TIME-WAIT sockets the kernel holds in the namespace.
@@ -95,6 +123,21 @@ impl Topology {
         let out = self.ns.exec(&["ss", "-Htan", "state", "time-wait"]);
         String::from_utf8_lossy(&out.stdout).lines().count()
     }
+}
+
+/// Drops `percent` % of the packets arriving on `ifname` in `ns`
+/// (nftables `numgen random`; a table per interface).
+fn drop_on_input(ns: &common::Netns, ifname: &str, percent: u32) {
+    let table = ifname.replace('-', "_");
+    let rules = format!(
+        "table inet loss_{table} {{\n\
+         chain inp {{ type filter hook input priority 0; iifname \"{ifname}\" numgen random mod 100 < {percent} drop; }}\n\
+         }}\n"
+    );
+    let path = std::env::temp_dir().join(format!("{}-{ifname}.nft", ns.name));
+    std::fs::write(&path, rules).unwrap();
+    ns.exec(&["nft", "-f", path.to_str().unwrap()]);
+    std::fs::remove_file(&path).unwrap();
 }
 
 fn echo_server(tun: TunDevice, closing: Closing, stop: &AtomicBool, rx_loss_percent: u32) -> Stack {
@@ -298,4 +341,66 @@ fn five_percent_loss_both_ways_stays_byte_exact_with_the_kernel() {
         "the kernel's retransmissions were reassembled"
     );
     assert_eq!(stats.connection_timeouts, 0);
+}
+
+/// Issue 15: 16 MiB each way with 5 % loss each way, through our stack and
+/// through Linux's in its place (a kernel echo server behind a veth pair
+/// with the same loss), the same kernel client for both: byte-exact, no
+/// connection lost, and the client resends a fraction of its segments
+/// near the loss rate (7–14 % measured) — our ACKs carry SACK blocks even
+/// beside full data segments (before, it resent 47 % of its 16 MiB). Both
+/// completion times are printed; the issue's goal, ours within 1.3 ×
+/// Linux's, is not met (2.4–78 × in runs on this machine, most of it our
+/// remaining retransmission timeouts; Linux's own time varies 20-fold).
+#[test]
+fn sixteen_mebibytes_at_five_percent_loss_next_to_linux() {
+    if !common::privileged("sixteen_mebibytes_at_five_percent_loss") {
+        return;
+    }
+    const SIZE: usize = 16 << 20;
+    let mut topo = Topology::new();
+    topo.lossy(5);
+    let (_peer, _linux, linux_addr) = topo.linux_peer(5);
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = topo.serve_lossy(Closing::AfterClient, stop.clone(), 5);
+    let timed = |addr: SocketAddrV4| {
+        topo.client(|| {
+            let started = std::time::Instant::now();
+            common::client::echo_exact(
+                common::client::connect(addr, Duration::from_secs(10)),
+                SIZE,
+            );
+            started.elapsed().as_secs_f64()
+        })
+    };
+    let linux = timed(linux_addr);
+    // The kernel client's retransmissions toward us, this run only: how
+    // well our ACKs (with their SACK blocks) told it what was missing.
+    topo.ns.exec(&["nstat", "-n"]);
+    let ours = timed(OURS);
+    let nstat = topo.ns.exec(&["nstat", "-z", "-a", "TcpRetransSegs"]);
+    let nstat = String::from_utf8_lossy(&nstat.stdout);
+    let client_retransmitted: u64 = nstat
+        .lines()
+        .find_map(|l| l.strip_prefix("TcpRetransSegs"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("nstat TcpRetransSegs");
+    stop.store(true, Ordering::Relaxed);
+    let stack = server.join().unwrap();
+    let stats = stack.stats();
+    println!(
+        "16 MiB each way at 5 % loss each way: lastack {ours:.2} s, Linux {linux:.2} s ({:.2} ×); the client resent {client_retransmitted} segments to us; we retransmitted {} KiB in {} segments ({} recoveries, {} timeouts, {} D-SACKs)",
+        ours / linux,
+        stats.retransmitted_bytes >> 10,
+        stats.retransmitted_segments,
+        stats.fast_retransmits,
+        stats.rto_expirations,
+        stats.dsacks_received,
+    );
+    assert_eq!(stats.connection_timeouts, 0);
+    let segments = (SIZE / 1448) as u64;
+    assert!(
+        client_retransmitted < segments / 4,
+        "the client resent {client_retransmitted} of about {segments} segments at 5 % loss"
+    );
 }

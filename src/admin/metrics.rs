@@ -438,6 +438,16 @@ pub const METRICS: &[Metric] = &[
         |s| s.tcp.dsacks_received,
     ),
     counter(
+        "lastack_tcp_loss_probes_total",
+        "Tail-loss probes sent (RFC 8985).",
+        |s| s.tcp.loss_probes,
+    ),
+    counter(
+        "lastack_tcp_lost_retransmissions_total",
+        "Rounds of fast-recovery retransmissions found lost in turn.",
+        |s| s.tcp.lost_retransmissions,
+    ),
+    counter(
         "lastack_tcp_rto_expirations_total",
         "Retransmission timeouts.",
         |s| s.tcp.rto_expirations,

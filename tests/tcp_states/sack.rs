@@ -13,7 +13,7 @@ const MSS: u32 = 1460;
 
 /// Passive open with SACK permitted on both sides, then ten full segments
 /// (the initial window, RFC 6928) sent: segment `i` starts at `L + i·MSS`.
-fn ten_segments_in_flight() -> Harness {
+fn ten_segments_in_flight() -> (Harness, lastack::tcp::ConnId) {
     let mut cfg = config();
     cfg.sack = true;
     let mut h = Harness::listening(cfg);
@@ -29,7 +29,7 @@ fn ten_segments_in_flight() -> Harness {
     h.app_send(id, &[7u8; 10 * MSS as usize]);
     let flight: Vec<u32> = h.sent().iter().map(|s| s.seq).collect();
     assert_eq!(flight, (0..10).map(|i| L + i * MSS).collect::<Vec<_>>());
-    h
+    (h, id)
 }
 
 /// An ACK of `ack` with these SACK blocks, first the most recent.
@@ -71,9 +71,22 @@ fn receiver_view(got: &[u32], latest: u32) -> (u32, Vec<(u32, u32)>) {
     (L + in_order * MSS, ranges)
 }
 
+/// Runs the timers, losing whatever they send (the reordering window's
+/// and the probe's retransmissions), until the `n`th retransmission
+/// timeout; returns what that timeout sent.
+fn until_timeout(h: &mut Harness, n: u64) -> Vec<Sent> {
+    loop {
+        assert!(h.advance_to_next_timer(Duration::from_secs(5)), "a timer");
+        let sent = h.sent();
+        if h.stack.stats().rto_expirations == n {
+            return sent;
+        }
+    }
+}
+
 #[test]
 fn fast_recovery_resends_only_the_holes() {
-    let mut h = ten_segments_in_flight();
+    let (mut h, _) = ten_segments_in_flight();
     // Segments 0 and 3 are lost; the others arrive one by one, each
     // answered with the receiver's SACK blocks. No time passes: whatever
     // is resent is resent by fast recovery, not by a timeout.
@@ -102,7 +115,7 @@ fn fast_recovery_resends_only_the_holes() {
 
 #[test]
 fn a_hole_is_lost_once_more_than_two_segments_are_sacked_above_it() {
-    let mut h = ten_segments_in_flight();
+    let (mut h, _) = ten_segments_in_flight();
     // RFC 6675 IsLost: (DupThresh − 1)·SMSS = 2 segments SACKed above
     // segment 0 are not enough, three are — in one ACK, no duplicate count.
     sack(&mut h, L, &[(L + MSS, L + 3 * MSS)]);
@@ -116,13 +129,12 @@ fn a_hole_is_lost_once_more_than_two_segments_are_sacked_above_it() {
 
 #[test]
 fn a_timeout_resends_around_what_the_peer_sacked() {
-    let mut h = ten_segments_in_flight();
+    let (mut h, _) = ten_segments_in_flight();
     // Segment 2 arrived, segments 0 and 1 did not, nor anything after 2;
     // one duplicate ACK is not enough for a fast retransmit.
     sack(&mut h, L, &[(L + 2 * MSS, L + 3 * MSS)]);
     recv_nothing!(h);
-    assert!(h.advance_to_next_timer(Duration::from_secs(5)));
-    let first = h.sent();
+    let first = until_timeout(&mut h, 1);
     assert_eq!(first.len(), 1, "the loss window: one segment");
     assert_eq!(first[0].seq, L);
     // Segment 0 arrives; the window is two segments now: segment 1, then
@@ -137,22 +149,20 @@ fn a_timeout_resends_around_what_the_peer_sacked() {
     assert!(!rest.contains(&(L + 2 * MSS)), "{rest:?}");
     assert_eq!(
         h.stack.stats().fast_retransmits,
-        0,
-        "no fast recovery inside a timeout's"
+        1,
+        "the reordering window's, before the timeout; none inside the timeout's recovery"
     );
 }
 
 #[test]
 fn a_second_timeout_forgets_the_scoreboard() {
-    let mut h = ten_segments_in_flight();
+    let (mut h, _) = ten_segments_in_flight();
     // The peer SACKed segment 2, then went silent: two timeouts in a row
     // for the same data. The peer may have reneged (RFC 2018 §8): after
     // the second, segment 2 is resent too.
     sack(&mut h, L, &[(L + 2 * MSS, L + 3 * MSS)]);
-    assert!(h.advance_to_next_timer(Duration::from_secs(5)));
-    assert_eq!(h.sent()[0].seq, L);
-    assert!(h.advance_to_next_timer(Duration::from_secs(5)));
-    assert_eq!(h.sent()[0].seq, L);
+    assert_eq!(until_timeout(&mut h, 1)[0].seq, L);
+    assert_eq!(until_timeout(&mut h, 2)[0].seq, L);
     sack(&mut h, L + 2 * MSS, &[]);
     let next: Vec<u32> = h.sent().iter().map(|s| s.seq).collect();
     assert_eq!(next[0], L + 2 * MSS, "{next:?}");
@@ -160,7 +170,7 @@ fn a_second_timeout_forgets_the_scoreboard() {
 
 #[test]
 fn a_dsack_is_counted_and_blocks_beyond_the_flight_ignored() {
-    let mut h = ten_segments_in_flight();
+    let (mut h, _) = ten_segments_in_flight();
     sack(&mut h, L + 10 * MSS, &[]);
     // A duplicate of segment 0 reached the peer: its first block lies
     // below the cumulative ACK (RFC 2883 §4.1).
@@ -170,4 +180,85 @@ fn a_dsack_is_counted_and_blocks_beyond_the_flight_ignored() {
     sack(&mut h, L + 10 * MSS, &[(L + 20 * MSS, L + 21 * MSS)]);
     assert_eq!(h.stack.stats().dsacks_received, 1);
     recv_nothing!(h);
+}
+
+#[test]
+fn a_tail_loss_is_found_by_a_probe_before_any_timeout() {
+    let (mut h, _) = ten_segments_in_flight();
+    // Segments 7, 8 and 9 are lost: the peer acknowledges 0–6, then
+    // nothing more comes back to be SACKed.
+    h.advance(Duration::from_millis(1));
+    sack(&mut h, L + 7 * MSS, &[]);
+    recv_nothing!(h);
+    assert!(h.advance_to_next_timer(Duration::from_secs(5)));
+    let probe = h.sent();
+    assert_eq!(
+        probe.iter().map(|s| s.seq).collect::<Vec<_>>(),
+        [L + 9 * MSS],
+        "the last segment, as the probe"
+    );
+    // Its SACK shows the two holes below it: lost, although only one
+    // segment is SACKed above them (RFC 8985 §6.2) — resent at once.
+    sack(&mut h, L + 7 * MSS, &[(L + 9 * MSS, L + 10 * MSS)]);
+    let resent: Vec<u32> = h.sent().iter().map(|s| s.seq).collect();
+    assert_eq!(resent, [L + 7 * MSS, L + 8 * MSS]);
+    sack(&mut h, L + 10 * MSS, &[]);
+    recv_nothing!(h);
+    let stats = h.stack.stats();
+    assert_eq!(
+        (
+            stats.loss_probes,
+            stats.fast_retransmits,
+            stats.rto_expirations
+        ),
+        (1, 1, 0)
+    );
+}
+
+#[test]
+fn a_lost_retransmission_is_found_without_a_timeout() {
+    let (mut h, conn) = ten_segments_in_flight();
+    // Segment 0 is lost; the others are SACKed: fast recovery resends it.
+    sack(&mut h, L, &[(L + MSS, L + 10 * MSS)]);
+    let resent = h.sent();
+    assert_eq!(resent[0].seq, L);
+    // The retransmission is lost too. A round trip later, new data sent
+    // after it is SACKed while segment 0 is still missing: resent again.
+    h.app_send(conn, &[1u8; 1460]);
+    let new = h.sent();
+    assert_eq!(
+        new.iter().map(|s| s.seq).collect::<Vec<_>>(),
+        [L + 10 * MSS]
+    );
+    h.advance(Duration::from_millis(5));
+    sack(&mut h, L, &[(L + MSS, L + 11 * MSS)]);
+    let again = h.sent();
+    assert_eq!(again.first().map(|s| s.seq), Some(L), "{again:?}");
+    let stats = h.stack.stats();
+    assert_eq!((stats.lost_retransmissions, stats.rto_expirations), (1, 0));
+}
+
+#[test]
+fn a_hole_is_lost_once_the_reordering_window_passes() {
+    let (mut h, _) = ten_segments_in_flight();
+    // One segment SACKed above a hole: not lost by RFC 6675's count, and
+    // one duplicate ACK is not three. RACK's rule (RFC 8985 §6.2): once
+    // the reordering window has passed, the hole is lost.
+    h.advance(Duration::from_millis(1));
+    sack(&mut h, L + 3 * MSS, &[(L + 4 * MSS, L + 5 * MSS)]);
+    recv_nothing!(h);
+    let before = h.now;
+    assert!(h.advance_to_next_timer(Duration::from_secs(5)));
+    assert!(
+        h.now - before <= Duration::from_millis(2),
+        "{:?}",
+        h.now - before
+    );
+    let resent = h.sent();
+    assert_eq!(
+        resent.first().map(|s| s.seq),
+        Some(L + 3 * MSS),
+        "{resent:?}"
+    );
+    assert_eq!(h.stack.stats().fast_retransmits, 1);
 }

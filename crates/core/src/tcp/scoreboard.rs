@@ -179,8 +179,14 @@ impl Scoreboard {
 
     /// The holes below the highest SACKed byte that start at or above
     /// `from` (clipped to it), lowest first, each with whether its bytes
-    /// are lost (every byte of a hole has the same SACKed bytes above it).
-    fn holes_from(&self, from: Seq, mss: usize) -> impl Iterator<Item = (Seq, Seq, bool)> + '_ {
+    /// are lost (every byte of a hole has the same SACKed bytes above it;
+    /// a hole starting below `lost_below` is lost whatever is above it).
+    fn holes_from(
+        &self,
+        from: Seq,
+        mss: usize,
+        lost_below: Seq,
+    ) -> impl Iterator<Item = (Seq, Seq, bool)> + '_ {
         let ranges = self.ranges();
         let mut above_bytes = self.sacked_bytes();
         let mut lower = from;
@@ -189,16 +195,17 @@ impl Scoreboard {
             .enumerate()
             .filter_map(move |(i, &(start, end))| {
                 let hole = (lower.max(from), start);
-                let is_lost = lost(above_bytes, ranges.len() - i, mss);
+                let is_lost = lost(above_bytes, ranges.len() - i, mss) || hole.0 < lost_below;
                 above_bytes -= end - start;
                 lower = end;
                 (hole.0 < hole.1).then_some((hole.0, hole.1, is_lost))
             })
     }
 
-    /// RFC 6675 §4 NextSeg rule 1: the first lost hole at or above `from`.
-    pub fn next_lost(&self, from: Seq, mss: usize) -> Option<(Seq, Seq)> {
-        self.holes_from(from, mss)
+    /// RFC 6675 §4 NextSeg rule 1: the first lost hole at or above `from`
+    /// (lost by IsLost, or starting below `lost_below`).
+    pub fn next_lost(&self, from: Seq, mss: usize, lost_below: Seq) -> Option<(Seq, Seq)> {
+        self.holes_from(from, mss, lost_below)
             .find(|&(_, _, is_lost)| is_lost)
             .map(|(start, end, _)| (start, end))
     }
@@ -206,30 +213,40 @@ impl Scoreboard {
     /// RFC 6675 §4 NextSeg rule 3: the first hole at or above `from`, lost
     /// or not, below the highest SACKed byte.
     pub fn next_hole(&self, from: Seq) -> Option<(Seq, Seq)> {
-        self.holes_from(from, usize::MAX / 4)
+        self.holes_from(from, usize::MAX / 4, from)
             .next()
             .map(|(start, end, _)| (start, end))
     }
 
     /// RFC 6675 §4 SetPipe: bytes of `[snd_una, snd_max)` still in the
     /// network — not SACKed, and not lost unless retransmitted (below
-    /// `high_rxt`, RFC 6675's HighRxt + 1).
-    pub fn pipe(&self, snd_una: Seq, snd_max: Seq, high_rxt: Seq, mss: usize) -> usize {
+    /// `high_rxt`, RFC 6675's HighRxt + 1). Holes starting below
+    /// `lost_below` are lost.
+    pub fn pipe(
+        &self,
+        snd_una: Seq,
+        snd_max: Seq,
+        high_rxt: Seq,
+        mss: usize,
+        lost_below: Seq,
+    ) -> usize {
         let mut pipe = 0;
         let mut upper = snd_max;
         let (mut above_bytes, mut above_count) = (0, 0);
         for &(start, end) in self.ranges().iter().rev() {
-            pipe += in_network(end, upper, lost(above_bytes, above_count, mss), high_rxt);
+            let is_lost = lost(above_bytes, above_count, mss) || end < lost_below;
+            pipe += in_network(end, upper, is_lost, high_rxt);
             above_bytes += end - start;
             above_count += 1;
             upper = start;
         }
-        pipe + in_network(
-            snd_una,
-            upper,
-            lost(above_bytes, above_count, mss),
-            high_rxt,
-        )
+        let is_lost = lost(above_bytes, above_count, mss) || snd_una < lost_below;
+        pipe + in_network(snd_una, upper, is_lost, high_rxt)
+    }
+
+    /// Whether `seq` is SACKed.
+    pub fn covers(&self, seq: Seq) -> bool {
+        self.skip_sacked(seq) != seq
     }
 
     /// Bytes of `[from, to)` not SACKed.
@@ -373,17 +390,35 @@ mod tests {
         // [7000,10000) in flight.
         let sb = board(0, &[(1000, 2000), (3000, 5000), (6000, 7000)]);
         let (una, max) = (Seq(0), Seq(10_000));
-        assert_eq!(sb.next_lost(una, MSS), Some((Seq(0), Seq(1000))));
-        assert_eq!(sb.next_lost(Seq(500), MSS), Some((Seq(500), Seq(1000))));
-        assert_eq!(sb.next_lost(Seq(1000), MSS), Some((Seq(2000), Seq(3000))));
-        assert_eq!(sb.next_lost(Seq(3000), MSS), None);
+        assert_eq!(sb.next_lost(una, MSS, una), Some((Seq(0), Seq(1000))));
+        assert_eq!(
+            sb.next_lost(Seq(500), MSS, una),
+            Some((Seq(500), Seq(1000)))
+        );
+        assert_eq!(
+            sb.next_lost(Seq(1000), MSS, una),
+            Some((Seq(2000), Seq(3000)))
+        );
+        assert_eq!(sb.next_lost(Seq(3000), MSS, una), None);
         assert_eq!(sb.next_hole(Seq(3000)), Some((Seq(5000), Seq(6000))));
         assert_eq!(sb.next_hole(Seq(7000)), None);
         // Nothing retransmitted: pipe is the hole that is not lost + the tail.
-        assert_eq!(sb.pipe(una, max, una, MSS), 1000 + 3000);
+        assert_eq!(sb.pipe(una, max, una, MSS, una), 1000 + 3000);
         // The first hole retransmitted: it counts again.
-        assert_eq!(sb.pipe(una, max, Seq(1000), MSS), 1000 + 1000 + 3000);
-        assert_eq!(sb.pipe(una, max, Seq(2500), MSS), 1000 + 500 + 1000 + 3000);
+        assert_eq!(sb.pipe(una, max, Seq(1000), MSS, una), 1000 + 1000 + 3000);
+        assert_eq!(
+            sb.pipe(una, max, Seq(2500), MSS, una),
+            1000 + 500 + 1000 + 3000
+        );
+        // Everything below 5000 marked lost (a tail-loss probe's rule):
+        // the hole at 5000 is not, the one before it is.
+        assert_eq!(sb.next_lost(Seq(3000), MSS, Seq(5000)), None);
+        assert_eq!(
+            sb.next_lost(Seq(3000), MSS, Seq(5001)),
+            Some((Seq(5000), Seq(6000)))
+        );
+        assert_eq!(sb.pipe(una, max, una, MSS, Seq(5001)), 3000);
+        assert!(sb.covers(Seq(1000)) && !sb.covers(Seq(2000)));
         assert_eq!(sb.skip_sacked(Seq(1500)), Seq(2000));
         assert_eq!(sb.skip_sacked(Seq(2500)), Seq(2500));
         assert_eq!(sb.hole_end(Seq(2500)), Some(Seq(3000)));

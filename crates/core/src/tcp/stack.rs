@@ -1229,10 +1229,12 @@ mod tests {
 
     /// Per-connection engine state stays small: the buffers are separate and
     /// allocated only when used. 552 bytes when this was written; 736 with
-    /// CUBIC's and HyStart++'s state (issue 15).
+    /// CUBIC's and HyStart++'s state (issue 15); 776 with SACK recovery,
+    /// the tail-loss probe and two timers (the scoreboard and the
+    /// reassembly ranges moved out to vectors allocated at the first hole).
     #[test]
     fn connection_state_stays_small() {
         let size = Stack::connection_state_size();
-        assert!(size <= 768, "a connection's state grew to {size} bytes");
+        assert!(size <= 800, "a connection's state grew to {size} bytes");
     }
 }

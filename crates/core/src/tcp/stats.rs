@@ -14,6 +14,10 @@ pub struct Stats {
     /// ACKs whose first SACK block reported a segment received twice
     /// (RFC 2883 D-SACK): a retransmission that was not needed.
     pub dsacks_received: u64,
+    /// Tail-loss probes sent (RFC 8985 §7).
+    pub loss_probes: u64,
+    /// Rounds of fast-recovery retransmissions found lost in turn.
+    pub lost_retransmissions: u64,
     pub rto_expirations: u64,
     pub resets_sent: u64,
     pub resets_received: u64,

@@ -186,6 +186,11 @@ impl Congestion {
         matches!(self.recovery, Recovery::Fast { .. })
     }
 
+    /// In fast recovery or recovering from a timeout.
+    pub fn in_loss_recovery(&self) -> bool {
+        self.recovery != Recovery::Open
+    }
+
     /// Neither in fast recovery nor recovering from a timeout: loss
     /// detected now starts a fast recovery.
     pub fn may_enter_recovery(&self) -> bool {

@@ -306,6 +306,11 @@ impl Conn {
             }
         }
         let news = self.take_sack_blocks(ctx, seg);
+        let tail_lost = self.settle_loss_probe(ack);
+        self.recovery_credit = self.cc.in_loss_recovery() && (advanced || news.new_bytes);
+        if news.new_bytes && self.cc.in_loss_recovery() {
+            self.detect_lost_retransmissions(ctx);
+        }
         if advanced {
             let rtt = self.rtt_sample_on_ack(ctx, seg);
             self.retries = 0;
@@ -319,6 +324,9 @@ impl Conn {
             };
             if self.cc.on_ack(ack, acked, self.pipe(), &sample) == AckAction::RetransmitFirst {
                 self.fast_retransmit_pending = true;
+            }
+            if !self.cc.in_loss_recovery() {
+                self.rxt_round = None;
             }
             self.tune_send(ctx);
             // RFC 6298 §5.2–5.3.
@@ -343,18 +351,17 @@ impl Conn {
             && (window == self.snd_wnd || news.new_bytes);
         let dup_thresh = duplicate && self.cc.on_duplicate_ack();
         // RFC 6675 §5: DupThresh duplicate ACKs, or SND.UNA lost by the
-        // scoreboard's count, start a fast recovery.
+        // scoreboard's count, start a fast recovery; so does a delivered
+        // tail-loss probe with holes below it (RFC 8985 §6.2).
         let head_lost = news.new_bytes
-            && self
-                .sacked()
-                .is_some_and(|sb| sb.is_lost(self.snd_una, self.send_mss()));
-        if (dup_thresh || head_lost) && self.cc.may_enter_recovery() && self.flight() > 0 {
-            let sack = self.sacked().is_some();
-            self.cc
-                .enter_recovery(self.flight(), self.snd_max, ctx.now, sack);
-            self.high_rxt = self.snd_una;
-            ctx.stats.fast_retransmits += 1;
-            self.fast_retransmit_pending = true;
+            && self.sacked().is_some_and(|sb| {
+                self.snd_una < self.lost_below || sb.is_lost(self.snd_una, self.send_mss())
+            });
+        let lost = dup_thresh || head_lost || tail_lost;
+        if lost && self.cc.may_enter_recovery() && self.flight() > 0 {
+            self.enter_fast_recovery(ctx);
+        } else if news.new_bytes {
+            self.arm_reorder(ctx.now);
         }
         // Window update: from a newer segment, or the same one with a newer ACK.
         if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
@@ -386,6 +393,21 @@ impl Conn {
                 _ => {}
             }
         }
+    }
+
+    /// Starts a fast recovery (RFC 6675 §5 steps 4.1–4.3): the algorithm's
+    /// reduction, the retransmission of SND.UNA's segment; no probe or
+    /// reordering timer meanwhile.
+    pub fn enter_fast_recovery(&mut self, ctx: &mut Ctx<'_>) {
+        let sack = self.sacked().is_some();
+        self.cc
+            .enter_recovery(self.flight(), self.snd_max, ctx.now, sack);
+        self.high_rxt = self.snd_una;
+        self.tlp = None;
+        self.timers.stop(Timer::LossProbe);
+        self.timers.stop(Timer::Reorder);
+        ctx.stats.fast_retransmits += 1;
+        self.fast_retransmit_pending = true;
     }
 
     /// Brings the scoreboard up to the cumulative ACK and takes in the

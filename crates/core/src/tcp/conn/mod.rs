@@ -1,12 +1,14 @@
 //! One connection's transmission control block (RFC 9293 §3.3.1) and the
 //! application's commands on it. Segment arrival is in [`input`], segment
-//! generation in [`output`], timers in [`timers`].
+//! generation in [`output`], timers in [`timers`], loss detection beyond
+//! duplicate ACKs (tail-loss probes, lost retransmissions) in [`loss`].
 //!
 //! A `Conn` never frees itself: it reports through [`Ctx`] and its `state`,
 //! and the [`Stack`](super::Stack) removes it when it reaches CLOSED or
 //! TIME-WAIT.
 
 pub(crate) mod input;
+pub(crate) mod loss;
 pub(crate) mod output;
 pub(crate) mod timers;
 
@@ -140,8 +142,28 @@ pub(crate) struct Conn {
     /// What the peer SACKed (RFC 6675).
     pub scoreboard: Scoreboard,
     /// RFC 6675 HighRxt + 1: the end of the highest byte retransmitted in
-    /// the current fast recovery.
+    /// the current fast recovery (or since the last timeout).
     pub high_rxt: Seq,
+    /// Holes below this are lost, whatever the SACKed bytes above them say:
+    /// set when a tail-loss probe sent after them was delivered, or when a
+    /// round of retransmissions below it went unanswered for a round trip
+    /// (RACK's rule, RFC 8985 §6.2, at the granularity of a probe or a
+    /// round; see `loss.rs`).
+    pub lost_below: Seq,
+    /// SND.MAX when the latest retransmission in loss recovery went out:
+    /// data above it was first sent after every retransmission so far.
+    pub rxt_round: Option<Seq>,
+    /// A tail-loss probe in flight (RFC 8985 §7): the sequence range it
+    /// covered. At most one until an ACK settles it.
+    pub tlp: Option<(Seq, Seq)>,
+    /// Send a tail-loss probe (the probe timer fired).
+    pub tlp_pending: bool,
+    /// In loss recovery, an ACK reported data delivered: one segment may
+    /// go even when pipe fills the window, if pipe is below ssthresh (RFC
+    /// 6937 PRR's guarantee of progress; without it a window of three
+    /// segments with one lost retransmission counted in pipe sent nothing
+    /// until the timeout).
+    pub recovery_credit: bool,
     /// Retransmissions of the current head segment.
     pub retries: u8,
     pub timers: TimerTable,
@@ -231,6 +253,11 @@ impl Conn {
             cc: Congestion::new(config.congestion, config.initial_window, mss),
             scoreboard: Scoreboard::default(),
             high_rxt: iss,
+            lost_below: iss,
+            rxt_round: None,
+            tlp: None,
+            tlp_pending: false,
+            recovery_credit: false,
             retries: 0,
             timers: TimerTable::default(),
             last_activity: now,
@@ -313,6 +340,24 @@ impl Conn {
         Some(&self.scoreboard).filter(|sb| !sb.is_empty())
     }
 
+    /// Room the congestion window leaves: cwnd − pipe, or one segment on
+    /// a recovery credit while pipe is below ssthresh (RFC 6937's
+    /// slow-start reduction bound: below ssthresh, at least a segment per
+    /// ACK that delivered data; above it the window's reduction holds).
+    pub fn congestion_room(&self) -> usize {
+        let pipe = self.pipe();
+        let room = self.cc.cwnd().saturating_sub(pipe);
+        if room < self.send_mss()
+            && self.recovery_credit
+            && self.cc.in_loss_recovery()
+            && pipe < self.cc.ssthresh()
+        {
+            self.send_mss()
+        } else {
+            room
+        }
+    }
+
     /// Bytes presumed still in the network, what the congestion window
     /// limits (RFC 6675 §4 "pipe"): without SACK information, the flight;
     /// with it, the flight less what was SACKed and less what is lost and
@@ -326,12 +371,18 @@ impl Conn {
         if self.snd_nxt < self.snd_max {
             sb.unsacked(self.snd_una, self.snd_nxt)
         } else {
-            let high_rxt = if self.cc.in_recovery() {
+            let high_rxt = if self.cc.in_loss_recovery() {
                 self.high_rxt
             } else {
                 self.snd_una
             };
-            sb.pipe(self.snd_una, self.snd_max, high_rxt, self.send_mss())
+            sb.pipe(
+                self.snd_una,
+                self.snd_max,
+                high_rxt,
+                self.send_mss(),
+                self.lost_below,
+            )
         }
     }
 

@@ -17,14 +17,21 @@ pub(crate) enum Timer {
     /// RFC 9293 §3.8.4 keepalive, and the FIN-WAIT-2 timeout of a closed
     /// connection whose peer never sends FIN.
     Idle = 3,
+    /// RFC 8985 §7: send a tail-loss probe.
+    LossProbe = 4,
+    /// RFC 8985 §6.3: the reordering window after new SACK information
+    /// ran out; the holes below the SACKed data are lost.
+    Reorder = 5,
 }
 
-const TIMERS: usize = 4;
+const TIMERS: usize = 6;
 const ALL: [Timer; TIMERS] = [
     Timer::Retransmit,
     Timer::DelayedAck,
     Timer::Persist,
     Timer::Idle,
+    Timer::LossProbe,
+    Timer::Reorder,
 ];
 
 /// Keepalive probes without an answer before the connection is reset.
@@ -70,6 +77,8 @@ impl Conn {
                     Timer::DelayedAck => self.ack_urgency = AckUrgency::Now,
                     Timer::Persist => self.on_persist_timeout(ctx),
                     Timer::Idle => self.on_idle_timeout(ctx),
+                    Timer::LossProbe => self.on_loss_probe_timeout(ctx),
+                    Timer::Reorder => self.on_reorder_timeout(ctx),
                 }
             }
         }
@@ -110,15 +119,22 @@ impl Conn {
                                // reneged (RFC 2018 §8) and everything goes again.
         self.snd_nxt = self.snd_una;
         self.high_rxt = self.snd_una;
+        self.rxt_round = None;
+        self.tlp = None;
+        self.tlp_pending = false;
+        self.timers.stop(Timer::LossProbe);
+        self.timers.stop(Timer::Reorder);
         if self.retries > 1 {
             self.scoreboard.clear();
         }
         self.arm_retransmit(ctx.now);
     }
 
-    /// Arms the retransmission timer for the current RTO (§5.1).
+    /// Arms the retransmission timer for the current RTO (§5.1), and the
+    /// tail-loss probe's before it where it applies.
     pub fn arm_retransmit(&mut self, now: Instant) {
         self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        self.arm_loss_probe(now);
     }
 
     /// Data still waits with nothing in flight: a zero-window probe, or
