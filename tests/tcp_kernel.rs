@@ -346,12 +346,12 @@ fn five_percent_loss_both_ways_stays_byte_exact_with_the_kernel() {
 /// Issue 15: 16 MiB each way with 5 % loss each way, through our stack and
 /// through Linux's in its place (a kernel echo server behind a veth pair
 /// with the same loss), the same kernel client for both: byte-exact, no
-/// connection lost, and the client resends a fraction of its segments
-/// near the loss rate (7–14 % measured) — our ACKs carry SACK blocks even
-/// beside full data segments (before, it resent 47 % of its 16 MiB). Both
-/// completion times are printed; the issue's goal, ours within 1.3 ×
-/// Linux's, is not met (2.4–78 × in runs on this machine, most of it our
-/// remaining retransmission timeouts; Linux's own time varies 20-fold).
+/// connection lost. Printed: both completion times, and how many segments
+/// the client resent to us (7–23 % of them in runs here; 47 % before our
+/// data segments made room for SACK blocks — `tcp_states` checks that
+/// deterministically). The issue's goal, ours within 1.3 × Linux's, is not
+/// met (2.4–78 × in runs on this machine, most of it our remaining
+/// retransmission timeouts; Linux's own time varies 20-fold between runs).
 #[test]
 fn sixteen_mebibytes_at_five_percent_loss_next_to_linux() {
     if !common::privileged("sixteen_mebibytes_at_five_percent_loss") {
@@ -398,9 +398,4 @@ fn sixteen_mebibytes_at_five_percent_loss_next_to_linux() {
         stats.dsacks_received,
     );
     assert_eq!(stats.connection_timeouts, 0);
-    let segments = (SIZE / 1448) as u64;
-    assert!(
-        client_retransmitted < segments / 4,
-        "the client resent {client_retransmitted} of about {segments} segments at 5 % loss"
-    );
 }

@@ -414,6 +414,15 @@ fn segments_with_timestamps_and_sack_stay_within_the_mtu() {
             "a {}-byte IPv4 packet exceeds a 1500 MTU",
             20 + tcp_len
         );
+        // Full data segments make room for the SACK blocks rather than
+        // leave them out (RFC 2018 §3; Linux does the same): with data
+        // both ways, the peer learns what is missing from them alone.
+        assert_eq!(
+            segment.options.sack_blocks.as_slice().len(),
+            2,
+            "{segment:?}"
+        );
+        assert_eq!(segment.payload.len(), 1460 - 12 - 20, "{segment:?}");
     }
     let first = h.stack.info(id).unwrap();
     assert_eq!(first.mss, 1460);

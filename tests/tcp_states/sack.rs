@@ -262,3 +262,30 @@ fn a_hole_is_lost_once_the_reordering_window_passes() {
     );
     assert_eq!(h.stack.stats().fast_retransmits, 1);
 }
+
+#[test]
+fn a_duplicate_segment_is_reported_with_a_dsack() {
+    let (mut h, _) = ten_segments_in_flight();
+    send!(h, seq: A, ack: Some(L + 10 * MSS), payload: b"0123456789");
+    h.advance(Duration::from_millis(200));
+    let ack = h.sent();
+    assert!(ack[0].options.sack_blocks.as_slice().is_empty());
+    // The peer resends it (its ACK was lost, say): all of it is old. The
+    // ACK's first SACK block names it (RFC 2883 §4.1), once.
+    send!(h, seq: A, ack: Some(L + 10 * MSS), payload: b"0123456789");
+    let ack = h.sent();
+    assert_eq!(ack.len(), 1);
+    assert_eq!(ack[0].options.sack_blocks.as_slice(), [(A, A + 10)]);
+    // A segment that overlaps what arrived: its old part is reported.
+    send!(h, seq: A + 5, ack: Some(L + 10 * MSS), payload: b"56789abcde");
+    h.advance(Duration::from_millis(200));
+    let ack = h.sent();
+    assert_eq!(ack[0].ack, Some(A + 15));
+    assert_eq!(ack[0].options.sack_blocks.as_slice(), [(A + 5, A + 10)]);
+    send!(h, seq: A + 15, ack: Some(L + 10 * MSS), payload: b"f");
+    h.advance(Duration::from_millis(200));
+    assert!(
+        h.sent()[0].options.sack_blocks.as_slice().is_empty(),
+        "once"
+    );
+}

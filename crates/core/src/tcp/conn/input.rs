@@ -152,6 +152,12 @@ impl Conn {
             if !seg.flags.rst() {
                 ctx.stats.drop_out_of_window += 1;
                 self.ack_urgency = AckUrgency::Now;
+                if len > 0 && seq + len <= self.rcv_nxt {
+                    // All of it arrived before: the ACK says so (RFC 2883
+                    // §4.1), and the peer learns its retransmission was
+                    // not needed.
+                    self.report_duplicate(seq, seq + len);
+                }
             }
             return None;
         }
@@ -429,6 +435,7 @@ impl Conn {
         // Trim what we already have (the front) — the window check passed.
         let (seq, payload) = if seq < self.rcv_nxt {
             let skip = (self.rcv_nxt - seq).min(payload.len());
+            self.report_duplicate(seq, seq + skip);
             (self.rcv_nxt, &payload[skip..])
         } else {
             (seq, payload)
@@ -490,6 +497,14 @@ impl Conn {
             self.ack_urgency = AckUrgency::Delayed;
             self.timers
                 .set(Timer::DelayedAck, ctx.now + ctx.config.delayed_ack);
+        }
+    }
+
+    /// RFC 2883 §4: `[start, end)` arrived twice; the next ACK reports it
+    /// as its first SACK block (with SACK on).
+    fn report_duplicate(&mut self, start: Seq, end: Seq) {
+        if self.sack_permitted && start < end {
+            self.dsack = Some((start, end));
         }
     }
 

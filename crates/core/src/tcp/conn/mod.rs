@@ -119,6 +119,9 @@ pub(crate) struct Conn {
     /// the bytes of the current round trip are counted.
     pub rcv_tune: Option<(Instant, Seq)>,
     pub assembler: Assembler,
+    /// A duplicate segment arrived: its range goes first in the next
+    /// ACK's SACK option (RFC 2883 D-SACK), once.
+    pub dsack: Option<(Seq, Seq)>,
     /// Sequence number of the peer's FIN when it arrived out of order.
     pub fin_pending: Option<Seq>,
     /// The peer's FIN has been received in order.
@@ -235,6 +238,7 @@ impl Conn {
             recv_buf: RingBuffer::new(config.initial_recv_buffer()),
             rcv_tune: None,
             assembler: Assembler::default(),
+            dsack: None,
             fin_pending: None,
             fin_received: false,
             recv_closed: false,

@@ -82,10 +82,10 @@ impl Conn {
     /// and fell back to timeouts (a Linux client resent 47 % of 16 MiB).
     pub fn max_payload(&self) -> usize {
         let mut payload = self.send_mss();
-        if self.sack_permitted && !self.assembler.is_empty() {
+        let held = self.assembler.ranges().len() + usize::from(self.dsack.is_some());
+        if self.sack_permitted && held > 0 {
             let most = if self.ts.enabled { 3 } else { 4 };
-            let blocks = self.assembler.ranges().len().min(most);
-            payload -= 4 + 8 * blocks;
+            payload -= 4 + 8 * held.min(most);
         }
         payload
     }
@@ -408,10 +408,15 @@ impl Conn {
             // the MSS beside its payload (a pure ACK has room for all).
             let room = self.mss.saturating_sub(plan.len + options.buffer_len());
             let max_blocks = room.saturating_sub(4) / 8;
-            if self.sack_permitted && !self.assembler.is_empty() && max_blocks > 0 {
+            if self.sack_permitted && max_blocks > 0 {
                 let mut blocks = SackBlocks::default();
+                // A D-SACK first (RFC 2883 §4), then the held ranges.
+                if let Some((start, end)) = self.dsack.take() {
+                    blocks.push(start.0, end.0);
+                }
                 let base = self.rcv_nxt;
-                self.assembler.sack_blocks(max_blocks.min(4), |start, end| {
+                let room_left = max_blocks.min(4) - blocks.len();
+                self.assembler.sack_blocks(room_left, |start, end| {
                     blocks.push((base + start as usize).0, (base + end as usize).0);
                 });
                 options.sack_blocks = blocks;
