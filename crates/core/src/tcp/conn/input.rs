@@ -147,6 +147,23 @@ impl Conn {
                 seq.in_range(self.rcv_nxt, end) || (seq + (l - 1)).in_range(self.rcv_nxt, end)
             }
         };
+        // An old duplicate — data that all arrived before, as the peer
+        // resends it after losing our ACKs — fails the test, but its ACK
+        // field is as new as any: the peer's view of our data. BSD's
+        // tcp_input keeps processing such a segment "for RST or ACK"; here
+        // for the ACK only (no RST, no SYN), within a buffer's reach of
+        // RCV.NXT, and its data and FIN are ignored. Dropping it whole,
+        // as RFC 9293 §3.10.7.4 reads, cost 200 ms timeouts against a
+        // Linux peer resending over a lossy path: its every segment was an
+        // old duplicate, so none of its ACKs reached us.
+        let old_duplicate = !acceptable
+            && len > 0
+            && seq + len <= self.rcv_nxt
+            && self.rcv_nxt - (seq + len) <= self.recv_buf.capacity()
+            && seg.flags.ack()
+            && !seg.flags.rst()
+            && !seg.flags.syn()
+            && self.state.is_synchronized();
         if !acceptable {
             // A zero-window probe lands here too, and gets the ACK it wants.
             if !seg.flags.rst() {
@@ -159,7 +176,9 @@ impl Conn {
                     self.report_duplicate(seq, seq + len);
                 }
             }
-            return None;
+            if !old_duplicate {
+                return None;
+            }
         }
 
         // Second: RST (RFC 5961 §3.2: only an exact match resets; anything
@@ -215,7 +234,7 @@ impl Conn {
         // RFC 7323 §4.3: update TS.Recent from an acceptable segment that
         // covers Last.ACK.sent.
         if let Some(ts) = seg.options.timestamps {
-            if self.ts.enabled && seq <= self.last_ack_sent {
+            if self.ts.enabled && acceptable && seq <= self.last_ack_sent {
                 self.ts.recent = ts.tsval;
             }
         }
@@ -224,6 +243,9 @@ impl Conn {
             return None;
         }
 
+        if old_duplicate {
+            return None;
+        }
         // Sixth (URG) is ignored: urgent data is delivered in line.
         // Seventh: segment text.
         if !seg.payload.is_empty() {
@@ -313,6 +335,11 @@ impl Conn {
         }
         let news = self.take_sack_blocks(ctx, seg);
         let tail_lost = self.settle_loss_probe(ack);
+        if advanced || news.new_bytes {
+            // News arrived before a pending probe went out: the ACK clock
+            // runs again, the probe is not needed.
+            self.tlp_pending = false;
+        }
         self.recovery_credit = self.cc.in_loss_recovery() && (advanced || news.new_bytes);
         if news.new_bytes && self.cc.in_loss_recovery() {
             self.detect_lost_retransmissions(ctx);

@@ -537,8 +537,9 @@ impl Conn {
             self.arm_retransmit(now);
         } else if !self.timers.is_set(Timer::Retransmit) {
             self.arm_retransmit(now);
-        } else if !retransmission {
-            // §7.2: new data restarts the probe timer.
+        } else {
+            // §7.2: new data restarts the probe timer (and here a
+            // retransmission in fast recovery too, see `arm_loss_probe`).
             self.arm_loss_probe(now);
         }
     }
