@@ -289,3 +289,24 @@ fn a_duplicate_segment_is_reported_with_a_dsack() {
         "once"
     );
 }
+
+#[test]
+fn an_old_duplicate_still_delivers_its_acknowledgment() {
+    let (mut h, id) = ten_segments_in_flight();
+    send!(h, seq: A, ack: Some(L), payload: b"0123456789");
+    h.advance(Duration::from_millis(200));
+    h.sent();
+    assert_eq!(h.stack.unacknowledged(id), 10 * MSS as usize);
+    // The peer resends those ten bytes (our ACK of them was lost) with an
+    // ACK of everything we sent: the data is old, the ACK is news (BSD's
+    // tcp_input keeps processing such a segment for its ACK).
+    send!(h, seq: A, ack: Some(L + 10 * MSS), payload: b"0123456789");
+    assert_eq!(h.stack.unacknowledged(id), 0);
+    assert_eq!(h.stack.stats().drop_out_of_window, 1, "its data is dropped");
+    assert_eq!(h.app_recv(id, 100), b"0123456789", "once");
+    let ack = h.sent();
+    assert_eq!(ack[0].ack, Some(A + 10));
+    // An old duplicate's RST or SYN is not acted on.
+    send!(h, seq: A, flags: TcpFlags::RST, payload: b"0123456789");
+    assert_eq!(h.stack.state(id), Some(lastack::tcp::State::Established));
+}
