@@ -54,6 +54,29 @@ use crate::upstream::pool::HealthBoard;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// A full segment of `mss` bytes, with IPv4 and TCP headers (RFC 9293
+/// §3.7.1: the MSS counts neither), must fit the interface's MTU: a
+/// larger one would be dropped on the path, silently.
+fn check_mss_fits(iface: &Interface, mss: usize) -> Result<(), Error> {
+    let path = format!("/sys/class/net/{}/mtu", iface.name);
+    let Some(mtu) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+    else {
+        return Ok(()); // not a Linux sysfs: nothing to check against
+    };
+    if mss + 40 > mtu {
+        return Err(format!(
+            "interface {}: tcp.mss {mss} needs an MTU of at least {} (IPv4 and TCP headers), the interface has {mtu}: lower tcp.mss to {} or raise the MTU",
+            iface.name,
+            mss + 40,
+            mtu.saturating_sub(40)
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// How the shards' secrets are chosen.
 #[derive(Debug, Clone, Copy)]
 pub enum Secrets {
@@ -285,6 +308,7 @@ impl Runtime {
     fn spawn_shard(&mut self, interface: usize, queue: u32) -> Result<ShardHandle, Error> {
         let iface: &Interface = &self.config.interfaces[interface];
         let frames = std::num::NonZeroU32::new(iface.umem_frames).expect("validated");
+        check_mss_fits(iface, usize::from(self.config.tcp.mss))?;
         let socket = XskSocket::bind_with_frame_size(
             &iface.name,
             queue,
@@ -292,6 +316,16 @@ impl Runtime {
             iface.frame_size,
             iface.bind_mode,
         )?;
+        let needed = crate::config::FRAME_HEADER_ROOM + usize::from(self.config.tcp.mss);
+        if socket.frame_len() < needed {
+            return Err(format!(
+                "interface {}: its UMEM frames hold {} bytes after the kernel's headroom; tcp.mss {} needs {needed} (headers with options included): lower tcp.mss or raise frame_size",
+                iface.name,
+                socket.frame_len(),
+                self.config.tcp.mss
+            )
+            .into());
+        }
         self.programs[interface]
             .1
             .register_socket(queue, socket.fd())?;

@@ -199,6 +199,13 @@ const SEMANTIC_CASES: &[(&str, &str, &str, &str, &str)] = &[
     ),
     (
         "min_rto = \"200ms\"",
+        "min_rto = \"200ms\"\nmss = 8000",
+        "tcp.mss",
+        "frames (a segment's headers take 98), found 8000",
+        "mss = 8000",
+    ),
+    (
+        "min_rto = \"200ms\"",
         "min_rto = \"200ms\"\ntime_wait = \"10m\"",
         "tcp.time_wait",
         "expected a duration from 1s to 4m",

@@ -647,3 +647,45 @@ fn lastack_runs_as_an_unprivileged_user_with_its_capabilities() {
     assert!(log.contains("drained"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A full segment must fit the interface's MTU: with `tcp.mss` 1460 on an
+/// interface of MTU 1400, `lastack run` refuses to start and says what to
+/// change (issue 15: an MSS the path cannot carry was accepted before, and
+/// its full segments were dropped on the way, silently).
+#[test]
+fn an_mss_beyond_the_interface_mtu_is_refused_at_start() {
+    if !common::privileged("an_mss_beyond_the_interface_mtu_is_refused_at_start") {
+        return;
+    }
+    let topo = Topology::new(
+        97,
+        Shape {
+            queues: 1,
+            backends: 1,
+        },
+    );
+    topo.lastack
+        .exec(&["ip", "link", "set", "dev", &topo.lastack_if, "mtu", "1400"]);
+    let backend = SocketAddrV4::new(topo.backend_addrs[0], BACKEND_PORT);
+    let (dir, path) = common::run_config(&topo, 1, backend, "", "");
+    let mut child = common::lastack_run(&topo.lastack, &path);
+    let status = wait::until("lastack exits", Duration::from_secs(20), || {
+        match child.try_wait() {
+            Ok(Some(status)) => Ok(status),
+            _ => Err("running"),
+        }
+    });
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(!status.success(), "{status:?}\n{log}");
+    assert!(
+        log.contains("tcp.mss 1460 needs an MTU of at least 1500") && log.contains("has 1400"),
+        "{log}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

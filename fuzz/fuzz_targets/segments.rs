@@ -32,6 +32,15 @@ enum Step {
         options: Vec<u8>,
         payload: Vec<u8>,
     },
+    /// An ACK from the established peer with SACK blocks placed relative
+    /// to the server's SND.UNA (so they land in, around and beyond what is
+    /// in flight: the scoreboard, D-SACK and the loss-detection paths).
+    Sack {
+        ack_offset: i16,
+        window: u16,
+        blocks: Vec<(i32, u16)>,
+        payload_len: u8,
+    },
     /// Raw bytes as if off the wire.
     Raw(Vec<u8>),
     Send(Vec<u8>),
@@ -102,6 +111,20 @@ fuzz_target!(|steps: Vec<Step>| {
                     ),
                 };
                 let bytes = emit(from, server_addr(80), seq, ack, flags, window, &options, &payload);
+                deliver_bytes(&mut pair.b, now, &bytes);
+            }
+            Step::Sack { ack_offset, window, blocks, payload_len } => {
+                let Some(info) = pair.b.info(server) else { continue };
+                let mut options = vec![1u8, 1, 5, 2];
+                for &(left, len) in blocks.iter().take(4) {
+                    let left = info.snd_una.wrapping_add(left as u32);
+                    options.extend_from_slice(&left.to_be_bytes());
+                    options.extend_from_slice(&left.wrapping_add(u32::from(len)).to_be_bytes());
+                    options[3] += 8;
+                }
+                let ack = info.snd_una.wrapping_add(ack_offset as u32);
+                let payload = vec![0x5a; usize::from(payload_len)];
+                let bytes = emit(client_addr(40000), server_addr(80), info.rcv_nxt, ack, 0x10, window, &options, &payload);
                 deliver_bytes(&mut pair.b, now, &bytes);
             }
             Step::Raw(bytes) => {

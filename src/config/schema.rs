@@ -351,8 +351,10 @@ pub struct Tcp {
     /// When to answer SYNs with SYN cookies (RFC 4987 §3.6). Default: `"auto"`.
     #[serde(default)]
     pub syn_cookies: SynCookies,
-    /// MSS we announce and the most we send; clamped to the interface MTU.
-    /// 536 to 8960. Default: 1460.
+    /// MSS we announce and the most we send. 536 to 8960, and at most each
+    /// interface's `frame_size` − 98 (its headers); `lastack run` refuses
+    /// to start when a segment would exceed an interface's MTU (MSS + 40).
+    /// Default: 1460.
     #[serde(default = "defaults::mss")]
     pub mss: u16,
     /// Retransmission timeout before any RTT sample (RFC 6298 §2.1).

@@ -332,6 +332,21 @@ impl Validator {
         self.range(path.key("syn_backlog"), tcp.syn_backlog, 16, 1 << 20);
         self.range(path.key("accept_backlog"), tcp.accept_backlog, 16, 1 << 20);
         self.range(path.key("mss"), tcp.mss, 536, 8960);
+        for interface in &config.interfaces {
+            let room = interface.frame_size as usize;
+            if usize::from(tcp.mss) + super::FRAME_HEADER_ROOM > room {
+                self.issue(
+                    path.key("mss"),
+                    format!(
+                        "expected at most {} for interface {}'s {room}-byte frames (a segment's headers take {}), found {}",
+                        room - super::FRAME_HEADER_ROOM,
+                        interface.name,
+                        super::FRAME_HEADER_ROOM,
+                        tcp.mss
+                    ),
+                );
+            }
+        }
         self.duration(path.key("min_rto"), *tcp.min_rto, 1, 60_000);
         self.duration(path.key("max_rto"), *tcp.max_rto, 1, 600_000);
         self.duration(path.key("initial_rto"), *tcp.initial_rto, 1, 60_000);
