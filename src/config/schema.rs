@@ -416,7 +416,9 @@ pub struct Tcp {
     /// Timestamps and PAWS (RFC 7323 §3, §5). Default: true.
     #[serde(default = "defaults::yes")]
     pub timestamps: bool,
-    /// Selective acknowledgments (RFC 2018). Default: true.
+    /// Selective acknowledgments (RFC 2018): SACK blocks and D-SACKs (RFC
+    /// 2883) sent, and loss recovery from the peer's (RFC 6675 with RACK-TLP's
+    /// tail-loss probes, RFC 8985). Default: true.
     #[serde(default = "defaults::yes")]
     pub sack: bool,
     /// Idle time before keepalive probes start; absent: no keepalive.
