@@ -306,6 +306,10 @@ fn an_old_duplicate_still_delivers_its_acknowledgment() {
     assert_eq!(h.app_recv(id, 100), b"0123456789", "once");
     let ack = h.sent();
     assert_eq!(ack[0].ack, Some(A + 10));
+    // Its end 2^31 behind RCV.NXT (both "before" each other): not old,
+    // not new — dropped (a fuzzer found the distance overflowing).
+    send!(h, seq: A.wrapping_add(10 + (1 << 31)), ack: Some(L + 10 * MSS), payload: b"0123456789");
+    assert_eq!(h.stack.stats().drop_out_of_window, 2);
     // An old duplicate's RST or SYN is not acted on.
     send!(h, seq: A, flags: TcpFlags::RST, payload: b"0123456789");
     assert_eq!(h.stack.state(id), Some(lastack::tcp::State::Established));

@@ -89,20 +89,28 @@ impl Scoreboard {
         for (i, &(left, right)) in blocks.iter().enumerate() {
             let (left, right) = (Seq(left), Seq(right));
             if i == 0 {
-                let inside_second = blocks
-                    .get(1)
-                    .is_some_and(|&(l, r)| Seq(l) <= left && right <= Seq(r) && left < right);
-                if (right <= snd_una && left < right) || inside_second {
+                let forward = right.diff(left) > 0;
+                let inside_second = blocks.get(1).is_some_and(|&(l, r)| {
+                    forward && left.diff(Seq(l)) >= 0 && Seq(r).diff(right) >= 0
+                });
+                if (forward && snd_una.diff(right) >= 0) || inside_second {
                     news.duplicate = true;
                     continue;
                 }
             }
             // Believable: a non-empty block within what was sent and not
             // yet acknowledged (a block reaching below SND.UNA is cut).
-            if !(left < right && right <= snd_max && right > snd_una) {
+            // Signed distances, so that numbers 2^31 apart (each "before"
+            // the other) are refused rather than taken as a range.
+            if !(right.diff(left) > 0 && snd_max.diff(right) >= 0 && right.diff(snd_una) > 0) {
                 continue;
             }
-            news.new_bytes |= self.insert(left.max(snd_una), right);
+            let start = if left.diff(snd_una) < 0 {
+                snd_una
+            } else {
+                left
+            };
+            news.new_bytes |= self.insert(start, right);
         }
         news
     }
@@ -336,6 +344,12 @@ mod tests {
     fn blocks_outside_the_flight_are_not_believed() {
         let mut sb = Scoreboard::default();
         let news = sb.on_sack(&[(5000, 25_000), (0, 0)], Seq(1000), Seq(20_000));
+        assert_eq!(news, SackNews::default());
+        assert!(sb.is_empty());
+        // 2^31 apart: each end is "before" the other; not a range.
+        let news = sb.on_sack(&[(5000, 5000 + (1 << 31))], Seq(1000), Seq(20_000));
+        assert_eq!(news, SackNews::default());
+        let news = sb.on_sack(&[(10_000 + (1 << 31), 10_000)], Seq(1000), Seq(20_000));
         assert_eq!(news, SackNews::default());
         assert!(sb.is_empty());
     }

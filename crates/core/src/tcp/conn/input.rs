@@ -156,10 +156,12 @@ impl Conn {
         // as RFC 9293 §3.10.7.4 reads, cost 200 ms timeouts against a
         // Linux peer resending over a lossy path: its every segment was an
         // old duplicate, so none of its ACKs reached us.
+        // (How far its end lies behind RCV.NXT, as a signed distance: two
+        // numbers 2^31 apart are each "before" the other.)
+        let behind = self.rcv_nxt.diff(seq + len);
         let old_duplicate = !acceptable
             && len > 0
-            && seq + len <= self.rcv_nxt
-            && self.rcv_nxt - (seq + len) <= self.recv_buf.capacity()
+            && (0..=self.recv_buf.capacity() as i64).contains(&i64::from(behind))
             && seg.flags.ack()
             && !seg.flags.rst()
             && !seg.flags.syn()
@@ -169,7 +171,7 @@ impl Conn {
             if !seg.flags.rst() {
                 ctx.stats.drop_out_of_window += 1;
                 self.ack_urgency = AckUrgency::Now;
-                if len > 0 && seq + len <= self.rcv_nxt {
+                if len > 0 && behind >= 0 {
                     // All of it arrived before: the ACK says so (RFC 2883
                     // §4.1), and the peer learns its retransmission was
                     // not needed.
