@@ -310,20 +310,27 @@ impl Running {
 
     /// Waits (bounded) for the process to exit: its status and stderr.
     fn exit(&mut self, within: Duration) -> (std::process::ExitStatus, String) {
-        let mut child = self.child.take().unwrap();
-        let status = wait::until("lastack exits", within, || match child.try_wait() {
-            Ok(Some(status)) => Ok(status),
-            _ => Err("running"),
-        });
-        let mut log = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut log)
-            .unwrap();
-        (status, log)
+        wait_exit(self.child.take().unwrap(), within)
     }
+}
+
+/// Waits (bounded) for `child` to exit: its status and stderr.
+fn wait_exit(
+    mut child: std::process::Child,
+    within: Duration,
+) -> (std::process::ExitStatus, String) {
+    let status = wait::until("lastack exits", within, || match child.try_wait() {
+        Ok(Some(status)) => Ok(status),
+        _ => Err("running"),
+    });
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    (status, log)
 }
 
 impl Drop for Running {
@@ -668,20 +675,8 @@ fn an_mss_beyond_the_interface_mtu_is_refused_at_start() {
         .exec(&["ip", "link", "set", "dev", &topo.lastack_if, "mtu", "1400"]);
     let backend = SocketAddrV4::new(topo.backend_addrs[0], BACKEND_PORT);
     let (dir, path) = common::run_config(&topo, 1, backend, "", "");
-    let mut child = common::lastack_run(&topo.lastack, &path);
-    let status = wait::until("lastack exits", Duration::from_secs(20), || {
-        match child.try_wait() {
-            Ok(Some(status)) => Ok(status),
-            _ => Err("running"),
-        }
-    });
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let child = common::lastack_run(&topo.lastack, &path);
+    let (status, log) = wait_exit(child, Duration::from_secs(20));
     assert!(!status.success(), "{status:?}\n{log}");
     assert!(
         log.contains("tcp.mss 1460 needs an MTU of at least 1500") && log.contains("has 1400"),

@@ -61,18 +61,7 @@ fn duplicate_data_is_not_delivered_twice() {
 
 #[test]
 fn sack_blocks_describe_out_of_order_data() {
-    let mut cfg = config();
-    cfg.sack = true;
-    let mut h = Harness::listening(cfg);
-    h.stack.set_next_iss(lastack::tcp::Seq(LOCAL_SEQ));
-    let sack_ok = TcpOptions {
-        sack_permitted: true,
-        ..SEG.options
-    };
-    send!(h, seq: REMOTE_SEQ, flags: TcpFlags::SYN, options: sack_ok);
-    let syn_ack = h.sent();
-    assert!(syn_ack[0].options.sack_permitted);
-    send!(h, seq: A, ack: Some(L));
+    let (mut h, _) = Harness::sack_established(config(), SEG.options);
     send!(h, seq: A + 10, ack: Some(L), payload: b"xxxxx");
     send!(h, seq: A + 30, ack: Some(L), payload: b"yyyyy");
     let sent = h.sent();

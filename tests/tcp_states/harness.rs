@@ -240,6 +240,24 @@ impl Harness {
         (h, id)
     }
 
+    /// Passive open with SACK permitted on both sides (the peer's SYN
+    /// carries `syn_options` besides), up to ESTABLISHED and accepted.
+    pub fn sack_established(mut config: TcpConfig, syn_options: TcpOptions) -> (Self, ConnId) {
+        config.sack = true;
+        let mut h = Self::listening(config);
+        h.stack.set_next_iss(Seq(LOCAL_SEQ));
+        let options = TcpOptions {
+            sack_permitted: true,
+            ..syn_options
+        };
+        send!(h, seq: REMOTE_SEQ, flags: TcpFlags::SYN, options: options);
+        assert!(h.sent()[0].options.sack_permitted, "SACK accepted");
+        send!(h, seq: REMOTE_SEQ + 1, ack: Some(LOCAL_SEQ + 1));
+        let id = h.stack.accept(h.listener.unwrap(), TAG).expect("accepted");
+        h.take_events();
+        (h, id)
+    }
+
     /// Active open up to ESTABLISHED: our stack (LOCAL) connects to the
     /// hand-played peer (REMOTE).
     pub fn connected(config: TcpConfig) -> (Self, ConnId) {

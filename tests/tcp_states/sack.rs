@@ -14,18 +14,7 @@ const MSS: u32 = 1460;
 /// Passive open with SACK permitted on both sides, then ten full segments
 /// (the initial window, RFC 6928) sent: segment `i` starts at `L + i·MSS`.
 fn ten_segments_in_flight() -> (Harness, lastack::tcp::ConnId) {
-    let mut cfg = config();
-    cfg.sack = true;
-    let mut h = Harness::listening(cfg);
-    h.stack.set_next_iss(lastack::tcp::Seq(LOCAL_SEQ));
-    let sack_ok = TcpOptions {
-        sack_permitted: true,
-        ..MSS_1460
-    };
-    send!(h, seq: REMOTE_SEQ, flags: TcpFlags::SYN, options: sack_ok);
-    assert!(h.sent()[0].options.sack_permitted);
-    send!(h, seq: A, ack: Some(L));
-    let id = h.stack.accept(h.listener.unwrap(), TAG).unwrap();
+    let (mut h, id) = Harness::sack_established(config(), MSS_1460);
     h.app_send(id, &[7u8; 10 * MSS as usize]);
     let flight: Vec<u32> = h.sent().iter().map(|s| s.seq).collect();
     assert_eq!(flight, (0..10).map(|i| L + i * MSS).collect::<Vec<_>>());

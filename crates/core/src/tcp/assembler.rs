@@ -55,21 +55,9 @@ impl Assembler {
         if start >= end {
             return Ok(());
         }
-        // First range that ends at or after `start` (touching merges): a
-        // binary search, the ranges are sorted.
-        let first = self.ranges.partition_point(|&(_, e)| e < start);
-        // Ranges from `first` that start at or before `end` merge with it.
-        let mut last = first;
-        while last < self.ranges.len() && self.ranges[last].0 <= end {
-            last += 1;
-        }
+        let (first, last) = touching(&self.ranges, start, end);
         if first < last {
-            let merged = (
-                start.min(self.ranges[first].0),
-                end.max(self.ranges[last - 1].1),
-            );
-            self.ranges.drain(first + 1..last);
-            self.ranges[first] = merged;
+            let merged = merge(&mut self.ranges, first, last, start, end);
             self.latest = Some(merged);
             return Ok(());
         }
@@ -129,6 +117,43 @@ impl Assembler {
             }
         }
     }
+}
+
+/// The ranges of sorted, disjoint `ranges` that `[start, end)` overlaps
+/// or touches, as `first..last` (empty where it would go if none): a
+/// binary search for the first, then the run after it. Shared with the
+/// sender's SACK scoreboard, which keeps its ranges the same way.
+pub(crate) fn touching<T: Copy + PartialOrd>(
+    ranges: &[(T, T)],
+    start: T,
+    end: T,
+) -> (usize, usize) {
+    let first = ranges.partition_point(|&(_, e)| e < start);
+    let mut last = first;
+    while last < ranges.len() && ranges[last].0 <= end {
+        last += 1;
+    }
+    (first, last)
+}
+
+/// Replaces `ranges[first..last]` (non-empty, from [`touching`]) with
+/// their union with `[start, end)`, and returns it.
+pub(crate) fn merge<T: Copy + PartialOrd>(
+    ranges: &mut Vec<(T, T)>,
+    first: usize,
+    last: usize,
+    start: T,
+    end: T,
+) -> (T, T) {
+    let low = ranges[first].0;
+    let high = ranges[last - 1].1;
+    let merged = (
+        if low < start { low } else { start },
+        if high > end { high } else { end },
+    );
+    ranges.drain(first + 1..last);
+    ranges[first] = merged;
+    merged
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 //! never a stall; ranges are never merged across a hole, which would make
 //! the hole look delivered.
 
+use super::assembler::{merge, touching};
 use super::seq::Seq;
 
 /// Most SACKed ranges a connection remembers.
@@ -117,22 +118,10 @@ impl Scoreboard {
 
     /// Records `[start, end)` as SACKed; true if any of it was not before.
     fn insert(&mut self, start: Seq, end: Seq) -> bool {
-        // First range that ends at or after `start` (touching merges: a
-        // binary search, the ranges are sorted), and the ranges from it
-        // that start at or before `end`.
-        let first = self.ranges.partition_point(|&(_, e)| e < start);
-        let mut last = first;
-        while last < self.ranges.len() && self.ranges[last].0 <= end {
-            last += 1;
-        }
+        let (first, last) = touching(&self.ranges, start, end);
         if first < last {
-            let merged = (
-                start.min(self.ranges[first].0),
-                end.max(self.ranges[last - 1].1),
-            );
             let before: usize = self.ranges[first..last].iter().map(|&(s, e)| e - s).sum();
-            self.ranges.drain(first + 1..last);
-            self.ranges[first] = merged;
+            let merged = merge(&mut self.ranges, first, last, start, end);
             return (merged.1 - merged.0) > before;
         }
         if self.ranges.len() == MAX_SACKED_RANGES {

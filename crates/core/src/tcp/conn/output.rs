@@ -50,6 +50,21 @@ struct Plan {
     loss_probe: bool,
 }
 
+impl Plan {
+    /// A segment of `len` bytes of the send buffer (which starts at
+    /// `buf_seq`) from `seq`.
+    fn data(seq: Seq, flags: TcpFlags, buf_seq: Seq, len: usize) -> Self {
+        Plan {
+            seq,
+            flags,
+            offset: seq - buf_seq,
+            len,
+            syn_options: false,
+            loss_probe: false,
+        }
+    }
+}
+
 impl Conn {
     /// True if [`poll_segment`](Self::poll_segment) would produce a segment.
     pub fn wants_to_send(&self) -> bool {
@@ -267,24 +282,13 @@ impl Conn {
                     flags |= TcpFlags::PSH;
                 }
                 return Some(Plan {
-                    seq,
-                    flags,
-                    offset: seq - buf_seq,
-                    len,
-                    syn_options: false,
                     loss_probe: true,
+                    ..Plan::data(seq, flags, buf_seq, len)
                 });
             }
         }
         if let Some((seq, len)) = self.sack_retransmission() {
-            return Some(Plan {
-                seq,
-                flags: ack_flags,
-                offset: seq - buf_seq,
-                len,
-                syn_options: false,
-                loss_probe: false,
-            });
+            return Some(Plan::data(seq, ack_flags, buf_seq, len));
         }
         if self.probe_pending {
             self.probe_pending = false;
@@ -300,14 +304,7 @@ impl Conn {
                 if next + len == self.data_end() {
                     flags |= TcpFlags::PSH;
                 }
-                return Some(Plan {
-                    seq: next,
-                    flags,
-                    offset: next - buf_seq,
-                    len,
-                    syn_options: false,
-                    loss_probe: false,
-                });
+                return Some(Plan::data(next, flags, buf_seq, len));
             }
         }
         if self.keepalive_pending {
@@ -333,14 +330,7 @@ impl Conn {
                     flags |= TcpFlags::FIN;
                 }
             }
-            return Some(Plan {
-                seq,
-                flags,
-                offset: seq - buf_seq,
-                len,
-                syn_options: false,
-                loss_probe: false,
-            });
+            return Some(Plan::data(seq, flags, buf_seq, len));
         }
         if self.fin_sendable() {
             let flags = TcpFlags::FIN | TcpFlags::ACK;
