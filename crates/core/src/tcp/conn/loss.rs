@@ -25,7 +25,7 @@
 //!
 //! RACK proper keeps a send time per segment and judges by time, with a
 //! reordering window. This keeps three marks per connection (the probe's
-//! range, where the round began, `lost_below`) and judges by order
+//! range, SND.MAX at the latest retransmission, `lost_below`) and judges by order
 //! instead: "sent later, delivered, yet this is missing". It costs no
 //! memory per segment; it is wrong where the path reorders by more than
 //! a round of retransmissions (a needless retransmission, which a D-SACK

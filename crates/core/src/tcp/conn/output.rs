@@ -1,9 +1,11 @@
 //! What a connection sends next, and writing it (IPv4 + TCP) into the
 //! caller's buffer.
 //!
-//! Priority, highest first: RST; SYN or SYN-ACK; a fast retransmission;
-//! a zero-window or keepalive probe; new (or go-back-N) data, with FIN on
-//! the last segment; a lone FIN; a pure ACK. Every segment after the SYN
+//! Priority, highest first: RST; SYN or SYN-ACK; a fast retransmission
+//! (SND.UNA's segment); a tail-loss probe; the retransmission the SACK
+//! scoreboard picks (RFC 6675 NextSeg); a zero-window or keepalive probe;
+//! new data, or a timeout's resending walk that skips SACKed ranges, with
+//! FIN on the last segment; a lone FIN; a pure ACK. Every segment after the SYN
 //! carries an ACK, so each one also satisfies a pending ACK.
 //!
 //! Segments without data (ACK, RST) carry SND.MAX, the highest sequence
