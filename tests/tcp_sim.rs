@@ -563,6 +563,29 @@ fn syn_flood_every_real_client_still_connects() {
     );
 }
 
+/// `size` bytes A → B over `link` with each congestion control: the
+/// algorithm, the finished pair, and the goodput in bit/s.
+fn one_way_with_each_congestion(
+    link: LinkConfig,
+    seed: u64,
+    size: usize,
+) -> Vec<(lastack::tcp::AlgorithmKind, Pair, f64)> {
+    use lastack::tcp::AlgorithmKind;
+    [AlgorithmKind::Cubic, AlgorithmKind::NewReno]
+        .into_iter()
+        .map(|congestion| {
+            let config = TcpConfig {
+                congestion,
+                ..TcpConfig::default()
+            };
+            let pair = transfer_with(config, link, seed, size, 0);
+            let secs = (pair.now - Instant::from_millis(1_000_000)).as_secs_f64();
+            let goodput = size as f64 * 8.0 / secs;
+            (congestion, pair, goodput)
+        })
+        .collect()
+}
+
 /// A 100 Mbit/s bottleneck whose queue holds one bandwidth-delay product,
 /// on a 50 ms path, 32 MiB one way, with each congestion control: slow
 /// start overruns the queue (tail drop, hundreds of segments of one window,
@@ -575,18 +598,10 @@ fn syn_flood_every_real_client_still_connects() {
 /// out-of-order ranges, and the connection died of retransmission timeouts.
 #[test]
 fn a_bottleneck_queue_overrun_in_slow_start_is_recovered() {
-    use lastack::tcp::AlgorithmKind;
     const SIZE: usize = 32 << 20;
     const RATE: u64 = 100_000_000;
     let link = LinkConfig::bottleneck(Duration::from_millis(50), RATE);
-    for congestion in [AlgorithmKind::Cubic, AlgorithmKind::NewReno] {
-        let config = TcpConfig {
-            congestion,
-            ..TcpConfig::default()
-        };
-        let pair = transfer_with(config, link, 5, SIZE, 0);
-        let secs = (pair.now - Instant::from_millis(1_000_000)).as_secs_f64();
-        let goodput = SIZE as f64 * 8.0 / secs;
+    for (congestion, pair, goodput) in one_way_with_each_congestion(link, 5, SIZE) {
         let stats = pair.a.stats();
         println!(
             "{congestion:?}: {:.1} Mbit/s ({:.0} % of the bottleneck), {} segments dropped by the queue ({} KiB), {} retransmitted ({} KiB), {} timeouts, {} recoveries, receiver refused {}, {} D-SACKs",
@@ -626,7 +641,6 @@ fn a_bottleneck_queue_overrun_in_slow_start_is_recovered() {
 /// owes is reaching that bound and resending only what was lost.
 #[test]
 fn a_lossy_long_fat_path() {
-    use lastack::tcp::AlgorithmKind;
     const SIZE: usize = 64 << 20;
     const RATE: u64 = 100_000_000;
     let link = LinkConfig {
@@ -634,14 +648,7 @@ fn a_lossy_long_fat_path() {
         ..LinkConfig::bottleneck(Duration::from_millis(50), RATE)
     };
     let mathis = 1448.0 * 8.0 / 0.05 * (1.5f64).sqrt() / (0.01f64).sqrt();
-    for congestion in [AlgorithmKind::Cubic, AlgorithmKind::NewReno] {
-        let config = TcpConfig {
-            congestion,
-            ..TcpConfig::default()
-        };
-        let pair = transfer_with(config, link, 7, SIZE, 0);
-        let secs = (pair.now - Instant::from_millis(1_000_000)).as_secs_f64();
-        let goodput = SIZE as f64 * 8.0 / secs;
+    for (congestion, pair, goodput) in one_way_with_each_congestion(link, 7, SIZE) {
         let stats = pair.a.stats();
         println!(
             "{congestion:?}: {:.2} Mbit/s ({:.1} % of the bottleneck, {:.2} × the Mathis bound), {} KiB of data dropped, {} KiB retransmitted ({:.2} ×) in {} segments, {} recoveries, {} timeouts",

@@ -148,10 +148,11 @@ pub(crate) struct Conn {
     /// the current fast recovery (or since the last timeout).
     pub high_rxt: Seq,
     /// Holes below this are lost, whatever the SACKed bytes above them say:
-    /// set when a tail-loss probe sent after them was delivered, or when a
-    /// round of retransmissions below it went unanswered for a round trip
-    /// (RACK's rule, RFC 8985 §6.2, at the granularity of a probe or a
-    /// round; see `loss.rs`).
+    /// set when a tail-loss probe sent after them was delivered, when the
+    /// reordering window after new SACK information ran out, or when data
+    /// sent after the latest retransmission was SACKed while retransmitted
+    /// holes below it were still missing (RACK's rule, RFC 8985 §6.2, by
+    /// order rather than per-segment time; see `loss.rs`).
     pub lost_below: Seq,
     /// SND.MAX when the latest retransmission in loss recovery went out:
     /// data above it was first sent after every retransmission so far.
