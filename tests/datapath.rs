@@ -271,7 +271,8 @@ fn hostile_packets_are_dropped_and_counted() {
         frame[..6].copy_from_slice(&vip_mac);
         frame[6..12].copy_from_slice(&client_mac);
         frame[12..14].copy_from_slice(&[0x08, 0x00]);
-        lastack::wire::Ipv4Repr::tcp(client_ip, vip, tcp_len as u16).emit(&mut frame[14..34]);
+        lastack::wire::Ipv4Repr::tcp(client_ip, vip, tcp_len as u16, lastack::wire::Ecn::NotEct)
+            .emit(&mut frame[14..34]);
         let tcp = &mut frame[34..];
         tcp[0..2].copy_from_slice(&4444u16.to_be_bytes());
         tcp[2..4].copy_from_slice(&ECHO.to_be_bytes());

@@ -47,7 +47,7 @@ impl Topology {
 
     /// Runs our echo server on the TUN device until `stop`; returns the stack.
     fn serve(&mut self, closing: Closing, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Stack> {
-        self.serve_lossy(closing, stop, 0)
+        self.serve_with(closing, stop, Inbound::default())
     }
 
     /// Like `serve`, dropping `percent` % of the packets from the kernel.
@@ -57,8 +57,22 @@ impl Topology {
         stop: Arc<AtomicBool>,
         percent: u32,
     ) -> std::thread::JoinHandle<Stack> {
+        let inbound = Inbound {
+            loss_percent: percent,
+            ..Inbound::default()
+        };
+        self.serve_with(closing, stop, inbound)
+    }
+
+    /// Like `serve`, with `inbound` done to the packets from the kernel.
+    fn serve_with(
+        &mut self,
+        closing: Closing,
+        stop: Arc<AtomicBool>,
+        inbound: Inbound,
+    ) -> std::thread::JoinHandle<Stack> {
         let tun = self.tun.take().expect("one server per topology");
-        std::thread::spawn(move || echo_server(tun, closing, &stop, percent))
+        std::thread::spawn(move || echo_server(tun, closing, &stop, inbound))
     }
 
     /// Runs `f` in the namespace (kernel sockets live there).
@@ -71,15 +85,7 @@ impl Topology {
     /// by the server loop: a packet the kernel's own output hook drops is a
     /// local drop the kernel sees and resends, not a loss on the path.
     fn lossy(&self, percent: u32) {
-        let name = self.ns.exec(&["ip", "-o", "link", "show", "type", "tun"]);
-        let name = String::from_utf8_lossy(&name.stdout);
-        let name = name
-            .split(':')
-            .nth(1)
-            .expect("a TUN device")
-            .trim()
-            .to_owned();
-        drop_on_input(&self.ns, &name, percent);
+        drop_on_input(&self.ns, &self.tun_name(), percent);
     }
 
     /// A kernel echo server in a namespace of its own behind a veth pair
@@ -118,6 +124,17 @@ impl Topology {
         (peer, server, addr)
     }
 
+    /// The TUN device's name.
+    fn tun_name(&self) -> String {
+        let name = self.ns.exec(&["ip", "-o", "link", "show", "type", "tun"]);
+        let name = String::from_utf8_lossy(&name.stdout);
+        name.split(':')
+            .nth(1)
+            .expect("a TUN device")
+            .trim()
+            .to_owned()
+    }
+
     /// TIME-WAIT sockets the kernel holds in the namespace.
     fn kernel_time_wait(&self) -> usize {
         let out = self.ns.exec(&["ss", "-Htan", "state", "time-wait"]);
@@ -140,7 +157,35 @@ fn drop_on_input(ns: &common::Netns, ifname: &str, percent: u32) {
     std::fs::remove_file(&path).unwrap();
 }
 
-fn echo_server(tun: TunDevice, closing: Closing, stop: &AtomicBool, rx_loss_percent: u32) -> Stack {
+/// Marks `percent` % of the ECT(0) packets arriving on `ifname` in `ns`
+/// Congestion Experienced (nftables `ip ecn set ce`, which updates the
+/// header checksum): a router under load that marks instead of dropping
+/// (RFC 3168 §5).
+fn mark_ce_on_input(ns: &common::Netns, ifname: &str, percent: u32) {
+    let table = ifname.replace('-', "_");
+    let rules = format!(
+        "table ip ce_{table} {{\n\
+         chain inp {{ type filter hook input priority 0; iifname \"{ifname}\" ip ecn ect0 numgen random mod 100 < {percent} ip ecn set ce; }}\n\
+         }}\n"
+    );
+    let path = std::env::temp_dir().join(format!("{}-{ifname}-ce.nft", ns.name));
+    std::fs::write(&path, rules).unwrap();
+    ns.exec(&["nft", "-f", path.to_str().unwrap()]);
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// What the path does to packets from the kernel, read off the TUN device
+/// one segment at a time (the kernel's own hooks see its GSO bursts whole,
+/// so a drop or mark there takes a whole burst).
+#[derive(Clone, Copy, Default)]
+struct Inbound {
+    /// Dropped at random.
+    loss_percent: u32,
+    /// ECN-capable packets marked Congestion Experienced at random.
+    ce_percent: u32,
+}
+
+fn echo_server(tun: TunDevice, closing: Closing, stop: &AtomicBool, inbound: Inbound) -> Stack {
     let mut loss = lastack_testkit::sim::Rng::new(7);
     let config = TcpConfig::default();
     let mut stack = Stack::new(config, Secret([0x42; 16]), 10_000);
@@ -166,8 +211,16 @@ fn echo_server(tun: TunDevice, closing: Closing, stop: &AtomicBool, rx_loss_perc
         });
         tun.wait_readable(wait).unwrap();
         while let Some(n) = tun.recv(&mut packet).unwrap() {
-            if loss.chance(rx_loss_percent * 10_000) {
+            if loss.chance(inbound.loss_percent * 10_000) {
                 continue;
+            }
+            if loss.chance(inbound.ce_percent * 10_000) {
+                let mut ip = lastack::wire::Ipv4Packet::new_unchecked(&mut packet[..n]);
+                let tos = ip.dscp_ecn();
+                if lastack::wire::Ecn::from_tos(tos) != lastack::wire::Ecn::NotEct {
+                    ip.set_dscp_ecn(tos | lastack::wire::Ecn::Ce as u8);
+                    ip.fill_checksum();
+                }
             }
             deliver_bytes(&mut stack, now(), &packet[..n]);
         }
@@ -396,6 +449,74 @@ fn sixteen_mebibytes_at_five_percent_loss_next_to_linux() {
         stats.fast_retransmits,
         stats.rto_expirations,
         stats.dsacks_received,
+    );
+    assert_eq!(stats.connection_timeouts, 0);
+}
+
+/// ECN (RFC 3168) with a Linux client that asks for it (`tcp_ecn = 1`)
+/// through a path that marks 5 % of the ECN-capable packets each way
+/// (toward Linux with nftables; toward us as the server reads them, one
+/// segment at a time):
+/// lastack accepts ECN by default; the marks on Linux's data reach us and
+/// our echoes reach Linux (its `delivered_ce`); our data goes ECT, so it is
+/// marked too, and Linux's echoes cut our window; 4 MiB each way
+/// byte-exact.
+#[test]
+fn ecn_with_a_kernel_client_through_a_marking_path() {
+    if !common::privileged("ecn_with_a_kernel_client") {
+        return;
+    }
+    const SIZE: usize = 4 << 20;
+    let mut topo = Topology::new();
+    topo.ns.exec(&["sysctl", "-qw", "net.ipv4.tcp_ecn=1"]);
+    mark_ce_on_input(&topo.ns, &topo.tun_name(), 5);
+    let stop = Arc::new(AtomicBool::new(false));
+    let inbound = Inbound {
+        ce_percent: 5,
+        ..Inbound::default()
+    };
+    let server = topo.serve_with(Closing::AfterClient, stop.clone(), inbound);
+    let kernel_view = topo.client(|| {
+        // A first connection, inspected while it is open: the kernel's
+        // flags for it.
+        let mut stream = connect();
+        let message = vec![0x5a; 256 << 10];
+        stream.write_all(&message).unwrap();
+        let mut back = vec![0; message.len()];
+        stream.read_exact(&mut back).unwrap();
+        assert_eq!(back, message);
+        let ss = std::process::Command::new("ss")
+            .args(["-Htni", "state", "established", "dst", &OURS.to_string()])
+            .output()
+            .expect("ss");
+        drop(stream);
+        common::client::echo_exact(connect(), SIZE);
+        String::from_utf8_lossy(&ss.stdout).into_owned()
+    });
+    stop.store(true, Ordering::Relaxed);
+    let stack = server.join().unwrap();
+    let stats = stack.stats();
+    println!(
+        "4 MiB each way with 5 % CE marks: {} marks received and echoed, {} window cuts for Linux's echoes, {} segments retransmitted; the kernel's view: {}",
+        stats.ce_received,
+        stats.ecn_window_reductions,
+        stats.retransmitted_segments,
+        kernel_view.trim(),
+    );
+    assert_eq!(stats.ecn_negotiated, 2, "Linux's ECN-setup SYNs accepted");
+    assert!(stats.ce_received > 0, "marks on Linux's data arrived");
+    let delivered_ce: u64 = kernel_view
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("delivered_ce:"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        delivered_ce > 0,
+        "Linux took our echoes of the marks on its data: {kernel_view}"
+    );
+    assert!(
+        stats.ecn_window_reductions > 0,
+        "Linux echoed the marks on our data (marked only when ECT)"
     );
     assert_eq!(stats.connection_timeouts, 0);
 }

@@ -566,6 +566,7 @@ fn syn_flood_every_real_client_still_connects() {
 /// `size` bytes A → B over `link` with each congestion control: the
 /// algorithm, the finished pair, and the goodput in bit/s.
 fn one_way_with_each_congestion(
+    base: &TcpConfig,
     link: LinkConfig,
     seed: u64,
     size: usize,
@@ -576,7 +577,7 @@ fn one_way_with_each_congestion(
         .map(|congestion| {
             let config = TcpConfig {
                 congestion,
-                ..TcpConfig::default()
+                ..base.clone()
             };
             let pair = transfer_with(config, link, seed, size, 0);
             let secs = (pair.now - Instant::from_millis(1_000_000)).as_secs_f64();
@@ -601,7 +602,9 @@ fn a_bottleneck_queue_overrun_in_slow_start_is_recovered() {
     const SIZE: usize = 32 << 20;
     const RATE: u64 = 100_000_000;
     let link = LinkConfig::bottleneck(Duration::from_millis(50), RATE);
-    for (congestion, pair, goodput) in one_way_with_each_congestion(link, 5, SIZE) {
+    for (congestion, pair, goodput) in
+        one_way_with_each_congestion(&TcpConfig::default(), link, 5, SIZE)
+    {
         let stats = pair.a.stats();
         println!(
             "{congestion:?}: {:.1} Mbit/s ({:.0} % of the bottleneck), {} segments dropped by the queue ({} KiB), {} retransmitted ({} KiB), {} timeouts, {} recoveries, receiver refused {}, {} D-SACKs",
@@ -629,6 +632,48 @@ fn a_bottleneck_queue_overrun_in_slow_start_is_recovered() {
     }
 }
 
+/// The same path, with a bottleneck that marks ECN-capable segments CE
+/// once its queue holds a quarter of its size (RFC 3168 §5) and both ends
+/// doing ECN: the sender hears of the queue before it overflows and cuts
+/// its window as for a loss, but nothing is lost and nothing is resent.
+#[test]
+fn a_marking_bottleneck_slows_the_sender_without_a_loss() {
+    const SIZE: usize = 32 << 20;
+    const RATE: u64 = 100_000_000;
+    let tail_drop = LinkConfig::bottleneck(Duration::from_millis(50), RATE);
+    let link = LinkConfig {
+        ecn_mark_bytes: tail_drop.queue_bytes / 4,
+        ..tail_drop
+    };
+    let ecn = TcpConfig {
+        ecn: lastack::tcp::EcnMode::On,
+        ..TcpConfig::default()
+    };
+    for (congestion, pair, goodput) in one_way_with_each_congestion(&ecn, link, 5, SIZE) {
+        let (sender, receiver) = (pair.a.stats(), pair.b.stats());
+        println!(
+            "{congestion:?} with ECN: {:.1} Mbit/s ({:.0} % of the bottleneck), {} segments marked CE, {} window cuts for echoes, {} dropped, {} retransmitted, {} timeouts",
+            goodput / 1e6,
+            goodput / RATE as f64 * 100.0,
+            pair.marked,
+            sender.ecn_window_reductions,
+            pair.lost,
+            sender.retransmitted_segments,
+            sender.rto_expirations,
+        );
+        assert_eq!(sender.ecn_negotiated, 1);
+        assert!(pair.marked > 0, "the queue reached the threshold");
+        assert_eq!(receiver.ce_received, pair.marked);
+        assert!(sender.ecn_window_reductions > 0);
+        assert_eq!(pair.lost, 0, "nothing dropped");
+        assert_eq!(sender.retransmitted_segments, 0, "nothing resent");
+        assert!(
+            goodput >= 0.6 * RATE as f64,
+            "at least 60 % of the bottleneck"
+        );
+    }
+}
+
 /// Issue 15's path: 50 ms round trip, a 100 Mbit/s bottleneck with a
 /// one-BDP queue, and 1 % random loss each way; 64 MiB one way with each
 /// congestion control.
@@ -648,7 +693,9 @@ fn a_lossy_long_fat_path() {
         ..LinkConfig::bottleneck(Duration::from_millis(50), RATE)
     };
     let mathis = 1448.0 * 8.0 / 0.05 * (1.5f64).sqrt() / (0.01f64).sqrt();
-    for (congestion, pair, goodput) in one_way_with_each_congestion(link, 7, SIZE) {
+    for (congestion, pair, goodput) in
+        one_way_with_each_congestion(&TcpConfig::default(), link, 7, SIZE)
+    {
         let stats = pair.a.stats();
         println!(
             "{congestion:?}: {:.2} Mbit/s ({:.1} % of the bottleneck, {:.2} × the Mathis bound), {} KiB of data dropped, {} KiB retransmitted ({:.2} ×) in {} segments, {} recoveries, {} timeouts",

@@ -11,6 +11,7 @@ mod harness;
 mod states {
     mod close;
     mod cookies;
+    mod ecn;
     mod established;
     mod handshake;
     mod sack;

@@ -3,7 +3,8 @@
 //! segment (sequence and acknowledgment numbers relative to the live
 //! connection, so the fuzzer reaches the in-window paths; raw option bytes,
 //! so the option parser sees anything), raw bytes through the wire parser,
-//! an application command, or time passing. Nothing may panic, and state
+//! an application command, or time passing. The connection negotiated
+//! ECN, so CE marks and ECN-Echo reach their paths. Nothing may panic, and state
 //! must stay bounded.
 #![no_main]
 
@@ -11,7 +12,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use lastack_testkit::sim::{client_addr, deliver_bytes, server_addr, LinkConfig, Pair, Side};
-use lastack_core::tcp::{ConnId, Event, Route, TcpConfig};
+use lastack_core::tcp::{ConnId, EcnMode, Event, Route, TcpConfig};
 use lastack_core::wire::{IpProtocol, Ipv4Repr, TcpPacket};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
@@ -31,6 +32,8 @@ enum Step {
         window: u16,
         options: Vec<u8>,
         payload: Vec<u8>,
+        /// The IP header's DSCP/ECN byte (CE marks on an ECN connection).
+        tos: u8,
     },
     /// An ACK from the established peer with SACK blocks placed relative
     /// to the server's SND.UNA (so they land in, around and beyond what is
@@ -40,6 +43,8 @@ enum Step {
         window: u16,
         blocks: Vec<(i32, u16)>,
         payload_len: u8,
+        /// ECN-Echo set (the connection negotiated ECN).
+        ece: bool,
     },
     /// Raw bytes as if off the wire.
     Raw(Vec<u8>),
@@ -51,7 +56,8 @@ enum Step {
     Advance(u16),
 }
 
-fn emit(from: SocketAddrV4, to: SocketAddrV4, seq: u32, ack: u32, flags: u16, window: u16, options: &[u8], payload: &[u8]) -> Vec<u8> {
+#[allow(clippy::too_many_arguments)]
+fn emit(from: SocketAddrV4, to: SocketAddrV4, seq: u32, ack: u32, flags: u16, window: u16, options: &[u8], payload: &[u8], tos: u8) -> Vec<u8> {
     // Options padded to a multiple of 4, at most 40 bytes.
     let mut opts = options[..options.len().min(40)].to_vec();
     while opts.len() % 4 != 0 {
@@ -68,7 +74,7 @@ fn emit(from: SocketAddrV4, to: SocketAddrV4, seq: u32, ack: u32, flags: u16, wi
         ttl: 64,
         ident: 0,
         dont_frag: true,
-        dscp_ecn: 0,
+        dscp_ecn: tos,
     }
     .emit(&mut bytes);
     let tcp = &mut bytes[20..];
@@ -86,18 +92,20 @@ fn emit(from: SocketAddrV4, to: SocketAddrV4, seq: u32, ack: u32, flags: u16, wi
 }
 
 fuzz_target!(|steps: Vec<Step>| {
-    let config = TcpConfig { syn_backlog: 8, accept_backlog: 8, ..TcpConfig::default() };
+    // ECN on both sides: the established connection negotiates it.
+    let config = TcpConfig { syn_backlog: 8, accept_backlog: 8, ecn: EcnMode::On, ..TcpConfig::default() };
     let mut pair = Pair::new(config.clone(), config, LinkConfig::default(), 1);
     let listener = pair.b.listen(server_addr(80)).unwrap();
     let now = pair.now;
     let client = pair.a.connect(now, client_addr(40000), server_addr(80), Route::default(), TAG).unwrap();
     pair.settle(|_, _, _, _| {});
     let server: ConnId = pair.b.accept(listener, TAG).expect("handshake in memory");
+    assert!(pair.b.info(server).is_some_and(|info| info.ecn), "ECN negotiated");
     let mut buf = vec![0u8; 70_000];
     for step in steps.into_iter().take(64) {
         let now = pair.now;
         match step {
-            Step::Segment { other_port, seq_offset, ack_offset, flags, window, options, payload } => {
+            Step::Segment { other_port, seq_offset, ack_offset, flags, window, options, payload, tos } => {
                 let (from, seq, ack) = match (other_port, pair.b.info(server)) {
                     (None, Some(info)) => (
                         client_addr(40000),
@@ -110,10 +118,10 @@ fuzz_target!(|steps: Vec<Step>| {
                         ack_offset as u32,
                     ),
                 };
-                let bytes = emit(from, server_addr(80), seq, ack, flags, window, &options, &payload);
+                let bytes = emit(from, server_addr(80), seq, ack, flags, window, &options, &payload, tos);
                 deliver_bytes(&mut pair.b, now, &bytes);
             }
-            Step::Sack { ack_offset, window, blocks, payload_len } => {
+            Step::Sack { ack_offset, window, blocks, payload_len, ece } => {
                 let Some(info) = pair.b.info(server) else { continue };
                 let mut options = vec![1u8, 1, 5, 2];
                 for &(left, len) in blocks.iter().take(4) {
@@ -124,7 +132,8 @@ fuzz_target!(|steps: Vec<Step>| {
                 }
                 let ack = info.snd_una.wrapping_add(ack_offset as u32);
                 let payload = vec![0x5a; usize::from(payload_len)];
-                let bytes = emit(client_addr(40000), server_addr(80), info.rcv_nxt, ack, 0x10, window, &options, &payload);
+                let flags = if ece { 0x50 } else { 0x10 };
+                let bytes = emit(client_addr(40000), server_addr(80), info.rcv_nxt, ack, flags, window, &options, &payload, 0);
                 deliver_bytes(&mut pair.b, now, &bytes);
             }
             Step::Raw(bytes) => {

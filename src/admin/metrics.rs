@@ -448,6 +448,21 @@ pub const METRICS: &[Metric] = &[
         |s| s.tcp.lost_retransmissions,
     ),
     counter(
+        "lastack_tcp_ecn_negotiated_total",
+        "Connections that negotiated ECN (RFC 3168).",
+        |s| s.tcp.ecn_negotiated,
+    ),
+    counter(
+        "lastack_tcp_ce_received_total",
+        "Segments received marked Congestion Experienced on ECN connections.",
+        |s| s.tcp.ce_received,
+    ),
+    counter(
+        "lastack_tcp_ecn_window_reductions_total",
+        "Congestion windows cut for the peer's ECN echo (at most once per window).",
+        |s| s.tcp.ecn_window_reductions,
+    ),
+    counter(
         "lastack_tcp_rto_expirations_total",
         "Retransmission timeouts.",
         |s| s.tcp.rto_expirations,

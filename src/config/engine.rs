@@ -1,9 +1,9 @@
 //! The engine's parameters from `[tcp]`: the core crate knows nothing of
 //! the config file, so the conversion lives here.
 
-use lastack_core::tcp::{AlgorithmKind, CookieMode, TcpConfig};
+use lastack_core::tcp::{AlgorithmKind, CookieMode, EcnMode, TcpConfig};
 
-use super::schema::{Congestion, SynCookies, Tcp};
+use super::schema::{Congestion, Ecn, SynCookies, Tcp};
 
 impl From<&Tcp> for TcpConfig {
     fn from(tcp: &Tcp) -> Self {
@@ -38,6 +38,11 @@ impl From<&Tcp> for TcpConfig {
                 Congestion::Newreno => AlgorithmKind::NewReno,
             },
             initial_window: tcp.initial_window,
+            ecn: match tcp.ecn {
+                Ecn::Off => EcnMode::Off,
+                Ecn::Accept => EcnMode::Accept,
+                Ecn::On => EcnMode::On,
+            },
         }
     }
 }

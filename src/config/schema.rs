@@ -433,6 +433,26 @@ pub struct Tcp {
     /// Default: 10.
     #[serde(default = "defaults::initial_window")]
     pub initial_window: u16,
+    /// Explicit Congestion Notification (RFC 3168): `"accept"` answers a
+    /// client's ECN-setup SYN with ECN (as Linux's default), marks data ECT
+    /// and treats the peer's congestion echoes as a loss without losing
+    /// anything; `"on"` also asks for it on connections lastack opens;
+    /// `"off"` never. Default: `"accept"`.
+    #[serde(default)]
+    pub ecn: Ecn,
+}
+
+/// ECN negotiation.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ecn {
+    /// Never.
+    Off,
+    /// When the peer's SYN asks for it.
+    #[default]
+    Accept,
+    /// Also asked for on lastack's own SYNs.
+    On,
 }
 
 /// A congestion-control algorithm.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use lastack::tcp::{ConnId, Event, Instant, ListenerId, Route, Secret, Seq, Stack, Tag, TcpConfig};
 use lastack::wire::tcp::Checksum;
-use lastack::wire::{Ipv4Packet, Ipv4Repr, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
+use lastack::wire::{Ecn, Ipv4Packet, Ipv4Repr, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
 
 /// Feeds a segment from the peer: `send!(h, seq: .., ack: Some(..), flags: .., payload: b"..")`.
 macro_rules! send {
@@ -62,6 +62,8 @@ pub struct Seg {
     pub window: u16,
     pub payload: &'static [u8],
     pub options: TcpOptions,
+    /// The IP header's ECN field.
+    pub ecn: Ecn,
 }
 
 /// The template: fill in what matters, `..SEG`.
@@ -79,6 +81,7 @@ pub const SEG: Seg = Seg {
         timestamps: None,
         sack_blocks: lastack::wire::SackBlocks::EMPTY,
     },
+    ecn: Ecn::NotEct,
 };
 
 /// The options of a peer's SYN in most tests: MSS 1460, as Linux sends
@@ -97,6 +100,8 @@ pub struct Sent {
     pub window: u16,
     pub payload: Vec<u8>,
     pub options: TcpOptions,
+    /// The IP header's ECN field.
+    pub ecn: Ecn,
 }
 
 /// The stack under test, its clock, and what it told the application.
@@ -157,7 +162,7 @@ impl Harness {
             payload: seg.payload,
         };
         let mut bytes = vec![0u8; 20 + repr.buffer_len()];
-        let ip = Ipv4Repr::tcp(*REMOTE.ip(), *LOCAL.ip(), repr.buffer_len() as u16);
+        let ip = Ipv4Repr::tcp(*REMOTE.ip(), *LOCAL.ip(), repr.buffer_len() as u16, seg.ecn);
         ip.emit(&mut bytes);
         repr.emit(&mut bytes[20..], *REMOTE.ip(), *LOCAL.ip());
         // Parse it back as the shard would, checksums verified.
@@ -196,6 +201,7 @@ impl Harness {
                 window: tcp.window_len,
                 payload: tcp.payload.to_vec(),
                 options: tcp.options,
+                ecn: ip.ecn(),
             });
         }
         self.drain_events();

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use lastack_core::tcp::{Instant, Route, Secret, Stack, TcpConfig};
 use lastack_core::wire::tcp::Checksum;
-use lastack_core::wire::{Ipv4Packet, Ipv4Repr, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
+use lastack_core::wire::{Ecn, Ipv4Packet, Ipv4Repr, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
 
 /// Which end of the pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,6 +49,11 @@ pub struct LinkConfig {
     /// Bytes the bottleneck's queue holds; a segment that does not fit is
     /// dropped (tail drop, as a router's FIFO). 0: unlimited.
     pub queue_bytes: usize,
+    /// Queued bytes above which the bottleneck marks an ECN-capable
+    /// segment Congestion Experienced (RFC 3168 §5) as it enters — a step
+    /// AQM, as DCTCP's threshold K — instead of letting the queue grow
+    /// into tail drop. 0: never marks.
+    pub ecn_mark_bytes: usize,
 }
 
 impl LinkConfig {
@@ -140,6 +145,8 @@ pub struct Pair {
     /// (at random, or dropped by a full bottleneck queue).
     pub sent: [u64; 2],
     pub lost: u64,
+    /// Segments the bottleneck marked CE.
+    pub marked: u64,
     /// Of `lost`: bytes of TCP payload lost, per sending side.
     pub lost_payload: [u64; 2],
     /// The bottleneck toward each side: when it is free again, and the
@@ -170,6 +177,7 @@ impl Pair {
             buf: vec![0; 65536 + 128],
             sent: [0; 2],
             lost: 0,
+            marked: 0,
             lost_payload: [0; 2],
             bottleneck_free: [Instant::from_millis(0); 2],
             bottleneck_queue: Default::default(),
@@ -219,11 +227,13 @@ impl Pair {
             self.lost_payload[to.other() as usize] += payload;
             return;
         }
-        let Some(departure) = self.through_bottleneck(to, bytes.len()) else {
+        let Some((departure, congested)) = self.through_bottleneck(to, bytes.len()) else {
             self.lost += 1;
             self.lost_payload[to.other() as usize] += payload;
             return;
         };
+        let mark = congested && bytes.len() >= 20 && Ecn::from_tos(bytes[1]) != Ecn::NotEct;
+        self.marked += u64::from(mark);
         let copies = if self.rng.chance(self.link.duplicate_ppm) {
             2
         } else {
@@ -238,6 +248,11 @@ impl Pair {
             let mut copy = self.spare.pop().unwrap_or_default();
             copy.clear();
             copy.extend_from_slice(bytes);
+            if mark {
+                let mut packet = Ipv4Packet::new_unchecked(&mut copy[..]);
+                packet.set_dscp_ecn(bytes[1] | Ecn::Ce as u8);
+                packet.fill_checksum();
+            }
             let slot = InFlight { to, bytes: copy };
             let index = match self.free_segments.pop() {
                 Some(i) => {
@@ -256,10 +271,11 @@ impl Pair {
     }
 
     /// When a frame of `len` bytes toward `to` leaves the bottleneck (now
-    /// without one), or `None` when its queue is full.
-    fn through_bottleneck(&mut self, to: Side, len: usize) -> Option<Instant> {
+    /// without one) and whether the queue stood above the marking
+    /// threshold, or `None` when its queue is full.
+    fn through_bottleneck(&mut self, to: Side, len: usize) -> Option<(Instant, bool)> {
         if self.link.rate_bps == 0 {
-            return Some(self.now);
+            return Some((self.now, false));
         }
         let side = to as usize;
         let queue = &mut self.bottleneck_queue[side];
@@ -273,12 +289,14 @@ impl Pair {
         if self.link.queue_bytes > 0 && self.bottleneck_queued[side] + len > self.link.queue_bytes {
             return None;
         }
+        let congested =
+            self.link.ecn_mark_bytes > 0 && self.bottleneck_queued[side] > self.link.ecn_mark_bytes;
         let wire = Duration::from_nanos(len as u64 * 8 * 1_000_000_000 / self.link.rate_bps);
         let departure = self.bottleneck_free[side].max(self.now) + wire;
         self.bottleneck_free[side] = departure;
         queue.push_back((departure, len));
         self.bottleneck_queued[side] += len;
-        Some(departure)
+        Some((departure, congested))
     }
 
     /// Delivers every segment due by now.
@@ -403,7 +421,7 @@ pub fn syn_bytes(from: SocketAddrV4, to: SocketAddrV4, seq: u32, out: &mut Vec<u
     };
     out.clear();
     out.resize(20 + repr.buffer_len(), 0);
-    Ipv4Repr::tcp(*from.ip(), *to.ip(), repr.buffer_len() as u16).emit(out);
+    Ipv4Repr::tcp(*from.ip(), *to.ip(), repr.buffer_len() as u16, Ecn::NotEct).emit(out);
     repr.emit(&mut out[20..], *from.ip(), *to.ip());
 }
 

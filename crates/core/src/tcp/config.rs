@@ -19,6 +19,19 @@ pub enum CookieMode {
     Never,
 }
 
+/// Explicit Congestion Notification (RFC 3168) for a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EcnMode {
+    /// Never: SYNs offer none, and an ECN-setup SYN is answered without.
+    Off,
+    /// When the peer's SYN asks for it (Linux's default, `tcp_ecn = 2`);
+    /// our own SYNs do not ask.
+    #[default]
+    Accept,
+    /// Also asked for on our own SYNs (active opens).
+    On,
+}
+
 /// Engine parameters. `Default` matches the config file's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpConfig {
@@ -61,6 +74,8 @@ pub struct TcpConfig {
     pub congestion: AlgorithmKind,
     /// Segments in the initial congestion window (RFC 6928: 10).
     pub initial_window: u16,
+    /// ECN negotiation (RFC 3168 §6.1.1).
+    pub ecn: EcnMode,
 }
 
 /// The defaults of the config file's `[tcp]` table (the product's config
@@ -91,6 +106,7 @@ impl Default for TcpConfig {
             challenge_ack_limit: 1000,
             congestion: AlgorithmKind::Cubic,
             initial_window: 10,
+            ecn: EcnMode::Accept,
         }
     }
 }

@@ -27,10 +27,12 @@ const PERIOD_SECS: u64 = 64;
 const MAX_AGE: u32 = 2;
 
 /// Low bits of TSval that carry the options: 4 bits of window scale
-/// (0xf = none), 1 bit of SACK-permitted.
+/// (0xf = none), 1 bit of SACK-permitted, 1 bit of ECN (as Linux's
+/// `cookie_init_timestamp`).
 pub const TS_OPTION_BITS: u32 = 0x3f;
 const TS_NO_WSCALE: u32 = 0xf;
 const TS_SACK: u32 = 0x10;
+const TS_ECN: u32 = 0x20;
 
 fn counter(now: Instant) -> u32 {
     (now.micros() / 1_000_000 / PERIOD_SECS) as u32
@@ -79,20 +81,25 @@ pub fn check(
 
 /// TSval for a cookie SYN-ACK: our clock with the low bits replaced by the
 /// options, kept at or below the clock so it never runs ahead.
-pub fn encode_ts(tsval: u32, window_scale: Option<u8>, sack: bool) -> u32 {
+pub fn encode_ts(tsval: u32, window_scale: Option<u8>, sack: bool, ecn: bool) -> u32 {
     let mut bits = window_scale.map_or(TS_NO_WSCALE, |s| u32::from(s.min(14)));
     if sack {
         bits |= TS_SACK;
     }
+    if ecn {
+        bits |= TS_ECN;
+    }
     (tsval.wrapping_sub(TS_OPTION_BITS + 1) & !TS_OPTION_BITS) | bits
 }
 
-/// The options encoded in an echoed TSecr: (window scale, SACK-permitted).
-pub fn decode_ts(tsecr: u32) -> (Option<u8>, bool) {
+/// The options encoded in an echoed TSecr: (window scale, SACK-permitted,
+/// ECN).
+pub fn decode_ts(tsecr: u32) -> (Option<u8>, bool, bool) {
     let ws = tsecr & 0xf;
     (
         (ws != TS_NO_WSCALE).then_some(ws as u8),
         tsecr & TS_SACK != 0,
+        tsecr & TS_ECN != 0,
     )
 }
 
@@ -159,15 +166,15 @@ mod tests {
 
     #[test]
     fn options_survive_the_timestamp() {
-        for (ws, sack) in [
-            (Some(7), true),
-            (None, false),
-            (Some(0), false),
-            (Some(14), true),
+        for (ws, sack, ecn) in [
+            (Some(7), true, true),
+            (None, false, false),
+            (Some(0), false, true),
+            (Some(14), true, false),
         ] {
-            let ts = encode_ts(123_456_789, ws, sack);
+            let ts = encode_ts(123_456_789, ws, sack, ecn);
             assert!(ts <= 123_456_789);
-            assert_eq!(decode_ts(ts), (ws, sack));
+            assert_eq!(decode_ts(ts), (ws, sack, ecn));
         }
     }
 }

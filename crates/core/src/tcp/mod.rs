@@ -31,7 +31,7 @@ pub mod time_wait;
 pub mod timer_wheel;
 pub mod types;
 
-pub use config::{AlgorithmKind, CookieMode, TcpConfig};
+pub use config::{AlgorithmKind, CookieMode, EcnMode, TcpConfig};
 pub use isn::Secret;
 pub use listener::Refuse;
 pub use seq::Seq;

@@ -28,7 +28,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddrV4;
 
-use super::config::{CookieMode, TcpConfig};
+use super::config::{CookieMode, EcnMode, TcpConfig};
+use super::conn::ecn::is_ecn_setup_syn;
 use super::conn::input::Reply;
 use super::conn::output::{finish_segment, IP_HEADER_LEN, MAX_HEADERS};
 use super::conn::{Conn, Ctx};
@@ -46,7 +47,7 @@ use super::types::{
     TupleMap,
 };
 use crate::slots::{cut_free_tail, shrink_target, LowestFree};
-use crate::wire::{IpProtocol, Ipv4Repr, TcpFlags, TcpOptions, TcpRepr, Timestamps};
+use crate::wire::{Ecn, IpProtocol, Ipv4Repr, TcpFlags, TcpOptions, TcpRepr, Timestamps};
 
 /// Stateless replies queued beyond this are dropped (and counted).
 const CONTROL_QUEUE_LIMIT: usize = 4096;
@@ -366,6 +367,7 @@ impl Stack {
             readable: c.readable(),
             ooo_ranges: c.assembler.ranges().len(),
             mss: c.mss,
+            ecn: c.ecn.enabled,
         })
     }
 
@@ -513,7 +515,7 @@ impl Stack {
             return;
         }
         if let Some(&index) = self.by_tuple.get(&tuple) {
-            self.segment_for_conn(now, index, tcp);
+            self.segment_for_conn(now, index, tcp, ip.ecn());
             return;
         }
         if let Some(entry) = self.time_wait.get(&tuple).copied() {
@@ -522,7 +524,9 @@ impl Stack {
             }
         }
         match self.listener_by_addr.get(&tuple.local) {
-            Some(&listener) => self.segment_for_listener(now, listener, tuple, route, tcp),
+            Some(&listener) => {
+                self.segment_for_listener(now, listener, tuple, route, tcp, ip.ecn())
+            }
             None => {
                 self.stats.drop_no_listener += 1;
                 self.reset_for(tuple, route, tcp);
@@ -530,7 +534,7 @@ impl Stack {
         }
     }
 
-    fn segment_for_conn(&mut self, now: Instant, index: u32, tcp: &TcpRepr<'_>) {
+    fn segment_for_conn(&mut self, now: Instant, index: u32, tcp: &TcpRepr<'_>, ecn: Ecn) {
         let slot = &self.slots[index as usize];
         let before = slot.conn.state;
         // A full accept queue drops the final ACK of the handshake; the
@@ -547,7 +551,7 @@ impl Stack {
             if conn.state == State::SynSent {
                 conn.handle_syn_sent(ctx, tcp)
             } else {
-                conn.handle_segment(ctx, tcp)
+                conn.handle_segment(ctx, tcp, ecn)
             }
         });
         if let Some(Reply::Rst { seq }) = reply {
@@ -627,6 +631,7 @@ impl Stack {
         tuple: FourTuple,
         route: Route,
         tcp: &TcpRepr<'_>,
+        ecn_field: Ecn,
     ) {
         let flags = tcp.flags;
         if flags.rst() {
@@ -644,7 +649,7 @@ impl Stack {
             // Second: an ACK; ours only if it carries a valid cookie.
             if !flags.syn()
                 && self.config.syn_cookies != CookieMode::Never
-                && self.accept_cookie(now, listener, tuple, route, tcp)
+                && self.accept_cookie(now, listener, tuple, route, tcp, ecn_field)
             {
                 return;
             }
@@ -681,6 +686,8 @@ impl Stack {
         conn.rcv_nxt = seq + 1;
         conn.rcv_adv = conn.rcv_nxt;
         conn.negotiate(config, &tcp.options);
+        conn.accept_ecn(config, flags);
+        self.stats.ecn_negotiated += u64::from(conn.ecn.enabled);
         conn.snd_wnd = u32::from(tcp.window_len);
         conn.max_snd_wnd = conn.snd_wnd;
         conn.snd_wl1 = seq;
@@ -698,11 +705,13 @@ impl Stack {
             mss: Some(config.mss),
             ..Default::default()
         };
-        // Without the client's timestamps, window scale and SACK cannot be
-        // remembered: offer neither (see `cookie`).
+        // Without the client's timestamps, window scale, SACK and ECN
+        // cannot be remembered: offer none (see `cookie`).
+        let mut ecn = false;
         if let (Some(ts), true) = (tcp.options.timestamps, config.timestamps) {
             let ws = tcp.options.window_scale.filter(|_| config.window_scaling);
             let sack = config.sack && tcp.options.sack_permitted;
+            ecn = config.ecn != EcnMode::Off && is_ecn_setup_syn(tcp.flags);
             if ws.is_some() {
                 options.window_scale = Some(config.window_shift());
             }
@@ -710,7 +719,7 @@ impl Stack {
             let offset = isn::tuple_keys(&self.secret, tuple.local, tuple.remote).ts_offset;
             let clock = (now.millis() as u32).wrapping_add(offset);
             options.timestamps = Some(Timestamps {
-                tsval: cookie::encode_ts(clock, ws, sack),
+                tsval: cookie::encode_ts(clock, ws, sack, ecn),
                 tsecr: ts.tsval,
             });
         }
@@ -721,7 +730,11 @@ impl Stack {
             route,
             seq: iss,
             ack: client_isn + 1,
-            flags: TcpFlags::SYN | TcpFlags::ACK,
+            flags: if ecn {
+                TcpFlags::SYN | TcpFlags::ACK | TcpFlags::ECE
+            } else {
+                TcpFlags::SYN | TcpFlags::ACK
+            },
             window,
             options,
         };
@@ -736,6 +749,7 @@ impl Stack {
         tuple: FourTuple,
         route: Route,
         tcp: &TcpRepr<'_>,
+        ecn_field: Ecn,
     ) -> bool {
         let iss = Seq(tcp.ack_number.wrapping_sub(1));
         let client_isn = Seq(tcp.seq_number.wrapping_sub(1));
@@ -766,7 +780,9 @@ impl Stack {
         conn.mss = usize::from(cookie::MSS_TABLE[mss_index as usize].min(config.mss));
         conn.cc.set_mss(conn.mss);
         if let (Some(ts), true) = (tcp.options.timestamps, config.timestamps) {
-            let (ws, sack) = cookie::decode_ts(ts.tsecr);
+            let (ws, sack, ecn) = cookie::decode_ts(ts.tsecr);
+            conn.ecn.enabled = ecn && config.ecn != EcnMode::Off;
+            self.stats.ecn_negotiated += u64::from(conn.ecn.enabled);
             conn.ts.enabled = true;
             conn.ts.recent = ts.tsval;
             if let (Some(shift), true) = (ws, config.window_scaling) {
@@ -785,7 +801,7 @@ impl Stack {
             .push_back(Event::Acceptable(ListenerId(listener)));
         // The ACK may carry data: process it as an established connection.
         if !tcp.payload.is_empty() || tcp.flags.fin() {
-            self.segment_for_conn(now, id.index, tcp);
+            self.segment_for_conn(now, id.index, tcp, ecn_field);
         } else {
             self.after(now, id.index, State::Established);
         }
@@ -1220,7 +1236,7 @@ fn emit_control(control: &Control, buf: &mut [u8]) -> usize {
         payload: &[],
     };
     let tcp_len = repr.emit_header(&mut buf[IP_HEADER_LEN..]);
-    finish_segment(buf, &control.tuple, tcp_len)
+    finish_segment(buf, &control.tuple, tcp_len, Ecn::NotEct)
 }
 
 #[cfg(test)]

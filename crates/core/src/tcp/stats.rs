@@ -19,6 +19,12 @@ pub struct Stats {
     /// Rounds of fast-recovery retransmissions found lost in turn.
     pub lost_retransmissions: u64,
     pub rto_expirations: u64,
+    /// Connections that negotiated ECN (RFC 3168 §6.1.1).
+    pub ecn_negotiated: u64,
+    /// Segments that arrived marked Congestion Experienced.
+    pub ce_received: u64,
+    /// Congestion windows cut for the peer's ECN echo (once per window).
+    pub ecn_window_reductions: u64,
     pub resets_sent: u64,
     pub resets_received: u64,
     pub challenge_acks: u64,

@@ -230,4 +230,6 @@ pub struct ConnInfo {
     /// Out-of-order ranges held.
     pub ooo_ranges: usize,
     pub mss: usize,
+    /// ECN negotiated (RFC 3168 §6.1.1).
+    pub ecn: bool,
 }

@@ -173,6 +173,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         &mut self.buffer.as_mut()[start..end]
     }
 
+    /// Sets the DSCP/ECN byte (a router marking CE; the checksum is then
+    /// stale until [`fill_checksum`](Self::fill_checksum)).
+    pub fn set_dscp_ecn(&mut self, value: u8) {
+        self.buffer.as_mut()[field::DSCP_ECN] = value;
+    }
+
     /// Recomputes and writes the header checksum.
     pub fn fill_checksum(&mut self) {
         let len = self.header_len();
@@ -200,8 +206,13 @@ pub struct Ipv4Repr {
 impl Ipv4Repr {
     /// The header lastack puts on every TCP segment it sends: TTL 64, DF
     /// set (we never fragment; RFC 6864 §4.1 lets such atomic datagrams
-    /// carry ident 0), no DSCP/ECN.
-    pub const fn tcp(src_addr: Ipv4Addr, dst_addr: Ipv4Addr, payload_len: u16) -> Self {
+    /// carry ident 0), no DSCP, the ECN codepoint given.
+    pub const fn tcp(
+        src_addr: Ipv4Addr,
+        dst_addr: Ipv4Addr,
+        payload_len: u16,
+        ecn: super::Ecn,
+    ) -> Self {
         Self {
             src_addr,
             dst_addr,
@@ -210,8 +221,13 @@ impl Ipv4Repr {
             ttl: 64,
             ident: 0,
             dont_frag: true,
-            dscp_ecn: 0,
+            dscp_ecn: ecn as u8,
         }
+    }
+
+    /// The ECN codepoint (RFC 3168 §5).
+    pub const fn ecn(&self) -> super::Ecn {
+        super::Ecn::from_tos(self.dscp_ecn)
     }
 
     /// Reads a checked packet: verifies the header checksum and refuses

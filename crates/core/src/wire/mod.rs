@@ -50,6 +50,34 @@ pub enum Error {
     Unsupported,
 }
 
+/// The ECN field of an IP header (RFC 3168 §5): the low two bits of
+/// IPv4's former type-of-service byte and of IPv6's traffic class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Ecn {
+    /// Not-ECT: the sender does not do ECN; routers drop instead of marking.
+    #[default]
+    NotEct = 0b00,
+    /// ECT(1) (RFC 3168; L4S uses it, RFC 9331).
+    Ect1 = 0b01,
+    /// ECT(0): what an RFC 3168 sender sets on data.
+    Ect0 = 0b10,
+    /// Congestion Experienced: a router marked it instead of dropping it.
+    Ce = 0b11,
+}
+
+impl Ecn {
+    /// The codepoint in the low two bits of `tos` (IPv4's DSCP/ECN byte,
+    /// IPv6's traffic class).
+    pub const fn from_tos(tos: u8) -> Self {
+        match tos & 0b11 {
+            0b00 => Self::NotEct,
+            0b01 => Self::Ect1,
+            0b10 => Self::Ect0,
+            _ => Self::Ce,
+        }
+    }
+}
+
 /// Result of a wire-level parse.
 pub type Result<T> = core::result::Result<T, Error>;
 

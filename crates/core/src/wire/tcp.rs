@@ -67,6 +67,14 @@ impl TcpFlags {
     pub fn urg(self) -> bool {
         self.contains(Self::URG)
     }
+    /// ECN-Echo (RFC 3168 §6.1).
+    pub fn ece(self) -> bool {
+        self.contains(Self::ECE)
+    }
+    /// Congestion Window Reduced (RFC 3168 §6.1).
+    pub fn cwr(self) -> bool {
+        self.contains(Self::CWR)
+    }
 }
 
 impl core::ops::BitOr for TcpFlags {

@@ -73,7 +73,7 @@ pub trait Controller {
     /// bytes newly acknowledged.
     fn avoid(&mut self, window: &mut Window, acked: usize, sample: &AckSample);
 
-    /// A congestion event detected by ACKs (fast retransmit; later an ECN
+    /// A congestion event detected by ACKs (fast retransmit, or an ECN
     /// echo) at `now` with `flight` bytes outstanding: the new ssthresh.
     fn reduce(&mut self, window: &Window, flight: usize, now: Instant) -> usize;
 
@@ -134,6 +134,14 @@ enum Recovery {
         recover: Seq,
         sack: bool,
     },
+    /// Congestion Window Reduced (RFC 3168 §6.1.2): the window was cut
+    /// for an ECN echo and holds until an ACK covers `recover`, what had
+    /// been sent when the echo came (one reduction per window of data).
+    /// Nothing is lost: no retransmission, and a loss detected meanwhile
+    /// still starts a fast recovery (without cutting the window again).
+    Cwr {
+        recover: Seq,
+    },
     /// After a retransmission timeout, until an ACK covers what had been
     /// sent before it: duplicate ACKs start no fast recovery meanwhile
     /// (RFC 6675 §5.1, RFC 6582 §4).
@@ -188,13 +196,44 @@ impl Congestion {
 
     /// In fast recovery or recovering from a timeout.
     pub fn in_loss_recovery(&self) -> bool {
-        self.recovery != Recovery::Open
+        matches!(
+            self.recovery,
+            Recovery::Fast { .. } | Recovery::Timeout { .. }
+        )
     }
 
     /// Neither in fast recovery nor recovering from a timeout: loss
     /// detected now starts a fast recovery.
     pub fn may_enter_recovery(&self) -> bool {
-        self.recovery == Recovery::Open
+        matches!(self.recovery, Recovery::Open | Recovery::Cwr { .. })
+    }
+
+    /// The window was cut for an ECN echo and the data sent before it is
+    /// not yet all acknowledged.
+    pub fn in_cwr(&self) -> bool {
+        matches!(self.recovery, Recovery::Cwr { .. })
+    }
+
+    /// An ACK with ECN-Echo (RFC 3168 §6.1.2) with `flight` bytes
+    /// outstanding and `snd_max` the highest sequence sent: the same
+    /// reduction as a loss (ssthresh from the algorithm — RFC 9438 §4.6's
+    /// β for CUBIC, half the flight for NewReno — and cwnd = ssthresh), at
+    /// most once per window of data and not during loss recovery, which
+    /// has already cut it. True if the window was cut: the next new data
+    /// carries CWR.
+    pub fn on_congestion_echo(&mut self, flight: usize, snd_max: Seq, now: Instant) -> bool {
+        if self.recovery != Recovery::Open {
+            return false;
+        }
+        let ssthresh = self
+            .algorithm
+            .controller()
+            .reduce(&self.window, flight, now);
+        self.window.ssthresh = ssthresh.max(2 * self.window.mss);
+        self.window.cwnd = self.window.cwnd.min(self.window.ssthresh);
+        self.slow_start.end();
+        self.recovery = Recovery::Cwr { recover: snd_max };
+        true
     }
 
     /// New data acknowledged: `acked` bytes, ACK number `ack`, with
@@ -230,7 +269,12 @@ impl Congestion {
                 }
                 return AckAction::RetransmitFirst;
             }
-            Recovery::Timeout { recover } if ack >= recover => self.recovery = Recovery::Open,
+            Recovery::Timeout { recover } | Recovery::Cwr { recover } if ack >= recover => {
+                self.recovery = Recovery::Open
+            }
+            // The reduced window holds for the rest of the window of data
+            // (Linux's CWR state grows nothing either).
+            Recovery::Cwr { .. } => return AckAction::Nothing,
             Recovery::Timeout { .. } | Recovery::Open => {}
         }
         if !self.cwnd_limited(sample.flight_before) {
@@ -267,7 +311,7 @@ impl Congestion {
     /// window by one MSS (RFC 6582 §3.2 step 4).
     pub fn on_duplicate_ack(&mut self) -> bool {
         match self.recovery {
-            Recovery::Open => {
+            Recovery::Open | Recovery::Cwr { .. } => {
                 self.dup_acks = self.dup_acks.saturating_add(1);
                 usize::from(self.dup_acks) >= DUP_THRESH
             }
@@ -284,12 +328,16 @@ impl Congestion {
     /// highest sequence sent: ssthresh from the algorithm (RFC 5681 eq. 4
     /// for NewReno, β·cwnd for CUBIC); cwnd = ssthresh with SACK (RFC 6675
     /// §5 step 4.2), ssthresh + 3·SMSS without (RFC 6582 §3.2 step 2).
+    /// Inside a window already cut for an ECN echo the cut is not made
+    /// again (Linux's `tcp_enter_recovery` from CWR likewise).
     pub fn enter_recovery(&mut self, flight: usize, snd_max: Seq, now: Instant, sack: bool) {
-        let ssthresh = self
-            .algorithm
-            .controller()
-            .reduce(&self.window, flight, now);
-        self.window.ssthresh = ssthresh.max(2 * self.window.mss);
+        if !self.in_cwr() {
+            let ssthresh = self
+                .algorithm
+                .controller()
+                .reduce(&self.window, flight, now);
+            self.window.ssthresh = ssthresh.max(2 * self.window.mss);
+        }
         self.window.cwnd = self.window.ssthresh;
         if !sack {
             self.window.cwnd += 3 * self.window.mss;
@@ -405,6 +453,42 @@ mod tests {
         cc.on_ack(Seq(9000), 4000, 0, &sample(2));
         assert!(!cc.in_recovery());
         assert_eq!(cc.cwnd(), 4000);
+    }
+
+    #[test]
+    fn an_ecn_echo_cuts_the_window_once_per_window_of_data() {
+        let mut cc = Congestion::new(AlgorithmKind::NewReno, 10, 1000);
+        assert!(cc.on_congestion_echo(10_000, Seq(20_000), Instant(0)));
+        assert_eq!(cc.ssthresh(), 5000, "RFC 5681 eq. 4: half the flight");
+        assert_eq!(cc.cwnd(), 5000);
+        assert!(!cc.in_loss_recovery(), "nothing to resend");
+        assert!(
+            !cc.on_congestion_echo(5000, Seq(25_000), Instant(1)),
+            "echoes until our CWR arrives are the same congestion"
+        );
+        cc.on_ack(Seq(15_000), 1000, 5000, &sample(1));
+        assert_eq!(cc.cwnd(), 5000, "no growth in the reduced window");
+        cc.on_ack(Seq(20_000), 1000, 5000, &sample(2));
+        assert!(
+            !cc.in_cwr(),
+            "what was in flight at the echo is acknowledged"
+        );
+        assert!(cc.on_congestion_echo(5000, Seq(30_000), Instant(3)));
+        assert_eq!(cc.cwnd(), 2500);
+
+        // A loss inside the reduced window does not cut it again.
+        three_dup_acks(&mut cc, 5000, Seq(30_000), true);
+        assert!(cc.in_recovery());
+        assert_eq!(cc.cwnd(), 2500);
+        assert!(
+            !cc.on_congestion_echo(2500, Seq(30_000), Instant(4)),
+            "loss recovery has cut it"
+        );
+
+        // CUBIC's multiplicative decrease is β = 0.7 (RFC 9438 §4.6).
+        let mut cubic = Congestion::new(AlgorithmKind::Cubic, 10, 1000);
+        assert!(cubic.on_congestion_echo(10_000, Seq(10_000), Instant(0)));
+        assert_eq!(cubic.cwnd(), 7000);
     }
 
     #[test]

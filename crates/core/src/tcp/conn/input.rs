@@ -9,7 +9,7 @@ use crate::tcp::congestion::{AckAction, AckSample};
 use crate::tcp::scoreboard::SackNews;
 use crate::tcp::seq::Seq;
 use crate::tcp::types::{Event, ResetCause, State};
-use crate::wire::{TcpOptions, TcpRepr};
+use crate::wire::{Ecn, TcpOptions, TcpRepr};
 
 /// A stateless reply a segment calls for, sent by the stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +92,8 @@ impl Conn {
         self.snd_wl1 = seq;
         self.snd_wl2 = ack;
         if ack_ok {
+            self.ecn_after_syn_ack(seg.flags);
+            ctx.stats.ecn_negotiated += u64::from(self.ecn.enabled);
             self.snd_una = ack;
             self.rtt_sample_on_ack(ctx, seg);
             self.retries = 0;
@@ -110,7 +112,13 @@ impl Conn {
 
     /// RFC 9293 §3.10.7.4: a segment for a connection in SYN-RECEIVED or a
     /// synchronized state (TIME-WAIT lives in its own table).
-    pub fn handle_segment(&mut self, ctx: &mut Ctx<'_>, seg: &TcpRepr<'_>) -> Option<Reply> {
+    /// `ecn` is the IP header's ECN field.
+    pub fn handle_segment(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        seg: &TcpRepr<'_>,
+        ecn: Ecn,
+    ) -> Option<Reply> {
         let seq = Seq(seg.seq_number);
         let len = segment_len(seg);
 
@@ -248,6 +256,7 @@ impl Conn {
         if old_duplicate {
             return None;
         }
+        self.receive_ecn(ctx, seg.flags, ecn);
         // Sixth (URG) is ignored: urgent data is delivered in line.
         // Seventh: segment text.
         if !seg.payload.is_empty() {
@@ -398,6 +407,7 @@ impl Conn {
         } else if news.new_bytes {
             self.arm_reorder(ctx.now);
         }
+        self.congestion_echoed(ctx, seg.flags);
         // Window update: from a newer segment, or the same one with a newer ACK.
         if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
             let was_zero = self.snd_wnd == 0;

@@ -7,6 +7,7 @@
 //! and the [`Stack`](super::Stack) removes it when it reaches CLOSED or
 //! TIME-WAIT.
 
+pub(crate) mod ecn;
 pub(crate) mod input;
 pub(crate) mod loss;
 pub(crate) mod output;
@@ -25,6 +26,7 @@ use super::seq::Seq;
 use super::stats::Stats;
 use super::time::Instant;
 use super::types::{ConnId, Event, FourTuple, ListenerId, ResetCause, Route, State, Tag};
+use ecn::EcnState;
 use timers::TimerTable;
 
 /// What a connection method needs from its stack.
@@ -133,6 +135,7 @@ pub(crate) struct Conn {
     pub mss: usize,
     pub sack_permitted: bool,
     pub ts: TimestampState,
+    pub ecn: EcnState,
     pub last_ack_sent: Seq,
     pub ack_urgency: AckUrgency,
     /// Full-sized segments received since the last ACK we sent.
@@ -245,6 +248,7 @@ impl Conn {
             recv_closed: false,
             mss,
             sack_permitted: false,
+            ecn: EcnState::default(),
             ts: TimestampState {
                 enabled: false,
                 recent: 0,

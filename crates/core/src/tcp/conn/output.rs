@@ -6,7 +6,8 @@
 //! scoreboard picks (RFC 6675 NextSeg); a zero-window or keepalive probe;
 //! new data, or a timeout's resending walk that skips SACKed ranges, with
 //! FIN on the last segment; a lone FIN; a pure ACK. Every segment after the SYN
-//! carries an ACK, so each one also satisfies a pending ACK.
+//! carries an ACK, so each one also satisfies a pending ACK. ECN's flags and
+//! codepoint are added to the chosen segment (`ecn.rs`).
 //!
 //! Segments without data (ACK, RST) carry SND.MAX, the highest sequence
 //! number sent, not SND.NXT: after a retransmission timeout SND.NXT goes
@@ -21,7 +22,9 @@ use crate::tcp::time::Instant;
 use crate::tcp::types::FourTuple;
 use crate::tcp::types::State;
 use crate::tcp::TcpConfig;
-use crate::wire::{Ipv4Repr, SackBlocks, TcpFlags, TcpOptions, TcpPacket, TcpRepr, Timestamps};
+use crate::wire::{
+    Ecn, Ipv4Repr, SackBlocks, TcpFlags, TcpOptions, TcpPacket, TcpRepr, Timestamps,
+};
 
 /// IPv4 header length we emit.
 pub(crate) const IP_HEADER_LEN: usize = 20;
@@ -31,11 +34,11 @@ pub(crate) const MAX_HEADERS: usize = IP_HEADER_LEN + 60;
 /// Completes a segment whose TCP header and payload (`tcp_len` bytes) sit
 /// after the IPv4 header's room in `buf`: fills the TCP checksum, then
 /// writes the IPv4 header. Returns the packet length.
-pub(crate) fn finish_segment(buf: &mut [u8], tuple: &FourTuple, tcp_len: usize) -> usize {
+pub(crate) fn finish_segment(buf: &mut [u8], tuple: &FourTuple, tcp_len: usize, ecn: Ecn) -> usize {
     let (src, dst) = (*tuple.local.ip(), *tuple.remote.ip());
     TcpPacket::new_unchecked(&mut buf[IP_HEADER_LEN..IP_HEADER_LEN + tcp_len])
         .fill_checksum(src, dst);
-    Ipv4Repr::tcp(src, dst, tcp_len as u16).emit(&mut buf[..IP_HEADER_LEN]);
+    Ipv4Repr::tcp(src, dst, tcp_len as u16, ecn).emit(&mut buf[..IP_HEADER_LEN]);
     IP_HEADER_LEN + tcp_len
 }
 
@@ -50,6 +53,9 @@ struct Plan {
     syn_options: bool,
     /// A tail-loss probe (RFC 8985 §7.3).
     loss_probe: bool,
+    /// A zero-window probe or one overriding sender SWS avoidance: never
+    /// ECN-capable (RFC 3168 §6.1.6).
+    window_probe: bool,
 }
 
 impl Plan {
@@ -63,6 +69,20 @@ impl Plan {
             len,
             syn_options: false,
             loss_probe: false,
+            window_probe: false,
+        }
+    }
+
+    /// A segment without payload: an ACK, RST, FIN or keepalive probe.
+    fn control(seq: Seq, flags: TcpFlags) -> Self {
+        Plan {
+            seq,
+            flags,
+            offset: 0,
+            len: 0,
+            syn_options: false,
+            loss_probe: false,
+            window_probe: false,
         }
     }
 }
@@ -210,14 +230,7 @@ impl Conn {
         if self.rst_pending {
             self.rst_pending = false;
             let seq = self.snd_max;
-            return Some(Plan {
-                seq,
-                flags: TcpFlags::RST | TcpFlags::ACK,
-                offset: 0,
-                len: 0,
-                syn_options: false,
-                loss_probe: false,
-            });
+            return Some(Plan::control(seq, TcpFlags::RST | TcpFlags::ACK));
         }
         match self.state {
             State::SynSent | State::SynReceived if self.snd_nxt == self.iss => {
@@ -227,23 +240,14 @@ impl Conn {
                     TcpFlags::SYN | TcpFlags::ACK
                 };
                 return Some(Plan {
-                    seq: self.iss,
-                    flags,
-                    offset: 0,
-                    len: 0,
                     syn_options: true,
-                    loss_probe: false,
+                    ..Plan::control(self.iss, flags)
                 });
             }
             State::SynSent | State::SynReceived => {
-                return self.take_ack().then_some(Plan {
-                    seq: self.snd_max,
-                    flags: ack_flags,
-                    offset: 0,
-                    len: 0,
-                    syn_options: false,
-                    loss_probe: false,
-                })
+                return self
+                    .take_ack()
+                    .then_some(Plan::control(self.snd_max, ack_flags))
             }
             _ => {}
         }
@@ -263,14 +267,7 @@ impl Conn {
                 flags |= TcpFlags::FIN;
             }
             if len > 0 || flags.fin() {
-                return Some(Plan {
-                    seq: self.snd_una,
-                    flags,
-                    offset: self.snd_una - buf_seq,
-                    len,
-                    syn_options: false,
-                    loss_probe: false,
-                });
+                return Some(Plan::data(self.snd_una, flags, buf_seq, len));
             }
         }
         if self.tlp_pending {
@@ -306,21 +303,17 @@ impl Conn {
                 if next + len == self.data_end() {
                     flags |= TcpFlags::PSH;
                 }
-                return Some(Plan::data(next, flags, buf_seq, len));
+                return Some(Plan {
+                    window_probe: true,
+                    ..Plan::data(next, flags, buf_seq, len)
+                });
             }
         }
         if self.keepalive_pending {
             self.keepalive_pending = false;
             // §3.8.4: SEG.SEQ = SND.NXT-1, no data: the peer must ACK it.
             let seq = Seq(self.snd_nxt.0.wrapping_sub(1));
-            return Some(Plan {
-                seq,
-                flags: ack_flags,
-                offset: 0,
-                len: 0,
-                syn_options: false,
-                loss_probe: false,
-            });
+            return Some(Plan::control(seq, ack_flags));
         }
         let len = self.sendable_data();
         if len > 0 {
@@ -336,23 +329,11 @@ impl Conn {
         }
         if self.fin_sendable() {
             let flags = TcpFlags::FIN | TcpFlags::ACK;
-            return Some(Plan {
-                seq: self.data_end(),
-                flags,
-                offset: 0,
-                len: 0,
-                syn_options: false,
-                loss_probe: false,
-            });
+            return Some(Plan::control(self.data_end(), flags));
         }
-        self.take_ack().then_some(Plan {
-            seq: self.snd_max, // never behind what the peer has: see `plan`
-            flags: ack_flags,
-            offset: 0,
-            len: 0,
-            syn_options: false,
-            loss_probe: false,
-        })
+        // SND.MAX: never behind what the peer has (see the module doc).
+        self.take_ack()
+            .then_some(Plan::control(self.snd_max, ack_flags))
     }
 
     fn take_ack(&mut self) -> bool {
@@ -369,7 +350,18 @@ impl Conn {
         pool: &ChunkPool,
         buf: &mut [u8],
     ) -> Option<usize> {
-        let plan = self.plan()?;
+        let mut plan = self.plan()?;
+        let ecn = if plan.syn_options {
+            plan.flags |= self.syn_ecn_flags(config, plan.flags.ack());
+            Ecn::NotEct
+        } else if plan.flags.rst() {
+            Ecn::NotEct
+        } else {
+            let new_data = plan.len > 0 && plan.seq >= self.snd_max && !plan.window_probe;
+            let (ecn, ecn_flags) = self.segment_ecn(new_data);
+            plan.flags |= ecn_flags;
+            ecn
+        };
         let flags = plan.flags;
 
         // Options: on SYNs what we offer (or accept); otherwise timestamps
@@ -443,7 +435,7 @@ impl Conn {
             &mut buf[payload_start..payload_start + plan.len],
         );
         debug_assert_eq!(copied, plan.len);
-        let written = finish_segment(buf, &self.tuple, header_len + copied);
+        let written = finish_segment(buf, &self.tuple, header_len + copied, ecn);
         self.after_send(now, plan, copied, free);
         Some(written)
     }
@@ -499,6 +491,9 @@ impl Conn {
             return;
         }
         self.recovery_credit = false;
+        if flags.cwr() {
+            self.ecn.cwr_due = false;
+        }
         if flags.fin() {
             self.fin_seq = Some(plan.seq + len);
         }

@@ -112,11 +112,12 @@ impl Conn {
         self.rtt.on_timeout();
         self.cc
             .on_retransmit_timeout(self.flight(), ctx.now, self.snd_max);
-        self.rtt_probe = None; // Karn: no sample from a retransmitted segment
-                               // Resend from SND.UNA, skipping what the peer SACKed (RFC 6675
-                               // §5.1 keeps the scoreboard across a timeout) — unless this is the
-                               // second timeout in a row for the same data: then the peer may have
-                               // reneged (RFC 2018 §8) and everything goes again.
+        // Karn: no sample from a retransmitted segment.
+        self.rtt_probe = None;
+        // Resend from SND.UNA, skipping what the peer SACKed (RFC 6675
+        // §5.1 keeps the scoreboard across a timeout) — unless this is the
+        // second timeout in a row for the same data: then the peer may have
+        // reneged (RFC 2018 §8) and everything goes again.
         self.snd_nxt = self.snd_una;
         self.high_rxt = self.snd_una;
         self.rxt_round = None;
