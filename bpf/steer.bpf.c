@@ -3,9 +3,11 @@
  * lastack XDP steering program.
  *
  * Frames whose (destination IPv4, destination TCP port) is a configured
- * listener go to the AF_XDP socket bound to the receiving queue; everything
- * else (ARP, ICMP, other ports and addresses, replies from backends) goes on
- * to the kernel with XDP_PASS. Nothing is ever dropped here: a malformed
+ * listener go to the AF_XDP socket bound to the receiving queue, and so do
+ * ICMP "fragmentation needed" messages whose quoted datagram came from a
+ * listener (source IPv4 and TCP port): path MTU discovery for our flows
+ * (RFC 1191). Everything else (ARP, other ICMP, other ports and addresses,
+ * replies from backends) goes on to the kernel with XDP_PASS. Nothing is ever dropped here: a malformed
  * frame is counted and left to the kernel, which drops it with its own
  * counters. The parser walks a cursor and checks every header against
  * data_end before reading it.
@@ -31,6 +33,18 @@
 #define ETH_P_8021AD_ 0x88A8
 #define IP_MF_ 0x2000
 #define IP_OFFSET_ 0x1FFF
+/* RFC 792 / RFC 1191 (linux/icmp.h pulls in libc headers BPF cannot use). */
+#define ICMP_DEST_UNREACH_ 3
+#define ICMP_FRAG_NEEDED_ 4
+
+/* The fixed part of an ICMPv4 message (RFC 792). */
+struct icmp_fixed {
+	__u8 type;
+	__u8 code;
+	__u16 checksum;
+	__u16 unused;
+	__u16 next_hop_mtu; /* RFC 1191 §4 */
+};
 
 /* AF_XDP sockets, indexed by rx queue; filled by link::xsk. */
 struct {
@@ -64,6 +78,47 @@ static __always_inline int account(__u32 outcome, int action)
 	if (count)
 		*count += 1;
 	return action;
+}
+
+/*
+ * An ICMP message at `cursor`: a "fragmentation needed" (type 3, code 4)
+ * whose quote starts with an IPv4 header from a listener's address and
+ * eight bytes of TCP from its port goes to the AF_XDP socket, where the
+ * stack checks the quoted sequence number (RFC 5927). The quote is
+ * bounds-checked like the outer headers; anything short or odd is left to
+ * the kernel.
+ */
+static __always_inline int steer_icmp(struct xdp_md *ctx, void *cursor, void *data_end)
+{
+	struct icmp_fixed *icmp = cursor;
+	struct listener_key key = {};
+	struct iphdr *quoted;
+	__be16 *ports;
+	int action;
+
+	if ((void *)(icmp + 1) > data_end)
+		return account(STEER_MALFORMED, XDP_PASS);
+	if (icmp->type != ICMP_DEST_UNREACH_ || icmp->code != ICMP_FRAG_NEEDED_)
+		return account(STEER_PASSED, XDP_PASS);
+	quoted = (void *)(icmp + 1);
+	if ((void *)(quoted + 1) > data_end)
+		return account(STEER_MALFORMED, XDP_PASS);
+	if (quoted->version != 4 || quoted->ihl < 5)
+		return account(STEER_MALFORMED, XDP_PASS);
+	if (quoted->protocol != IPPROTO_TCP)
+		return account(STEER_PASSED, XDP_PASS);
+	ports = (void *)quoted + quoted->ihl * 4;
+	/* Source and destination port, then the sequence number: 8 bytes. */
+	if ((void *)ports + 8 > data_end)
+		return account(STEER_MALFORMED, XDP_PASS);
+	key.addr = quoted->saddr;
+	key.port = ports[0];
+	if (!bpf_map_lookup_elem(&listeners, &key))
+		return account(STEER_PASSED, XDP_PASS);
+	action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	if (action == XDP_REDIRECT)
+		return account(STEER_ICMP_REDIRECTED, action);
+	return account(STEER_NO_SOCKET, action);
 }
 
 SEC("xdp")
@@ -102,6 +157,8 @@ int steer(struct xdp_md *ctx)
 		return account(STEER_MALFORMED, XDP_PASS);
 	if (ip->version != 4 || ip->ihl < 5)
 		return account(STEER_MALFORMED, XDP_PASS);
+	if (ip->protocol == IPPROTO_ICMP)
+		return steer_icmp(ctx, cursor + ip->ihl * 4, data_end);
 	if (ip->protocol != IPPROTO_TCP)
 		return account(STEER_PASSED, XDP_PASS);
 

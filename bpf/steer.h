@@ -22,7 +22,8 @@ enum steer_outcome {
 	STEER_NO_SOCKET = 2,  /* listener hit but no AF_XDP socket on this queue: kernel */
 	STEER_MALFORMED = 3,  /* truncated or invalid L2/L3/L4 header: kernel */
 	STEER_FRAGMENT = 4,   /* IPv4 TCP fragment: kernel (our stack refuses fragments) */
-	STEER_NR_OUTCOMES = 5,
+	STEER_ICMP_REDIRECTED = 5, /* ICMP fragmentation-needed quoting a listener's flow: AF_XDP socket */
+	STEER_NR_OUTCOMES = 6,
 };
 
 #endif

@@ -36,6 +36,7 @@ fn delta(steering: &Steering, f: impl FnOnce()) -> SteerCounters {
         no_socket: after.no_socket - before.no_socket,
         malformed: after.malformed - before.malformed,
         fragment: after.fragment - before.fragment,
+        icmp_redirected: after.icmp_redirected - before.icmp_redirected,
     }
 }
 
@@ -131,6 +132,76 @@ fn arp_and_icmp_are_passed() {
         (&icmp, XdpAction::Pass),
     ];
     assert_steered(&steering, &runs, passed(3));
+}
+
+/// An Ethernet frame from a router to the VIP carrying ICMP
+/// "fragmentation needed" (MTU 1280) that quotes `datagram` (an IPv4
+/// packet), as a Linux router builds it.
+fn fragmentation_needed(datagram: &[u8]) -> Vec<u8> {
+    let mut icmp = [0u8; 128];
+    let len = lastack::wire::Icmpv4Repr::emit_fragmentation_needed(datagram, 1280, &mut icmp);
+    let mut frame = captured::TCP_SYN[..14].to_vec();
+    frame.resize(14 + 20 + len, 0);
+    let mut ip = lastack::wire::Ipv4Repr::tcp(
+        Ipv4Addr::new(10, 77, 0, 254),
+        VIP,
+        len as u16,
+        lastack::wire::Ecn::NotEct,
+    );
+    ip.protocol = lastack::wire::IpProtocol::ICMP;
+    ip.emit(&mut frame[14..34]);
+    frame[34..].copy_from_slice(&icmp[..len]);
+    frame
+}
+
+/// A datagram the listener sent: the captured SYN-ACK (10.77.0.2:8080 to
+/// the client), quoted by a router.
+fn from_the_listener() -> Vec<u8> {
+    captured::TCP_SYN_ACK[14..].to_vec()
+}
+
+#[test]
+fn fragmentation_needed_about_a_listeners_flow_is_steered() {
+    let Some(steering) = steering("fragmentation_needed_steered") else {
+        return;
+    };
+    let quoted = from_the_listener();
+    assert_eq!(&quoted[12..16], &VIP.octets(), "from the VIP");
+    // Steered (no socket bound in this test: counted as such, passed).
+    let hit = fragmentation_needed(&quoted);
+    assert_steered(&steering, &[(&hit, XdpAction::Pass)], no_socket(1));
+    // Quoting another source port, another protocol, or another ICMP
+    // message: the kernel's.
+    let mut other_port = quoted.clone();
+    other_port[20..22].copy_from_slice(&8081u16.to_be_bytes());
+    let mut udp = quoted.clone();
+    udp[9] = 17;
+    let mut unreachable = fragmentation_needed(&quoted);
+    unreachable[35] = 3; // port unreachable (checksum not checked here)
+    let runs: [(&[u8], _); 3] = [
+        (&fragmentation_needed(&other_port), XdpAction::Pass),
+        (&fragmentation_needed(&udp), XdpAction::Pass),
+        (&unreachable, XdpAction::Pass),
+    ];
+    assert_steered(&steering, &runs, passed(3));
+}
+
+#[test]
+fn a_fragmentation_needed_cut_short_is_left_to_the_kernel_at_every_length() {
+    let Some(steering) = steering("fragmentation_needed_truncated") else {
+        return;
+    };
+    let hit = fragmentation_needed(&from_the_listener());
+    // The outer IPv4 header ends at 34, the ICMP header at 42, the quoted
+    // IPv4 header at 62, the quoted ports and sequence number at 70.
+    assert!(hit.len() >= 70);
+    let cut: Vec<(&[u8], XdpAction)> = (34..70).map(|len| (&hit[..len], XdpAction::Pass)).collect();
+    let expected = SteerCounters {
+        malformed: 36,
+        ..Default::default()
+    };
+    assert_steered(&steering, &cut, expected);
+    assert_steered(&steering, &[(&hit[..70], XdpAction::Pass)], no_socket(1));
 }
 
 #[test]
@@ -229,19 +300,28 @@ fn listener_hit_with_a_bound_af_xdp_socket_redirects() {
     let steering = Steering::load().unwrap();
     steering.add_listener(VIP, PORT).unwrap();
     let b_if = pair.lastack_if.clone();
-    let (hit, other) = pair.lastack.enter(|| {
+    let (hit, other, icmp) = pair.lastack.enter(|| {
         let socket = XskSocket::bind(&b_if, 0, NonZeroU32::new(64).unwrap(), BindMode::Copy)
             .expect("bind AF_XDP socket");
         steering.register_socket(0, socket.fd()).unwrap();
         let hit = steering.test_run(&captured::TCP_SYN).unwrap();
         let other = steering.test_run(&captured::TCP_SYN_ACK).unwrap();
+        let icmp = steering
+            .test_run(&fragmentation_needed(&from_the_listener()))
+            .unwrap();
         steering.unregister_socket(0).unwrap();
-        (hit, other)
+        (hit, other, icmp)
     });
     assert_eq!(hit, XdpAction::Redirect);
     assert_eq!(other, XdpAction::Pass);
+    assert_eq!(
+        icmp,
+        XdpAction::Redirect,
+        "path MTU news for a flow of ours"
+    );
     let counters = steering.counters().unwrap();
     assert_eq!((counters.redirected, counters.passed), (1, 1));
+    assert_eq!(counters.icmp_redirected, 1);
     assert_eq!(
         steering.test_run(&captured::TCP_SYN).unwrap(),
         XdpAction::Pass,

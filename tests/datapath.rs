@@ -414,3 +414,56 @@ fn the_source_service_streams_until_the_client_closes() {
     );
     assert_eq!(stats.time_wait, 0);
 }
+
+/// Path MTU discovery end to end: the clients' namespace becomes a router
+/// for a client network behind a 1280-byte link, whose clients announce
+/// an MSS of 1460 (their route's `advmss`). lastack's full segments do not
+/// fit that link: the router's kernel answers each with ICMP
+/// "fragmentation needed", which the XDP program steers to the shard by
+/// the quoted flow, and the shard lowers the connection's MSS. Without it
+/// every full segment would be dropped at the router for good.
+#[test]
+fn icmp_fragmentation_needed_from_a_router_lowers_the_mss() {
+    if !common::privileged("path_mtu_discovery") {
+        return;
+    }
+    let mut dp = datapath(89, 1);
+    let far = common::Netns::new("lsf");
+    let (hop, far_if) = (common::unique_name("lfh"), common::unique_name("lfc"));
+    lastack_testkit::netns::veth(&dp.topo.clients, &hop, &far, &far_if, 1).expect("veth pair");
+    dp.topo.clients.add_address(&hop, "10.189.0.1/24").unwrap();
+    far.add_address(&far_if, "10.189.0.2/24").unwrap();
+    for (ns, ifname) in [(&dp.topo.clients, &hop), (&far, &far_if)] {
+        ns.exec(&["ip", "link", "set", "dev", ifname, "mtu", "1280"]);
+        ns.link_up(ifname).unwrap();
+    }
+    dp.topo
+        .clients
+        .exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let vip = dp.vip(ECHO);
+    let route = format!("{}/32", vip.ip());
+    far.exec(&[
+        "ip",
+        "route",
+        "add",
+        &route,
+        "via",
+        "10.189.0.1",
+        "advmss",
+        "1460",
+    ]);
+    far.enter(|| client::echo_exact(connect(vip), 1 << 20));
+    let xdp = dp.steering_counters();
+    let stats = dp.stop();
+    println!(
+        "1 MiB each way through a 1280-byte hop: XDP steered {} ICMP messages, the engine took {} ({} ignored), {} MSS reductions",
+        xdp.icmp_redirected,
+        stats.tcp.icmp_too_big_received,
+        stats.tcp.icmp_too_big_ignored,
+        stats.tcp.pmtu_reductions
+    );
+    assert!(xdp.icmp_redirected > 0, "steered by the quoted flow");
+    assert_eq!(stats.tcp.icmp_too_big_received, xdp.icmp_redirected);
+    assert_eq!(stats.tcp.pmtu_reductions, 1);
+    assert_eq!(stats.tcp.connection_timeouts, 0);
+}

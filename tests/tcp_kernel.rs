@@ -520,3 +520,62 @@ fn ecn_with_a_kernel_client_through_a_marking_path() {
     );
     assert_eq!(stats.connection_timeouts, 0);
 }
+
+/// Path MTU discovery (RFC 1191) with a real router: the kernel clients
+/// sit behind a Linux hop whose link to them has an MTU of 1280, while
+/// their SYNs announce an MSS of 1460 (the route's `advmss`, as a client
+/// on an Ethernet LAN behind a tunnel would). Our first full-sized
+/// segments do not fit that hop; the router drops them and answers with
+/// ICMP "fragmentation needed", MTU 1280, which the test's server loop
+/// reads off the TUN device as the shard's XDP program would steer it.
+/// Without path MTU discovery every full segment is dropped for good and
+/// the connection dies of retransmission timeouts; with it the MSS drops to
+/// 1240 and 4 MiB each way arrive byte-exact.
+#[test]
+fn a_router_with_a_smaller_mtu_lowers_our_mss_through_icmp() {
+    if !common::privileged("path_mtu_with_a_kernel_router") {
+        return;
+    }
+    const SIZE: usize = 4 << 20;
+    let mut topo = Topology::new();
+    let clients = common::Netns::new("lsp");
+    let (hop, client_if) = (common::unique_name("lph"), common::unique_name("lpc"));
+    lastack_testkit::netns::veth(&topo.ns, &hop, &clients, &client_if, 1).expect("veth pair");
+    topo.ns.add_address(&hop, "10.54.0.1/24").unwrap();
+    clients.add_address(&client_if, "10.54.0.2/24").unwrap();
+    for (ns, ifname) in [(&topo.ns, &hop), (&clients, &client_if)] {
+        ns.exec(&["ip", "link", "set", "dev", ifname, "mtu", "1280"]);
+        ns.link_up(ifname).unwrap();
+    }
+    topo.ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    clients.exec(&[
+        "ip",
+        "route",
+        "add",
+        "10.51.0.0/24",
+        "via",
+        "10.54.0.1",
+        "advmss",
+        "1460",
+    ]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = topo.serve(Closing::AfterClient, stop.clone());
+    let started = std::time::Instant::now();
+    clients.enter(|| common::client::echo_exact(connect(), SIZE));
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let stack = server.join().unwrap();
+    let stats = stack.stats();
+    println!(
+        "4 MiB each way through a 1280-byte hop in {:.2} s: {} ICMP fragmentation-needed received ({} ignored), {} MSS reductions, {} segments retransmitted, {} timeouts",
+        elapsed.as_secs_f64(),
+        stats.icmp_too_big_received,
+        stats.icmp_too_big_ignored,
+        stats.pmtu_reductions,
+        stats.retransmitted_segments,
+        stats.rto_expirations,
+    );
+    assert!(stats.icmp_too_big_received > 0, "the router said so");
+    assert_eq!(stats.pmtu_reductions, 1, "one connection, lowered once");
+    assert_eq!(stats.connection_timeouts, 0);
+}

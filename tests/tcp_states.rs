@@ -14,6 +14,7 @@ mod states {
     mod ecn;
     mod established;
     mod handshake;
+    mod pmtu;
     mod sack;
     mod security;
     mod time_wait;

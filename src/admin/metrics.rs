@@ -232,6 +232,7 @@ pub const METRICS: &[Metric] = &[
                     ("no_socket", c.no_socket),
                     ("malformed", c.malformed),
                     ("fragment", c.fragment),
+                    ("icmp_redirected", c.icmp_redirected),
                 ] {
                     out.push(&[interface, outcome], v as f64);
                 }
@@ -461,6 +462,21 @@ pub const METRICS: &[Metric] = &[
         "lastack_tcp_ecn_window_reductions_total",
         "Congestion windows cut for the peer's ECN echo (at most once per window).",
         |s| s.tcp.ecn_window_reductions,
+    ),
+    counter(
+        "lastack_tcp_icmp_too_big_received_total",
+        "ICMP fragmentation-needed messages about our segments (XDP steers them by the quoted flow).",
+        |s| s.tcp.icmp_too_big_received,
+    ),
+    counter(
+        "lastack_tcp_icmp_too_big_ignored_total",
+        "Of those, ignored: no such connection, or the quoted sequence number not in flight (RFC 5927).",
+        |s| s.tcp.icmp_too_big_ignored,
+    ),
+    counter(
+        "lastack_tcp_pmtu_reductions_total",
+        "Connections whose MSS a believed ICMP lowered (path MTU discovery, RFC 1191).",
+        |s| s.tcp.pmtu_reductions,
     ),
     counter(
         "lastack_tcp_rto_expirations_total",

@@ -32,7 +32,7 @@ mod skel {
 use skel::{SteerSkel, SteerSkelBuilder};
 
 /// Mirror of `enum steer_outcome` in `bpf/steer.h`, in slot order.
-const OUTCOMES: usize = 5;
+const OUTCOMES: usize = 6;
 
 /// Why an XDP operation failed, with what we were doing.
 #[derive(Debug, thiserror::Error)]
@@ -102,17 +102,21 @@ pub struct SteerCounters {
     pub malformed: u64,
     /// IPv4 TCP fragments: to the kernel (our stack refuses fragments).
     pub fragment: u64,
+    /// ICMP "fragmentation needed" quoting a listener's flow: handed to the
+    /// AF_XDP socket (path MTU discovery).
+    pub icmp_redirected: u64,
 }
 
 impl SteerCounters {
     fn from_slots(slots: [u64; OUTCOMES]) -> Self {
-        let [redirected, passed, no_socket, malformed, fragment] = slots;
+        let [redirected, passed, no_socket, malformed, fragment, icmp_redirected] = slots;
         Self {
             redirected,
             passed,
             no_socket,
             malformed,
             fragment,
+            icmp_redirected,
         }
     }
 }

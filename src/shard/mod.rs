@@ -379,6 +379,7 @@ impl Shard {
                     let route = route::route_for_reply(&ethernet);
                     self.stack.handle_segment(now, route, &ip, &tcp);
                 }
+                Ok(Frame::Icmp { icmp, .. }) => self.stack.handle_icmp(now, &icmp),
                 Ok(_) => self.stats.drops.not_tcp += 1,
                 Err(wire::Error::Truncated) => self.stats.drops.truncated += 1,
                 Err(wire::Error::Malformed) => self.stats.drops.malformed += 1,

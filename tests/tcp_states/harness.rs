@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use lastack::tcp::{ConnId, Event, Instant, ListenerId, Route, Secret, Seq, Stack, Tag, TcpConfig};
 use lastack::wire::tcp::Checksum;
-use lastack::wire::{Ecn, Ipv4Packet, Ipv4Repr, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
+use lastack::wire::{
+    Ecn, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpOptions,
+    TcpPacket, TcpRepr,
+};
 
 /// Feeds a segment from the peer: `send!(h, seq: .., ack: Some(..), flags: .., payload: b"..")`.
 macro_rules! send {
@@ -102,6 +105,8 @@ pub struct Sent {
     pub options: TcpOptions,
     /// The IP header's ECN field.
     pub ecn: Ecn,
+    /// The datagram as sent (what a router would quote).
+    pub bytes: Vec<u8>,
 }
 
 /// The stack under test, its clock, and what it told the application.
@@ -181,6 +186,26 @@ impl Harness {
         }
     }
 
+    /// A router on the path answers `datagram` (one the stack sent) with
+    /// ICMP "fragmentation needed" and next-hop MTU `mtu`; the message
+    /// crosses as bytes, checksums verified.
+    pub fn icmp_too_big(&mut self, datagram: &[u8], mtu: u16) {
+        let mut icmp = [0u8; 128];
+        let len = Icmpv4Repr::emit_fragmentation_needed(datagram, mtu, &mut icmp);
+        let router = std::net::Ipv4Addr::new(10, 0, 0, 254);
+        let mut bytes = vec![0u8; 20 + len];
+        let mut ip = Ipv4Repr::tcp(router, *LOCAL.ip(), len as u16, Ecn::NotEct);
+        ip.protocol = IpProtocol::ICMP;
+        ip.emit(&mut bytes);
+        bytes[20..].copy_from_slice(&icmp[..len]);
+        let packet = Ipv4Packet::new_checked(&bytes[..]).unwrap();
+        Ipv4Repr::parse(&packet).expect("IPv4 checksum");
+        let icmp = Icmpv4Repr::parse(&Icmpv4Packet::new_checked(packet.payload()).unwrap())
+            .expect("ICMP checksum");
+        self.stack.handle_icmp(self.now, &icmp);
+        self.drain_events();
+    }
+
     /// Everything the stack wants to send now.
     pub fn sent(&mut self) -> Vec<Sent> {
         let mut out = Vec::new();
@@ -202,6 +227,7 @@ impl Harness {
                 payload: tcp.payload.to_vec(),
                 options: tcp.options,
                 ecn: ip.ecn(),
+                bytes: bytes.to_vec(),
             });
         }
         self.drain_events();

@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use lastack_core::tcp::{Instant, Route, Secret, Stack, TcpConfig};
 use lastack_core::wire::tcp::Checksum;
-use lastack_core::wire::{Ecn, Ipv4Packet, Ipv4Repr, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
+use lastack_core::wire::{
+    Ecn, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpOptions,
+    TcpPacket, TcpRepr,
+};
 
 /// Which end of the pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -369,7 +372,7 @@ impl Pair {
     }
 }
 
-/// Parses `bytes` (IPv4 + TCP) as a receiver would and hands it to `stack`.
+/// Parses `bytes` (IPv4 + TCP, or ICMP) as a receiver would and hands it to `stack`.
 /// Malformed bytes are dropped, as the shard drops them.
 pub fn deliver_bytes(stack: &mut Stack, now: Instant, bytes: &[u8]) -> bool {
     let Ok(ip_packet) = Ipv4Packet::new_checked(bytes) else {
@@ -379,6 +382,14 @@ pub fn deliver_bytes(stack: &mut Stack, now: Instant, bytes: &[u8]) -> bool {
         return false;
     };
     let segment = ip_packet.payload();
+    if ip.protocol == IpProtocol::ICMP {
+        let Ok(icmp) = Icmpv4Packet::new_checked(segment).and_then(|p| Icmpv4Repr::parse(&p))
+        else {
+            return false;
+        };
+        stack.handle_icmp(now, &icmp);
+        return true;
+    }
     let Ok(tcp_packet) = TcpPacket::new_checked(segment) else {
         return false;
     };

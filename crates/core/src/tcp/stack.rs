@@ -32,6 +32,7 @@ use super::config::{CookieMode, EcnMode, TcpConfig};
 use super::conn::ecn::is_ecn_setup_syn;
 use super::conn::input::Reply;
 use super::conn::output::{finish_segment, IP_HEADER_LEN, MAX_HEADERS};
+use super::conn::pmtu::TooBig;
 use super::conn::{Conn, Ctx};
 use super::cookie;
 use super::isn::{self, Secret};
@@ -47,7 +48,9 @@ use super::types::{
     TupleMap,
 };
 use crate::slots::{cut_free_tail, shrink_target, LowestFree};
-use crate::wire::{Ecn, IpProtocol, Ipv4Repr, TcpFlags, TcpOptions, TcpRepr, Timestamps};
+use crate::wire::{
+    icmpv4, Ecn, Icmpv4Repr, IpProtocol, Ipv4Repr, TcpFlags, TcpOptions, TcpRepr, Timestamps,
+};
 
 /// Stateless replies queued beyond this are dropped (and counted).
 const CONTROL_QUEUE_LIMIT: usize = 4096;
@@ -532,6 +535,38 @@ impl Stack {
                 self.reset_for(tuple, route, tcp);
             }
         }
+    }
+
+    /// An ICMP message for our address, parsed (and checksummed) by
+    /// `wire`: a "fragmentation needed" about one of our connections'
+    /// segments lowers its path MTU if its quote checks out (`pmtu.rs`);
+    /// anything else is ignored.
+    pub fn handle_icmp(&mut self, now: Instant, icmp: &Icmpv4Repr) {
+        let Icmpv4Repr::FragmentationNeeded {
+            next_hop_mtu,
+            quoted,
+        } = *icmp
+        else {
+            return;
+        };
+        self.stats.icmp_too_big_received += 1;
+        let tuple = FourTuple {
+            local: quoted.src,
+            remote: quoted.dst,
+        };
+        let Some(&index) = self.by_tuple.get(&tuple) else {
+            self.stats.icmp_too_big_ignored += 1;
+            return;
+        };
+        let mtu = usize::from(icmpv4::implied_mtu(next_hop_mtu, quoted.datagram_len));
+        let before = self.slots[index as usize].conn.state;
+        let outcome = self.with_conn(now, index, |conn, ctx| {
+            conn.on_packet_too_big(ctx, Seq(quoted.seq), mtu)
+        });
+        if outcome == TooBig::NotInFlight {
+            self.stats.icmp_too_big_ignored += 1;
+        }
+        self.after(now, index, before);
     }
 
     fn segment_for_conn(&mut self, now: Instant, index: u32, tcp: &TcpRepr<'_>, ecn: Ecn) {

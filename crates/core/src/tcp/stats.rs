@@ -19,6 +19,14 @@ pub struct Stats {
     /// Rounds of fast-recovery retransmissions found lost in turn.
     pub lost_retransmissions: u64,
     pub rto_expirations: u64,
+    /// ICMP "fragmentation needed" / "packet too big" messages about a
+    /// connection's segments.
+    pub icmp_too_big_received: u64,
+    /// Of those: for no connection, or quoting a sequence number not in
+    /// flight (stale or forged, RFC 5927 §4.1): ignored.
+    pub icmp_too_big_ignored: u64,
+    /// Connections whose MSS a believed "too big" lowered.
+    pub pmtu_reductions: u64,
     /// Connections that negotiated ECN (RFC 3168 §6.1.1).
     pub ecn_negotiated: u64,
     /// Segments that arrived marked Congestion Experienced.

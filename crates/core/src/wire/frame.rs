@@ -1,8 +1,8 @@
 //! One-call parse of a received frame down to what the shard needs.
 
 use super::{
-    ArpPacket, ArpRepr, EtherType, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
-    Result, TcpPacket, TcpRepr,
+    ArpPacket, ArpRepr, EtherType, EthernetFrame, EthernetRepr, Icmpv4Packet, Icmpv4Repr,
+    IpProtocol, Ipv4Packet, Ipv4Repr, Result, TcpPacket, TcpRepr,
 };
 use crate::wire::tcp::Checksum;
 
@@ -15,12 +15,19 @@ pub enum Frame<'a> {
         ip: Ipv4Repr,
         tcp: TcpRepr<'a>,
     },
+    /// An ICMPv4 message whose checksums verified (XDP steers only
+    /// "fragmentation needed" about our own flows here).
+    Icmp {
+        ethernet: EthernetRepr,
+        ip: Ipv4Repr,
+        icmp: Icmpv4Repr,
+    },
     /// An Ethernet/IPv4 ARP packet.
     Arp {
         ethernet: EthernetRepr,
         arp: ArpRepr,
     },
-    /// Valid, but neither of the above (IPv6, ICMP, UDP, ...).
+    /// Valid, but none of the above (IPv6, UDP, ...).
     Other { ethernet: EthernetRepr },
 }
 
@@ -34,10 +41,14 @@ pub fn parse_frame(bytes: &[u8]) -> Result<Frame<'_>> {
         EtherType::IPV4 => {
             let packet = Ipv4Packet::new_checked(payload)?;
             let ip = Ipv4Repr::parse(&packet)?;
+            let segment = &payload[packet.header_len()..usize::from(packet.total_len())];
+            if ip.protocol == IpProtocol::ICMP {
+                let icmp = Icmpv4Repr::parse(&Icmpv4Packet::new_checked(segment)?)?;
+                return Ok(Frame::Icmp { ethernet, ip, icmp });
+            }
             if ip.protocol != IpProtocol::TCP {
                 return Ok(Frame::Other { ethernet });
             }
-            let segment = &payload[packet.header_len()..usize::from(packet.total_len())];
             let tcp_packet = TcpPacket::new_checked(segment)?;
             let tcp = TcpRepr::parse(&tcp_packet, ip.src_addr, ip.dst_addr, Checksum::Verify)?;
             Ok(Frame::Tcp { ethernet, ip, tcp })

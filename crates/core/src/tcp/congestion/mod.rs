@@ -367,6 +367,13 @@ impl Congestion {
         self.dup_acks = 0;
     }
 
+    /// The path MTU fell (`conn/pmtu.rs`): the window keeps its bytes and
+    /// counts in the smaller segment from now on (at least two of them).
+    pub fn set_segment_size(&mut self, mss: usize) {
+        self.window.mss = mss;
+        self.window.cwnd = self.window.cwnd.max(2 * mss);
+    }
+
     /// The MSS changed (negotiated after construction): a fresh state for it.
     pub fn set_mss(&mut self, mss: usize) {
         *self = Self::new(self.algorithm.kind(), self.initial_segments, mss);

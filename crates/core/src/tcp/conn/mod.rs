@@ -11,6 +11,7 @@ pub(crate) mod ecn;
 pub(crate) mod input;
 pub(crate) mod loss;
 pub(crate) mod output;
+pub(crate) mod pmtu;
 pub(crate) mod timers;
 
 use std::collections::VecDeque;
