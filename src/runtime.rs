@@ -43,6 +43,7 @@ use crate::config::{self, Config, DrainRefusal, Interface};
 use crate::link::xdp::{SteerCounters, Steering};
 use crate::link::xsk::XskSocket;
 use crate::proxy::UpstreamPlan;
+use crate::shard::relay::IcmpRelay;
 use crate::shard::{
     Command, ListenerCounts, ListenerPlan, Serve, Shard, ShardHandle, ShardPlan, ShardStats,
     ShardUpdate,
@@ -118,6 +119,8 @@ pub struct Runtime {
     /// Steering programs by interface, in config order.
     programs: Vec<(String, Steering)>,
     board: Arc<HealthBoard>,
+    /// ICMP messages passed between shards (`shard::relay`).
+    relay: Arc<IcmpRelay>,
     checker: Option<Checker>,
     admin: Option<AdminServer>,
     admin_stop: Arc<AtomicBool>,
@@ -195,6 +198,7 @@ impl Runtime {
             shards: Vec::new(),
             programs: Vec::new(),
             board,
+            relay: Arc::default(),
             checker: None,
             admin: None,
             admin_stop: Arc::new(AtomicBool::new(false)),
@@ -344,6 +348,7 @@ impl Runtime {
             }),
             drain_refuse: update.drain_refuse,
             generation: update.generation,
+            relay: Arc::clone(&self.relay),
         };
         let core = iface.cores.get(queue as usize).map(|&c| c as usize);
         let handle = Shard::spawn(plan, core)?;

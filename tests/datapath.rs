@@ -419,15 +419,17 @@ fn the_source_service_streams_until_the_client_closes() {
 /// for a client network behind a 1280-byte link, whose clients announce
 /// an MSS of 1460 (their route's `advmss`). lastack's full segments do not
 /// fit that link: the router's kernel answers each with ICMP
-/// "fragmentation needed", which the XDP program steers to the shard by
-/// the quoted flow, and the shard lowers the connection's MSS. Without it
-/// every full segment would be dropped at the router for good.
-#[test]
-fn icmp_fragmentation_needed_from_a_router_lowers_the_mss() {
-    if !common::privileged("path_mtu_discovery") {
-        return;
-    }
-    let mut dp = datapath(89, 1);
+/// "fragmentation needed", which the XDP program steers to a shard by the
+/// quoted flow, and the shard that holds the flow lowers the connection's
+/// MSS. Without it every full segment would be dropped at the router for
+/// good. `connections` run one after another, 256 KiB each way; returns
+/// every shard's counters and the steering program's.
+fn path_mtu_through_a_router(
+    net: u8,
+    queues: u32,
+    connections: u64,
+) -> (PathMtuTotals, lastack::link::xdp::SteerCounters) {
+    let mut dp = datapath(net, queues);
     let far = common::Netns::new("lsf");
     let (hop, far_if) = (common::unique_name("lfh"), common::unique_name("lfc"));
     lastack_testkit::netns::veth(&dp.topo.clients, &hop, &far, &far_if, 1).expect("veth pair");
@@ -452,18 +454,68 @@ fn icmp_fragmentation_needed_from_a_router_lowers_the_mss() {
         "advmss",
         "1460",
     ]);
-    far.enter(|| client::echo_exact(connect(vip), 1 << 20));
+    far.enter(|| {
+        for _ in 0..connections {
+            client::echo_exact(connect(vip), 256 << 10);
+        }
+    });
     let xdp = dp.steering_counters();
-    let stats = dp.stop();
+    let all = dp.stop_all();
+    let sum = |f: fn(&lastack::shard::ShardStats) -> u64| all.iter().map(f).sum::<u64>();
+    let total = PathMtuTotals {
+        received: sum(|s| s.tcp.icmp_too_big_received),
+        ignored: sum(|s| s.tcp.icmp_too_big_ignored),
+        relayed: sum(|s| s.icmp_relayed),
+        relay_taken: sum(|s| s.icmp_relay_taken),
+        reductions: sum(|s| s.tcp.pmtu_reductions),
+        timeouts: sum(|s| s.tcp.connection_timeouts),
+    };
     println!(
-        "1 MiB each way through a 1280-byte hop: XDP steered {} ICMP messages, the engine took {} ({} ignored), {} MSS reductions",
+        "{connections} connections through a 1280-byte hop, {queues} queue(s): XDP steered {} ICMP messages; the engines took {} ({} ignored), {} relayed between shards ({} taken there), {} MSS reductions",
         xdp.icmp_redirected,
-        stats.tcp.icmp_too_big_received,
-        stats.tcp.icmp_too_big_ignored,
-        stats.tcp.pmtu_reductions
+        total.received,
+        total.ignored,
+        total.relayed,
+        total.relay_taken,
+        total.reductions
     );
     assert!(xdp.icmp_redirected > 0, "steered by the quoted flow");
-    assert_eq!(stats.tcp.icmp_too_big_received, xdp.icmp_redirected);
-    assert_eq!(stats.tcp.pmtu_reductions, 1);
-    assert_eq!(stats.tcp.connection_timeouts, 0);
+    assert_eq!(total.reductions, connections, "each lowered once");
+    assert_eq!(total.timeouts, 0);
+    assert!(total.relay_taken <= total.relayed);
+    (total, xdp)
+}
+
+/// Path MTU counters summed over the shards.
+struct PathMtuTotals {
+    received: u64,
+    ignored: u64,
+    relayed: u64,
+    relay_taken: u64,
+    reductions: u64,
+    timeouts: u64,
+}
+
+#[test]
+fn icmp_fragmentation_needed_from_a_router_lowers_the_mss() {
+    if !common::privileged("path_mtu_discovery") {
+        return;
+    }
+    let (total, xdp) = path_mtu_through_a_router(89, 1, 4);
+    assert_eq!(total.received, xdp.icmp_redirected);
+    assert_eq!(total.relayed, 0, "one shard holds every flow");
+}
+
+/// With two shards the router's ICMP is hashed by its own addresses, not
+/// the quoted flow's, and often reaches the other shard, which relays it.
+#[test]
+fn icmp_fragmentation_needed_reaches_the_flows_shard_through_the_relay() {
+    if !common::privileged("path_mtu_discovery_two_shards") {
+        return;
+    }
+    let (total, _) = path_mtu_through_a_router(90, 2, 8);
+    // The router's messages all hash alike; eight flows spread over two
+    // shards (all on its shard: 1 run in 256).
+    assert!(total.relayed > 0, "some flows live on the other shard");
+    assert_eq!(total.relay_taken, total.relayed, "each taken by its owner");
 }

@@ -345,6 +345,16 @@ pub const METRICS: &[Metric] = &[
         |s| s.buffer_shortages,
     ),
     counter(
+        "lastack_icmp_relayed_total",
+        "ICMP fragmentation-needed that reached a shard without the flow (RSS hashes the ICMP's own addresses), passed to the other shards.",
+        |s| s.icmp_relayed,
+    ),
+    counter(
+        "lastack_icmp_relay_taken_total",
+        "Relayed ICMP fragmentation-needed taken by the shard that holds the flow.",
+        |s| s.icmp_relay_taken,
+    ),
+    counter(
         "lastack_memory_give_backs_total",
         "Times a shard had the allocator return freed memory to the system (its slabs moved by 1024 slots or more; at most once a second).",
         |s| s.memory_give_backs,
@@ -465,12 +475,12 @@ pub const METRICS: &[Metric] = &[
     ),
     counter(
         "lastack_tcp_icmp_too_big_received_total",
-        "ICMP fragmentation-needed messages about our segments (XDP steers them by the quoted flow).",
+        "ICMP fragmentation-needed messages about a connection of the shard (XDP steers them by the quoted flow; other shards' are relayed).",
         |s| s.tcp.icmp_too_big_received,
     ),
     counter(
         "lastack_tcp_icmp_too_big_ignored_total",
-        "Of those, ignored: no such connection, or the quoted sequence number not in flight (RFC 5927).",
+        "Of those, ignored: the quoted sequence number not in flight (RFC 5927).",
         |s| s.tcp.icmp_too_big_ignored,
     ),
     counter(

@@ -31,6 +31,7 @@
 mod control;
 mod entries;
 mod plan;
+pub mod relay;
 pub mod route;
 pub mod service;
 mod serving;
@@ -46,7 +47,7 @@ use xsk_rs::FrameDesc;
 
 use crate::link::xsk::{FrameCounts, XskSocket};
 use crate::proxy::{ProxyStats, SourcePorts};
-use crate::tcp::{Instant, Stack, Stats};
+use crate::tcp::{IcmpOutcome, Instant, Stack, Stats};
 use crate::wire::{self, Frame};
 use serving::Served;
 
@@ -107,6 +108,11 @@ pub struct ShardStats {
     pub buffer_shortages: u64,
     /// Times freed memory was handed back to the system after load fell.
     pub memory_give_backs: u64,
+    /// ICMP "fragmentation needed" for a flow with no connection here,
+    /// posted to the other shards (`relay.rs`).
+    pub icmp_relayed: u64,
+    /// Posted by another shard and taken by a connection here.
+    pub icmp_relay_taken: u64,
     /// Per listener, in the engine's order.
     pub listeners: Vec<ListenerStats>,
     /// The shard drains (its listeners are closed).
@@ -171,6 +177,9 @@ pub struct Shard {
     busy_poll: Duration,
     /// When memory was last given back, and the slots held then.
     memory_given_back: (Instant, usize),
+    /// ICMP messages for other shards' flows, and how far this one read.
+    relay: Arc<relay::IcmpRelay>,
+    relay_seen: u64,
 }
 
 impl Shard {
@@ -201,6 +210,8 @@ impl Shard {
             clock: std::time::Instant::now(),
             busy_poll: plan.busy_poll,
             memory_given_back: (Instant::ZERO, 0),
+            relay_seen: 0,
+            relay: plan.relay,
         })
     }
 
@@ -379,7 +390,12 @@ impl Shard {
                     let route = route::route_for_reply(&ethernet);
                     self.stack.handle_segment(now, route, &ip, &tcp);
                 }
-                Ok(Frame::Icmp { icmp, .. }) => self.stack.handle_icmp(now, &icmp),
+                Ok(Frame::Icmp { icmp, .. }) => {
+                    if self.stack.handle_icmp(now, &icmp) == IcmpOutcome::NoConnection {
+                        self.relay.post(icmp);
+                        self.stats.icmp_relayed += 1;
+                    }
+                }
                 Ok(_) => self.stats.drops.not_tcp += 1,
                 Err(wire::Error::Truncated) => self.stats.drops.truncated += 1,
                 Err(wire::Error::Malformed) => self.stats.drops.malformed += 1,
@@ -389,6 +405,12 @@ impl Shard {
             }
             self.socket.release(desc);
         }
+        let (stack, taken) = (&mut self.stack, &mut self.stats.icmp_relay_taken);
+        self.relay.read_new(&mut self.relay_seen, |icmp| {
+            if stack.handle_icmp(now, icmp) == IcmpOutcome::Taken {
+                *taken += 1;
+            }
+        });
         n
     }
 

@@ -161,6 +161,9 @@ pub struct ShardPlan {
     pub drain_refuse: Refuse,
     /// The config generation it starts with.
     pub generation: u64,
+    /// ICMP messages that reached another shard than their flow's; one
+    /// for every shard of the runtime.
+    pub relay: std::sync::Arc<super::relay::IcmpRelay>,
 }
 
 /// What a reload changes in a running shard (applied between two batches).

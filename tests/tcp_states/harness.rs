@@ -3,7 +3,9 @@
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use lastack::tcp::{ConnId, Event, Instant, ListenerId, Route, Secret, Seq, Stack, Tag, TcpConfig};
+use lastack::tcp::{
+    ConnId, Event, IcmpOutcome, Instant, ListenerId, Route, Secret, Seq, Stack, Tag, TcpConfig,
+};
 use lastack::wire::tcp::Checksum;
 use lastack::wire::{
     Ecn, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpOptions,
@@ -189,7 +191,7 @@ impl Harness {
     /// A router on the path answers `datagram` (one the stack sent) with
     /// ICMP "fragmentation needed" and next-hop MTU `mtu`; the message
     /// crosses as bytes, checksums verified.
-    pub fn icmp_too_big(&mut self, datagram: &[u8], mtu: u16) {
+    pub fn icmp_too_big(&mut self, datagram: &[u8], mtu: u16) -> IcmpOutcome {
         let mut icmp = [0u8; 128];
         let len = Icmpv4Repr::emit_fragmentation_needed(datagram, mtu, &mut icmp);
         let router = std::net::Ipv4Addr::new(10, 0, 0, 254);
@@ -202,8 +204,9 @@ impl Harness {
         Ipv4Repr::parse(&packet).expect("IPv4 checksum");
         let icmp = Icmpv4Repr::parse(&Icmpv4Packet::new_checked(packet.payload()).unwrap())
             .expect("ICMP checksum");
-        self.stack.handle_icmp(self.now, &icmp);
+        let outcome = self.stack.handle_icmp(self.now, &icmp);
         self.drain_events();
+        outcome
     }
 
     /// Everything the stack wants to send now.

@@ -35,7 +35,7 @@ pub use config::{AlgorithmKind, CookieMode, EcnMode, TcpConfig};
 pub use isn::Secret;
 pub use listener::Refuse;
 pub use seq::Seq;
-pub use stack::{Stack, Transmit};
+pub use stack::{IcmpOutcome, Stack, Transmit};
 pub use stats::Stats;
 pub use time::Instant;
 pub use types::{

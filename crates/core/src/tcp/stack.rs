@@ -69,6 +69,17 @@ pub struct Transmit {
     pub route: Route,
 }
 
+/// What [`Stack::handle_icmp`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcmpOutcome {
+    /// About a connection here: checked, and applied if believed.
+    Taken,
+    /// About a flow with no connection here.
+    NoConnection,
+    /// Not a message the engine acts on.
+    NotApplicable,
+}
+
 /// A segment sent without a connection: RST, cookie SYN-ACK, TIME-WAIT ACK.
 #[derive(Debug, Clone, Copy)]
 struct Control {
@@ -541,23 +552,25 @@ impl Stack {
     /// `wire`: a "fragmentation needed" about one of our connections'
     /// segments lowers its path MTU if its quote checks out (`pmtu.rs`);
     /// anything else is ignored.
-    pub fn handle_icmp(&mut self, now: Instant, icmp: &Icmpv4Repr) {
+    ///
+    /// A message about no connection here is not counted: on a host with
+    /// several shards it may be another's (the caller may pass it on).
+    pub fn handle_icmp(&mut self, now: Instant, icmp: &Icmpv4Repr) -> IcmpOutcome {
         let Icmpv4Repr::FragmentationNeeded {
             next_hop_mtu,
             quoted,
         } = *icmp
         else {
-            return;
+            return IcmpOutcome::NotApplicable;
         };
-        self.stats.icmp_too_big_received += 1;
         let tuple = FourTuple {
             local: quoted.src,
             remote: quoted.dst,
         };
         let Some(&index) = self.by_tuple.get(&tuple) else {
-            self.stats.icmp_too_big_ignored += 1;
-            return;
+            return IcmpOutcome::NoConnection;
         };
+        self.stats.icmp_too_big_received += 1;
         let mtu = usize::from(icmpv4::implied_mtu(next_hop_mtu, quoted.datagram_len));
         let before = self.slots[index as usize].conn.state;
         let outcome = self.with_conn(now, index, |conn, ctx| {
@@ -567,6 +580,7 @@ impl Stack {
             self.stats.icmp_too_big_ignored += 1;
         }
         self.after(now, index, before);
+        IcmpOutcome::Taken
     }
 
     fn segment_for_conn(&mut self, now: Instant, index: u32, tcp: &TcpRepr<'_>, ecn: Ecn) {

@@ -20,10 +20,10 @@ pub struct Stats {
     pub lost_retransmissions: u64,
     pub rto_expirations: u64,
     /// ICMP "fragmentation needed" / "packet too big" messages about a
-    /// connection's segments.
+    /// connection of this stack.
     pub icmp_too_big_received: u64,
-    /// Of those: for no connection, or quoting a sequence number not in
-    /// flight (stale or forged, RFC 5927 §4.1): ignored.
+    /// Of those: quoting a sequence number not in flight (stale or
+    /// forged, RFC 5927 §4.1): ignored.
     pub icmp_too_big_ignored: u64,
     /// Connections whose MSS a believed "too big" lowered.
     pub pmtu_reductions: u64,
