@@ -3,7 +3,8 @@
 //! segment (sequence and acknowledgment numbers relative to the live
 //! connection, so the fuzzer reaches the in-window paths; raw option bytes,
 //! so the option parser sees anything), raw bytes through the wire parser,
-//! an application command, or time passing. The connection negotiated
+//! an application command, ICMP "fragmentation needed" about the
+//! connection (or a stranger), or time passing. The connection negotiated
 //! ECN, so CE marks and ECN-Echo reach their paths. Nothing may panic, and state
 //! must stay bounded.
 #![no_main]
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use lastack_testkit::sim::{client_addr, deliver_bytes, server_addr, LinkConfig, Pair, Side};
 use lastack_core::tcp::{ConnId, EcnMode, Event, Route, TcpConfig};
-use lastack_core::wire::{IpProtocol, Ipv4Repr, TcpPacket};
+use lastack_core::wire::{Ecn, Icmpv4Repr, IpProtocol, Ipv4Repr, TcpPacket};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 
@@ -45,6 +46,16 @@ enum Step {
         payload_len: u8,
         /// ECN-Echo set (the connection negotiated ECN).
         ece: bool,
+    },
+    /// An ICMP "fragmentation needed" from a router quoting a segment of
+    /// the established connection (sequence number relative to the
+    /// server's SND.UNA), or, with `other_port`, of a flow that does not
+    /// exist; the MTU as given (0, tiny, huge).
+    Icmp {
+        seq_offset: i32,
+        mtu: u16,
+        other_port: Option<u16>,
+        datagram_len: u16,
     },
     /// Raw bytes as if off the wire.
     Raw(Vec<u8>),
@@ -134,6 +145,22 @@ fuzz_target!(|steps: Vec<Step>| {
                 let payload = vec![0x5a; usize::from(payload_len)];
                 let flags = if ece { 0x50 } else { 0x10 };
                 let bytes = emit(client_addr(40000), server_addr(80), info.rcv_nxt, ack, flags, window, &options, &payload, 0);
+                deliver_bytes(&mut pair.b, now, &bytes);
+            }
+            Step::Icmp { seq_offset, mtu, other_port, datagram_len } => {
+                let Some(info) = pair.b.info(server) else { continue };
+                let seq = info.snd_una.wrapping_add(seq_offset as u32);
+                let to = SocketAddrV4::new(*client_addr(40000).ip(), other_port.unwrap_or(40000));
+                let mut quoted = emit(server_addr(80), to, seq, info.rcv_nxt, 0x10, 0, &[], &[], 0);
+                quoted[2..4].copy_from_slice(&datagram_len.to_be_bytes());
+                let mut icmp = [0u8; 64];
+                let len = Icmpv4Repr::emit_fragmentation_needed(&quoted, mtu, &mut icmp);
+                let router = std::net::Ipv4Addr::new(10, 0, 0, 254);
+                let mut bytes = vec![0u8; 20 + len];
+                let mut ip = Ipv4Repr::tcp(router, *server_addr(80).ip(), len as u16, Ecn::NotEct);
+                ip.protocol = IpProtocol::ICMP;
+                ip.emit(&mut bytes);
+                bytes[20..].copy_from_slice(&icmp[..len]);
                 deliver_bytes(&mut pair.b, now, &bytes);
             }
             Step::Raw(bytes) => {

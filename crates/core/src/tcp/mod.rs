@@ -29,6 +29,7 @@ pub mod stats;
 pub mod time;
 pub mod time_wait;
 pub mod timer_wheel;
+mod transition;
 pub mod types;
 
 pub use config::{AlgorithmKind, CookieMode, EcnMode, TcpConfig};

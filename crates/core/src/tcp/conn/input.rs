@@ -8,6 +8,7 @@ use super::{AckUrgency, Conn, Ctx};
 use crate::tcp::congestion::{AckAction, AckSample};
 use crate::tcp::scoreboard::SackNews;
 use crate::tcp::seq::Seq;
+use crate::tcp::transition::Trigger;
 use crate::tcp::types::{Event, ResetCause, State};
 use crate::wire::{Ecn, TcpOptions, TcpRepr};
 
@@ -98,13 +99,13 @@ impl Conn {
             self.rtt_sample_on_ack(ctx, seg);
             self.retries = 0;
             self.timers.stop(Timer::Retransmit);
-            self.state = State::Established;
+            self.transition(Trigger::RcvSynAck);
             self.ack_urgency = AckUrgency::Now;
             ctx.emit(Event::Connected);
             ctx.stats.connections_opened += 1;
         } else {
             // Simultaneous open: SYN-RECEIVED, resend our SYN with an ACK.
-            self.state = State::SynReceived;
+            self.transition(Trigger::RcvSyn);
             self.snd_nxt = self.iss;
         }
         None
@@ -197,8 +198,9 @@ impl Conn {
             if seq == self.rcv_nxt {
                 ctx.stats.resets_received += 1;
                 if self.state == State::SynReceived && self.listener.is_some() {
-                    // §3.10.7.4: a passive open returns to LISTEN, silently.
-                    self.state = State::Closed;
+                    // §3.10.7.4: a passive open returns to LISTEN, silently
+                    // (the listener stays; the connection goes).
+                    self.transition(Trigger::Reset);
                     self.app_closed = true;
                 } else {
                     self.reset(ctx, ResetCause::Peer, false);
@@ -223,7 +225,7 @@ impl Conn {
         let ack = Seq(seg.ack_number);
         if self.state == State::SynReceived {
             if ack > self.snd_una && ack <= self.snd_max {
-                self.state = State::Established;
+                self.transition(Trigger::RcvAckOfSyn);
                 self.snd_wnd = u32::from(seg.window_len) << self.snd_shift;
                 self.max_snd_wnd = self.snd_wnd;
                 self.snd_wl1 = seq;
@@ -421,15 +423,16 @@ impl Conn {
             }
         }
         // Close states driven by the ACK of our FIN.
-        if self.fin_acked() {
+        if self.fin_acked()
+            && matches!(
+                self.state,
+                State::FinWait1 | State::Closing | State::LastAck
+            )
+        {
+            self.transition(Trigger::RcvAckOfFin);
             match self.state {
-                State::FinWait1 => {
-                    self.state = State::FinWait2;
-                    self.arm_idle(ctx);
-                }
-                State::Closing => self.state = State::TimeWait,
-                State::LastAck => {
-                    self.state = State::Closed;
+                State::FinWait2 => self.arm_idle(ctx),
+                State::Closed => {
                     ctx.stats.connections_closed += 1;
                     if !self.app_closed {
                         ctx.emit(Event::Closed);
@@ -555,12 +558,17 @@ impl Conn {
         if !self.app_closed {
             ctx.emit(Event::PeerClosed);
         }
-        self.state = match self.state {
-            State::SynReceived | State::Established => State::CloseWait,
-            State::FinWait1 if self.fin_acked() => State::TimeWait,
-            State::FinWait1 => State::Closing,
-            State::FinWait2 => State::TimeWait,
-            other => other,
-        };
+        // Our FIN acknowledged by this segment too: FIN-WAIT-2 first
+        // (§3.10.7.4 eighth, FIN-WAIT-1: "If our FIN has been ACKed
+        // (perhaps in this segment), then enter TIME-WAIT").
+        if self.state == State::FinWait1 && self.fin_acked() {
+            self.transition(Trigger::RcvAckOfFin);
+        }
+        if matches!(
+            self.state,
+            State::SynReceived | State::Established | State::FinWait1 | State::FinWait2
+        ) {
+            self.transition(Trigger::RcvFin);
+        }
     }
 }

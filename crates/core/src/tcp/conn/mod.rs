@@ -26,6 +26,7 @@ use super::scoreboard::Scoreboard;
 use super::seq::Seq;
 use super::stats::Stats;
 use super::time::Instant;
+use super::transition::{self, Trigger};
 use super::types::{ConnId, Event, FourTuple, ListenerId, ResetCause, Route, State, Tag};
 use ecn::EcnState;
 use timers::TimerTable;
@@ -459,9 +460,18 @@ impl Conn {
         self.recv_buf.release(pool);
     }
 
-    fn set_state(&mut self, state: State) {
-        tracing::trace!(from = %self.state, to = %state, tuple = ?self.tuple, "state");
-        self.state = state;
+    /// Every state change: the state RFC 9293's diagram gives for
+    /// `trigger` here (`transition.rs`), traced. A change the diagram has
+    /// no arc for is a bug: asserted in debug builds, logged and refused in
+    /// release ones.
+    pub(crate) fn transition(&mut self, trigger: Trigger) {
+        let Some(to) = transition::next(self.state, trigger) else {
+            debug_assert!(false, "no arc from {} on {trigger:?}", self.state);
+            tracing::error!(state = %self.state, ?trigger, tuple = ?self.tuple, "no such transition");
+            return;
+        };
+        tracing::trace!(from = %self.state, %to, ?trigger, tuple = ?self.tuple, "state");
+        self.state = to;
     }
 
     /// Ends the connection with an RST (sent if the state calls for it).
@@ -475,7 +485,9 @@ impl Conn {
         }
         // The handle is invalid from here on: the stack frees the slot.
         self.app_closed = true;
-        self.set_state(State::Closed);
+        if self.state != State::Closed {
+            self.transition(Trigger::Reset);
+        }
     }
 
     // ---- Application commands (RFC 9293 §3.10.1–3.10.7) ----
@@ -534,15 +546,11 @@ impl Conn {
     /// CLOSE of the send side (a half-close): FIN after the buffered data.
     pub fn shutdown_write(&mut self) {
         match self.state {
-            State::SynReceived | State::Established => {
+            State::SynReceived | State::Established | State::CloseWait => {
                 self.fin_queued = true;
-                self.set_state(State::FinWait1);
+                self.transition(Trigger::Close);
             }
-            State::CloseWait => {
-                self.fin_queued = true;
-                self.set_state(State::LastAck);
-            }
-            State::SynSent => self.set_state(State::Closed),
+            State::SynSent => self.transition(Trigger::Close),
             _ => {}
         }
     }

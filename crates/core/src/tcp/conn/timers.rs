@@ -3,6 +3,7 @@
 
 use super::{AckUrgency, Conn, Ctx};
 use crate::tcp::time::Instant;
+use crate::tcp::transition::Trigger;
 use crate::tcp::types::{ResetCause, State};
 
 /// The timers of one connection.
@@ -101,7 +102,7 @@ impl Conn {
                 // A half-open passive connection just expires: the
                 // application never saw it, the peer never completed it.
                 self.app_closed = true;
-                self.state = State::Closed;
+                self.transition(Trigger::Expire);
                 return;
             }
             self.reset(ctx, ResetCause::Timeout, self.state != State::SynSent);
@@ -195,6 +196,6 @@ impl Conn {
 
     /// CLOSED without an RST or an error event (FIN-WAIT-2 timeout).
     fn set_closed_quietly(&mut self) {
-        self.state = State::Closed;
+        self.transition(Trigger::Expire);
     }
 }
