@@ -17,6 +17,7 @@ mod states {
     mod pmtu;
     mod sack;
     mod security;
+    mod spurious_rto;
     mod time_wait;
     mod worked_example;
 }

@@ -474,6 +474,11 @@ pub const METRICS: &[Metric] = &[
         |s| s.tcp.ecn_window_reductions,
     ),
     counter(
+        "lastack_tcp_spurious_timeouts_total",
+        "Retransmission timeouts found spurious by the timestamp echo (RFC 3522) and undone (RFC 4015).",
+        |s| s.tcp.spurious_timeouts,
+    ),
+    counter(
         "lastack_tcp_icmp_too_big_received_total",
         "ICMP fragmentation-needed messages about a connection of the shard (XDP steers them by the quoted flow; other shards' are relayed).",
         |s| s.tcp.icmp_too_big_received,

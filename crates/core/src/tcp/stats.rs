@@ -19,6 +19,9 @@ pub struct Stats {
     /// Rounds of fast-recovery retransmissions found lost in turn.
     pub lost_retransmissions: u64,
     pub rto_expirations: u64,
+    /// Retransmission timeouts found spurious by the peer's timestamp echo
+    /// (RFC 3522) and undone (RFC 4015).
+    pub spurious_timeouts: u64,
     /// ICMP "fragmentation needed" / "packet too big" messages about a
     /// connection of this stack.
     pub icmp_too_big_received: u64,

@@ -367,6 +367,21 @@ impl Congestion {
         self.dup_acks = 0;
     }
 
+    /// A retransmission timeout found spurious (RFC 4015 §3, `conn/undo.rs`):
+    /// the window and ssthresh back to at least what they were before it
+    /// (`cwnd`, `ssthresh`), and loss recovery over.
+    pub fn undo_timeout(&mut self, cwnd: usize, ssthresh: usize) {
+        self.window.cwnd = self.window.cwnd.max(cwnd);
+        self.window.ssthresh = self.window.ssthresh.max(ssthresh);
+        self.recovery = Recovery::Open;
+        self.dup_acks = 0;
+    }
+
+    /// In the recovery that follows a retransmission timeout.
+    pub fn in_timeout_recovery(&self) -> bool {
+        matches!(self.recovery, Recovery::Timeout { .. })
+    }
+
     /// The path MTU fell (`conn/pmtu.rs`): the window keeps its bytes and
     /// counts in the smaller segment from now on (at least two of them).
     pub fn set_segment_size(&mut self, mss: usize) {

@@ -358,6 +358,7 @@ impl Conn {
             self.detect_lost_retransmissions(ctx);
         }
         if advanced {
+            self.detect_spurious_timeout(ctx, seg);
             let rtt = self.rtt_sample_on_ack(ctx, seg);
             self.retries = 0;
             let sample = AckSample {

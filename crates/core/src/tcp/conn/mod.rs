@@ -13,6 +13,7 @@ pub(crate) mod loss;
 pub(crate) mod output;
 pub(crate) mod pmtu;
 pub(crate) mod timers;
+pub(crate) mod undo;
 
 use std::collections::VecDeque;
 
@@ -30,6 +31,7 @@ use super::transition::{self, Trigger};
 use super::types::{ConnId, Event, FourTuple, ListenerId, ResetCause, Route, State, Tag};
 use ecn::EcnState;
 use timers::TimerTable;
+use undo::RtoUndo;
 
 /// What a connection method needs from its stack.
 pub(crate) struct Ctx<'a> {
@@ -173,6 +175,9 @@ pub(crate) struct Conn {
     /// segments with one lost retransmission counted in pipe sent nothing
     /// until the timeout).
     pub recovery_credit: bool,
+    /// The window before the first timeout of the flight, while a spurious
+    /// timeout can still be detected (`undo.rs`).
+    pub rto_undo: RtoUndo,
     /// Retransmissions of the current head segment.
     pub retries: u8,
     pub timers: TimerTable,
@@ -269,6 +274,7 @@ impl Conn {
             tlp: None,
             tlp_pending: false,
             recovery_credit: false,
+            rto_undo: RtoUndo::default(),
             retries: 0,
             timers: TimerTable::default(),
             last_activity: now,

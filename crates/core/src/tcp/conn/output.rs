@@ -509,6 +509,9 @@ impl Conn {
             self.rtt_probe = Some((plan.seq, now));
         }
         if retransmission {
+            if plan.seq == self.snd_una && self.cc.in_timeout_recovery() {
+                self.note_timeout_retransmission(self.tsval(now));
+            }
             self.retransmitted = self.retransmitted.saturating_add(1);
             self.retransmitted_bytes = self.retransmitted_bytes.saturating_add(len as u32);
             if self.cc.in_loss_recovery() {

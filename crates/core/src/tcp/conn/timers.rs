@@ -111,6 +111,7 @@ impl Conn {
         self.retries += 1;
         ctx.stats.rto_expirations += 1;
         self.rtt.on_timeout();
+        self.remember_before_timeout();
         self.cc
             .on_retransmit_timeout(self.flight(), ctx.now, self.snd_max);
         // Karn: no sample from a retransmitted segment.
