@@ -71,6 +71,18 @@ pub struct Server {
 impl Server {
     /// Listens on `addr` in `ns` (listening when this returns).
     pub fn start(ns: &Netns, addr: SocketAddrV4, behaviour: Behaviour) -> Self {
+        Self::start_with_congestion(ns, addr, behaviour, None)
+    }
+
+    /// Like [`start`](Self::start), each accepted connection switched to
+    /// the congestion control `congestion` (`TCP_CONGESTION`; root may pick
+    /// any the kernel has, whatever the namespace's allowed list says).
+    pub fn start_with_congestion(
+        ns: &Netns,
+        addr: SocketAddrV4,
+        behaviour: Behaviour,
+        congestion: Option<&'static str>,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicU64::new(0));
         let bytes = Arc::new(AtomicU64::new(0));
@@ -89,6 +101,14 @@ impl Server {
                     Ok((stream, _)) => {
                         thread_accepted.fetch_add(1, Ordering::Relaxed);
                         stream.set_nonblocking(false).unwrap();
+                        if let Some(name) = congestion {
+                            nix::sys::socket::setsockopt(
+                                &stream,
+                                nix::sys::socket::sockopt::TcpCongestion,
+                                &std::ffi::OsString::from(name),
+                            )
+                            .expect("TCP_CONGESTION");
+                        }
                         let bytes = thread_bytes.clone();
                         let stop = thread_stop.clone();
                         std::thread::spawn(move || {
