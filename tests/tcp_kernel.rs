@@ -215,12 +215,7 @@ fn echo_server(tun: TunDevice, closing: Closing, stop: &AtomicBool, inbound: Inb
                 continue;
             }
             if loss.chance(inbound.ce_percent * 10_000) {
-                let mut ip = lastack::wire::Ipv4Packet::new_unchecked(&mut packet[..n]);
-                let tos = ip.dscp_ecn();
-                if lastack::wire::Ecn::from_tos(tos) != lastack::wire::Ecn::NotEct {
-                    ip.set_dscp_ecn(tos | lastack::wire::Ecn::Ce as u8);
-                    ip.fill_checksum();
-                }
+                lastack::wire::Ipv4Packet::new_unchecked(&mut packet[..n]).mark_ce();
             }
             deliver_bytes(&mut stack, now(), &packet[..n]);
         }

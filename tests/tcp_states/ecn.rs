@@ -188,18 +188,24 @@ fn a_window_probe_is_not_ect() {
     assert_eq!(sent[0].ecn, Ecn::NotEct, "§6.1.6");
 }
 
+/// Our stack connecting to the peer with `config`; its SYN not yet read.
+fn connecting(config: TcpConfig) -> (Harness, lastack::tcp::ConnId) {
+    let mut h = Harness::new(config);
+    h.stack.set_next_iss(Seq(LOCAL_SEQ));
+    let id = h
+        .stack
+        .connect(h.now, LOCAL, REMOTE, Route::default(), TAG)
+        .unwrap();
+    (h, id)
+}
+
 #[test]
 fn an_active_open_asks_for_ecn_once_and_uses_what_the_syn_ack_says() {
     let on = TcpConfig {
         ecn: EcnMode::On,
         ..config()
     };
-    let mut h = Harness::new(on.clone());
-    h.stack.set_next_iss(Seq(LOCAL_SEQ));
-    let id = h
-        .stack
-        .connect(h.now, LOCAL, REMOTE, Route::default(), TAG)
-        .unwrap();
+    let (mut h, id) = connecting(on.clone());
     let syn = recv!(h, [{ seq: LOCAL_SEQ, flags: ecn_setup_syn() }]);
     assert_eq!(syn[0].ecn, Ecn::NotEct);
     send!(h, seq: REMOTE_SEQ, ack: Some(L), flags: TcpFlags::SYN | TcpFlags::ECE, options: MSS_1460);
@@ -211,12 +217,7 @@ fn an_active_open_asks_for_ecn_once_and_uses_what_the_syn_ack_says() {
 
     // A SYN-ACK that does not say yes (ECE and CWR both: a reflecting
     // middlebox) leaves ECN off.
-    let mut h = Harness::new(on.clone());
-    h.stack.set_next_iss(Seq(LOCAL_SEQ));
-    let id = h
-        .stack
-        .connect(h.now, LOCAL, REMOTE, Route::default(), TAG)
-        .unwrap();
+    let (mut h, id) = connecting(on.clone());
     h.sent();
     let reflected = TcpFlags::SYN | TcpFlags::ECE | TcpFlags::CWR;
     send!(h, seq: REMOTE_SEQ, ack: Some(L), flags: reflected, options: MSS_1460);
@@ -224,12 +225,7 @@ fn an_active_open_asks_for_ecn_once_and_uses_what_the_syn_ack_says() {
 
     // The SYN's retransmission goes without (§6.1.1.1: something on the
     // path may drop ECN-setup SYNs), and ECN stays off.
-    let mut h = Harness::new(on);
-    h.stack.set_next_iss(Seq(LOCAL_SEQ));
-    let id = h
-        .stack
-        .connect(h.now, LOCAL, REMOTE, Route::default(), TAG)
-        .unwrap();
+    let (mut h, id) = connecting(on);
     recv!(h, [{ seq: LOCAL_SEQ, flags: ecn_setup_syn() }]);
     assert!(h.advance_to_next_timer(Duration::from_secs(5)));
     recv!(h, [{ seq: LOCAL_SEQ, flags: TcpFlags::SYN }]);

@@ -252,9 +252,7 @@ impl Pair {
             copy.clear();
             copy.extend_from_slice(bytes);
             if mark {
-                let mut packet = Ipv4Packet::new_unchecked(&mut copy[..]);
-                packet.set_dscp_ecn(bytes[1] | Ecn::Ce as u8);
-                packet.fill_checksum();
+                Ipv4Packet::new_unchecked(&mut copy[..]).mark_ce();
             }
             let slot = InFlight { to, bytes: copy };
             let index = match self.free_segments.pop() {

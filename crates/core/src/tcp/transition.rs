@@ -164,16 +164,10 @@ mod tests {
         }
         // From every connection state CLOSED or TIME-WAIT is reachable:
         // no state without an end (every one also has a timer, `timers.rs`).
-        for start in [
-            SynSent,
-            SynReceived,
-            Established,
-            FinWait1,
-            FinWait2,
-            CloseWait,
-            Closing,
-            LastAck,
-        ] {
+        let connection_states = State::ALL
+            .into_iter()
+            .filter(|s| !matches!(s, Closed | Listen | TimeWait));
+        for start in connection_states {
             let mut seen = vec![start];
             let mut frontier = vec![start];
             while let Some(state) = frontier.pop() {

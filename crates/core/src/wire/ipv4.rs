@@ -179,6 +179,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         self.buffer.as_mut()[field::DSCP_ECN] = value;
     }
 
+    /// Marks an ECN-capable packet Congestion Experienced (RFC 3168 §5,
+    /// what a router does instead of dropping it) and rewrites the header
+    /// checksum; false, and nothing changed, for a Not-ECT one.
+    pub fn mark_ce(&mut self) -> bool {
+        let tos = self.buffer.as_ref()[field::DSCP_ECN];
+        if super::Ecn::from_tos(tos) == super::Ecn::NotEct {
+            return false;
+        }
+        self.set_dscp_ecn(tos | super::Ecn::Ce as u8);
+        self.fill_checksum();
+        true
+    }
+
     /// Recomputes and writes the header checksum.
     pub fn fill_checksum(&mut self) {
         let len = self.header_len();
