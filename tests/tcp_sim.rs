@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use lastack::tcp::{ConnId, Event, Instant, Route, State, TcpConfig};
+use lastack::tcp::{AlgorithmKind, ConnId, Event, Instant, Route, State, TcpConfig};
 use lastack_testkit::pattern;
 use lastack_testkit::sim::{client_addr, server_addr, LinkConfig, Pair, Side};
 
@@ -570,21 +570,24 @@ fn one_way_with_each_congestion(
     link: LinkConfig,
     seed: u64,
     size: usize,
-) -> Vec<(lastack::tcp::AlgorithmKind, Pair, f64)> {
-    use lastack::tcp::AlgorithmKind;
-    [AlgorithmKind::Cubic, AlgorithmKind::NewReno]
-        .into_iter()
-        .map(|congestion| {
-            let config = TcpConfig {
-                congestion,
-                ..base.clone()
-            };
-            let pair = transfer_with(config, link, seed, size, 0);
-            let secs = (pair.now - Instant::from_millis(1_000_000)).as_secs_f64();
-            let goodput = size as f64 * 8.0 / secs;
-            (congestion, pair, goodput)
-        })
-        .collect()
+) -> Vec<(AlgorithmKind, Pair, f64)> {
+    [
+        AlgorithmKind::Cubic,
+        AlgorithmKind::NewReno,
+        AlgorithmKind::Bbr,
+    ]
+    .into_iter()
+    .map(|congestion| {
+        let config = TcpConfig {
+            congestion,
+            ..base.clone()
+        };
+        let pair = transfer_with(config, link, seed, size, 0);
+        let secs = (pair.now - Instant::from_millis(1_000_000)).as_secs_f64();
+        let goodput = size as f64 * 8.0 / secs;
+        (congestion, pair, goodput)
+    })
+    .collect()
 }
 
 /// A 100 Mbit/s bottleneck whose queue holds one bandwidth-delay product,
@@ -619,7 +622,15 @@ fn a_bottleneck_queue_overrun_in_slow_start_is_recovered() {
             pair.b.stats().drop_reassembly_full,
             stats.dsacks_received,
         );
-        assert!(pair.lost > 100, "the queue overflowed");
+        if congestion == AlgorithmKind::Bbr {
+            // The ACKs of the initial window, spaced by the bottleneck,
+            // already measure its rate; STARTUP then ends within three
+            // rounds, before its window reaches one BDP, and PROBE_BW
+            // paces at the rate: the queue never fills.
+            assert_eq!(pair.lost, 0, "BBR's pacing kept the queue in bounds");
+        } else {
+            assert!(pair.lost > 100, "the queue overflowed");
+        }
         assert!(
             goodput >= 0.6 * RATE as f64,
             "at least 60 % of the bottleneck"
@@ -664,7 +675,13 @@ fn a_marking_bottleneck_slows_the_sender_without_a_loss() {
         assert_eq!(sender.ecn_negotiated, 1);
         assert!(pair.marked > 0, "the queue reached the threshold");
         assert_eq!(receiver.ce_received, pair.marked);
-        assert!(sender.ecn_window_reductions > 0);
+        if congestion == AlgorithmKind::Bbr {
+            // BBR v1 does not read ECN (Linux's likewise): its pacing at
+            // the modelled bandwidth is what keeps the queue short.
+            assert_eq!(sender.ecn_window_reductions, 0, "BBR keeps its window");
+        } else {
+            assert!(sender.ecn_window_reductions > 0);
+        }
         assert_eq!(pair.lost, 0, "nothing dropped");
         assert_eq!(sender.retransmitted_segments, 0, "nothing resent");
         assert!(
@@ -684,6 +701,14 @@ fn a_marking_bottleneck_slows_the_sender_without_a_loss() {
 /// CUBIC on a path this short runs in its Reno-friendly region (RFC 9438
 /// §4.3), the same bound. Linux's CUBIC obeys it too. What SACK recovery
 /// owes is reaching that bound and resending only what was lost.
+///
+/// BBR models the path instead (bandwidth, min RTT) and random loss does
+/// not shrink the model: it keeps the path at least 60 % full (issue 15's
+/// goal). 85.7 Mbit/s, 30 × the Mathis bound, when written; before two
+/// fixes 71.8 (a min-RTT filter that expired at its first sample sent it
+/// to PROBE_RTT at once) and, with 1.33 × the lost bytes resent, 73.0
+/// (fast recovery restarted its retransmissions at SND.UNA, resending
+/// segments already resent; 161 D-SACKs).
 #[test]
 fn a_lossy_long_fat_path() {
     const SIZE: usize = 64 << 20;
@@ -698,18 +723,27 @@ fn a_lossy_long_fat_path() {
     {
         let stats = pair.a.stats();
         println!(
-            "{congestion:?}: {:.2} Mbit/s ({:.1} % of the bottleneck, {:.2} × the Mathis bound), {} KiB of data dropped, {} KiB retransmitted ({:.2} ×) in {} segments, {} recoveries, {} timeouts",
+            "{congestion:?}: {:.2} Mbit/s ({:.1} % of the bottleneck, {:.2} × the Mathis bound), {} KiB of data dropped ({} segments), {} KiB retransmitted ({:.2} ×) in {} segments, {} recoveries, {} timeouts ({} spurious), {} D-SACKs",
             goodput / 1e6,
             goodput / RATE as f64 * 100.0,
             goodput / mathis,
             pair.lost_payload[0] >> 10,
+            pair.lost,
             stats.retransmitted_bytes >> 10,
             stats.retransmitted_bytes as f64 / pair.lost_payload[0] as f64,
             stats.retransmitted_segments,
             stats.fast_retransmits,
             stats.rto_expirations,
+            stats.spurious_timeouts,
+            stats.dsacks_received,
         );
         assert!(goodput >= 0.8 * mathis, "near what loss allows");
+        if congestion == AlgorithmKind::Bbr {
+            assert!(
+                goodput >= 0.6 * RATE as f64,
+                "BBR keeps at least 60 % of the bottleneck"
+            );
+        }
         assert!(
             stats.retransmitted_bytes as f64 <= 1.2 * pair.lost_payload[0] as f64,
             "no more than 1.2 × what the link dropped was resent"

@@ -36,6 +36,7 @@ impl From<&Tcp> for TcpConfig {
             congestion: match tcp.congestion {
                 Congestion::Cubic => AlgorithmKind::Cubic,
                 Congestion::Newreno => AlgorithmKind::NewReno,
+                Congestion::Bbr => AlgorithmKind::Bbr,
             },
             initial_window: tcp.initial_window,
             ecn: match tcp.ecn {

@@ -425,8 +425,11 @@ pub struct Tcp {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepalive: Option<Duration>,
     /// Congestion control of new connections: `"cubic"` (RFC 9438, as
-    /// Linux) or `"newreno"` (RFC 5681, RFC 6582); both leave their first
-    /// slow start with HyStart++ (RFC 9406). Default: `"cubic"`.
+    /// Linux) or `"newreno"` (RFC 5681, RFC 6582), both loss-based and
+    /// leaving their first slow start with HyStart++ (RFC 9406); or
+    /// `"bbr"` (BBR v1, as Linux's `bbr`): window and pacing rate from a
+    /// model of the path's bandwidth and delay, which random loss does not
+    /// shrink — for clients on lossy long paths. Default: `"cubic"`.
     #[serde(default)]
     pub congestion: Congestion,
     /// Segments in the initial congestion window (RFC 6928), 1 to 64.
@@ -464,6 +467,8 @@ pub enum Congestion {
     Cubic,
     /// RFC 5681 congestion avoidance, RFC 6582 recovery.
     Newreno,
+    /// BBR v1, paced.
+    Bbr,
 }
 
 /// When the listener answers with SYN cookies.

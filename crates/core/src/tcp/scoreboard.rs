@@ -37,6 +37,9 @@ pub struct SackNews {
     /// Some bytes were SACKed for the first time (RFC 6675 §2's
     /// "DupAck" test for an ACK that carries SACK information).
     pub new_bytes: bool,
+    /// How many bytes were SACKed for the first time (a delivery-rate
+    /// sampler counts them as delivered).
+    pub newly_sacked: usize,
     /// The first block was a D-SACK (RFC 2883 §4): it reports a segment
     /// received twice, below the cumulative ACK or inside the second block.
     pub duplicate: bool,
@@ -73,12 +76,22 @@ impl Scoreboard {
     }
 
     /// The cumulative ACK reached `snd_una`: forgets what it covers.
-    pub fn advance(&mut self, snd_una: Seq) {
+    /// Returns how many of the bytes it covers had been SACKed (they were
+    /// delivered before this ACK).
+    pub fn advance(&mut self, snd_una: Seq) -> usize {
         let covered = self.ranges.partition_point(|&(_, end)| end <= snd_una);
+        let mut forgotten: usize = self.ranges[..covered]
+            .iter()
+            .map(|&(start, end)| end - start)
+            .sum();
         self.ranges.drain(..covered);
         if let Some(first) = self.ranges.first_mut() {
-            first.0 = first.0.max(snd_una);
+            if first.0 < snd_una {
+                forgotten += snd_una - first.0;
+                first.0 = snd_una;
+            }
         }
+        forgotten
     }
 
     /// Takes in the SACK blocks of an ACK whose cumulative ACK is
@@ -111,28 +124,31 @@ impl Scoreboard {
             } else {
                 left
             };
-            news.new_bytes |= self.insert(start, right);
+            let newly = self.insert(start, right);
+            news.new_bytes |= newly > 0;
+            news.newly_sacked += newly;
         }
         news
     }
 
-    /// Records `[start, end)` as SACKed; true if any of it was not before.
-    fn insert(&mut self, start: Seq, end: Seq) -> bool {
+    /// Records `[start, end)` as SACKed; returns how many of its bytes
+    /// were not before.
+    fn insert(&mut self, start: Seq, end: Seq) -> usize {
         let (first, last) = touching(&self.ranges, start, end);
         if first < last {
             let before: usize = self.ranges[first..last].iter().map(|&(s, e)| e - s).sum();
             let merged = merge(&mut self.ranges, first, last, start, end);
-            return (merged.1 - merged.0) > before;
+            return (merged.1 - merged.0).saturating_sub(before);
         }
         if self.ranges.len() == MAX_SACKED_RANGES {
             if first == self.ranges.len() {
                 // Above every range and no room: not kept (see the module doc).
-                return true;
+                return end - start;
             }
             self.ranges.pop();
         }
         self.ranges.insert(first, (start, end));
-        true
+        end - start
     }
 
     /// Bytes SACKed above `seq` (a byte not SACKed) and in how many ranges.
@@ -364,13 +380,36 @@ mod tests {
         assert_eq!(sb.ranges().len(), MAX_SACKED_RANGES);
         let highest = sb.highest();
         // A new range below the highest: the highest goes.
-        assert!(sb.insert(Seq(100), Seq(200)));
+        assert_eq!(sb.insert(Seq(100), Seq(200)), 100);
         assert_eq!(sb.ranges().len(), MAX_SACKED_RANGES);
         assert!(sb.highest() < highest);
         assert_eq!(sb.ranges()[0], (Seq(100), Seq(200)));
         // A new range above all: reported new, not kept.
-        assert!(sb.insert(Seq(5_000_000), Seq(5_000_500)));
+        assert_eq!(sb.insert(Seq(5_000_000), Seq(5_000_500)), 500);
         assert!(sb.highest() < Some(Seq(5_000_000)));
+    }
+
+    /// What a delivery-rate sampler counts: bytes SACKed for the first
+    /// time, and of those the cumulative ACK then covers, the ones SACKed
+    /// before (delivered already).
+    #[test]
+    fn newly_sacked_and_forgotten_bytes_are_counted() {
+        let mut sb = Scoreboard::default();
+        let news = sb.on_sack(&[(2000, 3000)], Seq(0), Seq(10_000));
+        assert_eq!(news.newly_sacked, 1000);
+        let news = sb.on_sack(&[(2500, 4000), (6000, 7000)], Seq(0), Seq(10_000));
+        assert_eq!(
+            news.newly_sacked,
+            1000 + 1000,
+            "only the new part of an overlap"
+        );
+        let news = sb.on_sack(&[(2000, 4000)], Seq(0), Seq(10_000));
+        assert_eq!(news.newly_sacked, 0);
+        assert!(!news.new_bytes);
+        assert_eq!(sb.advance(Seq(1000)), 0);
+        assert_eq!(sb.advance(Seq(3000)), 1000, "half of [2000, 4000)");
+        assert_eq!(sb.advance(Seq(8000)), 1000 + 1000);
+        assert!(sb.is_empty());
     }
 
     #[test]

@@ -1297,11 +1297,13 @@ mod tests {
     /// CUBIC's and HyStart++'s state (issue 15); 776 with SACK recovery,
     /// the tail-loss probe and two timers (the scoreboard and the
     /// reassembly ranges moved out to vectors allocated at the first hole);
-    /// 800 with ECN's state and the spurious-timeout record.
+    /// 800 with ECN's state and the spurious-timeout record; 896 with BBR's
+    /// path model (the largest congestion controller in the enum) and the
+    /// pacing schedule.
     #[test]
     fn connection_state_stays_small() {
         let size = Stack::connection_state_size();
         println!("a connection's engine state: {size} bytes");
-        assert!(size <= 800, "a connection's state grew to {size} bytes");
+        assert!(size <= 900, "a connection's state grew to {size} bytes");
     }
 }

@@ -6,21 +6,28 @@
 //! recovery (RFC 6582 §3.2), and the retransmission-timeout rule. What an
 //! algorithm decides sits behind [`Controller`]: how the window grows in
 //! congestion avoidance and how far it shrinks at a congestion event —
-//! [`NewReno`] (RFC 5681) and [`Cubic`] (RFC 9438). Adding one is a new
-//! `Controller` and an [`Algorithm`] variant; the state machine only ever
-//! calls [`Congestion`].
+//! [`NewReno`] (RFC 5681) and [`Cubic`] (RFC 9438). A model-based
+//! algorithm ([`Bbr`]) also implements [`PathModel`]: it sets the window
+//! itself from every ACK's [`Delivery`] instead of growing it in slow start
+//! and congestion avoidance, decides what a loss does to it, and gives a
+//! pacing rate (`conn/pacing.rs` spreads the segments at it). Adding one
+//! is a new `Controller` and an [`Algorithm`] variant; the state machine
+//! only ever calls [`Congestion`].
 //!
 //! Units: bytes for windows, the engine's clock for time. Nothing here
 //! allocates; a connection carries its controller by value (an enum, not a
 //! box, so no allocation per connection), and calls it through a
 //! `&mut dyn Controller` borrowed from that enum.
 
+mod bbr;
 mod cubic;
+mod delivery;
 mod hystart;
 mod newreno;
 
 use std::time::Duration;
 
+pub use bbr::{Bbr, Mode as BbrMode};
 pub use cubic::Cubic;
 use hystart::HyStart;
 pub use newreno::NewReno;
@@ -37,6 +44,9 @@ pub enum AlgorithmKind {
     Cubic,
     /// RFC 5681 congestion avoidance (one MSS per window per round trip).
     NewReno,
+    /// BBR v1 (`bbr.rs`): the window and a pacing rate from a model of
+    /// the path, not from loss.
+    Bbr,
 }
 
 /// The congestion window and slow-start threshold, in bytes, and the MSS
@@ -81,6 +91,48 @@ pub trait Controller {
     fn timeout(&mut self, window: &Window, flight: usize, now: Instant) -> usize {
         self.reduce(window, flight, now)
     }
+
+    /// A model-based algorithm: it sets the window itself (see
+    /// [`PathModel`]); `avoid` and `reduce` are then not used for it.
+    fn model(&mut self) -> Option<&mut dyn PathModel> {
+        None
+    }
+
+    /// Bytes per second to pace at; `None`: no pacing (the window's
+    /// segments go as the ACKs clock them out).
+    fn pacing_rate(&self) -> Option<f64> {
+        None
+    }
+}
+
+/// What one ACK delivered, for a model-based algorithm.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    pub now: Instant,
+    /// Bytes this ACK reported delivered for the first time: cumulatively
+    /// acknowledged and not SACKed before, or newly SACKed.
+    pub bytes: usize,
+    /// Bytes in the network (RFC 6675's pipe) before this ACK and after it.
+    pub prior_pipe: usize,
+    pub pipe: usize,
+    /// The RTT this ACK measured, and the smoothed one.
+    pub rtt: Option<Duration>,
+    pub srtt: Option<Duration>,
+    /// The sender had nothing more to send though the window had room.
+    pub app_limited: bool,
+}
+
+/// A model-based algorithm's side of [`Congestion`].
+pub trait PathModel {
+    /// Every ACK that delivered data, and every ACK that measured an RTT:
+    /// update the model, set the window.
+    fn on_delivery(&mut self, window: &mut Window, delivery: &Delivery);
+    /// A fast recovery starts with `pipe` bytes in the network.
+    fn on_recovery_start(&mut self, window: &mut Window, pipe: usize);
+    /// A fast recovery, or the recovery after a timeout, is over.
+    fn on_recovery_end(&mut self, window: &mut Window);
+    /// A retransmission timeout (`recovery`: during loss recovery).
+    fn on_timeout(&mut self, window: &mut Window, recovery: bool);
 }
 
 /// The configured algorithm, by value.
@@ -88,6 +140,7 @@ pub trait Controller {
 pub enum Algorithm {
     Cubic(Cubic),
     NewReno(NewReno),
+    Bbr(Bbr),
 }
 
 impl Algorithm {
@@ -95,6 +148,7 @@ impl Algorithm {
         match kind {
             AlgorithmKind::Cubic => Self::Cubic(Cubic::default()),
             AlgorithmKind::NewReno => Self::NewReno(NewReno::default()),
+            AlgorithmKind::Bbr => Self::Bbr(Bbr::new()),
         }
     }
 
@@ -102,6 +156,7 @@ impl Algorithm {
         match self {
             Self::Cubic(_) => AlgorithmKind::Cubic,
             Self::NewReno(_) => AlgorithmKind::NewReno,
+            Self::Bbr(_) => AlgorithmKind::Bbr,
         }
     }
 
@@ -109,6 +164,15 @@ impl Algorithm {
         match self {
             Self::Cubic(c) => c,
             Self::NewReno(n) => n,
+            Self::Bbr(b) => b,
+        }
+    }
+
+    fn controller_ref(&self) -> &dyn Controller {
+        match self {
+            Self::Cubic(c) => c,
+            Self::NewReno(n) => n,
+            Self::Bbr(b) => b,
         }
     }
 }
@@ -225,6 +289,12 @@ impl Congestion {
         if self.recovery != Recovery::Open {
             return false;
         }
+        if self.algorithm.controller().model().is_some() {
+            // A model-based algorithm keeps its window; CWR still goes, so
+            // that the peer stops echoing.
+            self.recovery = Recovery::Cwr { recover: snd_max };
+            return true;
+        }
         let ssthresh = self
             .algorithm
             .controller()
@@ -247,12 +317,16 @@ impl Congestion {
     ) -> AckAction {
         self.dup_acks = 0;
         let mss = self.window.mss;
+        let model = self.algorithm.controller().model();
+        let model_based = model.is_some();
         match self.recovery {
             Recovery::Fast { recover, sack } if ack >= recover => {
                 // RFC 6582 §3.2 step 3, full ACK: deflate to min(ssthresh,
                 // max(FlightSize, MSS) + MSS). With SACK the window never
                 // inflated: it stays at ssthresh (RFC 6675 §5).
-                if !sack {
+                if let Some(model) = model {
+                    model.on_recovery_end(&mut self.window);
+                } else if !sack {
                     self.window.cwnd = self.window.ssthresh.min(flight.max(mss) + mss);
                 }
                 self.recovery = Recovery::Open;
@@ -263,19 +337,28 @@ impl Congestion {
                 // Partial ACK: retransmit the next hole, deflate by the
                 // amount acknowledged, add back one MSS if at least one was
                 // acked.
-                self.window.cwnd = self.window.cwnd.saturating_sub(acked);
-                if acked >= mss {
-                    self.window.cwnd += mss;
+                if !model_based {
+                    self.window.cwnd = self.window.cwnd.saturating_sub(acked);
+                    if acked >= mss {
+                        self.window.cwnd += mss;
+                    }
                 }
                 return AckAction::RetransmitFirst;
             }
-            Recovery::Timeout { recover } | Recovery::Cwr { recover } if ack >= recover => {
+            Recovery::Timeout { recover } if ack >= recover => {
+                if let Some(model) = model {
+                    model.on_recovery_end(&mut self.window);
+                }
                 self.recovery = Recovery::Open
             }
+            Recovery::Cwr { recover } if ack >= recover => self.recovery = Recovery::Open,
             // The reduced window holds for the rest of the window of data
             // (Linux's CWR state grows nothing either).
             Recovery::Cwr { .. } => return AckAction::Nothing,
             Recovery::Timeout { .. } | Recovery::Open => {}
+        }
+        if model_based {
+            return AckAction::Nothing;
         }
         if !self.cwnd_limited(sample.flight_before) {
             // The window was not what held the sender back (the receiver's
@@ -310,16 +393,17 @@ impl Congestion {
     /// time for a fast retransmit. In NewReno's fast recovery, inflates the
     /// window by one MSS (RFC 6582 §3.2 step 4).
     pub fn on_duplicate_ack(&mut self) -> bool {
+        let model_based = self.algorithm.controller().model().is_some();
         match self.recovery {
             Recovery::Open | Recovery::Cwr { .. } => {
                 self.dup_acks = self.dup_acks.saturating_add(1);
                 usize::from(self.dup_acks) >= DUP_THRESH
             }
-            Recovery::Fast { sack: false, .. } => {
+            Recovery::Fast { sack: false, .. } if !model_based => {
                 self.window.cwnd += self.window.mss;
                 false
             }
-            Recovery::Fast { sack: true, .. } | Recovery::Timeout { .. } => false,
+            Recovery::Fast { .. } | Recovery::Timeout { .. } => false,
         }
     }
 
@@ -329,18 +413,32 @@ impl Congestion {
     /// for NewReno, β·cwnd for CUBIC); cwnd = ssthresh with SACK (RFC 6675
     /// §5 step 4.2), ssthresh + 3·SMSS without (RFC 6582 §3.2 step 2).
     /// Inside a window already cut for an ECN echo the cut is not made
-    /// again (Linux's `tcp_enter_recovery` from CWR likewise).
-    pub fn enter_recovery(&mut self, flight: usize, snd_max: Seq, now: Instant, sack: bool) {
-        if !self.in_cwr() {
-            let ssthresh = self
-                .algorithm
-                .controller()
-                .reduce(&self.window, flight, now);
-            self.window.ssthresh = ssthresh.max(2 * self.window.mss);
-        }
-        self.window.cwnd = self.window.ssthresh;
-        if !sack {
-            self.window.cwnd += 3 * self.window.mss;
+    /// again (Linux's `tcp_enter_recovery` from CWR likewise). A
+    /// model-based algorithm sets the window from `pipe`, the bytes still
+    /// in the network, instead.
+    pub fn enter_recovery(
+        &mut self,
+        flight: usize,
+        pipe: usize,
+        snd_max: Seq,
+        now: Instant,
+        sack: bool,
+    ) {
+        let in_cwr = self.in_cwr();
+        if let Some(model) = self.algorithm.controller().model() {
+            model.on_recovery_start(&mut self.window, pipe);
+        } else {
+            if !in_cwr {
+                let ssthresh = self
+                    .algorithm
+                    .controller()
+                    .reduce(&self.window, flight, now);
+                self.window.ssthresh = ssthresh.max(2 * self.window.mss);
+            }
+            self.window.cwnd = self.window.ssthresh;
+            if !sack {
+                self.window.cwnd += 3 * self.window.mss;
+            }
         }
         self.slow_start.end();
         self.recovery = Recovery::Fast {
@@ -356,12 +454,17 @@ impl Congestion {
     /// No fast recovery until `snd_max`, the highest sequence sent, is
     /// acknowledged.
     pub fn on_retransmit_timeout(&mut self, flight: usize, now: Instant, snd_max: Seq) {
-        let ssthresh = self
-            .algorithm
-            .controller()
-            .timeout(&self.window, flight, now);
-        self.window.ssthresh = ssthresh.max(2 * self.window.mss);
-        self.window.cwnd = self.window.mss;
+        let recovery = self.in_loss_recovery();
+        if let Some(model) = self.algorithm.controller().model() {
+            model.on_timeout(&mut self.window, recovery);
+        } else {
+            let ssthresh = self
+                .algorithm
+                .controller()
+                .timeout(&self.window, flight, now);
+            self.window.ssthresh = ssthresh.max(2 * self.window.mss);
+            self.window.cwnd = self.window.mss;
+        }
         self.slow_start.end();
         self.recovery = Recovery::Timeout { recover: snd_max };
         self.dup_acks = 0;
@@ -375,6 +478,25 @@ impl Congestion {
         self.window.ssthresh = self.window.ssthresh.max(ssthresh);
         self.recovery = Recovery::Open;
         self.dup_acks = 0;
+    }
+
+    /// An ACK delivered data or measured an RTT: a model-based algorithm
+    /// updates its model and sets the window (nothing for the others,
+    /// whose window moved in [`on_ack`](Self::on_ack)).
+    pub fn on_delivery(&mut self, delivery: &Delivery) {
+        if let Some(model) = self.algorithm.controller().model() {
+            model.on_delivery(&mut self.window, delivery);
+        }
+    }
+
+    /// Bytes per second to pace at, if the algorithm paces.
+    pub fn pacing_rate(&self) -> Option<f64> {
+        self.algorithm.controller_ref().pacing_rate()
+    }
+
+    /// The algorithm, for inspection.
+    pub fn algorithm(&self) -> &Algorithm {
+        &self.algorithm
     }
 
     /// In the recovery that follows a retransmission timeout.
@@ -435,7 +557,7 @@ mod tests {
         assert!(!cc.on_duplicate_ack());
         assert!(cc.on_duplicate_ack(), "DupThresh");
         assert!(cc.may_enter_recovery());
-        cc.enter_recovery(flight, snd_max, Instant(0), sack);
+        cc.enter_recovery(flight, flight, snd_max, Instant(0), sack);
     }
 
     #[test]

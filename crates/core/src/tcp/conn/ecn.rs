@@ -97,18 +97,22 @@ impl Conn {
         }
     }
 
-    /// An ACK with ECE (§6.1.2): cut the window as for a loss, once per
-    /// window of data and not in loss recovery (see
+    /// An ACK with ECE (§6.1.2): cut the window as for a loss (BBR does
+    /// not), once per window of data and not in loss recovery (see
     /// [`Congestion::on_congestion_echo`](crate::tcp::congestion::Congestion::on_congestion_echo)).
     pub fn congestion_echoed(&mut self, ctx: &mut Ctx<'_>, flags: TcpFlags) {
         if !self.ecn.enabled || !flags.ece() || flags.syn() {
             return;
         }
+        let cwnd = self.cc.cwnd();
         if self
             .cc
             .on_congestion_echo(self.flight(), self.snd_max, ctx.now)
         {
-            ctx.stats.ecn_window_reductions += 1;
+            // A model-based algorithm answers with CWR but keeps its window.
+            if self.cc.cwnd() < cwnd {
+                ctx.stats.ecn_window_reductions += 1;
+            }
             self.ecn.cwr_due = true;
         }
     }

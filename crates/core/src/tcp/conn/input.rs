@@ -5,7 +5,7 @@
 
 use super::timers::Timer;
 use super::{AckUrgency, Conn, Ctx};
-use crate::tcp::congestion::{AckAction, AckSample};
+use crate::tcp::congestion::{AckAction, AckSample, Delivery};
 use crate::tcp::scoreboard::SackNews;
 use crate::tcp::seq::Seq;
 use crate::tcp::transition::Trigger;
@@ -346,7 +346,11 @@ impl Conn {
                 self.snd_nxt = ack;
             }
         }
-        let news = self.take_sack_blocks(ctx, seg);
+        let (news, sacked_before) = self.take_sack_blocks(ctx, seg);
+        // Bytes delivered for the first time (a model-based congestion
+        // control's input): newly acknowledged and not SACKed before, and
+        // newly SACKed.
+        let delivered = acked.saturating_sub(sacked_before) + news.newly_sacked;
         let tail_lost = self.settle_loss_probe(ack);
         if advanced || news.new_bytes {
             // News arrived before a pending probe went out: the ACK clock
@@ -357,9 +361,10 @@ impl Conn {
         if news.new_bytes && self.cc.in_loss_recovery() {
             self.detect_lost_retransmissions(ctx);
         }
+        let mut rtt = None;
         if advanced {
             self.detect_spurious_timeout(ctx, seg);
-            let rtt = self.rtt_sample_on_ack(ctx, seg);
+            rtt = self.rtt_sample_on_ack(ctx, seg);
             self.retries = 0;
             let sample = AckSample {
                 now: ctx.now,
@@ -372,7 +377,15 @@ impl Conn {
             if self.cc.on_ack(ack, acked, self.pipe(), &sample) == AckAction::RetransmitFirst {
                 self.fast_retransmit_pending = true;
             }
-            if !self.cc.in_loss_recovery() {
+            // Retransmissions of a recovery that ended may still be in
+            // flight above SND.UNA (holes above its recovery point were
+            // repaired in it too): until they are acknowledged, HighRxt
+            // and the round that tells if they were lost stay, so that a
+            // recovery starting now does not send them again.
+            if self.high_rxt < ack {
+                self.high_rxt = ack;
+            }
+            if !self.cc.in_loss_recovery() && self.high_rxt <= self.snd_una {
                 self.rxt_round = None;
             }
             self.tune_send(ctx);
@@ -409,6 +422,18 @@ impl Conn {
             self.enter_fast_recovery(ctx);
         } else if news.new_bytes {
             self.arm_reorder(ctx.now);
+        }
+        if delivered > 0 {
+            let delivery = Delivery {
+                now: ctx.now,
+                bytes: delivered,
+                prior_pipe: pipe_before,
+                pipe: self.pipe(),
+                rtt,
+                srtt: self.rtt.srtt(),
+                app_limited: self.app_limited(),
+            };
+            self.cc.on_delivery(&delivery);
         }
         self.congestion_echoed(ctx, seg.flags);
         // Window update: from a newer segment, or the same one with a newer ACK.
@@ -447,29 +472,40 @@ impl Conn {
     /// Starts a fast recovery (RFC 6675 §5 steps 4.1–4.3): the algorithm's
     /// reduction, the retransmission of SND.UNA's segment; no probe or
     /// reordering timer meanwhile.
+    ///
+    /// HighRxt is not set back to SND.UNA (step 4.1 would): where the
+    /// previous recovery retransmitted holes above SND.UNA that are not
+    /// acknowledged yet, they are in flight, and SND.UNA's segment is one
+    /// of them; they go again only once proven lost
+    /// (`detect_lost_retransmissions`). With a window that keeps sending
+    /// new data during recovery (BBR), resetting it resent 172 of 493
+    /// retransmitted segments a second time on the lossy long path of
+    /// `tcp_sim`, each reported back by a D-SACK.
     pub fn enter_fast_recovery(&mut self, ctx: &mut Ctx<'_>) {
         let sack = self.sacked().is_some();
         self.cc
-            .enter_recovery(self.flight(), self.snd_max, ctx.now, sack);
-        self.high_rxt = self.snd_una;
+            .enter_recovery(self.flight(), self.pipe(), self.snd_max, ctx.now, sack);
+        self.high_rxt = self.high_rxt.max(self.snd_una);
         self.tlp = None;
         self.timers.stop(Timer::LossProbe);
         self.timers.stop(Timer::Reorder);
         ctx.stats.fast_retransmits += 1;
-        self.fast_retransmit_pending = true;
+        self.fast_retransmit_pending = self.high_rxt <= self.snd_una;
     }
 
     /// Brings the scoreboard up to the cumulative ACK and takes in the
     /// segment's SACK blocks (RFC 6675 §5 "update the scoreboard").
-    fn take_sack_blocks(&mut self, ctx: &mut Ctx<'_>, seg: &TcpRepr<'_>) -> SackNews {
-        self.scoreboard.advance(self.snd_una);
+    /// Also returns how many of the bytes the cumulative ACK now covers
+    /// had been SACKed before.
+    fn take_sack_blocks(&mut self, ctx: &mut Ctx<'_>, seg: &TcpRepr<'_>) -> (SackNews, usize) {
+        let sacked_before = self.scoreboard.advance(self.snd_una);
         let blocks = seg.options.sack_blocks.as_slice();
         if !self.sack_permitted || blocks.is_empty() {
-            return SackNews::default();
+            return (SackNews::default(), sacked_before);
         }
         let news = self.scoreboard.on_sack(blocks, self.snd_una, self.snd_max);
         ctx.stats.dsacks_received += u64::from(news.duplicate);
-        news
+        (news, sacked_before)
     }
 
     /// §3.10.7.4 "seventh": place data in the receive buffer, in order or

@@ -11,6 +11,7 @@ pub(crate) mod ecn;
 pub(crate) mod input;
 pub(crate) mod loss;
 pub(crate) mod output;
+pub(crate) mod pacing;
 pub(crate) mod pmtu;
 pub(crate) mod timers;
 pub(crate) mod undo;
@@ -178,6 +179,10 @@ pub(crate) struct Conn {
     /// The window before the first timeout of the flight, while a spurious
     /// timeout can still be detected (`undo.rs`).
     pub rto_undo: RtoUndo,
+    /// Pacing (`pacing.rs`): when the schedule lets the next segment go,
+    /// and whether new data waits for it (the `Pace` timer is armed).
+    pub pace_next: Instant,
+    pub pacing_hold: bool,
     /// Retransmissions of the current head segment.
     pub retries: u8,
     pub timers: TimerTable,
@@ -275,6 +280,8 @@ impl Conn {
             tlp_pending: false,
             recovery_credit: false,
             rto_undo: RtoUndo::default(),
+            pace_next: Instant::ZERO,
+            pacing_hold: false,
             retries: 0,
             timers: TimerTable::default(),
             last_activity: now,
@@ -361,7 +368,11 @@ impl Conn {
     /// a recovery credit while pipe is below ssthresh (RFC 6937's
     /// slow-start reduction bound: below ssthresh, at least a segment per
     /// ACK that delivered data; above it the window's reduction holds).
+    /// Nothing while pacing holds the next segment back.
     pub fn congestion_room(&self) -> usize {
+        if self.pacing_hold {
+            return 0;
+        }
         let pipe = self.pipe();
         let room = self.cc.cwnd().saturating_sub(pipe);
         if room < self.send_mss()
@@ -373,6 +384,14 @@ impl Conn {
         } else {
             room
         }
+    }
+
+    /// The sender is application-limited: everything written has been sent
+    /// and the window has room for more (draft-cheng-iccrg-delivery-rate-
+    /// estimation §3.3: delivery rates measured now say how fast the
+    /// application wrote, not how fast the path goes).
+    pub fn app_limited(&self) -> bool {
+        self.data_end() <= self.snd_max && self.pipe() + self.send_mss() < self.cc.cwnd()
     }
 
     /// Bytes presumed still in the network, what the congestion window
@@ -388,15 +407,10 @@ impl Conn {
         if self.snd_nxt < self.snd_max {
             sb.unsacked(self.snd_una, self.snd_nxt)
         } else {
-            let high_rxt = if self.cc.in_loss_recovery() {
-                self.high_rxt
-            } else {
-                self.snd_una
-            };
             sb.pipe(
                 self.snd_una,
                 self.snd_max,
-                high_rxt,
+                self.high_rxt.max(self.snd_una),
                 self.send_mss(),
                 self.lost_below,
             )

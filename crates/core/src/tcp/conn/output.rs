@@ -497,6 +497,9 @@ impl Conn {
         if flags.fin() {
             self.fin_seq = Some(plan.seq + len);
         }
+        if len > 0 {
+            self.pace(now, len);
+        }
         let end = plan.seq + seq_len;
         let retransmission = plan.seq < self.snd_max;
         if end > self.snd_nxt {

@@ -23,9 +23,11 @@ pub(crate) enum Timer {
     /// RFC 8985 §6.3: the reordering window after new SACK information
     /// ran out; the holes below the SACKed data are lost.
     Reorder = 5,
+    /// Pacing (`pacing.rs`): the schedule lets the next segment go.
+    Pace = 6,
 }
 
-const TIMERS: usize = 6;
+const TIMERS: usize = 7;
 const ALL: [Timer; TIMERS] = [
     Timer::Retransmit,
     Timer::DelayedAck,
@@ -33,6 +35,7 @@ const ALL: [Timer; TIMERS] = [
     Timer::Idle,
     Timer::LossProbe,
     Timer::Reorder,
+    Timer::Pace,
 ];
 
 /// Keepalive probes without an answer before the connection is reset.
@@ -80,6 +83,7 @@ impl Conn {
                     Timer::Idle => self.on_idle_timeout(ctx),
                     Timer::LossProbe => self.on_loss_probe_timeout(ctx),
                     Timer::Reorder => self.on_reorder_timeout(ctx),
+                    Timer::Pace => self.pacing_hold = false,
                 }
             }
         }
