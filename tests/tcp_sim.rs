@@ -704,7 +704,7 @@ fn a_marking_bottleneck_slows_the_sender_without_a_loss() {
 ///
 /// BBR models the path instead (bandwidth, min RTT) and random loss does
 /// not shrink the model: it keeps the path at least 60 % full (issue 15's
-/// goal). 85.7 Mbit/s, 30 × the Mathis bound, when written; before two
+/// goal). 80.2 Mbit/s, 28 × the Mathis bound, when written; before two
 /// fixes 71.8 (a min-RTT filter that expired at its first sample sent it
 /// to PROBE_RTT at once) and, with 1.33 × the lost bytes resent, 73.0
 /// (fast recovery restarted its retransmissions at SND.UNA, resending

@@ -115,7 +115,8 @@ pub struct Delivery {
     /// Bytes in the network (RFC 6675's pipe) before this ACK and after it.
     pub prior_pipe: usize,
     pub pipe: usize,
-    /// The RTT this ACK measured, and the smoothed one.
+    /// The RTT this ACK measured to the microsecond (a timed segment's;
+    /// not a millisecond timestamp's), and the smoothed one.
     pub rtt: Option<Duration>,
     pub srtt: Option<Duration>,
     /// The sender had nothing more to send though the window had room.

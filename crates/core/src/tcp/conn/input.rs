@@ -297,33 +297,42 @@ impl Conn {
         }
     }
 
-    /// An RTT sample from this ACK, folded into the estimator and
-    /// returned: the echoed timestamp (RFC 7323 §4.1), or Karn's single
-    /// timed segment.
+    /// An RTT sample from this ACK folded into the estimator: the echoed
+    /// timestamp (RFC 7323 §4.1), or Karn's single timed segment.
+    ///
+    /// Returns that sample (what HyStart++ reads, on every ACK with
+    /// timestamps) and the timed segment's alone, for the path model: it
+    /// is measured in microseconds where timestamps tick in milliseconds,
+    /// and a path shorter than a millisecond (a LAN, a veth pair) gives
+    /// 0 ms timestamp samples — a BBR min RTT of zero, a window of four
+    /// segments. The segment is timed with or without timestamps; a
+    /// sample that spans a retransmission is only ever too long, which a
+    /// min-RTT filter ignores.
     fn rtt_sample_on_ack(
         &mut self,
         ctx: &mut Ctx<'_>,
         seg: &TcpRepr<'_>,
-    ) -> Option<std::time::Duration> {
+    ) -> (Option<std::time::Duration>, Option<std::time::Duration>) {
         let ack = Seq(seg.ack_number);
+        let timed = match self.rtt_probe {
+            Some((probe_seq, sent)) if ack > probe_seq => {
+                self.rtt_probe = None;
+                Some(ctx.now.saturating_since(sent))
+            }
+            _ => None,
+        };
         let rtt = match seg.options.timestamps {
             Some(ts) if self.ts.enabled && ts.tsecr != 0 => {
                 let elapsed_ms = self.tsval(ctx.now).wrapping_sub(ts.tsecr);
                 (elapsed_ms < 60_000)
                     .then(|| std::time::Duration::from_millis(u64::from(elapsed_ms)))
             }
-            _ => match self.rtt_probe {
-                Some((probe_seq, sent)) if ack > probe_seq => {
-                    self.rtt_probe = None;
-                    Some(ctx.now.saturating_since(sent))
-                }
-                _ => None,
-            },
+            _ => timed,
         };
         if let Some(rtt) = rtt {
             self.rtt.sample(rtt);
         }
-        rtt
+        (rtt, timed)
     }
 
     /// §3.10.7.4 "fifth", ESTABLISHED and after: advance SND.UNA, free the
@@ -361,10 +370,11 @@ impl Conn {
         if news.new_bytes && self.cc.in_loss_recovery() {
             self.detect_lost_retransmissions(ctx);
         }
-        let mut rtt = None;
+        let mut timed_rtt = None;
         if advanced {
             self.detect_spurious_timeout(ctx, seg);
-            rtt = self.rtt_sample_on_ack(ctx, seg);
+            let rtt;
+            (rtt, timed_rtt) = self.rtt_sample_on_ack(ctx, seg);
             self.retries = 0;
             let sample = AckSample {
                 now: ctx.now,
@@ -429,7 +439,7 @@ impl Conn {
                 bytes: delivered,
                 prior_pipe: pipe_before,
                 pipe: self.pipe(),
-                rtt,
+                rtt: timed_rtt,
                 srtt: self.rtt.srtt(),
                 app_limited: self.app_limited(),
             };

@@ -147,7 +147,8 @@ pub(crate) struct Conn {
     pub unacked_segments: u8,
 
     pub rtt: RttEstimator,
-    /// Karn's algorithm without timestamps: one timed segment.
+    /// Karn's algorithm: one timed segment at a time (the RTT sample
+    /// without timestamps, and the path model's microsecond sample).
     pub rtt_probe: Option<(Seq, Instant)>,
     pub cc: Congestion,
     /// What the peer SACKed (RFC 6675).

@@ -508,7 +508,7 @@ impl Conn {
         if end > self.snd_max {
             self.snd_max = end;
         }
-        if !retransmission && self.rtt_probe.is_none() && !self.ts.enabled {
+        if !retransmission && self.rtt_probe.is_none() {
             self.rtt_probe = Some((plan.seq, now));
         }
         if retransmission {
