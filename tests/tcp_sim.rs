@@ -42,6 +42,18 @@ fn transfer_with(
     a_len: usize,
     b_len: usize,
 ) -> Pair {
+    transfer_observed(config, link, seed, [a_len, b_len], |_, _| {})
+}
+
+/// [`transfer_with`], calling `observe` with the time and A's connection
+/// at every step while it is open.
+fn transfer_observed(
+    config: TcpConfig,
+    link: LinkConfig,
+    seed: u64,
+    [a_len, b_len]: [usize; 2],
+    mut observe: impl FnMut(Instant, &lastack::tcp::ConnInfo),
+) -> Pair {
     let mut pair = Pair::new(config.clone(), config, link, seed);
     let listener = pair.b.listen(server_addr(80)).unwrap();
     let now = pair.now;
@@ -72,6 +84,9 @@ fn transfer_with(
         for side in [Side::A, Side::B] {
             if let Some(id) = ends[side as usize].conn {
                 if let Some(info) = pair.stack(side).info(id) {
+                    if side == Side::A {
+                        observe(pair.now, &info);
+                    }
                     last_info[side as usize] = Some(info);
                 }
             }
@@ -749,4 +764,130 @@ fn a_lossy_long_fat_path() {
             "no more than 1.2 × what the link dropped was resent"
         );
     }
+}
+
+/// BBR's model on a 100 Mbit/s, 50 ms bottleneck with a one-BDP queue:
+/// STARTUP, then DRAIN (if a queue built), then PROBE_BW (never PROBE_RTT:
+/// the transfer is shorter than the min RTT's 10 s); the bandwidth estimate within 5 % of
+/// the bottleneck's and the min RTT within 2 ms of the path's; paced at the
+/// phase's gain × the estimate, the 1.25 probing phase seen; the window
+/// near two BDPs, not grown without bound as a loss-based one is while
+/// nothing is lost.
+#[test]
+fn bbr_models_a_bottleneck() {
+    use lastack::tcp::congestion::BbrMode;
+    const RATE: u64 = 100_000_000;
+    const RTT: Duration = Duration::from_millis(50);
+    let config = TcpConfig {
+        congestion: AlgorithmKind::Bbr,
+        ..TcpConfig::default()
+    };
+    let link = LinkConfig::bottleneck(RTT, RATE);
+    let mut modes: Vec<BbrMode> = Vec::new();
+    let mut probed = false;
+    let mut last = None;
+    let mut max_cwnd = 0;
+    transfer_observed(config, link, 11, [32 << 20, 0], |_, info| {
+        let Some(bbr) = info.bbr else {
+            panic!("a BBR connection without its model: {info:?}");
+        };
+        if modes.last() != Some(&bbr.mode) {
+            modes.push(bbr.mode);
+        }
+        if bbr.mode == BbrMode::ProbeBw {
+            probed |= bbr.pacing_gain_percent == 125;
+            max_cwnd = max_cwnd.max(info.cwnd);
+            last = Some((bbr, info.pacing_rate));
+        }
+    });
+    println!("modes {modes:?}; in PROBE_BW at the end: {last:?}; largest window {max_cwnd}");
+    // DRAIN lasts until what is in flight is down to one BDP: no time at
+    // all when STARTUP built no queue (as here, see
+    // `a_bottleneck_queue_overrun_in_slow_start_is_recovered`).
+    assert!(
+        modes == [BbrMode::Startup, BbrMode::Drain, BbrMode::ProbeBw]
+            || modes == [BbrMode::Startup, BbrMode::ProbeBw],
+        "the modes in order, once each: {modes:?}"
+    );
+    let (bbr, pacing_rate) = last.expect("PROBE_BW reached");
+    let bottleneck = RATE as f64 / 8.0;
+    let bandwidth = bbr.bandwidth as f64;
+    assert!(
+        (bandwidth - bottleneck).abs() <= 0.05 * bottleneck,
+        "bandwidth {bandwidth} B/s against the bottleneck's {bottleneck}"
+    );
+    let min_rtt = bbr.min_rtt_micros.expect("a min RTT");
+    assert!(
+        (50_000..=52_000).contains(&min_rtt),
+        "min RTT {min_rtt} µs on a 50 ms path"
+    );
+    let pacing_rate = pacing_rate.expect("paced") as f64;
+    let expected = bandwidth * f64::from(bbr.pacing_gain_percent) / 100.0;
+    assert!(
+        (pacing_rate - expected).abs() <= 0.02 * expected,
+        "pacing at {pacing_rate} B/s, gain × bandwidth is {expected}"
+    );
+    assert!(probed, "PROBE_BW's 1.25 phase");
+    let bdp = bottleneck * RTT.as_secs_f64();
+    assert!(
+        (max_cwnd as f64) < 2.2 * bdp,
+        "window {max_cwnd} against a BDP of {bdp}"
+    );
+}
+
+/// PROBE_RTT: 16 MiB over 10 Mbit/s and 20 ms takes 13 s, longer than the
+/// 10 s a min RTT stands. Once it expires the window drops to four
+/// segments for 200 ms and a round, then comes back to PROBE_BW (not
+/// STARTUP: the bandwidth was found) with the estimate kept.
+#[test]
+fn bbr_probes_the_min_rtt_after_ten_seconds() {
+    use lastack::tcp::congestion::BbrMode;
+    const RATE: u64 = 10_000_000;
+    let config = TcpConfig {
+        congestion: AlgorithmKind::Bbr,
+        ..TcpConfig::default()
+    };
+    let link = LinkConfig::bottleneck(Duration::from_millis(20), RATE);
+    let mut modes: Vec<(BbrMode, Instant)> = Vec::new();
+    let mut probe_rtt_cwnd = usize::MAX;
+    let mut bandwidth_after = 0;
+    transfer_observed(config, link, 13, [16 << 20, 0], |now, info| {
+        let bbr = info.bbr.expect("BBR's model");
+        if modes.last().map(|m| m.0) != Some(bbr.mode) {
+            modes.push((bbr.mode, now));
+        }
+        if bbr.mode == BbrMode::ProbeRtt {
+            probe_rtt_cwnd = probe_rtt_cwnd.min(info.cwnd / info.mss);
+        }
+        if modes.iter().any(|m| m.0 == BbrMode::ProbeRtt) && bbr.mode == BbrMode::ProbeBw {
+            bandwidth_after = bbr.bandwidth;
+        }
+    });
+    println!("modes {modes:?}; window in PROBE_RTT {probe_rtt_cwnd} segments; bandwidth after {bandwidth_after} B/s");
+    let names: Vec<BbrMode> = modes.iter().map(|m| m.0).collect();
+    let probe_rtt = names
+        .iter()
+        .position(|&m| m == BbrMode::ProbeRtt)
+        .expect("PROBE_RTT entered");
+    assert_eq!(names[probe_rtt + 1], BbrMode::ProbeBw, "back to PROBE_BW");
+    let started = modes[0].1;
+    let entered = modes[probe_rtt].1.saturating_since(started);
+    let stayed = modes[probe_rtt + 1].1.saturating_since(modes[probe_rtt].1);
+    assert!(
+        (Duration::from_secs(10)..Duration::from_secs(11)).contains(&entered),
+        "PROBE_RTT after the min RTT's 10 s: {entered:?}"
+    );
+    assert!(
+        (Duration::from_millis(200)..Duration::from_millis(400)).contains(&stayed),
+        "200 ms and a round: {stayed:?}"
+    );
+    assert!(
+        probe_rtt_cwnd <= 4 * 1448,
+        "four segments: {probe_rtt_cwnd}"
+    );
+    let bottleneck = RATE as f64 / 8.0;
+    assert!(
+        (bandwidth_after as f64 - bottleneck).abs() <= 0.05 * bottleneck,
+        "the estimate survives: {bandwidth_after} B/s"
+    );
 }

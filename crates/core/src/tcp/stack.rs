@@ -29,6 +29,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddrV4;
 
 use super::config::{CookieMode, EcnMode, TcpConfig};
+use super::congestion::Algorithm;
 use super::conn::ecn::is_ecn_setup_syn;
 use super::conn::input::Reply;
 use super::conn::output::{finish_segment, IP_HEADER_LEN, MAX_HEADERS};
@@ -44,8 +45,8 @@ use super::time::Instant;
 use super::time_wait::{TimeWaitEntry, TimeWaitTable};
 use super::timer_wheel::TimerWheel;
 use super::types::{
-    tuple_map, CommandError, ConnId, ConnInfo, Event, FourTuple, ListenerId, Route, State, Tag,
-    TupleMap,
+    tuple_map, BbrInfo, CommandError, ConnId, ConnInfo, Event, FourTuple, ListenerId, Route, State,
+    Tag, TupleMap,
 };
 use crate::slots::{cut_free_tail, shrink_target, LowestFree};
 use crate::wire::{
@@ -382,6 +383,16 @@ impl Stack {
             ooo_ranges: c.assembler.ranges().len(),
             mss: c.mss,
             ecn: c.ecn.enabled,
+            pacing_rate: c.cc.pacing_rate().map(|r| r as u64),
+            bbr: match c.cc.algorithm() {
+                Algorithm::Bbr(b) => Some(BbrInfo {
+                    mode: b.mode(),
+                    bandwidth: b.bandwidth() as u64,
+                    min_rtt_micros: b.min_rtt().map(|d| d.as_micros() as u64),
+                    pacing_gain_percent: (b.pacing_gain() * 100.0).round() as u32,
+                }),
+                _ => None,
+            },
         })
     }
 

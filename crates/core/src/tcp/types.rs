@@ -232,4 +232,19 @@ pub struct ConnInfo {
     pub mss: usize,
     /// ECN negotiated (RFC 3168 §6.1.1).
     pub ecn: bool,
+    /// Bytes per second the sender paces at (BBR); `None`: not paced.
+    pub pacing_rate: Option<u64>,
+    /// BBR's model of the path, when the connection runs BBR.
+    pub bbr: Option<BbrInfo>,
+}
+
+/// BBR's state for one connection (what `ss -i` shows as `bbr:(…)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BbrInfo {
+    pub mode: crate::tcp::congestion::BbrMode,
+    /// The bottleneck bandwidth estimate, bytes per second.
+    pub bandwidth: u64,
+    pub min_rtt_micros: Option<u64>,
+    /// The current pacing gain, in hundredths.
+    pub pacing_gain_percent: u32,
 }
