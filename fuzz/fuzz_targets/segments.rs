@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use lastack_testkit::sim::{client_addr, deliver_bytes, server_addr, LinkConfig, Pair, Side};
-use lastack_core::tcp::{ConnId, EcnMode, Event, Route, TcpConfig};
+use lastack_core::tcp::{AlgorithmKind, ConnId, EcnMode, Event, Route, TcpConfig};
 use lastack_core::wire::{Ecn, Icmpv4Repr, IpProtocol, Ipv4Repr, TcpPacket};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
@@ -103,8 +103,11 @@ fn emit(from: SocketAddrV4, to: SocketAddrV4, seq: u32, ack: u32, flags: u16, wi
 }
 
 fuzz_target!(|steps: Vec<Step>| {
-    // ECN on both sides: the established connection negotiates it.
-    let config = TcpConfig { syn_backlog: 8, accept_backlog: 8, ecn: EcnMode::On, ..TcpConfig::default() };
+    // ECN on both sides: the established connection negotiates it. The
+    // congestion control follows from the input's length (the corpus keeps
+    // its format), so each algorithm's model meets every kind of ACK.
+    let congestion = [AlgorithmKind::Cubic, AlgorithmKind::NewReno, AlgorithmKind::Bbr][steps.len() % 3];
+    let config = TcpConfig { syn_backlog: 8, accept_backlog: 8, ecn: EcnMode::On, congestion, ..TcpConfig::default() };
     let mut pair = Pair::new(config.clone(), config, LinkConfig::default(), 1);
     let listener = pair.b.listen(server_addr(80)).unwrap();
     let now = pair.now;
