@@ -288,8 +288,7 @@ impl Bbr {
 
     fn update_min_rtt(&mut self, d: &Delivery, window: &mut Window, round_start: bool) {
         // No estimate yet: nothing to expire (the stamp is meaningless).
-        let expired =
-            self.min_rtt_us != u32::MAX && now_past(d.now, self.min_rtt_stamp + MIN_RTT_WINDOW);
+        let expired = self.min_rtt_us != u32::MAX && d.now > self.min_rtt_stamp + MIN_RTT_WINDOW;
         if let Some(rtt) = d.rtt {
             let us = rtt.as_micros().min(u128::from(u32::MAX - 1)) as u32;
             if us <= self.min_rtt_us || expired {
@@ -316,7 +315,7 @@ impl Bbr {
             None => {}
             Some(done) => {
                 self.probe_rtt_round_done |= round_start;
-                if self.probe_rtt_round_done && now_past(d.now, done) {
+                if self.probe_rtt_round_done && d.now > done {
                     self.min_rtt_stamp = d.now;
                     window.cwnd = window.cwnd.max(self.prior_cwnd as usize);
                     if self.full_bw_reached {
@@ -368,11 +367,6 @@ impl Bbr {
             window.cwnd = window.cwnd.min(MIN_WINDOW_SEGMENTS * mss);
         }
     }
-}
-
-/// `now` is after `deadline`.
-fn now_past(now: Instant, deadline: Instant) -> bool {
-    now > deadline
 }
 
 impl Controller for Bbr {

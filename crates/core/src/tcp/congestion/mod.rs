@@ -290,7 +290,7 @@ impl Congestion {
         if self.recovery != Recovery::Open {
             return false;
         }
-        if self.algorithm.controller().model().is_some() {
+        if self.model_based() {
             // A model-based algorithm keeps its window; CWR still goes, so
             // that the peer stops echoing.
             self.recovery = Recovery::Cwr { recover: snd_max };
@@ -394,7 +394,7 @@ impl Congestion {
     /// time for a fast retransmit. In NewReno's fast recovery, inflates the
     /// window by one MSS (RFC 6582 §3.2 step 4).
     pub fn on_duplicate_ack(&mut self) -> bool {
-        let model_based = self.algorithm.controller().model().is_some();
+        let model_based = self.model_based();
         match self.recovery {
             Recovery::Open | Recovery::Cwr { .. } => {
                 self.dup_acks = self.dup_acks.saturating_add(1);
@@ -488,6 +488,12 @@ impl Congestion {
         if let Some(model) = self.algorithm.controller().model() {
             model.on_delivery(&mut self.window, delivery);
         }
+    }
+
+    /// The algorithm models the path ([`PathModel`]): it wants
+    /// [`on_delivery`](Self::on_delivery), the others do not.
+    pub fn model_based(&mut self) -> bool {
+        self.algorithm.controller().model().is_some()
     }
 
     /// Bytes per second to pace at, if the algorithm paces.

@@ -433,15 +433,18 @@ impl Conn {
         } else if news.new_bytes {
             self.arm_reorder(ctx.now);
         }
-        if delivered > 0 {
+        // Only a model-based algorithm reads it: a loss-based one (the
+        // default) pays no second walk of the scoreboard per ACK.
+        if delivered > 0 && self.cc.model_based() {
+            let pipe = self.pipe();
             let delivery = Delivery {
                 now: ctx.now,
                 bytes: delivered,
                 prior_pipe: pipe_before,
-                pipe: self.pipe(),
+                pipe,
                 rtt: timed_rtt,
                 srtt: self.rtt.srtt(),
-                app_limited: self.app_limited(),
+                app_limited: self.app_limited(pipe),
             };
             self.cc.on_delivery(&delivery);
         }

@@ -387,12 +387,13 @@ impl Conn {
         }
     }
 
-    /// The sender is application-limited: everything written has been sent
-    /// and the window has room for more (draft-cheng-iccrg-delivery-rate-
-    /// estimation §3.3: delivery rates measured now say how fast the
-    /// application wrote, not how fast the path goes).
-    pub fn app_limited(&self) -> bool {
-        self.data_end() <= self.snd_max && self.pipe() + self.send_mss() < self.cc.cwnd()
+    /// The sender, with `pipe` bytes in the network, is application-
+    /// limited: everything written has been sent and the window has room
+    /// for more (draft-cheng-iccrg-delivery-rate-estimation §3.3: delivery
+    /// rates measured now say how fast the application wrote, not how fast
+    /// the path goes).
+    pub fn app_limited(&self, pipe: usize) -> bool {
+        self.data_end() <= self.snd_max && pipe + self.send_mss() < self.cc.cwnd()
     }
 
     /// Bytes presumed still in the network, what the congestion window
