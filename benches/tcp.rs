@@ -6,7 +6,7 @@
 //! for time to pass over them (next to a thousand).
 
 use std::hint::black_box;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -16,7 +16,7 @@ use lastack_testkit::sim::deliver_bytes;
 /// The tag these connections carry in their events.
 const TAG: lastack::tcp::Tag = lastack::tcp::Tag(1);
 
-const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80);
+const SERVER: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80));
 
 /// Two stacks and a shared segment buffer, with zero delay between them.
 struct BackToBack {
@@ -70,7 +70,10 @@ impl BackToBack {
     fn lifecycle(&mut self, n: u32) -> usize {
         let request = [0x51u8; 64];
         let mut scratch = [0u8; 128];
-        let client = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 | (n & 0x00ff_ffff)), 40000);
+        let client = SocketAddr::V4(SocketAddrV4::new(
+            Ipv4Addr::from(0x0a00_0000 | (n & 0x00ff_ffff)),
+            40000,
+        ));
         let id = self
             .client
             .connect(self.now, client, SERVER, Route::default(), TAG)
@@ -128,7 +131,7 @@ fn lifecycles(c: &mut Criterion) {
 
 fn bulk(c: &mut Criterion) {
     let mut pair = BackToBack::new();
-    let client = SocketAddrV4::new(Ipv4Addr::new(10, 9, 9, 9), 40000);
+    let client = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 9, 9, 9), 40000));
     let id = pair
         .client
         .connect(pair.now, client, SERVER, Route::default(), TAG)
@@ -190,7 +193,7 @@ fn idle_pair(count: u32) -> (BackToBack, Vec<lastack::tcp::ConnId>) {
     pair.server.set_config(config);
     let mut ids = Vec::with_capacity(count as usize);
     for n in 0..count {
-        let client = SocketAddrV4::new(Ipv4Addr::from(0x0b00_0000 | n), 40000);
+        let client = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(0x0b00_0000 | n), 40000));
         let id = pair
             .client
             .connect(pair.now, client, SERVER, Route::default(), TAG)

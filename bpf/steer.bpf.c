@@ -2,12 +2,17 @@
 /*
  * lastack XDP steering program.
  *
- * Frames whose (destination IPv4, destination TCP port) is a configured
- * listener go to the AF_XDP socket bound to the receiving queue, and so do
+ * Frames whose (destination IPv4 or IPv6 address, destination TCP port) is
+ * a configured listener go to the AF_XDP socket bound to the receiving
+ * queue, and so do
  * ICMP "fragmentation needed" messages whose quoted datagram came from a
  * listener (source IPv4 and TCP port): path MTU discovery for our flows
- * (RFC 1191). Everything else (ARP, other ICMP, other ports and addresses,
- * replies from backends) goes on to the kernel with XDP_PASS. Nothing is ever dropped here: a malformed
+ * (RFC 1191). Everything else (ARP, NDP and other ICMPv6, other ICMP,
+ * other ports and addresses, replies from backends) goes on to the kernel
+ * with XDP_PASS. IPv6 extension headers are not walked: a packet that
+ * carries one (Hop-by-Hop, Routing, Fragment, ...) before its upper layer
+ * is counted and passed (RFC 8200 §4; the stack refuses fragments, and TCP
+ * from real clients does not carry the others). Nothing is ever dropped here: a malformed
  * frame is counted and left to the kernel, which drops it with its own
  * counters. The parser walks a cursor and checks every header against
  * data_end before reading it.
@@ -16,6 +21,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -61,6 +67,14 @@ struct {
 	__type(key, struct listener_key);
 	__type(value, __u8);
 } listeners SEC(".maps");
+
+/* IPv6 listeners from the config: (VIP, port) -> unused byte. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_LISTENERS);
+	__type(key, struct listener6_key);
+	__type(value, __u8);
+} listeners6 SEC(".maps");
 
 /* Frames per outcome (enum steer_outcome), per CPU; summed by the loader. */
 struct {
@@ -121,6 +135,59 @@ static __always_inline int steer_icmp(struct xdp_md *ctx, void *cursor, void *da
 	return account(STEER_NO_SOCKET, action);
 }
 
+/* The upper-layer protocols an IPv6 packet may name directly (RFC 8200
+ * §4: anything else we meet there is an extension header or unknown). */
+#define IPPROTO_ICMPV6_ 58
+#define IPPROTO_NONE_ 59
+#define IPPROTO_FRAGMENT_ 44
+
+/* Hands the frame to this queue's AF_XDP socket. */
+static __always_inline int redirect(struct xdp_md *ctx)
+{
+	int action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+
+	if (action == XDP_REDIRECT)
+		return account(STEER_REDIRECTED, action);
+	return account(STEER_NO_SOCKET, action);
+}
+
+/*
+ * An IPv6 packet at `cursor`: TCP to a listener goes to the AF_XDP socket;
+ * a Fragment header is counted as a fragment, any other extension header
+ * as such, and both are passed; ICMPv6 (NDP), UDP and the rest pass.
+ */
+static __always_inline int steer_ipv6(struct xdp_md *ctx, void *cursor, void *data_end)
+{
+	struct ipv6hdr *ip6 = cursor;
+	struct listener6_key key = {};
+	struct tcphdr *tcp;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return account(STEER_MALFORMED, XDP_PASS);
+	if (ip6->version != 6)
+		return account(STEER_MALFORMED, XDP_PASS);
+	switch (ip6->nexthdr) {
+	case IPPROTO_TCP:
+		break;
+	case IPPROTO_FRAGMENT_:
+		return account(STEER_FRAGMENT, XDP_PASS);
+	case IPPROTO_ICMPV6_:
+	case IPPROTO_UDP:
+	case IPPROTO_NONE_:
+		return account(STEER_PASSED, XDP_PASS);
+	default:
+		return account(STEER_IPV6_EXTENSION, XDP_PASS);
+	}
+	tcp = (void *)(ip6 + 1);
+	if ((void *)(tcp + 1) > data_end)
+		return account(STEER_MALFORMED, XDP_PASS);
+	__builtin_memcpy(key.addr, &ip6->daddr, sizeof(key.addr));
+	key.port = tcp->dest;
+	if (!bpf_map_lookup_elem(&listeners6, &key))
+		return account(STEER_PASSED, XDP_PASS);
+	return redirect(ctx);
+}
+
 SEC("xdp")
 int steer(struct xdp_md *ctx)
 {
@@ -133,7 +200,6 @@ int steer(struct xdp_md *ctx)
 	struct tcphdr *tcp;
 	__u16 proto;
 	__u32 ihl_bytes;
-	int action;
 
 	if ((void *)(eth + 1) > data_end)
 		return account(STEER_MALFORMED, XDP_PASS);
@@ -149,6 +215,8 @@ int steer(struct xdp_md *ctx)
 		proto = tag[1];
 		cursor = tag + 2;
 	}
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return steer_ipv6(ctx, cursor, data_end);
 	if (proto != bpf_htons(ETH_P_IP))
 		return account(STEER_PASSED, XDP_PASS);
 
@@ -175,11 +243,7 @@ int steer(struct xdp_md *ctx)
 	key.port = tcp->dest;
 	if (!bpf_map_lookup_elem(&listeners, &key))
 		return account(STEER_PASSED, XDP_PASS);
-
-	action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
-	if (action == XDP_REDIRECT)
-		return account(STEER_REDIRECTED, action);
-	return account(STEER_NO_SOCKET, action);
+	return redirect(ctx);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

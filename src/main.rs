@@ -125,12 +125,12 @@ enum CtlAction {
         /// Pool name.
         pool: String,
         /// Backend address (ADDRESS:PORT).
-        backend: std::net::SocketAddrV4,
+        backend: std::net::SocketAddr,
     },
     /// New connections to a drained backend again.
     Undrain {
         pool: String,
-        backend: std::net::SocketAddrV4,
+        backend: std::net::SocketAddr,
     },
     /// Whether it takes new connections (exit 0 if ready).
     Ready,
@@ -237,7 +237,7 @@ fn main() -> ExitCode {
             json,
         } => stats(admin, config, raw, json),
         Command::Reload { config: path } => match config::load(&path) {
-            Ok(c) => ctl(std::net::SocketAddr::V4(*c.admin.listen), CtlAction::Reload),
+            Ok(c) => ctl(*c.admin.listen, CtlAction::Reload),
             Err(errors) => {
                 eprintln!("{errors}");
                 ExitCode::from(EXIT_BAD_CONFIG)
@@ -422,7 +422,7 @@ fn stats(
     let address = match (admin, config) {
         (Some(a), _) => a,
         (None, Some(path)) => match config::load(&path) {
-            Ok(c) => std::net::SocketAddr::V4(*c.admin.listen),
+            Ok(c) => *c.admin.listen,
             Err(errors) => {
                 eprintln!("{errors}");
                 return ExitCode::from(EXIT_BAD_CONFIG);

@@ -32,7 +32,7 @@
 //! with status 4 so the service manager restarts the process.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -128,10 +128,10 @@ pub struct Runtime {
     control: mpsc::Receiver<ControlRequest>,
     /// Backends drained or undrained through the admin endpoint, kept
     /// across reloads.
-    drain_overrides: BTreeMap<(String, SocketAddrV4), bool>,
+    drain_overrides: BTreeMap<(String, SocketAddr), bool>,
     /// Listener addresses a reload removed, still in the XDP maps while
     /// their connections finish.
-    retiring: Vec<SocketAddrV4>,
+    retiring: Vec<SocketAddr>,
     draining: bool,
     /// Reloads applied so far (each shard publishes the one it runs).
     generation: u64,
@@ -231,7 +231,7 @@ impl Runtime {
         for (i, interface) in config.interfaces.iter().enumerate() {
             let steering = Steering::load()?;
             for listener in &listeners {
-                steering.add_listener(*listener.addr.ip(), listener.addr.port())?;
+                steering.add_listener(listener.addr.ip(), listener.addr.port())?;
             }
             let ifindex = nix::net::if_::if_nametoindex(interface.name.as_str())
                 .map_err(|e| format!("interface {}: {e}", interface.name))?;
@@ -427,7 +427,7 @@ impl Runtime {
             self.refused(&why);
             return Err(why);
         }
-        let old_addrs: Vec<SocketAddrV4> = self
+        let old_addrs: Vec<SocketAddr> = self
             .listener_plans(&self.config)
             .iter()
             .map(|l| l.addr)
@@ -436,7 +436,7 @@ impl Runtime {
         for plan in &new_plans {
             if !old_addrs.contains(&plan.addr) {
                 for (name, steering) in &self.programs {
-                    if let Err(e) = steering.add_listener(*plan.addr.ip(), plan.addr.port()) {
+                    if let Err(e) = steering.add_listener(plan.addr.ip(), plan.addr.port()) {
                         let why = format!("interface {name}: steering {}: {e}", plan.addr);
                         self.refused(&why);
                         return Err(why);
@@ -501,7 +501,7 @@ impl Runtime {
     pub fn set_draining(
         &mut self,
         pool: &str,
-        backend: SocketAddrV4,
+        backend: SocketAddr,
         draining: bool,
     ) -> Result<String, String> {
         let (p, b) = self
@@ -615,7 +615,7 @@ impl Runtime {
             return;
         }
         let stats = self.shard_stats();
-        let busy = |addr: &SocketAddrV4| {
+        let busy = |addr: &SocketAddr| {
             stats
                 .iter()
                 .flat_map(|s| &s.listeners)
@@ -625,7 +625,7 @@ impl Runtime {
         self.retiring = keep;
         for addr in done {
             for (_, steering) in &self.programs {
-                let _ = steering.remove_listener(*addr.ip(), addr.port());
+                let _ = steering.remove_listener(addr.ip(), addr.port());
             }
             tracing::info!(%addr, "removed listener retired from steering");
         }

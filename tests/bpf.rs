@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, TcpListener, TcpStream};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -13,8 +13,11 @@ use lastack::link::xsk::{BindMode, XskSocket};
 use lastack_testkit::captured;
 
 /// The captured SYN goes to 10.77.0.2:8080.
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+const VIP4: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+const VIP: IpAddr = IpAddr::V4(VIP4);
 const PORT: u16 = 8080;
+/// The captured IPv6 SYN goes to [fd77::2]:8080.
+const VIP6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2));
 
 fn steering(test: &str) -> Option<Steering> {
     if !common::privileged(test) {
@@ -22,6 +25,9 @@ fn steering(test: &str) -> Option<Steering> {
     }
     let steering = Steering::load().expect("load the steering program");
     steering.add_listener(VIP, PORT).expect("add listener");
+    steering
+        .add_listener(VIP6, PORT)
+        .expect("add IPv6 listener");
     Some(steering)
 }
 
@@ -37,6 +43,7 @@ fn delta(steering: &Steering, f: impl FnOnce()) -> SteerCounters {
         malformed: after.malformed - before.malformed,
         fragment: after.fragment - before.fragment,
         icmp_redirected: after.icmp_redirected - before.icmp_redirected,
+        ipv6_extension: after.ipv6_extension - before.ipv6_extension,
     }
 }
 
@@ -144,7 +151,7 @@ fn fragmentation_needed(datagram: &[u8]) -> Vec<u8> {
     frame.resize(14 + 20 + len, 0);
     let mut ip = lastack::wire::Ipv4Repr::tcp(
         Ipv4Addr::new(10, 77, 0, 254),
-        VIP,
+        VIP4,
         len as u16,
         lastack::wire::Ecn::NotEct,
     );
@@ -166,7 +173,7 @@ fn fragmentation_needed_about_a_listeners_flow_is_steered() {
         return;
     };
     let quoted = from_the_listener();
-    assert_eq!(&quoted[12..16], &VIP.octets(), "from the VIP");
+    assert_eq!(&quoted[12..16], &VIP4.octets(), "from the VIP");
     // Steered (no socket bound in this test: counted as such, passed).
     let hit = fragmentation_needed(&quoted);
     assert_steered(&steering, &[(&hit, XdpAction::Pass)], no_socket(1));
@@ -278,6 +285,117 @@ fn truncated_frames_get_a_defined_action_at_every_length() {
     assert_steered(&steering, &runs, expected);
 }
 
+// ---- IPv6 ----
+
+/// The IPv6 listener is recognised (no socket bound here), the IPv4 one
+/// with the same port is a separate entry, and other addresses, ports,
+/// NDP and MLD are passed.
+#[test]
+fn ipv6_listener_hit_is_recognised_and_the_rest_passed() {
+    let Some(steering) = steering("ipv6_listener_hit") else {
+        return;
+    };
+    let mut other_port = captured::TCP6_SYN.to_vec();
+    other_port[56..58].copy_from_slice(&8081u16.to_be_bytes());
+    let mut other_addr = captured::TCP6_SYN.to_vec();
+    other_addr[53] = 3; // fd77::3
+    let mut tagged = captured::TCP6_SYN[..12].to_vec();
+    tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x2a]); // 802.1Q, VLAN 42
+    tagged.extend_from_slice(&captured::TCP6_SYN[12..]);
+    let runs: [(&[u8], _); 4] = [
+        (&captured::TCP6_SYN, XdpAction::Pass),
+        (&captured::TCP6_DATA, XdpAction::Pass),
+        (&captured::TCP6_FIN, XdpAction::Pass),
+        (&tagged, XdpAction::Pass),
+    ];
+    assert_steered(&steering, &runs, no_socket(4));
+    let runs: [(&[u8], _); 3] = [
+        (&other_port, XdpAction::Pass),
+        (&other_addr, XdpAction::Pass),
+        (&captured::NDP_NEIGHBOR_SOLICIT, XdpAction::Pass),
+    ];
+    assert_steered(&steering, &runs, passed(3));
+}
+
+/// RFC 8200 §4: a Fragment header is counted as a fragment, any other
+/// extension header before TCP (Hop-by-Hop, Routing, Destination Options,
+/// an unknown one) as such; all go to the kernel.
+#[test]
+fn ipv6_extension_headers_and_fragments_go_to_the_kernel() {
+    let Some(steering) = steering("ipv6_extension_headers") else {
+        return;
+    };
+    let with_next = |next: u8| {
+        let mut frame = captured::TCP6_SYN.to_vec();
+        frame[20] = next;
+        frame
+    };
+    let fragment = with_next(44);
+    let (hop_by_hop, routing, destination, unknown) =
+        (with_next(0), with_next(43), with_next(60), with_next(253));
+    let runs: [(&[u8], _); 6] = [
+        (&fragment, XdpAction::Pass),
+        (&hop_by_hop, XdpAction::Pass),
+        (&routing, XdpAction::Pass),
+        (&destination, XdpAction::Pass),
+        (&unknown, XdpAction::Pass),
+        (&captured::MLD_REPORT_HOP_BY_HOP, XdpAction::Pass),
+    ];
+    let expected = SteerCounters {
+        fragment: 1,
+        ipv6_extension: 5,
+        ..Default::default()
+    };
+    assert_steered(&steering, &runs, expected);
+}
+
+#[test]
+fn truncated_ipv6_frames_get_a_defined_action_at_every_length() {
+    let Some(steering) = steering("truncated_ipv6_frames") else {
+        return;
+    };
+    let syn = &captured::TCP6_SYN;
+    // 14..74: the IPv6 or TCP header is cut short.
+    let cut: Vec<(&[u8], XdpAction)> = (14..74).map(|len| (&syn[..len], XdpAction::Pass)).collect();
+    let expected = SteerCounters {
+        malformed: 60,
+        ..Default::default()
+    };
+    assert_steered(&steering, &cut, expected);
+    // Version 4 in an IPv6 EtherType is malformed; from 74 bytes on the
+    // listener is recognised (the TCP options cut off).
+    let mut bad_version = syn.to_vec();
+    bad_version[14] = 0x45;
+    let runs: [(&[u8], _); 2] = [
+        (&bad_version, XdpAction::Pass),
+        (&syn[..74], XdpAction::Pass),
+    ];
+    let expected = SteerCounters {
+        malformed: 1,
+        no_socket: 1,
+        ..Default::default()
+    };
+    assert_steered(&steering, &runs, expected);
+}
+
+#[test]
+fn removing_an_ipv6_listener_keeps_the_ipv4_one() {
+    let Some(steering) = steering("removing_an_ipv6_listener") else {
+        return;
+    };
+    steering.remove_listener(VIP6, PORT).unwrap();
+    assert_steered(
+        &steering,
+        &[(&captured::TCP6_SYN, XdpAction::Pass)],
+        passed(1),
+    );
+    assert_steered(
+        &steering,
+        &[(&captured::TCP_SYN, XdpAction::Pass)],
+        no_socket(1),
+    );
+}
+
 #[test]
 fn removing_a_listener_stops_steering_it() {
     let Some(steering) = steering("removing_a_listener") else {
@@ -343,7 +461,7 @@ fn attached_program_steers_real_kernel_traffic() {
     let ifindex = pair.lastack.ifindex(&b_if);
     let mut steering = Steering::load().unwrap();
     let (kernel_port, steered_port) = (5555u16, 7777u16);
-    steering.add_listener(b_addr, steered_port).unwrap();
+    steering.add_listener(b_addr.into(), steered_port).unwrap();
     pair.lastack
         .enter(|| steering.attach(ifindex, XdpMode::Native))
         .expect("attach in native mode");

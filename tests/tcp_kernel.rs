@@ -205,7 +205,7 @@ fn echo_server(
 ) -> Stack {
     let mut loss = lastack_testkit::sim::Rng::new(7);
     let mut stack = Stack::new(config, Secret([0x42; 16]), 10_000);
-    let listener = stack.listen(OURS).unwrap();
+    let listener = stack.listen(OURS.into()).unwrap();
     let clock = std::time::Instant::now();
     let now = || Instant::from_micros(1_000_000 + clock.elapsed().as_micros() as u64);
     let mut packet = vec![0u8; 65536];

@@ -502,7 +502,8 @@ fn syn_flood_every_real_client_still_connects() {
         for _ in 0..100 {
             let ip =
                 std::net::Ipv4Addr::from(0xc000_0000 | (flood.next_u64() as u32 & 0x00ff_ffff));
-            let from = std::net::SocketAddrV4::new(ip, 1024 + (flood.next_u64() % 60000) as u16);
+            let from =
+                std::net::SocketAddr::new(ip.into(), 1024 + (flood.next_u64() % 60000) as u16);
             lastack_testkit::sim::syn_bytes(
                 from,
                 server_addr(80),

@@ -13,7 +13,7 @@
 //! fast path), the JSON view must come from the same declarations, and the
 //! text format is a few lines of [`Exposition::to_prometheus_text`].
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use lastack_tools::metrics::{Exposition, Family, Kind, Sample};
 
@@ -44,7 +44,7 @@ pub struct PoolView {
 
 #[derive(Debug, Clone)]
 pub struct BackendView {
-    pub address: SocketAddrV4,
+    pub address: SocketAddr,
     pub up: bool,
     pub accepts_new: bool,
     pub connect_failures: u64,

@@ -21,7 +21,7 @@
 pub mod metrics;
 
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -42,7 +42,7 @@ pub enum Control {
     /// Drain (or undrain) one backend of one pool.
     SetDraining {
         pool: String,
-        backend: SocketAddrV4,
+        backend: SocketAddr,
         draining: bool,
     },
 }
@@ -182,7 +182,7 @@ type Body = http_body_util::Full<hyper::body::Bytes>;
 
 /// Serves until `stop`; `control` says whether `POST`s are answered.
 pub fn spawn(
-    listen: SocketAddrV4,
+    listen: SocketAddr,
     state: Arc<AdminState>,
     control: bool,
     stop: Arc<AtomicBool>,

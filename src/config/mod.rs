@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 pub use schema::*;
 pub use validate::validate;
-pub use values::{Duration, Ipv4, PortRange, SocketV4};
+pub use values::{Duration, Ip, PortRange, Socket};
 
 /// Bytes of a UMEM frame that a segment's headers may take: the largest
 /// Ethernet header the shard writes in front (18, with a VLAN tag) and

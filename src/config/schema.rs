@@ -5,11 +5,11 @@
 //! TOML table; a field's doc says what it does, its range and its default;
 //! every struct and enum refuses unknown keys.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use super::values::{Duration, Ipv4, PortRange, SocketV4};
+use super::values::{Duration, Ip, PortRange, Socket};
 
 /// The whole file.
 ///
@@ -108,8 +108,11 @@ pub enum BindMode {
 pub struct Listener {
     /// Unique name, used in logs and metrics labels: letters, digits, `-`, `_`.
     pub name: String,
-    /// The virtual IPv4 address clients connect to.
-    pub vip: Ipv4,
+    /// The virtual address clients connect to, IPv4 (`"10.0.0.10"`) or
+    /// IPv6 (`"2001:db8::10"`). An IPv4 and an IPv6 listener can share a
+    /// shard and a pool; a client of either family can reach a backend of
+    /// either family.
+    pub vip: Ip,
     /// The TCP port clients connect to, 1 to 65535.
     pub port: u16,
     /// Name of the `[[pools]]` entry connections are forwarded to. Required
@@ -203,9 +206,12 @@ pub struct Pool {
     pub retries: u32,
     /// Source addresses for backend connections, used in turn so that churn
     /// does not exhaust one address's ephemeral ports. They must be
-    /// configured on the host. Empty: the kernel chooses. Default: `[]`.
+    /// configured on the host. IPv4 or IPv6: a backend connection uses the
+    /// addresses of its backend's family, so a pool with backends of a
+    /// family needs at least one source address of that family, or none at
+    /// all. Empty: the kernel chooses. Default: `[]`.
     #[serde(default)]
-    pub source_addresses: Vec<Ipv4>,
+    pub source_addresses: Vec<Ip>,
     /// Source ports lastack binds backend sockets to, least recently used
     /// first, split between shards; keep local services out of it. At
     /// least 64 ports per shard. Default: `"1024-65535"`.
@@ -322,8 +328,9 @@ pub struct HealthCheck {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Backend {
-    /// IPv4 address and port, e.g. `"10.0.1.10:8080"`.
-    pub address: SocketV4,
+    /// Address and port, e.g. `"10.0.1.10:8080"`, or `"[2001:db8::21]:8443"`
+    /// for IPv6.
+    pub address: Socket,
     /// Share of connections relative to the pool's other backends, 1 to 1000.
     /// Default: 1.
     #[serde(default = "defaults::weight")]
@@ -495,7 +502,7 @@ pub struct Admin {
     /// loopback exposes the control endpoints to that network: say so with
     /// `control = false`, or firewall it. Default: `"127.0.0.1:9190"`.
     #[serde(default = "defaults::admin_listen")]
-    pub listen: SocketV4,
+    pub listen: Socket,
     /// Whether the endpoint runs. Default: true.
     #[serde(default = "defaults::yes")]
     pub enabled: bool,
@@ -703,8 +710,8 @@ mod defaults {
     pub fn drain_close_grace() -> Duration {
         Duration::from_secs(1)
     }
-    pub fn admin_listen() -> SocketV4 {
-        SocketV4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9190))
+    pub fn admin_listen() -> Socket {
+        Socket(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 9190))
     }
     pub fn log_level() -> String {
         "info".into()

@@ -150,11 +150,10 @@ impl Validator {
         for (i, listener) in config.listeners.iter().enumerate() {
             let path = root("listeners").index(i);
             self.name(path.key("name"), &listener.name);
-            let vip = listener.vip.0;
-            if vip.is_unspecified() || vip.is_multicast() || vip.is_broadcast() {
+            if let Some(problem) = not_a_unicast_address(listener.vip.0) {
                 self.issue(
                     path.key("vip"),
-                    format!("expected a unicast IPv4 address, found {vip}"),
+                    format!("expected a unicast IPv4 or IPv6 address, found {problem}"),
                 );
             }
             if listener.port == 0 {
@@ -264,14 +263,15 @@ impl Validator {
                         "expected a port from 1 to 65535, found 0",
                     );
                 }
-                if backend.address.ip().is_unspecified() {
+                if let Some(problem) = not_a_unicast_address(backend.address.ip()) {
                     self.issue(
                         backend_path.key("address"),
-                        "expected a backend's address, found 0.0.0.0",
+                        format!("expected a backend's unicast address, found {problem}"),
                     );
                 }
                 self.range(backend_path.key("weight"), backend.weight, 1, 1000);
             }
+            self.source_families(&path, pool);
             let mut seen: HashMap<_, usize> = HashMap::new();
             for (b, backend) in pool.backends.iter().enumerate() {
                 if let Some(first) = seen.insert(backend.address, b) {
@@ -313,6 +313,59 @@ impl Validator {
             "pool name",
             config.pools.iter().map(|p| &p.name),
         );
+    }
+
+    /// A backend connection binds a source address of its backend's
+    /// family: with `source_addresses` set, every backend family needs one,
+    /// and an address of a family no backend has could never be used.
+    fn source_families(&mut self, path: &KeyPath, pool: &super::schema::Pool) {
+        if pool.source_addresses.is_empty() {
+            return;
+        }
+        let family = |ip: &std::net::IpAddr| if ip.is_ipv6() { "IPv6" } else { "IPv4" };
+        for (s, source) in pool.source_addresses.iter().enumerate() {
+            let source_path = path.key("source_addresses").index(s);
+            if let Some(problem) = not_a_unicast_address(source.0) {
+                self.issue(
+                    source_path,
+                    format!("expected a unicast address configured on this host, found {problem}"),
+                );
+                continue;
+            }
+            let used = pool
+                .backends
+                .iter()
+                .any(|b| b.address.is_ipv6() == source.0.is_ipv6());
+            if !used && !pool.backends.is_empty() {
+                self.issue(
+                    source_path,
+                    format!(
+                        "{} is an {} source address, but the pool has no {} backend \
+                         (a backend connection uses a source address of its backend's family)",
+                        source.0,
+                        family(&source.0),
+                        family(&source.0)
+                    ),
+                );
+            }
+        }
+        for (b, backend) in pool.backends.iter().enumerate() {
+            let has_source = pool
+                .source_addresses
+                .iter()
+                .any(|s| s.0.is_ipv6() == backend.address.is_ipv6());
+            if !has_source {
+                let wanted = family(&backend.address.ip());
+                self.issue(
+                    path.key("backends").index(b).key("address"),
+                    format!(
+                        "{} is an {wanted} backend, but source_addresses has no {wanted} \
+                         address: add one, or remove source_addresses to let the kernel choose",
+                        backend.address
+                    ),
+                );
+            }
+        }
     }
 
     fn drain(&mut self, config: &Config) {
@@ -406,4 +459,21 @@ impl Validator {
             );
         }
     }
+}
+
+/// Why `ip` cannot be a VIP, a backend or a source address: unspecified,
+/// multicast, IPv4 broadcast, or IPv6 link-local (which needs a scope the
+/// config has no way to give). `None` for a usable unicast address.
+fn not_a_unicast_address(ip: std::net::IpAddr) -> Option<String> {
+    use std::net::IpAddr;
+    let problem = match ip {
+        ip if ip.is_unspecified() => "the unspecified address",
+        ip if ip.is_multicast() => "a multicast address",
+        IpAddr::V4(v4) if v4.is_broadcast() => "the broadcast address",
+        IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => {
+            "a link-local address (fe80::/10 needs an interface scope)"
+        }
+        _ => return None,
+    };
+    Some(format!("{ip} ({problem})"))
 }

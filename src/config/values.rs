@@ -1,7 +1,7 @@
 //! Value types of the config file whose parse errors say what was expected.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Deref;
 use std::str::FromStr;
 
@@ -35,35 +35,37 @@ impl fmt::Display for Duration {
     }
 }
 
-/// An IPv4 address written as a string, e.g. `"10.0.0.10"`.
+/// An IPv4 or IPv6 address written as a string, e.g. `"10.0.0.10"` or
+/// `"2001:db8::10"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Ipv4(pub Ipv4Addr);
+pub struct Ip(pub IpAddr);
 
-impl Deref for Ipv4 {
-    type Target = Ipv4Addr;
-    fn deref(&self) -> &Ipv4Addr {
+impl Deref for Ip {
+    type Target = IpAddr;
+    fn deref(&self) -> &IpAddr {
         &self.0
     }
 }
 
-impl fmt::Display for Ipv4 {
+impl fmt::Display for Ip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
 }
 
-/// An IPv4 address and port written as a string, e.g. `"10.0.1.10:8080"`.
+/// An address and port written as a string: `"10.0.1.10:8080"`, or for
+/// IPv6 the address in brackets, `"[2001:db8::21]:8443"` (RFC 3986 §3.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SocketV4(pub SocketAddrV4);
+pub struct Socket(pub SocketAddr);
 
-impl Deref for SocketV4 {
-    type Target = SocketAddrV4;
-    fn deref(&self) -> &SocketAddrV4 {
+impl Deref for Socket {
+    type Target = SocketAddr;
+    fn deref(&self) -> &SocketAddr {
         &self.0
     }
 }
 
-impl fmt::Display for SocketV4 {
+impl fmt::Display for Socket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
@@ -135,20 +137,20 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
-impl<'de> Deserialize<'de> for Ipv4 {
+impl<'de> Deserialize<'de> for Ip {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_str(ParsedString {
-            expected: "an IPv4 address such as \"10.0.0.10\"",
-            parse: |s| Ipv4Addr::from_str(s).ok().map(Ipv4),
+            expected: "an IPv4 or IPv6 address such as \"10.0.0.10\" or \"2001:db8::10\"",
+            parse: |s| IpAddr::from_str(s).ok().map(Ip),
         })
     }
 }
 
-impl<'de> Deserialize<'de> for SocketV4 {
+impl<'de> Deserialize<'de> for Socket {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_str(ParsedString {
-            expected: "an IPv4 address and port such as \"10.0.1.10:8080\"",
-            parse: |s| SocketAddrV4::from_str(s).ok().map(SocketV4),
+            expected: "an address and port such as \"10.0.1.10:8080\" or \"[2001:db8::21]:8443\"",
+            parse: |s| SocketAddr::from_str(s).ok().map(Socket),
         })
     }
 }
@@ -164,4 +166,4 @@ macro_rules! serialize_as_display {
     )*};
 }
 
-serialize_as_display!(Duration, Ipv4, SocketV4, PortRange);
+serialize_as_display!(Duration, Ip, Socket, PortRange);

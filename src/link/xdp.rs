@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::mem::MaybeUninit;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use libbpf_rs::libbpf_sys;
@@ -32,7 +32,7 @@ mod skel {
 use skel::{SteerSkel, SteerSkelBuilder};
 
 /// Mirror of `enum steer_outcome` in `bpf/steer.h`, in slot order.
-const OUTCOMES: usize = 6;
+const OUTCOMES: usize = 7;
 
 /// Why an XDP operation failed, with what we were doing.
 #[derive(Debug, thiserror::Error)]
@@ -100,16 +100,21 @@ pub struct SteerCounters {
     pub no_socket: u64,
     /// Truncated or invalid headers: to the kernel, which drops them.
     pub malformed: u64,
-    /// IPv4 TCP fragments: to the kernel (our stack refuses fragments).
+    /// IPv4 TCP fragments and IPv6 packets with a Fragment header: to the
+    /// kernel (our stack refuses fragments).
     pub fragment: u64,
     /// ICMP "fragmentation needed" quoting a listener's flow: handed to the
     /// AF_XDP socket (path MTU discovery).
     pub icmp_redirected: u64,
+    /// IPv6 packets with another extension header before the upper layer
+    /// (not walked): to the kernel.
+    pub ipv6_extension: u64,
 }
 
 impl SteerCounters {
     fn from_slots(slots: [u64; OUTCOMES]) -> Self {
-        let [redirected, passed, no_socket, malformed, fragment, icmp_redirected] = slots;
+        let [redirected, passed, no_socket, malformed, fragment, icmp_redirected, ipv6_extension] =
+            slots;
         Self {
             redirected,
             passed,
@@ -117,16 +122,30 @@ impl SteerCounters {
             malformed,
             fragment,
             icmp_redirected,
+            ipv6_extension,
         }
     }
 }
 
-/// Key of the `listeners` map: `struct listener_key` in `bpf/steer.h`.
-fn listener_key(addr: Ipv4Addr, port: u16) -> [u8; 8] {
-    let mut key = [0u8; 8];
-    key[..4].copy_from_slice(&addr.octets()); // network byte order
-    key[4..6].copy_from_slice(&port.to_be_bytes());
-    key
+/// Key of the `listeners` map (`struct listener_key` in `bpf/steer.h`) for
+/// an IPv4 address, or of the `listeners6` map (`struct listener6_key`)
+/// for an IPv6 one: the address and port in network byte order, two
+/// bytes of zero padding.
+fn listener_key(addr: IpAddr, port: u16) -> ([u8; 20], usize) {
+    let mut key = [0u8; 20];
+    let len = match addr {
+        IpAddr::V4(v4) => {
+            key[..4].copy_from_slice(&v4.octets());
+            key[4..6].copy_from_slice(&port.to_be_bytes());
+            8
+        }
+        IpAddr::V6(v6) => {
+            key[..16].copy_from_slice(&v6.octets());
+            key[16..18].copy_from_slice(&port.to_be_bytes());
+            20
+        }
+    };
+    (key, len)
 }
 
 /// One loaded copy of the steering program and its maps.
@@ -171,21 +190,27 @@ impl Steering {
         })
     }
 
-    /// Steers TCP to `addr:port` into the AF_XDP sockets.
-    pub fn add_listener(&self, addr: Ipv4Addr, port: u16) -> Result<(), XdpError> {
-        self.skel
-            .maps
-            .listeners
-            .update(&listener_key(addr, port), &[1], MapFlags::ANY)
+    /// The listener map of `addr`'s family.
+    fn listener_map(&self, addr: IpAddr) -> &libbpf_rs::Map<'static> {
+        match addr {
+            IpAddr::V4(_) => &self.skel.maps.listeners,
+            IpAddr::V6(_) => &self.skel.maps.listeners6,
+        }
+    }
+
+    /// Steers TCP to `addr:port` (IPv4 or IPv6) into the AF_XDP sockets.
+    pub fn add_listener(&self, addr: IpAddr, port: u16) -> Result<(), XdpError> {
+        let (key, len) = listener_key(addr, port);
+        self.listener_map(addr)
+            .update(&key[..len], &[1], MapFlags::ANY)
             .map_err(|e| XdpError::from_bpf(format!("adding listener {addr}:{port}"), e))
     }
 
     /// Stops steering `addr:port`; its packets go to the kernel again.
-    pub fn remove_listener(&self, addr: Ipv4Addr, port: u16) -> Result<(), XdpError> {
-        self.skel
-            .maps
-            .listeners
-            .delete(&listener_key(addr, port))
+    pub fn remove_listener(&self, addr: IpAddr, port: u16) -> Result<(), XdpError> {
+        let (key, len) = listener_key(addr, port);
+        self.listener_map(addr)
+            .delete(&key[..len])
             .map_err(|e| XdpError::from_bpf(format!("removing listener {addr}:{port}"), e))
     }
 

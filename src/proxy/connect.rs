@@ -77,7 +77,7 @@ impl Proxy {
             if !my_turn {
                 break Ok(None);
             }
-            let Some(port) = pool.take_source() else {
+            let Some(port) = pool.take_source(&address) else {
                 break Ok(None);
             };
             let source = match (port.address, address) {

@@ -34,7 +34,7 @@ pub use session::Session;
 
 use std::cell::RefCell;
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -568,8 +568,7 @@ impl Proxy {
     }
 }
 
-/// The client's address as a balancing key (IPv4 today; the session keeps
-/// the engine's addresses).
-fn client_ip(addr: SocketAddrV4) -> std::net::IpAddr {
-    std::net::IpAddr::V4(*addr.ip())
+/// The client's address as a balancing key.
+fn client_ip(addr: SocketAddr) -> std::net::IpAddr {
+    addr.ip()
 }

@@ -43,7 +43,7 @@
 //! | `Download::Ended` and (`Upload::Shut` or client gone); or client gone before connected | | release the socket: `Leg::Closed` |
 //! | `Client::Gone` and `Leg::Closed` | | the session is finished |
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::tcp::{ConnId, Instant};
@@ -145,8 +145,8 @@ pub struct Session {
     /// connection and the owner of the backend socket.
     pub key: u64,
     pub client: ConnId,
-    pub client_addr: SocketAddrV4,
-    pub vip: SocketAddrV4,
+    pub client_addr: SocketAddr,
+    pub vip: SocketAddr,
     pub policy: ProxyPolicy,
     /// The pool it connects through (the one current when it started).
     pub pool: PoolRef,
@@ -172,8 +172,8 @@ impl Session {
     pub fn new(
         key: u64,
         client: ConnId,
-        client_addr: SocketAddrV4,
-        vip: SocketAddrV4,
+        client_addr: SocketAddr,
+        vip: SocketAddr,
         policy: ProxyPolicy,
         pool: PoolRef,
         now: Instant,
@@ -254,7 +254,7 @@ mod tests {
             idle_timeout: Duration::from_secs(300),
             fin_timeout: Duration::from_secs(60),
         };
-        let addr: SocketAddrV4 = "10.0.0.1:4000".parse().unwrap();
+        let addr: SocketAddr = "10.0.0.1:4000".parse().unwrap();
         let now = Instant::from_micros(1_000_000);
         let mut stack = crate::tcp::Stack::new(Default::default(), crate::tcp::Secret([1; 16]), 4);
         let peer = "10.0.0.2:80".parse().unwrap();

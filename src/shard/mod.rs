@@ -133,7 +133,7 @@ pub struct ShardStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerStats {
     pub name: String,
-    pub addr: std::net::SocketAddrV4,
+    pub addr: std::net::SocketAddr,
     /// Taking new connections (not closed by a drain or a reload).
     pub listening: bool,
     /// Connections it accepted that are still served.
@@ -429,7 +429,7 @@ impl Shard {
                     match stack.poll_transmit(now, &mut frame[18..]) {
                         Some(t) => {
                             produced = true;
-                            let eth = route::write_ethernet(&t.route, frame);
+                            let eth = route::write_ethernet(&t.route, t.tuple.is_ipv6(), frame);
                             if eth != 18 {
                                 frame.copy_within(18..18 + t.len, eth);
                             }

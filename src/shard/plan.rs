@@ -8,7 +8,7 @@
 //! leave, that thread.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,7 +49,7 @@ impl Serve {
 pub struct ListenerPlan {
     /// The listener's name in the config: a reload matches listeners by it.
     pub name: String,
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     pub serve: Serve,
     /// A connection idle this long is closed (by lastack, so lastack keeps
     /// the TIME-WAIT). For proxy listeners the policy carries it too.
@@ -125,7 +125,7 @@ impl ListenerPlan {
             .enumerate()
             .map(|(i, l)| Self {
                 name: l.name.clone(),
-                addr: SocketAddrV4::new(*l.vip, l.port),
+                addr: SocketAddr::new(*l.vip, l.port),
                 serve: match l.service {
                     Service::Echo => Serve::Echo,
                     Service::Discard => Serve::Discard,

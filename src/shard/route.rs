@@ -19,8 +19,9 @@ pub fn route_for_reply(arrived: &EthernetRepr) -> Route {
     route
 }
 
-/// The Ethernet header a `Route` describes, for an IPv4 payload.
-pub fn ethernet_for(route: &Route) -> EthernetRepr {
+/// The Ethernet header a `Route` describes, for a payload of `ethertype`
+/// (the flow's IP version).
+pub fn ethernet_for(route: &Route, ethertype: EtherType) -> EthernetRepr {
     let tci = u16::from_be_bytes([route[12], route[13]]);
     let vlan = match route[14] {
         0 => None,
@@ -39,14 +40,20 @@ pub fn ethernet_for(route: &Route) -> EthernetRepr {
         dst_addr: EthernetAddress::from_bytes(&route[..6]),
         src_addr: EthernetAddress::from_bytes(&route[6..12]),
         vlan,
-        ethertype: EtherType::IPV4,
+        ethertype,
     }
 }
 
-/// Writes the Ethernet header for `route` at the front of `frame`; returns
-/// its length (where the IPv4 packet starts).
-pub fn write_ethernet(route: &Route, frame: &mut [u8]) -> usize {
-    let repr = ethernet_for(route);
+/// Writes the Ethernet header for `route` and an IPv6 (`ipv6`) or IPv4
+/// payload at the front of `frame`; returns its length (where the IP
+/// packet starts).
+pub fn write_ethernet(route: &Route, ipv6: bool, frame: &mut [u8]) -> usize {
+    let ethertype = if ipv6 {
+        EtherType::IPV6
+    } else {
+        EtherType::IPV4
+    };
+    let repr = ethernet_for(route, ethertype);
     repr.emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
     repr.buffer_len()
 }
@@ -62,10 +69,13 @@ mod tests {
         tagged.extend_from_slice(&[0x81, 0x00, 0xa0, 0x2a]);
         tagged.extend_from_slice(&captured::TCP_SYN[12..]);
         let arrived = EthernetRepr::parse(&EthernetFrame::new_checked(&tagged[..]).unwrap());
-        let reply = ethernet_for(&route_for_reply(&arrived));
+        let reply = ethernet_for(&route_for_reply(&arrived), EtherType::IPV4);
         assert_eq!(reply, arrived.reply(EtherType::IPV4));
         let mut out = [0u8; 18];
-        assert_eq!(write_ethernet(&route_for_reply(&arrived), &mut out), 18);
+        assert_eq!(
+            write_ethernet(&route_for_reply(&arrived), false, &mut out),
+            18
+        );
         assert_eq!(&out[..6], &tagged[6..12], "to the sender");
         assert_eq!(&out[12..16], &tagged[12..16], "same tag");
     }

@@ -68,7 +68,7 @@ impl Checker {
             for (b, backend) in pool.backends.iter().enumerate() {
                 let board = Arc::clone(board);
                 let check = Arc::clone(&check);
-                let address = SocketAddr::V4(*backend.address);
+                let address = *backend.address;
                 let mut jitter = Jitter::new(p, b);
                 if hc.enabled {
                     let interval = *hc.interval;

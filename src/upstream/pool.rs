@@ -4,7 +4,7 @@
 //! addresses and their port queues).
 
 use std::cell::RefCell;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +20,7 @@ use crate::config::{BackendClose, Balance, Pool, ProxyProtocol};
 /// One backend's health, shared by the shards and the checker.
 #[derive(Debug)]
 pub struct BackendHealth {
-    pub address: SocketAddrV4,
+    pub address: SocketAddr,
     /// Fast read for every new connection: may it get one?
     accepts: AtomicBool,
     /// Fast read for panic mode: draining (never chosen, even in panic).
@@ -105,13 +105,13 @@ impl HealthBoard {
     }
 
     /// The backend `address` of pool `pool`, if the board has it.
-    fn find(&self, pool: &str, address: SocketAddrV4) -> Option<&BackendHealth> {
+    fn find(&self, pool: &str, address: SocketAddr) -> Option<&BackendHealth> {
         let p = self.names.iter().position(|n| n == pool)?;
         self.pools[p].iter().find(|b| b.address == address)
     }
 
     /// The indexes of backend `address` in pool `pool`.
-    pub fn locate(&self, pool: &str, address: SocketAddrV4) -> Option<(usize, usize)> {
+    pub fn locate(&self, pool: &str, address: SocketAddr) -> Option<(usize, usize)> {
         let p = self.names.iter().position(|n| n == pool)?;
         let b = self.pools[p].iter().position(|b| b.address == address)?;
         Some((p, b))
@@ -266,11 +266,7 @@ impl ShardPool {
                 PortLine::new(woken),
             ),
         };
-        let backends: Vec<SocketAddr> = pool
-            .backends
-            .iter()
-            .map(|b| SocketAddr::V4(*b.address))
-            .collect();
+        let backends: Vec<SocketAddr> = pool.backends.iter().map(|b| *b.address).collect();
         let counts = (0..backends.len()).map(|b| board.count(index, b)).collect();
         Self {
             config: pool.clone(),
@@ -414,13 +410,19 @@ impl ShardPool {
         self.maglev_epoch = Some(epoch);
     }
 
-    /// A port of the next source address (in turn) that has one; `None`
-    /// when this shard has no free port on any address.
-    pub fn take_source(&mut self) -> Option<SourcePort> {
+    /// A port of the next source address (in turn) that can reach
+    /// `backend` (of its family; the unspecified address, when the pool
+    /// names none, serves both); `None` when this shard has no free port
+    /// on any such address.
+    pub fn take_source(&mut self, backend: &SocketAddr) -> Option<SourcePort> {
         let count = self.sources.borrow().len();
         for _ in 0..count {
             let k = self.next_source % count;
             self.next_source = self.next_source.wrapping_add(1);
+            let address = self.sources.borrow()[k].address;
+            if !address.is_unspecified() && address.is_ipv6() != backend.is_ipv6() {
+                continue;
+            }
             if let Some(port) = SourcePort::take(&self.sources, k) {
                 return Some(port);
             }
@@ -478,10 +480,7 @@ fn new_sources(pool: &Pool, shard: usize, shards: usize, quarantine: Duration) -
     let addresses: Vec<IpAddr> = if pool.source_addresses.is_empty() {
         vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
     } else {
-        pool.source_addresses
-            .iter()
-            .map(|a| IpAddr::V4(**a))
-            .collect()
+        pool.source_addresses.iter().map(|a| a.0).collect()
     };
     let sources = addresses
         .into_iter()

@@ -1,6 +1,6 @@
 //! The hand-played peer: template segments, `send!` / `recv!`.
 
-use std::net::SocketAddrV4;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use lastack::tcp::{
@@ -8,8 +8,8 @@ use lastack::tcp::{
 };
 use lastack::wire::tcp::Checksum;
 use lastack::wire::{
-    Ecn, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpOptions,
-    TcpPacket, TcpRepr,
+    ip, Ecn, Icmpv4Packet, Icmpv4Repr, IpProtocol, IpRepr, Ipv4Packet, Ipv4Repr, TcpFlags,
+    TcpOptions, TcpPacket, TcpRepr,
 };
 
 /// Feeds a segment from the peer: `send!(h, seq: .., ack: Some(..), flags: .., payload: b"..")`.
@@ -48,9 +48,13 @@ macro_rules! recv_nothing {
 pub const TAG: Tag = Tag(7);
 
 /// Our stack's address (the server in most tests).
-pub const LOCAL: SocketAddrV4 = SocketAddrV4::new(std::net::Ipv4Addr::new(10, 0, 0, 1), 80);
+pub const LOCAL: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(std::net::Ipv4Addr::new(10, 0, 0, 1), 80));
 /// The hand-played peer.
-pub const REMOTE: SocketAddrV4 = SocketAddrV4::new(std::net::Ipv4Addr::new(10, 0, 0, 2), 49500);
+pub const REMOTE: SocketAddr = SocketAddr::V4(SocketAddrV4::new(
+    std::net::Ipv4Addr::new(10, 0, 0, 2),
+    49500,
+));
 
 /// The stack's ISS in these tests, and the peer's.
 pub const LOCAL_SEQ: u32 = 10_000;
@@ -168,15 +172,15 @@ impl Harness {
             options: seg.options,
             payload: seg.payload,
         };
-        let mut bytes = vec![0u8; 20 + repr.buffer_len()];
-        let ip = Ipv4Repr::tcp(*REMOTE.ip(), *LOCAL.ip(), repr.buffer_len() as u16, seg.ecn);
+        let ip = IpRepr::tcp(REMOTE.ip(), LOCAL.ip(), repr.buffer_len() as u16, seg.ecn);
+        let mut bytes = vec![0u8; ip.buffer_len() + repr.buffer_len()];
         ip.emit(&mut bytes);
-        repr.emit(&mut bytes[20..], *REMOTE.ip(), *LOCAL.ip());
+        repr.emit(&mut bytes[ip.buffer_len()..], REMOTE.ip(), LOCAL.ip());
         // Parse it back as the shard would, checksums verified.
-        let packet = Ipv4Packet::new_checked(&bytes[..]).unwrap();
-        let ip = Ipv4Repr::parse(&packet).unwrap();
-        let tcp_packet = TcpPacket::new_checked(packet.payload()).unwrap();
-        let tcp = TcpRepr::parse(&tcp_packet, ip.src_addr, ip.dst_addr, Checksum::Verify).unwrap();
+        let (ip, segment) = ip::parse_packet(&bytes[..]).unwrap();
+        let tcp_packet = TcpPacket::new_checked(segment).unwrap();
+        let tcp =
+            TcpRepr::parse(&tcp_packet, ip.src_addr(), ip.dst_addr(), Checksum::Verify).unwrap();
         self.stack
             .handle_segment(self.now, Route::default(), &ip, &tcp);
         self.drain_events();
@@ -196,7 +200,10 @@ impl Harness {
         let len = Icmpv4Repr::emit_fragmentation_needed(datagram, mtu, &mut icmp);
         let router = std::net::Ipv4Addr::new(10, 0, 0, 254);
         let mut bytes = vec![0u8; 20 + len];
-        let mut ip = Ipv4Repr::tcp(router, *LOCAL.ip(), len as u16, Ecn::NotEct);
+        let std::net::IpAddr::V4(local) = LOCAL.ip() else {
+            unreachable!("ICMPv4 is for an IPv4 LOCAL")
+        };
+        let mut ip = Ipv4Repr::tcp(router, local, len as u16, Ecn::NotEct);
         ip.protocol = IpProtocol::ICMP;
         ip.emit(&mut bytes);
         bytes[20..].copy_from_slice(&icmp[..len]);
@@ -214,12 +221,13 @@ impl Harness {
         let mut out = Vec::new();
         while let Some(t) = self.stack.poll_transmit(self.now, &mut self.buf) {
             let bytes = &self.buf[..t.len];
-            let packet = Ipv4Packet::new_checked(bytes).expect("valid IPv4");
-            let ip = Ipv4Repr::parse(&packet).expect("IPv4 checksum");
-            assert_eq!((ip.src_addr, ip.dst_addr), (*LOCAL.ip(), *REMOTE.ip()));
-            assert!(ip.dont_frag);
-            let tcp_packet = TcpPacket::new_checked(packet.payload()).unwrap();
-            let tcp = TcpRepr::parse(&tcp_packet, ip.src_addr, ip.dst_addr, Checksum::Verify)
+            let (ip, segment) = ip::parse_packet(bytes).expect("valid IP, checksum included");
+            assert_eq!((ip.src_addr(), ip.dst_addr()), (LOCAL.ip(), REMOTE.ip()));
+            if let IpRepr::Ipv4(v4) = ip {
+                assert!(v4.dont_frag);
+            }
+            let tcp_packet = TcpPacket::new_checked(segment).unwrap();
+            let tcp = TcpRepr::parse(&tcp_packet, ip.src_addr(), ip.dst_addr(), Checksum::Verify)
                 .expect("TCP checksum");
             assert_eq!(tcp.src_port, LOCAL.port());
             out.push(Sent {

@@ -9,14 +9,13 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use lastack_core::tcp::{Instant, Route, Secret, Stack, TcpConfig};
 use lastack_core::wire::tcp::Checksum;
 use lastack_core::wire::{
-    Ecn, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpOptions,
-    TcpPacket, TcpRepr,
+    ip, Ecn, Icmpv4Packet, Icmpv4Repr, IpProtocol, IpRepr, TcpFlags, TcpOptions, TcpPacket, TcpRepr,
 };
 
 /// Which end of the pair.
@@ -252,7 +251,7 @@ impl Pair {
             copy.clear();
             copy.extend_from_slice(bytes);
             if mark {
-                Ipv4Packet::new_unchecked(&mut copy[..]).mark_ce();
+                ip::mark_ce(&mut copy[..]);
             }
             let slot = InFlight { to, bytes: copy };
             let index = match self.free_segments.pop() {
@@ -370,17 +369,13 @@ impl Pair {
     }
 }
 
-/// Parses `bytes` (IPv4 + TCP, or ICMP) as a receiver would and hands it to `stack`.
-/// Malformed bytes are dropped, as the shard drops them.
+/// Parses `bytes` (IPv4 or IPv6 + TCP, or ICMP) as a receiver would and
+/// hands it to `stack`. Malformed bytes are dropped, as the shard drops them.
 pub fn deliver_bytes(stack: &mut Stack, now: Instant, bytes: &[u8]) -> bool {
-    let Ok(ip_packet) = Ipv4Packet::new_checked(bytes) else {
+    let Ok((ip, segment)) = ip::parse_packet(bytes) else {
         return false;
     };
-    let Ok(ip) = Ipv4Repr::parse(&ip_packet) else {
-        return false;
-    };
-    let segment = ip_packet.payload();
-    if ip.protocol == IpProtocol::ICMP {
+    if matches!(ip, IpRepr::Ipv4(_)) && ip.protocol() == IpProtocol::ICMP {
         let Ok(icmp) = Icmpv4Packet::new_checked(segment).and_then(|p| Icmpv4Repr::parse(&p))
         else {
             return false;
@@ -391,7 +386,8 @@ pub fn deliver_bytes(stack: &mut Stack, now: Instant, bytes: &[u8]) -> bool {
     let Ok(tcp_packet) = TcpPacket::new_checked(segment) else {
         return false;
     };
-    let Ok(tcp) = TcpRepr::parse(&tcp_packet, ip.src_addr, ip.dst_addr, Checksum::Verify) else {
+    let Ok(tcp) = TcpRepr::parse(&tcp_packet, ip.src_addr(), ip.dst_addr(), Checksum::Verify)
+    else {
         return false;
     };
     stack.handle_segment(now, Route::default(), &ip, &tcp);
@@ -403,17 +399,30 @@ pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 /// Side B's address (the server).
 pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
-pub fn client_addr(port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new(CLIENT_IP, port)
+/// Side A's IPv6 address.
+pub const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+/// Side B's IPv6 address.
+pub const SERVER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+
+pub fn client_addr(port: u16) -> SocketAddr {
+    SocketAddr::new(CLIENT_IP.into(), port)
 }
 
-pub fn server_addr(port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new(SERVER_IP, port)
+pub fn server_addr(port: u16) -> SocketAddr {
+    SocketAddr::new(SERVER_IP.into(), port)
 }
 
-/// The bytes (IPv4 + TCP) of a bare SYN from `from` to `to`, as a spoofing
-/// flooder would send it.
-pub fn syn_bytes(from: SocketAddrV4, to: SocketAddrV4, seq: u32, out: &mut Vec<u8>) {
+pub fn client_addr6(port: u16) -> SocketAddr {
+    SocketAddr::new(CLIENT_IP6.into(), port)
+}
+
+pub fn server_addr6(port: u16) -> SocketAddr {
+    SocketAddr::new(SERVER_IP6.into(), port)
+}
+
+/// The bytes (IP + TCP, of `from`'s family) of a bare SYN from `from` to
+/// `to`, as a spoofing flooder would send it.
+pub fn syn_bytes(from: SocketAddr, to: SocketAddr, seq: u32, out: &mut Vec<u8>) {
     let repr = TcpRepr {
         src_port: from.port(),
         dst_port: to.port(),
@@ -428,18 +437,19 @@ pub fn syn_bytes(from: SocketAddrV4, to: SocketAddrV4, seq: u32, out: &mut Vec<u
         },
         payload: &[],
     };
+    let ip = IpRepr::tcp(from.ip(), to.ip(), repr.buffer_len() as u16, Ecn::NotEct);
     out.clear();
-    out.resize(20 + repr.buffer_len(), 0);
-    Ipv4Repr::tcp(*from.ip(), *to.ip(), repr.buffer_len() as u16, Ecn::NotEct).emit(out);
-    repr.emit(&mut out[20..], *from.ip(), *to.ip());
+    out.resize(ip.buffer_len() + repr.buffer_len(), 0);
+    ip.emit(out);
+    repr.emit(&mut out[ip.buffer_len()..], from.ip(), to.ip());
 }
 
-/// TCP payload bytes in an IPv4 packet (0 for anything malformed).
+/// TCP payload bytes in an IP packet (0 for anything malformed).
 fn tcp_payload_len(packet: &[u8]) -> u64 {
-    let Ok(ip) = Ipv4Packet::new_checked(packet) else {
+    let Ok((_, segment)) = ip::parse_packet(packet) else {
         return 0;
     };
-    let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
+    let Ok(tcp) = TcpPacket::new_checked(segment) else {
         return 0;
     };
     tcp.payload().len() as u64

@@ -38,7 +38,8 @@ pub struct TcpConfig {
     pub syn_backlog: usize,
     pub accept_backlog: usize,
     pub syn_cookies: CookieMode,
-    /// MSS we announce and the most we send.
+    /// MSS we announce and the most we send over IPv4; over IPv6 20 bytes
+    /// less ([`TcpConfig::mss_for`]).
     pub mss: u16,
     pub initial_rto: Duration,
     pub min_rto: Duration,
@@ -112,6 +113,17 @@ impl Default for TcpConfig {
 }
 
 impl TcpConfig {
+    /// The MSS for a flow to `remote`: [`mss`](Self::mss) over IPv4, 20
+    /// bytes less over IPv6, whose fixed header is 40 bytes to IPv4's 20
+    /// (1440 on a 1500-byte link, as Linux announces).
+    pub fn mss_for(&self, remote: &std::net::SocketAddr) -> u16 {
+        if remote.is_ipv6() {
+            self.mss.saturating_sub(20)
+        } else {
+            self.mss
+        }
+    }
+
     /// The send buffer a connection starts with.
     pub fn initial_send_buffer(&self) -> usize {
         INITIAL_BUFFER.min(self.send_buffer)

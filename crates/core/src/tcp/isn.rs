@@ -9,7 +9,7 @@
 //! cookies.
 
 use core::hash::Hasher;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 
 use siphasher::sip::SipHasher24;
 
@@ -27,21 +27,25 @@ impl core::fmt::Debug for Secret {
 }
 
 /// Keyed hash of a connection's 4-tuple and some extra words.
-pub fn keyed_hash(
-    secret: &Secret,
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
-    extra: &[u32],
-) -> u64 {
+pub fn keyed_hash(secret: &Secret, local: SocketAddr, remote: SocketAddr, extra: &[u32]) -> u64 {
     let mut hasher = SipHasher24::new_with_key(&secret.0);
-    hasher.write(&local.ip().octets());
-    hasher.write(&remote.ip().octets());
+    write_ip(&mut hasher, local.ip());
+    write_ip(&mut hasher, remote.ip());
     hasher.write_u16(local.port());
     hasher.write_u16(remote.port());
     for word in extra {
         hasher.write_u32(*word);
     }
     hasher.finish()
+}
+
+/// Feeds an address's octets (4 or 16: the two families never collide, as
+/// a flow's addresses are of one family and the lengths differ).
+fn write_ip(hasher: &mut SipHasher24, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => hasher.write(&v4.octets()),
+        IpAddr::V6(v6) => hasher.write(&v6.octets()),
+    }
 }
 
 /// The two per-connection secrets of a 4-tuple, from one SipHash: the low
@@ -53,7 +57,7 @@ pub struct TupleKeys {
 }
 
 /// Derives [`TupleKeys`] for a connection.
-pub fn tuple_keys(secret: &Secret, local: SocketAddrV4, remote: SocketAddrV4) -> TupleKeys {
+pub fn tuple_keys(secret: &Secret, local: SocketAddr, remote: SocketAddr) -> TupleKeys {
     let hash = keyed_hash(secret, local, remote, &[]);
     TupleKeys {
         isn_offset: hash as u32,
@@ -79,7 +83,7 @@ pub fn map_seed(secret: &Secret) -> u64 {
 mod tests {
     use super::*;
 
-    fn addr(s: &str) -> SocketAddrV4 {
+    fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
 

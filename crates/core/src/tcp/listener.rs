@@ -4,7 +4,7 @@
 //! connections the application has not taken yet).
 
 use std::collections::VecDeque;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use super::types::ConnId;
 
@@ -21,7 +21,7 @@ pub enum Refuse {
 /// One listener.
 #[derive(Debug)]
 pub struct Listener {
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     /// Closed: no new connections (a drain, or removed by a reload); the
     /// ones it already has go on.
     pub closed: Option<Refuse>,
@@ -33,7 +33,7 @@ pub struct Listener {
 }
 
 impl Listener {
-    pub fn new(addr: SocketAddrV4, syn_backlog: usize, accept_backlog: usize) -> Self {
+    pub fn new(addr: SocketAddr, syn_backlog: usize, accept_backlog: usize) -> Self {
         Self {
             addr,
             closed: None,

@@ -128,8 +128,8 @@ mod tests {
 
     fn tuple(port: u16) -> FourTuple {
         FourTuple {
-            local: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80),
-            remote: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), port),
+            local: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80).into(),
+            remote: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), port).into(),
         }
     }
 

@@ -1,13 +1,23 @@
 //! Identifiers, states and events shared by the engine's parts.
 
 use core::fmt;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 /// A connection's addresses, our side first. The demultiplexing key.
+/// Both addresses are of one family (IPv4 or IPv6): the stack builds
+/// tuples only from a received segment's header or a connect whose
+/// addresses it checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FourTuple {
-    pub local: SocketAddrV4,
-    pub remote: SocketAddrV4,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+impl FourTuple {
+    /// True for an IPv6 flow.
+    pub fn is_ipv6(&self) -> bool {
+        self.local.is_ipv6()
+    }
 }
 
 /// A map keyed by 4-tuple, hashed with foldhash seeded from the stack's
@@ -203,6 +213,8 @@ pub enum CommandError {
     AddressInUse,
     #[error("no such listener")]
     InvalidListener,
+    #[error("the local and remote addresses are of different families")]
+    FamilyMismatch,
 }
 
 /// A snapshot of one connection, for diagnostics and `lastack stats`.

@@ -1,12 +1,13 @@
 //! The Internet checksum: RFC 1071 (computation), RFC 1624 (incremental
-//! update) and the TCP pseudo-header of RFC 9293 §3.1.
+//! update) and the TCP pseudo-headers of RFC 9293 §3.1 (IPv4) and
+//! RFC 8200 §8.1 (IPv6).
 //!
 //! The sum is accumulated in a `u64` over 32-bit big-endian words, which is
 //! the same one's-complement sum as RFC 1071's 16-bit loop (the end-around
 //! carry is associative, RFC 1071 §2(B)) at a quarter of the additions; it
 //! cannot overflow for any buffer shorter than 2^32 words.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// One's-complement sum of `data` as 16-bit big-endian words, folded to 16
 /// bits but not complemented. An odd trailing byte is padded with zero
@@ -44,13 +45,28 @@ pub fn combine(parts: &[u16]) -> u16 {
     fold(parts.iter().map(|&p| u64::from(p)).sum())
 }
 
-/// Partial sum of the IPv4 pseudo-header used by TCP (RFC 9293 §3.1):
-/// source, destination, zero, protocol, TCP length.
+/// Partial sum of the pseudo-header used by TCP: for IPv4 (RFC 9293
+/// §3.1) source, destination, zero, protocol, 16-bit TCP length; for IPv6
+/// (RFC 8200 §8.1) source, destination, 32-bit upper-layer length, zeros,
+/// next header. Both are the addresses' words plus the length plus the
+/// protocol, so one sum serves both (the families of `src` and `dst`
+/// match for any real flow).
 #[inline]
-pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u16) -> u16 {
-    let mut acc = u64::from(u32::from(src)) + u64::from(u32::from(dst));
-    acc += u64::from(protocol) + u64::from(length);
+pub fn pseudo_header(src: IpAddr, dst: IpAddr, protocol: u8, length: u32) -> u16 {
+    let acc = address_sum(src) + address_sum(dst) + u64::from(protocol) + u64::from(length);
     fold(acc)
+}
+
+/// The sum of an address's 32-bit words.
+#[inline]
+fn address_sum(addr: IpAddr) -> u64 {
+    match addr {
+        IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            (0..4).map(|i| u64::from((bits >> (32 * i)) as u32)).sum()
+        }
+    }
 }
 
 /// RFC 1624 eqn. 3: the new checksum after one 16-bit field changes from

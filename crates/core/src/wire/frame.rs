@@ -1,18 +1,18 @@
 //! One-call parse of a received frame down to what the shard needs.
 
 use super::{
-    ArpPacket, ArpRepr, EtherType, EthernetFrame, EthernetRepr, Icmpv4Packet, Icmpv4Repr,
-    IpProtocol, Ipv4Packet, Ipv4Repr, Result, TcpPacket, TcpRepr,
+    ip, ArpPacket, ArpRepr, Error, EtherType, EthernetFrame, EthernetRepr, Icmpv4Packet,
+    Icmpv4Repr, IpProtocol, IpRepr, Ipv4Repr, Result, TcpPacket, TcpRepr,
 };
 use crate::wire::tcp::Checksum;
 
 /// A received frame, parsed as far as the stack cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frame<'a> {
-    /// An IPv4 TCP segment whose IP and TCP checksums verified.
+    /// A TCP segment over IPv4 or IPv6 whose checksums verified.
     Tcp {
         ethernet: EthernetRepr,
-        ip: Ipv4Repr,
+        ip: IpRepr,
         tcp: TcpRepr<'a>,
     },
     /// An ICMPv4 message whose checksums verified (XDP steers only
@@ -27,30 +27,35 @@ pub enum Frame<'a> {
         ethernet: EthernetRepr,
         arp: ArpRepr,
     },
-    /// Valid, but none of the above (IPv6, UDP, ...).
+    /// Valid, but none of the above (UDP, ICMPv6, ...).
     Other { ethernet: EthernetRepr },
 }
 
 /// Parses an Ethernet frame from untrusted bytes: every length is checked,
-/// both checksums are verified, fragments are refused. Never panics.
+/// every checksum is verified, fragments are refused. An IPv6 packet
+/// carrying an extension header is refused too (a Fragment header as
+/// [`Error::Fragmented`], any other as [`Error::Unsupported`]): the XDP
+/// program passes those to the kernel. Never panics.
 pub fn parse_frame(bytes: &[u8]) -> Result<Frame<'_>> {
     let frame = EthernetFrame::new_checked(bytes)?;
     let ethernet = EthernetRepr::parse(&frame);
     let payload = &bytes[frame.header_len()..];
     match ethernet.ethertype {
-        EtherType::IPV4 => {
-            let packet = Ipv4Packet::new_checked(payload)?;
-            let ip = Ipv4Repr::parse(&packet)?;
-            let segment = &payload[packet.header_len()..usize::from(packet.total_len())];
-            if ip.protocol == IpProtocol::ICMP {
-                let icmp = Icmpv4Repr::parse(&Icmpv4Packet::new_checked(segment)?)?;
-                return Ok(Frame::Icmp { ethernet, ip, icmp });
+        EtherType::IPV4 | EtherType::IPV6 => {
+            let (ip, segment) = ip::parse_packet(payload)?;
+            if (ethernet.ethertype == EtherType::IPV6) != matches!(ip, IpRepr::Ipv6(_)) {
+                return Err(Error::Malformed);
             }
-            if ip.protocol != IpProtocol::TCP {
-                return Ok(Frame::Other { ethernet });
+            match (ip, ip.protocol()) {
+                (IpRepr::Ipv4(ip), IpProtocol::ICMP) => {
+                    let icmp = Icmpv4Repr::parse(&Icmpv4Packet::new_checked(segment)?)?;
+                    return Ok(Frame::Icmp { ethernet, ip, icmp });
+                }
+                (_, IpProtocol::TCP) => {}
+                _ => return Ok(Frame::Other { ethernet }),
             }
             let tcp_packet = TcpPacket::new_checked(segment)?;
-            let tcp = TcpRepr::parse(&tcp_packet, ip.src_addr, ip.dst_addr, Checksum::Verify)?;
+            let tcp = TcpRepr::parse(&tcp_packet, ip.src_addr(), ip.dst_addr(), Checksum::Verify)?;
             Ok(Frame::Tcp { ethernet, ip, tcp })
         }
         EtherType::ARP => {
@@ -78,7 +83,7 @@ mod tests {
         };
         assert_eq!(tcp.payload, b"ping");
         assert_eq!(
-            ip.payload_len,
+            ip.payload_len(),
             32 + 4,
             "TCP header with timestamps, then 'ping'"
         );
@@ -90,6 +95,8 @@ mod tests {
             &captured::TCP_SYN[..],
             &captured::TCP_DATA[..],
             &captured::ARP_REPLY[..],
+            &captured::TCP6_SYN[..],
+            &captured::TCP6_DATA[..],
         ] {
             for len in 0..frame.len() {
                 let result = parse_frame(&frame[..len]);
@@ -99,6 +106,52 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn parses_captured_ipv6_frames() {
+        let Ok(Frame::Tcp { tcp, ip, .. }) = parse_frame(&captured::TCP6_DATA) else {
+            panic!("not TCP")
+        };
+        assert_eq!(tcp.payload, b"ping");
+        assert_eq!(
+            ip.src_addr(),
+            "fd77::1".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert!(matches!(
+            parse_frame(&captured::NDP_NEIGHBOR_SOLICIT),
+            Ok(Frame::Other { .. })
+        ));
+        assert_eq!(
+            parse_frame(&captured::MLD_REPORT_HOP_BY_HOP),
+            Err(Error::Unsupported),
+            "a hop-by-hop header is not walked"
+        );
+    }
+
+    /// Hostile IPv6 frames: each is refused with its own error (one drop
+    /// counter each in the shard), never a panic.
+    #[test]
+    fn hostile_ipv6_frames_are_refused() {
+        let mut bad_checksum = captured::TCP6_DATA.to_vec();
+        *bad_checksum.last_mut().unwrap() ^= 0xff;
+        assert_eq!(parse_frame(&bad_checksum), Err(Error::Checksum));
+
+        let mut fragment = captured::TCP6_SYN.to_vec();
+        fragment[14 + 6] = 44;
+        assert_eq!(parse_frame(&fragment), Err(Error::Fragmented));
+
+        let mut unknown = captured::TCP6_SYN.to_vec();
+        unknown[14 + 6] = 253; // RFC 3692 experimental
+        assert_eq!(parse_frame(&unknown), Err(Error::Unsupported));
+
+        let mut long_payload = captured::TCP6_SYN.to_vec();
+        long_payload[14 + 5] += 1; // claims one byte more than the frame has
+        assert_eq!(parse_frame(&long_payload), Err(Error::Truncated));
+
+        let mut short_payload = captured::TCP6_SYN.to_vec();
+        short_payload[14 + 5] = 19; // shorter than a TCP header
+        assert_eq!(parse_frame(&short_payload), Err(Error::Truncated));
     }
 
     #[test]

@@ -16,6 +16,7 @@ impl IpProtocol {
     pub const ICMP: Self = Self(1);
     pub const TCP: Self = Self(6);
     pub const UDP: Self = Self(17);
+    pub const ICMPV6: Self = Self(58);
 }
 
 impl fmt::Debug for IpProtocol {
@@ -24,6 +25,7 @@ impl fmt::Debug for IpProtocol {
             Self::ICMP => f.write_str("ICMP"),
             Self::TCP => f.write_str("TCP"),
             Self::UDP => f.write_str("UDP"),
+            Self::ICMPV6 => f.write_str("ICMPv6"),
             Self(other) => write!(f, "IpProtocol({other})"),
         }
     }

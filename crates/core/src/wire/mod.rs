@@ -17,7 +17,9 @@ pub mod checksum;
 pub mod ethernet;
 pub mod frame;
 pub mod icmpv4;
+pub mod ip;
 pub mod ipv4;
+pub mod ipv6;
 pub mod tcp;
 pub mod tcp_options;
 
@@ -25,7 +27,9 @@ pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, VlanTag};
 pub use frame::{parse_frame, Frame};
 pub use icmpv4::{Icmpv4Packet, Icmpv4Repr, QuotedTcp};
+pub use ip::IpRepr;
 pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
+pub use ipv6::{Ipv6Packet, Ipv6Repr};
 pub use tcp::{TcpFlags, TcpPacket, TcpRepr};
 pub use tcp_options::{SackBlocks, TcpOption, TcpOptionIter, TcpOptions, Timestamps};
 
@@ -42,12 +46,13 @@ pub enum Error {
     /// The checksum does not verify.
     #[error("bad checksum")]
     Checksum,
-    /// An IPv4 fragment: our stack refuses fragments (DF is always set on what
-    /// it sends, and the MSS is clamped so that peers never need to fragment).
-    #[error("IPv4 fragment")]
+    /// An IPv4 fragment, or an IPv6 packet with a Fragment header: our
+    /// stack refuses fragments (DF is always set on what it sends, and the
+    /// MSS is clamped so that peers never need to fragment).
+    #[error("IP fragment")]
     Fragmented,
     /// Well formed but not something we handle (ARP for another hardware
-    /// type, IPv4 options on emit, ...).
+    /// type, an IPv6 extension header other than Fragment, ...).
     #[error("unsupported packet")]
     Unsupported,
 }

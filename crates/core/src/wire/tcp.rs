@@ -2,7 +2,7 @@
 //! pseudo-header.
 
 use core::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::tcp_options::{TcpOptionIter, TcpOptions, MAX_OPTIONS_LEN};
 use super::{checksum, read_u16, read_u32, write_u16, write_u32, Error, IpProtocol, Result};
@@ -206,15 +206,15 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     }
 
     /// True if the checksum over the pseudo-header and the segment verifies.
-    pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-        segment_checksum_sum(self.bytes(), src, dst) == 0xffff
+    /// `src` and `dst` are the IP header's addresses, of either family.
+    pub fn verify_checksum(&self, src: impl Into<IpAddr>, dst: impl Into<IpAddr>) -> bool {
+        segment_checksum_sum(self.bytes(), src.into(), dst.into()) == 0xffff
     }
 }
 
 /// One's-complement sum of pseudo-header and segment (checksum field included).
-fn segment_checksum_sum(segment: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> u16 {
-    // A segment longer than 64 KiB cannot come from an IPv4 packet.
-    let len = segment.len() as u16;
+fn segment_checksum_sum(segment: &[u8], src: IpAddr, dst: IpAddr) -> u16 {
+    let len = segment.len() as u32;
     checksum::combine(&[
         checksum::pseudo_header(src, dst, IpProtocol::TCP.0, len),
         checksum::data(segment),
@@ -224,10 +224,10 @@ fn segment_checksum_sum(segment: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> u16 {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     /// Computes and writes the checksum over the pseudo-header and the whole
     /// buffer, which must be exactly the segment.
-    pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
+    pub fn fill_checksum(&mut self, src: impl Into<IpAddr>, dst: impl Into<IpAddr>) {
         let bytes = self.buffer.as_mut();
         write_u16(bytes, field::CHECKSUM, 0);
-        let sum = !segment_checksum_sum(bytes, src, dst);
+        let sum = !segment_checksum_sum(bytes, src.into(), dst.into());
         write_u16(bytes, field::CHECKSUM, sum);
     }
 
@@ -270,8 +270,8 @@ impl<'a> TcpRepr<'a> {
     /// it) and the options.
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &TcpPacket<&'a T>,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
         checksum: Checksum,
     ) -> Result<Self> {
         if checksum == Checksum::Verify && !packet.verify_checksum(src, dst) {
@@ -311,7 +311,7 @@ impl<'a> TcpRepr<'a> {
     /// Writes the segment into the first [`buffer_len`](Self::buffer_len)
     /// bytes of `buffer` (payload copied) and fills the checksum. Returns the
     /// number of bytes written.
-    pub fn emit(&self, buffer: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) -> usize {
+    pub fn emit(&self, buffer: &mut [u8], src: impl Into<IpAddr>, dst: impl Into<IpAddr>) -> usize {
         let header_len = self.emit_header(buffer);
         let total = header_len + self.payload.len();
         buffer[header_len..total].copy_from_slice(self.payload);
@@ -348,6 +348,7 @@ mod tests {
     use super::*;
     use lastack_testkit::captured;
     use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
     const SERVER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
@@ -355,6 +356,37 @@ mod tests {
     /// The TCP segment inside a captured frame (after 14 + 20 bytes).
     fn segment(frame: &[u8]) -> &[u8] {
         &frame[34..]
+    }
+
+    const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 1);
+    const SERVER6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2);
+
+    /// RFC 8200 §8.1: Linux's IPv6 SYN verifies over the IPv6
+    /// pseudo-header, and emit reproduces it byte for byte (checksum
+    /// included); the same segment does not verify for another address.
+    #[test]
+    fn the_ipv6_pseudo_header_checksum_matches_linux() {
+        for frame in [
+            &captured::TCP6_SYN[..],
+            &captured::TCP6_DATA[..],
+            &captured::TCP6_FIN[..],
+        ] {
+            let bytes = &frame[54..];
+            let packet = TcpPacket::new_checked(bytes).unwrap();
+            let repr = TcpRepr::parse(&packet, CLIENT6, SERVER6, Checksum::Verify).unwrap();
+            let mut out = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut out, CLIENT6, SERVER6);
+            assert_eq!(out, bytes);
+            let other = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 3);
+            assert!(!packet.verify_checksum(other, SERVER6));
+        }
+        let packet = TcpPacket::new_checked(&captured::TCP6_SYN[54..]).unwrap();
+        let repr = TcpRepr::parse(&packet, CLIENT6, SERVER6, Checksum::Verify).unwrap();
+        assert_eq!((repr.src_port, repr.dst_port), (34464, 8080));
+        assert_eq!(repr.options.mss, Some(1440), "1500 - 40 - 20");
+        let packet = TcpPacket::new_checked(&captured::TCP6_DATA[54..]).unwrap();
+        let repr = TcpRepr::parse(&packet, CLIENT6, SERVER6, Checksum::Verify).unwrap();
+        assert_eq!(repr.payload, b"ping");
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl Conn {
     /// Applies the options of the peer's SYN (RFC 7323 §2.2, §3.2; RFC 2018
     /// §2; RFC 9293 §3.7.1): a feature is on only if both sides offered it.
     pub fn negotiate(&mut self, config: &crate::tcp::TcpConfig, options: &TcpOptions) {
-        self.mss = clamp_mss(options.mss, config.mss);
+        self.mss = clamp_mss(options.mss, config.mss_for(&self.tuple.remote));
         self.cc.set_mss(self.mss);
         match options.window_scale {
             Some(shift) if config.window_scaling => {

@@ -229,7 +229,7 @@ impl Conn {
         ts_offset: u32,
         now: Instant,
     ) -> Self {
-        let mss = usize::from(config.mss);
+        let mss = usize::from(config.mss_for(&tuple.remote));
         Self {
             tuple,
             route,

@@ -1,5 +1,5 @@
-//! What a connection sends next, and writing it (IPv4 + TCP) into the
-//! caller's buffer.
+//! What a connection sends next, and writing it (IPv4 or IPv6, by the
+//! flow's family, then TCP) into the caller's buffer.
 //!
 //! Priority, highest first: RST; SYN or SYN-ACK; a fast retransmission
 //! (SND.UNA's segment); a tail-loss probe; the retransmission the SACK
@@ -23,23 +23,29 @@ use crate::tcp::types::FourTuple;
 use crate::tcp::types::State;
 use crate::tcp::TcpConfig;
 use crate::wire::{
-    Ecn, Ipv4Repr, SackBlocks, TcpFlags, TcpOptions, TcpPacket, TcpRepr, Timestamps,
+    ip, Ecn, IpRepr, SackBlocks, TcpFlags, TcpOptions, TcpPacket, TcpRepr, Timestamps,
 };
 
-/// IPv4 header length we emit.
-pub(crate) const IP_HEADER_LEN: usize = 20;
-/// Most header bytes a segment needs: IPv4 + TCP with 40 bytes of options.
-pub(crate) const MAX_HEADERS: usize = IP_HEADER_LEN + 60;
+/// Most header bytes a segment needs: IPv6 (40, no extension headers) +
+/// TCP with 40 bytes of options.
+pub(crate) const MAX_HEADERS: usize = crate::wire::ipv6::HEADER_LEN + 60;
+
+/// Where the TCP header starts in a segment of `tuple`'s flow: after the
+/// IP header of its family (20 or 40 bytes).
+pub(crate) fn tcp_offset(tuple: &FourTuple) -> usize {
+    ip::header_len_for(&tuple.local.ip())
+}
 
 /// Completes a segment whose TCP header and payload (`tcp_len` bytes) sit
-/// after the IPv4 header's room in `buf`: fills the TCP checksum, then
-/// writes the IPv4 header. Returns the packet length.
+/// after the IP header's room ([`tcp_offset`]) in `buf`: fills the TCP
+/// checksum over the family's pseudo-header, then writes the IP header.
+/// Returns the packet length.
 pub(crate) fn finish_segment(buf: &mut [u8], tuple: &FourTuple, tcp_len: usize, ecn: Ecn) -> usize {
-    let (src, dst) = (*tuple.local.ip(), *tuple.remote.ip());
-    TcpPacket::new_unchecked(&mut buf[IP_HEADER_LEN..IP_HEADER_LEN + tcp_len])
-        .fill_checksum(src, dst);
-    Ipv4Repr::tcp(src, dst, tcp_len as u16, ecn).emit(&mut buf[..IP_HEADER_LEN]);
-    IP_HEADER_LEN + tcp_len
+    let (src, dst) = (tuple.local.ip(), tuple.remote.ip());
+    let start = tcp_offset(tuple);
+    TcpPacket::new_unchecked(&mut buf[start..start + tcp_len]).fill_checksum(src, dst);
+    IpRepr::tcp(src, dst, tcp_len as u16, ecn).emit(&mut buf[..start]);
+    start + tcp_len
 }
 
 /// A segment's header fields before they are written.
@@ -340,7 +346,7 @@ impl Conn {
         self.ack_urgency == AckUrgency::Now
     }
 
-    /// Writes the next segment (IPv4 header first) into `buf`, which must
+    /// Writes the next segment (IP header first) into `buf`, which must
     /// hold at least [`MAX_HEADERS`] + MSS bytes, and updates the send
     /// state. Returns the bytes written.
     pub fn poll_segment(
@@ -368,7 +374,7 @@ impl Conn {
         // and SACK blocks as negotiated.
         let mut options = TcpOptions::default();
         if plan.syn_options {
-            options.mss = Some(config.mss);
+            options.mss = Some(config.mss_for(&self.tuple.remote));
             let offer_all = self.state == State::SynSent;
             if config.window_scaling && (offer_all || self.rcv_shift > 0 || self.snd_shift > 0) {
                 options.window_scale = Some(self.rcv_shift_for_syn(config));
@@ -426,7 +432,7 @@ impl Conn {
             options,
             payload: &[],
         };
-        let tcp_start = IP_HEADER_LEN;
+        let tcp_start = tcp_offset(&self.tuple);
         let header_len = repr.emit_header(&mut buf[tcp_start..]);
         let payload_start = tcp_start + header_len;
         let copied = self.send_buf.peek(

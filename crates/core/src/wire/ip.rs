@@ -1,0 +1,154 @@
+//! Either IP version, for code that serves both: the engine's input and
+//! output, and the frame parser. A flow's family is fixed by its addresses;
+//! the header built for a reply is the one for that family.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use super::{ipv6, Ecn, Error, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, Result};
+
+/// An IPv4 or IPv6 header's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpRepr {
+    Ipv4(Ipv4Repr),
+    Ipv6(Ipv6Repr),
+}
+
+impl IpRepr {
+    /// The header for a TCP segment of `payload_len` bytes from `src` to
+    /// `dst` ([`Ipv4Repr::tcp`] or [`Ipv6Repr::tcp`]). Mixed families never
+    /// make a flow; given one anyway, the IPv4 address is written
+    /// IPv4-mapped (RFC 4291 §2.5.5.2) rather than panicking.
+    pub fn tcp(src: IpAddr, dst: IpAddr, payload_len: u16, ecn: Ecn) -> Self {
+        match (src, dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                Self::Ipv4(Ipv4Repr::tcp(src, dst, payload_len, ecn))
+            }
+            (src, dst) => Self::Ipv6(Ipv6Repr::tcp(v6(src), v6(dst), payload_len, ecn)),
+        }
+    }
+
+    pub fn src_addr(&self) -> IpAddr {
+        match self {
+            Self::Ipv4(ip) => IpAddr::V4(ip.src_addr),
+            Self::Ipv6(ip) => IpAddr::V6(ip.src_addr),
+        }
+    }
+
+    pub fn dst_addr(&self) -> IpAddr {
+        match self {
+            Self::Ipv4(ip) => IpAddr::V4(ip.dst_addr),
+            Self::Ipv6(ip) => IpAddr::V6(ip.dst_addr),
+        }
+    }
+
+    /// The upper-layer protocol (IPv6: the next header).
+    pub fn protocol(&self) -> IpProtocol {
+        match self {
+            Self::Ipv4(ip) => ip.protocol,
+            Self::Ipv6(ip) => ip.next_header,
+        }
+    }
+
+    /// The ECN codepoint (RFC 3168 §5).
+    pub fn ecn(&self) -> Ecn {
+        match self {
+            Self::Ipv4(ip) => ip.ecn(),
+            Self::Ipv6(ip) => ip.ecn(),
+        }
+    }
+
+    /// Bytes after the header.
+    pub fn payload_len(&self) -> u16 {
+        match self {
+            Self::Ipv4(ip) => ip.payload_len,
+            Self::Ipv6(ip) => ip.payload_len,
+        }
+    }
+
+    /// Header bytes `emit` writes: 20 or 40.
+    pub fn buffer_len(&self) -> usize {
+        match self {
+            Self::Ipv4(ip) => ip.buffer_len(),
+            Self::Ipv6(ip) => ip.buffer_len(),
+        }
+    }
+
+    /// Writes the header into the front of `buffer`.
+    pub fn emit(&self, buffer: &mut [u8]) {
+        match self {
+            Self::Ipv4(ip) => ip.emit(buffer),
+            Self::Ipv6(ip) => ip.emit(buffer),
+        }
+    }
+}
+
+/// Parses an IP packet of either version (by its first nibble) from
+/// untrusted bytes: the header and its upper-layer payload (without any
+/// link-layer padding). IPv4: the header checksum verified, fragments
+/// refused. IPv6: extension headers are not walked; a Fragment header is
+/// refused as [`Error::Fragmented`], any other extension header as
+/// [`Error::Unsupported`] (ICMPv6, UDP and TCP pass). Never panics.
+pub fn parse_packet(bytes: &[u8]) -> Result<(IpRepr, &[u8])> {
+    match bytes.first().map(|b| b >> 4) {
+        None => Err(Error::Truncated),
+        Some(4) => {
+            let packet = Ipv4Packet::new_checked(bytes)?;
+            let ip = Ipv4Repr::parse(&packet)?;
+            let payload = &bytes[packet.header_len()..usize::from(packet.total_len())];
+            Ok((IpRepr::Ipv4(ip), payload))
+        }
+        Some(6) => {
+            let packet = Ipv6Packet::new_checked(bytes)?;
+            let ip = Ipv6Repr::parse(&packet)?;
+            match ip.next_header {
+                IpProtocol::TCP | IpProtocol::ICMPV6 | IpProtocol::UDP => {}
+                ipv6::NEXT_HEADER_FRAGMENT => return Err(Error::Fragmented),
+                _ => return Err(Error::Unsupported),
+            }
+            let end = ipv6::HEADER_LEN + usize::from(ip.payload_len);
+            Ok((IpRepr::Ipv6(ip), &bytes[ipv6::HEADER_LEN..end]))
+        }
+        Some(_) if bytes.len() < super::ipv4::HEADER_LEN => Err(Error::Truncated),
+        Some(_) => Err(Error::Malformed),
+    }
+}
+
+/// Marks the IP packet in `bytes` (either version) Congestion Experienced,
+/// as a router would, if it is ECN-capable (RFC 3168 §5). False if it is
+/// not, or is not an IP packet.
+pub fn mark_ce(bytes: &mut [u8]) -> bool {
+    match bytes.first().map(|b| b >> 4) {
+        Some(4) if bytes.len() >= super::ipv4::HEADER_LEN => {
+            Ipv4Packet::new_unchecked(bytes).mark_ce()
+        }
+        Some(6) if bytes.len() >= ipv6::HEADER_LEN => Ipv6Packet::new_unchecked(bytes).mark_ce(),
+        _ => false,
+    }
+}
+
+/// The header length for a flow whose addresses are of `addr`'s family.
+pub const fn header_len_for(addr: &IpAddr) -> usize {
+    match addr {
+        IpAddr::V4(_) => super::ipv4::HEADER_LEN,
+        IpAddr::V6(_) => super::ipv6::HEADER_LEN,
+    }
+}
+
+fn v6(addr: IpAddr) -> Ipv6Addr {
+    match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    }
+}
+
+impl From<Ipv4Repr> for IpRepr {
+    fn from(ip: Ipv4Repr) -> Self {
+        Self::Ipv4(ip)
+    }
+}
+
+impl From<Ipv6Repr> for IpRepr {
+    fn from(ip: Ipv6Repr) -> Self {
+        Self::Ipv6(ip)
+    }
+}
