@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::net::{SocketAddrV4, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ fn lastack(net: u8, backends: usize, sysctls: &[(Side, &str, &str)], pool: &str)
         Shape {
             queues: 1,
             backends,
+            ..Default::default()
         },
     );
     for (side, key, value) in sysctls {
@@ -113,7 +114,7 @@ fn cycle_the_range(
     net: u8,
     sysctl: (Side, &str, &str),
     backend_close: &str,
-) -> (Lastack, Sustained, SocketAddrV4, Server) {
+) -> (Lastack, Sustained, SocketAddr, Server) {
     let topo = lastack(net, 1, &[sysctl], &sustained_pool(backend_close));
     let server = topo.backend(0, BACKEND_PORT, Behaviour::Echo);
     let vip = topo.vip(PORT);
@@ -182,7 +183,7 @@ fn without_timestamps_time_waits_pace_connections_and_none_fails() {
         ),
         ("timestamps off on the backend", 102, Side::Backends),
     ];
-    let runs: Vec<(Lastack, Sustained, SocketAddrV4)> = std::thread::scope(|scope| {
+    let runs: Vec<(Lastack, Sustained, SocketAddr)> = std::thread::scope(|scope| {
         let handles: Vec<_> = cases
             .iter()
             .map(|&(_, net, side)| {
@@ -337,9 +338,10 @@ fn out_of_descriptors_resets_clients_marks_no_backend_down_and_recovers() {
         Shape {
             queues: 1,
             backends: 1,
+            ..Default::default()
         },
     );
-    let backend = SocketAddrV4::new(topo.backend_addrs[0], BACKEND_PORT);
+    let backend = SocketAddr::new(topo.backend_addrs[0], BACKEND_PORT);
     let _server = Server::start(topo.backends(), backend, Behaviour::Echo);
     let (dir, config) = common::run_config(
         &topo,
@@ -350,7 +352,7 @@ fn out_of_descriptors_resets_clients_marks_no_backend_down_and_recovers() {
     );
     let child = common::process::Guard::new(common::lastack_run(&topo.lastack, &config));
     let pid = child.id().to_string();
-    let vip = SocketAddrV4::new(topo.vip, PORT);
+    let vip = SocketAddr::new(topo.vip, PORT);
     assert_eq!(
         topo.client(|| client::until_echoed(vip, b"ready")),
         b"ready"

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -477,7 +477,7 @@ fn attached_program_steers_real_kernel_traffic() {
     let connect = |port: u16| {
         pair.clients.enter(|| {
             TcpStream::connect_timeout(
-                &SocketAddrV4::new(b_addr, port).into(),
+                &std::net::SocketAddr::new(b_addr, port),
                 Duration::from_millis(500),
             )
             .map(drop)

@@ -1,14 +1,16 @@
 //! The datapath end to end: the XDP program steers a VIP's port into an
 //! AF_XDP socket, a shard runs the TCP engine on it, and Linux kernel
-//! sockets in another namespace are the clients. Needs root.
+//! sockets in another namespace are the clients. The echo suite runs over
+//! IPv4 and over IPv6 (the same test bodies, `_over_ipv6` wrappers), and
+//! one shard serves both families at once. Needs root.
 
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddrV4, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::{client, Lastack, Shape, Topology};
+use common::{client, Family, Lastack, Shape, Topology};
 use lastack_testkit::link::raw::PacketSocket;
 
 const ECHO: u16 = 7;
@@ -19,11 +21,17 @@ const SOURCE: u16 = 19;
 /// the VIP is lastack's veth address (the kernel there answers ARP), the
 /// XDP program steers the listeners' ports to one shard per rx queue.
 fn datapath(net: u8, queues: u32) -> Lastack {
+    datapath_in(Family::V4, net, queues)
+}
+
+/// [`datapath`] with the VIP (and the client's address) of `family`.
+fn datapath_in(family: Family, net: u8, queues: u32) -> Lastack {
     let topo = Topology::new(
         net,
         Shape {
             queues,
             backends: 0,
+            family,
         },
     );
     Lastack::start(
@@ -36,16 +44,25 @@ fn datapath(net: u8, queues: u32) -> Lastack {
     )
 }
 
-fn connect(addr: SocketAddrV4) -> TcpStream {
+fn connect(addr: SocketAddr) -> TcpStream {
     client::connect(addr, Duration::from_secs(20))
 }
 
 #[test]
 fn sequential_connections_echo_and_the_client_keeps_time_wait() {
-    if !common::privileged("sequential_connections_echo") {
+    sequential_connections_echo(Family::V4, "sequential_connections_echo");
+}
+
+#[test]
+fn sequential_connections_echo_over_ipv6() {
+    sequential_connections_echo(Family::V6, "sequential_connections_echo_over_ipv6");
+}
+
+fn sequential_connections_echo(family: Family, test: &str) {
+    if !common::privileged(test) {
         return;
     }
-    let mut dp = datapath(81, 1);
+    let mut dp = datapath_in(family, 81, 1);
     let vip = dp.vip(ECHO);
     let started = std::time::Instant::now();
     dp.client(|| {
@@ -60,7 +77,7 @@ fn sequential_connections_echo_and_the_client_keeps_time_wait() {
     });
     let elapsed = started.elapsed();
     println!(
-        "1000 sequential connections in {:.2}s: {:.0} connections/s",
+        "{family:?}: 1000 sequential connections in {:.2}s: {:.0} connections/s",
         elapsed.as_secs_f64(),
         1000.0 / elapsed.as_secs_f64()
     );
@@ -86,10 +103,19 @@ fn sequential_connections_echo_and_the_client_keeps_time_wait() {
 
 #[test]
 fn concurrent_connections_and_ten_mebibytes_with_half_close() {
-    if !common::privileged("concurrent_connections") {
+    concurrent_connections(Family::V4, "concurrent_connections");
+}
+
+#[test]
+fn concurrent_connections_and_ten_mebibytes_over_ipv6() {
+    concurrent_connections(Family::V6, "concurrent_connections_over_ipv6");
+}
+
+fn concurrent_connections(family: Family, test: &str) {
+    if !common::privileged(test) {
         return;
     }
-    let mut dp = datapath(82, 1);
+    let mut dp = datapath_in(family, 82, 1);
     let vip = dp.vip(ECHO);
     dp.client(|| {
         std::thread::scope(|scope| {
@@ -102,7 +128,7 @@ fn concurrent_connections_and_ten_mebibytes_with_half_close() {
     dp.client(|| client::echo_exact(connect(vip), 10 << 20));
     let elapsed = started.elapsed();
     println!(
-        "10 MiB each way through the datapath in {:.2}s ({:.0} Mbit/s each way)",
+        "{family:?}: 10 MiB each way through the datapath in {:.2}s ({:.0} Mbit/s each way)",
         elapsed.as_secs_f64(),
         80.0 * 1.048576 / elapsed.as_secs_f64()
     );
@@ -116,12 +142,69 @@ fn concurrent_connections_and_ten_mebibytes_with_half_close() {
     );
 }
 
+/// A dual-stack listener pair (the same port on the IPv4 and the IPv6
+/// VIP) on one shard: IPv4 and IPv6 clients churn at the same time, every
+/// exchange echoes, and the shard ends with nothing open.
 #[test]
-fn lastack_closing_first_holds_the_time_wait() {
-    if !common::privileged("lastack_closing_first") {
+fn one_shard_serves_ipv4_and_ipv6_listeners_side_by_side_under_churn() {
+    if !common::privileged("dual_stack_churn") {
         return;
     }
-    let mut dp = datapath(83, 1);
+    let topo = Topology::new(85, Shape::default());
+    let mut dp = Lastack::start(
+        topo,
+        1,
+        "[[listeners]]\nname = \"echo4\"\nvip = \"{vip4}\"\nport = 7\nservice = \"echo\"\n\n\
+         [[listeners]]\nname = \"echo6\"\nvip = \"{vip6}\"\nport = 7\nservice = \"echo\"\n",
+    );
+    let (vip4, vip6) = (
+        SocketAddr::new(dp.topo.vip_of(Family::V4), ECHO),
+        SocketAddr::new(dp.topo.vip_of(Family::V6), ECHO),
+    );
+    const EACH: usize = 2000;
+    let started = std::time::Instant::now();
+    let (failed4, failed6) = dp.client(|| {
+        std::thread::scope(|scope| {
+            let v4 = scope.spawn(|| client::churn(vip4, EACH, 8, 64, 64));
+            let v6 = scope.spawn(|| client::churn(vip6, EACH, 8, 64, 64));
+            (v4.join().unwrap(), v6.join().unwrap())
+        })
+    });
+    let elapsed = started.elapsed();
+    println!(
+        "dual stack: {} exchanges (half IPv4, half IPv6) in {:.2}s: {:.0} connections/s",
+        2 * EACH,
+        elapsed.as_secs_f64(),
+        2.0 * EACH as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(
+        (failed4, failed6),
+        (0, 0),
+        "no failed exchange in either family"
+    );
+    let stats = dp.stop();
+    println!("{stats:?}");
+    assert_eq!(stats.tcp.connections_opened, 2 * EACH as u64);
+    assert_eq!(stats.connections, 0);
+    assert_eq!(stats.time_wait, 0, "the clients closed first");
+    assert_eq!(stats.tcp.resets_sent, 0);
+}
+
+#[test]
+fn lastack_closing_first_holds_the_time_wait() {
+    closing_first(Family::V4, "lastack_closing_first");
+}
+
+#[test]
+fn lastack_closing_first_holds_the_time_wait_over_ipv6() {
+    closing_first(Family::V6, "lastack_closing_first_over_ipv6");
+}
+
+fn closing_first(family: Family, test: &str) {
+    if !common::privileged(test) {
+        return;
+    }
+    let mut dp = datapath_in(family, 83, 1);
     let vip = dp.vip(IDLE_ECHO);
     dp.client(|| {
         for _ in 0..20 {
@@ -143,10 +226,21 @@ fn lastack_closing_first_holds_the_time_wait() {
 
 #[test]
 fn other_ports_on_the_vip_still_reach_the_kernel() {
-    if !common::privileged("other_ports_reach_the_kernel") {
+    other_ports_reach_the_kernel(Family::V4, "other_ports_reach_the_kernel");
+}
+
+/// Over IPv6 the kernel also answers neighbour discovery for the VIP: the
+/// XDP program passes ICMPv6.
+#[test]
+fn other_ports_on_the_ipv6_vip_still_reach_the_kernel() {
+    other_ports_reach_the_kernel(Family::V6, "other_ports_reach_the_kernel_over_ipv6");
+}
+
+fn other_ports_reach_the_kernel(family: Family, test: &str) {
+    if !common::privileged(test) {
         return;
     }
-    let mut dp = datapath(84, 1);
+    let mut dp = datapath_in(family, 84, 1);
     let kernel_port = dp.vip(5555);
     let listener = dp
         .topo
@@ -257,7 +351,10 @@ fn hostile_packets_are_dropped_and_counted() {
         topo.clients.mac(&topo.client_if),
         topo.lastack.mac(&topo.lastack_if),
     );
-    let (client_ip, vip) = (topo.client_addr, topo.vip);
+    let (std::net::IpAddr::V4(client_ip), std::net::IpAddr::V4(vip)) = (topo.client_addr, topo.vip)
+    else {
+        unreachable!("an IPv4 topology")
+    };
     let ifindex = topo.clients.ifindex(&topo.client_if);
     let xdp_before = dp.steering_counters();
     // A valid SYN to VIP:7 as the template.
@@ -365,7 +462,7 @@ fn lastack_run_serves_the_configured_listener_and_stops_on_sigterm() {
     )
     .unwrap();
     let child = common::lastack_run(&topo.lastack, &config);
-    let vip = SocketAddrV4::new(topo.vip, 7);
+    let vip = SocketAddr::new(topo.vip, 7);
     let echoed = topo.client(|| client::until_echoed(vip, b"via lastack run"));
     assert_eq!(echoed, b"via lastack run");
     let shown = topo

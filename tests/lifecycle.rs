@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ const BACKEND_PORT: u16 = 8080;
 
 /// A proxy listener on `vip:80` to pool `p` with the given backends
 /// (index into the topology's backend addresses, extra TOML lines).
-fn body(addrs: &[std::net::Ipv4Addr], backends: &[(usize, &str)], extra: &str) -> String {
+fn body(addrs: &[std::net::IpAddr], backends: &[(usize, &str)], extra: &str) -> String {
     let list: String = backends
         .iter()
         .map(|&(i, more)| {
@@ -40,7 +40,7 @@ fn body(addrs: &[std::net::Ipv4Addr], backends: &[(usize, &str)], extra: &str) -
 }
 
 /// The first byte a connection to `vip` gets (an `Identify` backend's index).
-fn ask(vip: SocketAddrV4) -> std::io::Result<u8> {
+fn ask(vip: SocketAddr) -> std::io::Result<u8> {
     let mut stream = TcpStream::connect_timeout(&vip.into(), Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut byte = [0u8];
@@ -63,6 +63,7 @@ fn reloads_under_churn_drop_nothing() {
         Shape {
             queues: 1,
             backends: 4,
+            ..Default::default()
         },
     );
     let addrs = topo.backend_addrs.clone();
@@ -74,7 +75,7 @@ fn reloads_under_churn_drop_nothing() {
     let vip = lastack.vip(PORT);
     let cancel = Arc::new(AtomicBool::new(false));
     let churn_config = ChurnConfig {
-        targets: vec![SocketAddr::V4(vip)],
+        targets: vec![vip],
         concurrency: 64,
         threads: 1,
         duration: Some(Duration::from_secs(120)),
@@ -187,6 +188,7 @@ fn a_refused_reload_changes_nothing() {
         Shape {
             queues: 1,
             backends: 2,
+            ..Default::default()
         },
     );
     let addrs = topo.backend_addrs.clone();
@@ -355,23 +357,24 @@ fn lastack_run_reloads_on_sighup_and_on_request() {
         Shape {
             queues: 1,
             backends: 2,
+            ..Default::default()
         },
     );
     let addrs = topo.backend_addrs.clone();
     let servers = [
         Server::start(
             topo.backends(),
-            SocketAddrV4::new(addrs[0], BACKEND_PORT),
+            SocketAddr::new(addrs[0], BACKEND_PORT),
             Behaviour::Identify(0),
         ),
         Server::start(
             topo.backends(),
-            SocketAddrV4::new(addrs[1], BACKEND_PORT),
+            SocketAddr::new(addrs[1], BACKEND_PORT),
             Behaviour::Identify(1),
         ),
     ];
     let mut run = Running::start(topo, &body(&addrs, &[(0, "")], ""));
-    let vip = SocketAddrV4::new(run.topo.vip, PORT);
+    let vip = SocketAddr::new(run.topo.vip, PORT);
     let all = |run: &Running, n: usize| -> Vec<u8> {
         run.topo
             .client(|| (0..n).map(|_| ask(vip).unwrap()).collect())
@@ -418,7 +421,7 @@ fn lastack_run_reloads_on_sighup_and_on_request() {
     assert!(out.contains("reloaded"), "{out}");
     let answers = all(&run, 10);
     assert!(answers.contains(&0) && answers.contains(&1), "{answers:?}");
-    let b0 = SocketAddrV4::new(addrs[0], BACKEND_PORT).to_string();
+    let b0 = SocketAddr::new(addrs[0], BACKEND_PORT).to_string();
     let (code, _, err) = run.lastack(&["ctl", "-a", Running::ADMIN, "drain", "p", &b0]);
     assert_eq!(code, 0, "{err}");
     let before = servers[0].accepted.load(Ordering::Relaxed);
@@ -441,23 +444,24 @@ fn lastack_run_reloads_on_sighup_and_on_request() {
 /// `lastack run` with one listener in front of one echo backend, with the
 /// given drain timeout and close grace; the backend lives as long as the
 /// returned server.
-fn one_echo_backend(net: u8, timeout: &str, close_grace: &str) -> (Running, SocketAddrV4, Server) {
+fn one_echo_backend(net: u8, timeout: &str, close_grace: &str) -> (Running, SocketAddr, Server) {
     let topo = Topology::new(
         net,
         Shape {
             queues: 1,
             backends: 1,
+            ..Default::default()
         },
     );
     let addrs = topo.backend_addrs.clone();
     let server = Server::start(
         topo.backends(),
-        SocketAddrV4::new(addrs[0], BACKEND_PORT),
+        SocketAddr::new(addrs[0], BACKEND_PORT),
         Behaviour::Echo,
     );
     let drain = format!("[drain]\ntimeout = \"{timeout}\"\nclose_grace = \"{close_grace}\"\n");
     let run = Running::start(topo, &body(&addrs, &[(0, "")], &drain));
-    let vip = SocketAddrV4::new(run.topo.vip, PORT);
+    let vip = SocketAddr::new(run.topo.vip, PORT);
     (run, vip, server)
 }
 
@@ -628,9 +632,10 @@ fn lastack_runs_as_an_unprivileged_user_with_its_capabilities() {
         Shape {
             queues: 1,
             backends: 1,
+            ..Default::default()
         },
     );
-    let backend = SocketAddrV4::new(topo.backend_addrs[0], BACKEND_PORT);
+    let backend = SocketAddr::new(topo.backend_addrs[0], BACKEND_PORT);
     let _server = Server::start(topo.backends(), backend, Behaviour::Echo);
     let (dir, path) = common::run_config(&topo, 1, backend, "", "\n[drain]\ntimeout = \"2s\"\n");
     let caps = "-all,+bpf,+net_admin,+net_raw,+ipc_lock,+perfmon";
@@ -645,7 +650,7 @@ fn lastack_runs_as_an_unprivileged_user_with_its_capabilities() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let vip = SocketAddrV4::new(topo.vip, 80);
+    let vip = SocketAddr::new(topo.vip, 80);
     let echoed = topo.client(|| client::until_echoed(vip, b"as nobody"));
     assert_eq!(echoed, b"as nobody");
     let output = common::process::terminate(child);
@@ -669,11 +674,12 @@ fn an_mss_beyond_the_interface_mtu_is_refused_at_start() {
         Shape {
             queues: 1,
             backends: 1,
+            ..Default::default()
         },
     );
     topo.lastack
         .exec(&["ip", "link", "set", "dev", &topo.lastack_if, "mtu", "1400"]);
-    let backend = SocketAddrV4::new(topo.backend_addrs[0], BACKEND_PORT);
+    let backend = SocketAddr::new(topo.backend_addrs[0], BACKEND_PORT);
     let (dir, path) = common::run_config(&topo, 1, backend, "", "");
     let child = common::lastack_run(&topo.lastack, &path);
     let (status, log) = wait_exit(child, Duration::from_secs(20));

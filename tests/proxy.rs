@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,7 @@ fn proxy_with(
         Shape {
             queues: shards,
             backends,
+            ..Default::default()
         },
     );
     let backend_list: String = topo
@@ -135,7 +136,7 @@ fn echo_10_mib_each_way_and_1000_short_connections(shards: u32) {
 
 /// `n` exchanges against a backend that answers `response` bytes and
 /// closes first; each client reads until EOF or just the response.
-fn server_first_round(vip: SocketAddrV4, n: usize, response: usize, until_eof: bool) {
+fn server_first_round(vip: SocketAddr, n: usize, response: usize, until_eof: bool) {
     std::thread::scope(|scope| {
         for _ in 0..4 {
             scope.spawn(|| {
@@ -542,12 +543,12 @@ fn maglev_keeps_clients_on_their_backend(shards: u32) {
         .ok()?;
         nix::sys::socket::bind(
             std::os::fd::AsRawFd::as_raw_fd(&s),
-            &nix::sys::socket::SockaddrIn::from(SocketAddrV4::new(from, 0)),
+            &nix::sys::socket::SockaddrStorage::from(SocketAddr::new(from.into(), 0)),
         )
         .ok()?;
         nix::sys::socket::connect(
             std::os::fd::AsRawFd::as_raw_fd(&s),
-            &nix::sys::socket::SockaddrIn::from(vip),
+            &nix::sys::socket::SockaddrStorage::from(vip),
         )
         .ok()?;
         let mut stream = TcpStream::from(s);
@@ -675,13 +676,14 @@ fn lastack_run_proxies_and_stops_on_sigterm(shards: u32) {
         Shape {
             queues: shards,
             backends: 1,
+            ..Default::default()
         },
     );
-    let backend = SocketAddrV4::new(topo.backend_addrs[0], BACKEND_PORT);
+    let backend = SocketAddr::new(topo.backend_addrs[0], BACKEND_PORT);
     let _server = Server::start(topo.backends(), backend, Behaviour::Echo);
     let (dir, config) = common::run_config(&topo, shards, backend, "", "");
     let child = common::lastack_run(&topo.lastack, &config);
-    let vip = SocketAddrV4::new(topo.vip, 80);
+    let vip = SocketAddr::new(topo.vip, 80);
     let echoed = topo.client(|| client::until_echoed(vip, b"through the proxy"));
     assert_eq!(echoed, b"through the proxy");
     // The admin endpoint (default 127.0.0.1:9190 in lastack's namespace):

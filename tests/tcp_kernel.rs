@@ -129,7 +129,7 @@ impl Topology {
         let addr = SocketAddrV4::new(Ipv4Addr::new(10, 52, 0, 2), 7);
         let server = lastack_testkit::backend::Server::start(
             &peer,
-            addr,
+            addr.into(),
             lastack_testkit::backend::Behaviour::Echo,
         );
         (peer, server, addr)
@@ -292,7 +292,7 @@ fn echo_server(
 }
 
 fn connect() -> TcpStream {
-    common::client::connect(OURS, Duration::from_secs(10))
+    common::client::connect(OURS.into(), Duration::from_secs(10))
 }
 
 #[test]
@@ -437,7 +437,7 @@ fn sixteen_mebibytes_at_five_percent_loss_next_to_linux() {
         topo.client(|| {
             let started = std::time::Instant::now();
             common::client::echo_exact(
-                common::client::connect(addr, Duration::from_secs(10)),
+                common::client::connect(addr.into(), Duration::from_secs(10)),
                 SIZE,
             );
             started.elapsed().as_secs_f64()
@@ -486,7 +486,7 @@ fn sixteen_mebibytes_at_five_percent_loss_next_to_linux() {
         let addr = SocketAddrV4::new(*linux_addr.ip(), linux_addr.port() + port_offset);
         let server = lastack_testkit::backend::Server::start_with_congestion(
             &peer,
-            addr,
+            addr.into(),
             lastack_testkit::backend::Behaviour::Echo,
             Some(congestion),
         );

@@ -3,7 +3,7 @@
 //! run`, on a test-kit topology; its counters; and the `lastack` binary.
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use lastack::link::xdp::SteerCounters;
 use lastack::runtime::{Runtime, Secrets};
 use lastack::shard::ShardStats;
 use lastack::upstream::pool::HealthBoard;
-pub use lastack_testkit::netns::{privileged, unique_name, Netns, Shape, Topology};
+pub use lastack_testkit::netns::{privileged, unique_name, Family, Netns, Shape, Topology};
 pub use lastack_testkit::{backend, client, pattern, process, wait};
 
 /// The `lastack` binary of this build.
@@ -104,13 +104,13 @@ impl Lastack {
     }
 
     /// `vip:port`.
-    pub fn vip(&self, port: u16) -> SocketAddrV4 {
-        SocketAddrV4::new(self.topo.vip, port)
+    pub fn vip(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.topo.vip, port)
     }
 
     /// Backend `i`'s address at `port`.
-    pub fn backend_addr(&self, i: usize, port: u16) -> SocketAddrV4 {
-        SocketAddrV4::new(self.topo.backend_addrs[i], port)
+    pub fn backend_addr(&self, i: usize, port: u16) -> SocketAddr {
+        SocketAddr::new(self.topo.backend_addrs[i], port)
     }
 
     /// A test backend on backend address `i`.
@@ -241,9 +241,13 @@ pub fn total(all: &[ShardStats]) -> ShardStats {
 
 /// The config file for `body` on `topo` with `queues` shards: the
 /// `[[interfaces]]` entry is written here, the admin endpoint is off unless
-/// `body` has an `[admin]` table; `{vip}` in `body` stands for the VIP.
+/// `body` has an `[admin]` table; `{vip}` in `body` stands for the VIP
+/// (of the topology's family), `{vip4}` and `{vip6}` for that of each.
 fn config_text(topo: &Topology, queues: u32, body: &str) -> String {
-    let body = body.replace("{vip}", &topo.vip.to_string());
+    let body = body
+        .replace("{vip}", &topo.vip.to_string())
+        .replace("{vip4}", &topo.vip_of(Family::V4).to_string())
+        .replace("{vip6}", &topo.vip_of(Family::V6).to_string());
     let admin = if body.contains("[admin]") {
         ""
     } else {
@@ -268,7 +272,7 @@ fn config_text(topo: &Topology, queues: u32, body: &str) -> String {
 pub fn run_config(
     topo: &Topology,
     queues: u32,
-    backend: SocketAddrV4,
+    backend: SocketAddr,
     pool: &str,
     rest: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf) {

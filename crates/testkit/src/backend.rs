@@ -2,7 +2,7 @@
 //! and nginx ([`Nginx`]), each in a namespace and stopped on drop.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -70,7 +70,7 @@ pub struct Server {
 
 impl Server {
     /// Listens on `addr` in `ns` (listening when this returns).
-    pub fn start(ns: &Netns, addr: SocketAddrV4, behaviour: Behaviour) -> Self {
+    pub fn start(ns: &Netns, addr: SocketAddr, behaviour: Behaviour) -> Self {
         Self::start_with_congestion(ns, addr, behaviour, None)
     }
 
@@ -79,7 +79,7 @@ impl Server {
     /// any the kernel has, whatever the namespace's allowed list says).
     pub fn start_with_congestion(
         ns: &Netns,
-        addr: SocketAddrV4,
+        addr: SocketAddr,
         behaviour: Behaviour,
         congestion: Option<&'static str>,
     ) -> Self {
@@ -188,17 +188,35 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, bytes: &AtomicU64) {
             let _ = stream.write_all(&body);
         }
         Behaviour::ProxyV2Reporter => {
-            let mut header = [0u8; 28];
-            if stream.read_exact(&mut header).is_err() {
+            let mut header = [0u8; 52];
+            if stream.read_exact(&mut header[..16]).is_err() {
                 return;
             }
             assert_eq!(&header[..12], b"\r\n\r\n\0\r\nQUIT\n", "v2 signature");
             assert_eq!(header[12], 0x21, "version 2, PROXY");
-            assert_eq!(header[13], 0x11, "TCP over IPv4");
-            assert_eq!(u16::from_be_bytes([header[14], header[15]]), 12);
-            let src = Ipv4Addr::new(header[16], header[17], header[18], header[19]);
-            let port = u16::from_be_bytes([header[24], header[25]]);
-            let _ = stream.write_all(format!("{src}:{port}\n").as_bytes());
+            let len = usize::from(u16::from_be_bytes([header[14], header[15]]));
+            let (expected_len, address_len) = match header[13] {
+                0x11 => (12, 4),  // TCP over IPv4
+                0x21 => (36, 16), // TCP over IPv6
+                other => panic!("family and protocol {other:#04x}"),
+            };
+            assert_eq!(len, expected_len);
+            if stream.read_exact(&mut header[16..16 + len]).is_err() {
+                return;
+            }
+            let src: SocketAddr = if address_len == 4 {
+                let ip = Ipv4Addr::new(header[16], header[17], header[18], header[19]);
+                (ip, u16::from_be_bytes([header[24], header[25]])).into()
+            } else {
+                let mut octets = [0u8; 16];
+                octets.copy_from_slice(&header[16..32]);
+                (
+                    Ipv6Addr::from(octets),
+                    u16::from_be_bytes([header[48], header[49]]),
+                )
+                    .into()
+            };
+            let _ = stream.write_all(format!("{src}\n").as_bytes());
             serve(stream, Behaviour::Echo, bytes);
         }
         Behaviour::Slow { chunk, pause } => {
@@ -268,7 +286,7 @@ pub struct Nginx {
 
 impl Nginx {
     /// Starts nginx on `listen` in `ns`; returns once it accepts.
-    pub fn start(ns: &Netns, listen: SocketAddrV4) -> Self {
+    pub fn start(ns: &Netns, listen: SocketAddr) -> Self {
         let dir = std::env::temp_dir().join(unique_name("lsngx"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut big = vec![0u8; 1 << 20];

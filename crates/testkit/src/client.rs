@@ -2,7 +2,7 @@
 //! and small churn loops.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddrV4, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use crate::pattern;
 
 /// A kernel TCP connection to `addr` (5 s to connect), with `read_timeout`
 /// on reads and Nagle off.
-pub fn connect(addr: SocketAddrV4, read_timeout: Duration) -> TcpStream {
+pub fn connect(addr: SocketAddr, read_timeout: Duration) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
     stream.set_read_timeout(Some(read_timeout)).unwrap();
@@ -59,7 +59,7 @@ pub fn read_checked(mut stream: TcpStream, start: usize) -> usize {
 
 /// Sends `payload` to `addr` and reads as many bytes back, retrying for
 /// up to 10 s while the service comes up; returns what came back.
-pub fn until_echoed(addr: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+pub fn until_echoed(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
     crate::wait::until(
         &format!("{addr} echoes"),
         Duration::from_secs(10),
@@ -77,7 +77,7 @@ pub fn until_echoed(addr: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
 /// One short exchange: `request` bytes out, then read `response` bytes
 /// (or until EOF if `until_eof`), then close. Returns the bytes read.
 pub fn exchange(
-    vip: SocketAddrV4,
+    vip: SocketAddr,
     request: usize,
     response: usize,
     until_eof: bool,
@@ -106,7 +106,7 @@ pub fn exchange(
 /// `total` exchanges over `concurrency` client threads; returns the
 /// number that failed (the first few are printed).
 pub fn churn(
-    vip: SocketAddrV4,
+    vip: SocketAddr,
     total: usize,
     concurrency: usize,
     request: usize,
@@ -153,7 +153,7 @@ impl Sustained {
 /// thread starting a new one as soon as its last ended): completions per
 /// second, and failures (the first few printed).
 pub fn churn_for(
-    vip: SocketAddrV4,
+    vip: SocketAddr,
     duration: Duration,
     concurrency: usize,
     request: usize,
@@ -207,7 +207,7 @@ pub struct LongLived {
 impl LongLived {
     /// Connects to `addr` (in the calling thread's namespace) and starts
     /// exchanging `chunk` bytes at a time, `pause` between exchanges.
-    pub fn start(addr: SocketAddrV4, chunk: usize, pause: Duration) -> io::Result<Self> {
+    pub fn start(addr: SocketAddr, chunk: usize, pause: Duration) -> io::Result<Self> {
         let stream = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5))?;
         stream.set_read_timeout(Some(Duration::from_secs(20)))?;
         stream.set_nodelay(true)?;

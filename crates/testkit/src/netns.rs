@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -97,10 +97,16 @@ impl Netns {
         self.try_exec(cmd).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// Adds `cidr` (e.g. `10.1.0.1/24`) to interface `ifname`.
+    /// Adds `cidr` (e.g. `10.1.0.1/24`, or `fd01::1/64`) to interface
+    /// `ifname`. An IPv6 address skips duplicate address detection
+    /// (`nodad`): usable at once, not "tentative" for a second or two.
     pub fn add_address(&self, ifname: &str, cidr: &str) -> io::Result<()> {
-        self.try_exec(&["ip", "addr", "add", cidr, "dev", ifname])
-            .map(drop)
+        if cidr.contains(':') {
+            self.try_exec(&["ip", "addr", "add", cidr, "dev", ifname, "nodad"])
+        } else {
+            self.try_exec(&["ip", "addr", "add", cidr, "dev", ifname])
+        }
+        .map(drop)
     }
 
     pub fn link_up(&self, ifname: &str) -> io::Result<()> {
@@ -148,7 +154,7 @@ impl Netns {
     }
 
     /// Local ports of this namespace's TIME-WAIT sockets toward `peer`.
-    pub fn time_wait_ports_to(&self, peer: std::net::SocketAddrV4) -> Vec<u16> {
+    pub fn time_wait_ports_to(&self, peer: std::net::SocketAddr) -> Vec<u16> {
         let out = self.exec(&["ss", "-Htan", "state", "time-wait"]);
         let peer = peer.to_string();
         String::from_utf8_lossy(&out.stdout)
@@ -233,6 +239,17 @@ pub struct Shape {
     pub queues: u32,
     /// Backend addresses; 0: no backend namespace.
     pub backends: usize,
+    /// The family of [`Topology::vip`], `client_addr` and `backend_addrs`
+    /// (every link carries both families; this picks the one a test uses).
+    pub family: Family,
+}
+
+/// An address family, for tests that run over either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Family {
+    #[default]
+    V4,
+    V6,
 }
 
 impl Default for Shape {
@@ -240,7 +257,39 @@ impl Default for Shape {
         Self {
             queues: 1,
             backends: 0,
+            family: Family::V4,
         }
+    }
+}
+
+/// The address of `host` on the clients' link (`subnet` 0) or the
+/// backends' link (`subnet` 1) of topology `net`: `10.<net>.<subnet>.<host>`
+/// or `fd00:<net>:<subnet>::<host>` (hex digits written as the decimal
+/// numbers, so `10.81.1.11` pairs with `fd00:81:1::11`).
+pub fn address(family: Family, net: u8, subnet: u8, host: u8) -> IpAddr {
+    match family {
+        Family::V4 => IpAddr::V4(Ipv4Addr::new(10, net, subnet, host)),
+        Family::V6 => {
+            let hex = |n: u8| u16::from_str_radix(&n.to_string(), 16).expect("decimal digits");
+            IpAddr::V6(Ipv6Addr::new(
+                0xfd00,
+                hex(net),
+                hex(subnet),
+                0,
+                0,
+                0,
+                0,
+                hex(host),
+            ))
+        }
+    }
+}
+
+/// `addr/prefix` for `ip addr add`: /24 for IPv4, /64 for IPv6.
+fn cidr(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V4(_) => format!("{addr}/24"),
+        IpAddr::V6(_) => format!("{addr}/64"),
     }
 }
 
@@ -248,9 +297,12 @@ impl Default for Shape {
 /// lastack (`lastack`, `10.<net>.0.2`, the VIP) joined by a veth; with
 /// backends, lastack and the backends (`backends`, kernel sockets,
 /// `10.<net>.1.11…` on one veth) joined by another (`10.<net>.1.1` on
-/// lastack's side). Client-side offloads off; clients get a wide port
-/// range; lastack's namespace reuses its backend-leg TIME-WAITs (the
-/// deployment sysctl in deploy/README.md).
+/// lastack's side). Every link is dual-stack: the same hosts have
+/// `fd00:<net>:<subnet>::<host>` too ([`address`]), added without DAD;
+/// `vip`, `client_addr` and `backend_addrs` are those of the shape's
+/// family, [`Topology::vip_of`] gives either. Client-side offloads off;
+/// clients get a wide port range; lastack's namespace reuses its
+/// backend-leg TIME-WAITs (the deployment sysctl in deploy/README.md).
 pub struct Topology {
     pub clients: Netns,
     pub lastack: Netns,
@@ -258,22 +310,26 @@ pub struct Topology {
     /// The client end of the client veth, and lastack's end.
     pub client_if: String,
     pub lastack_if: String,
-    pub client_addr: Ipv4Addr,
+    pub client_addr: IpAddr,
     /// lastack's address on the client veth: the VIP.
-    pub vip: Ipv4Addr,
-    pub backend_addrs: Vec<Ipv4Addr>,
+    pub vip: IpAddr,
+    pub backend_addrs: Vec<IpAddr>,
+    pub net: u8,
+    pub family: Family,
 }
 
 impl Topology {
     pub fn new(net: u8, shape: Shape) -> Self {
         let (clients, lastack) = (Netns::new("lsa"), Netns::new("lsb"));
         let (client_if, lastack_if) = (unique_name("vla"), unique_name("vlb"));
-        let client_addr = Ipv4Addr::new(10, net, 0, 1);
-        let vip = Ipv4Addr::new(10, net, 0, 2);
+        let client_addr = address(shape.family, net, 0, 1);
+        let vip = address(shape.family, net, 0, 2);
         let build = || -> io::Result<()> {
             veth(&clients, &client_if, &lastack, &lastack_if, shape.queues)?;
-            clients.add_address(&client_if, &format!("{client_addr}/24"))?;
-            lastack.add_address(&lastack_if, &format!("{vip}/24"))?;
+            for family in [Family::V4, Family::V6] {
+                clients.add_address(&client_if, &cidr(address(family, net, 0, 1)))?;
+                lastack.add_address(&lastack_if, &cidr(address(family, net, 0, 2)))?;
+            }
             clients.link_up(&client_if)?;
             lastack.link_up(&lastack_if)?;
             clients.offloads_off(&client_if)?;
@@ -289,6 +345,8 @@ impl Topology {
             client_addr,
             vip,
             backend_addrs: Vec::new(),
+            net,
+            family: shape.family,
         };
         if shape.backends > 0 {
             topology
@@ -302,19 +360,27 @@ impl Topology {
         let ns = Netns::new("lsc");
         let (near, far) = (unique_name("vbb"), unique_name("vbc"));
         veth(&self.lastack, &near, &ns, &far, 1)?;
-        self.lastack
-            .add_address(&near, &format!("10.{net}.1.1/24"))?;
+        for family in [Family::V4, Family::V6] {
+            self.lastack
+                .add_address(&near, &cidr(address(family, net, 1, 1)))?;
+            for i in 0..count {
+                ns.add_address(&far, &cidr(address(family, net, 1, 11 + i as u8)))?;
+            }
+        }
         self.lastack.link_up(&near)?;
         self.backend_addrs = (0..count)
-            .map(|i| Ipv4Addr::new(10, net, 1, 11 + i as u8))
+            .map(|i| address(self.family, net, 1, 11 + i as u8))
             .collect();
-        for addr in &self.backend_addrs {
-            ns.add_address(&far, &format!("{addr}/24"))?;
-        }
         ns.link_up(&far)?;
         self.lastack.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
         self.backends = Some(ns);
         Ok(())
+    }
+
+    /// lastack's address on the client link in `family` (the VIP of a
+    /// listener of that family).
+    pub fn vip_of(&self, family: Family) -> IpAddr {
+        address(family, self.net, 0, 2)
     }
 
     /// The backends' namespace (panics if the topology has none).
