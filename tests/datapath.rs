@@ -32,6 +32,7 @@ fn datapath_in(family: Family, net: u8, queues: u32) -> Lastack {
             queues,
             backends: 0,
             family,
+            ..Default::default()
         },
     );
     Lastack::start(

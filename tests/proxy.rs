@@ -1,7 +1,10 @@
 //! The proxy end to end, with real peers in three namespaces: Linux
 //! clients (`a`) → lastack (`b`: native XDP + AF_XDP on the client veth, a
 //! shard with its io_uring) → Linux backends (`c`, kernel sockets, several
-//! addresses on one veth).
+//! addresses on one veth). Every test runs over IPv4 on one and two
+//! shards; the suite's core also runs over IPv6 end to end and across
+//! families (IPv4 clients to IPv6 backends and the reverse), through the
+//! same test bodies.
 
 mod common;
 
@@ -12,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use common::backend::{self, Behaviour, Nginx, Server};
 use common::client::{self, churn, exchange};
-use common::{wait, Lastack, Shape, Topology};
+use common::{wait, Family, Lastack, Shape, Topology};
+use std::cell::Cell;
 
 const PORT: u16 = 80;
 const BACKEND_PORT: u16 = 8080;
@@ -28,12 +32,14 @@ fn proxy_with(
     pool: &str,
     extra: &[&str],
 ) -> Lastack {
+    let (family, backend_family) = FAMILIES.get();
     let topo = Topology::new(
         net_for(net, shards),
         Shape {
             queues: shards,
             backends,
-            ..Default::default()
+            family,
+            backend_family: Some(backend_family),
         },
     );
     let backend_list: String = topo
@@ -42,7 +48,10 @@ fn proxy_with(
         .enumerate()
         .map(|(i, a)| {
             let more = extra.get(i).copied().unwrap_or("");
-            format!("[[pools.backends]]\naddress = \"{a}:{BACKEND_PORT}\"\n{more}\n")
+            format!(
+                "[[pools.backends]]\naddress = \"{}\"\n{more}\n",
+                SocketAddr::new(*a, BACKEND_PORT)
+            )
         })
         .collect();
     let body = format!(
@@ -50,6 +59,20 @@ fn proxy_with(
          [[pools]]\nname = \"p\"\n{pool}\n{backend_list}"
     );
     Lastack::start(topo, shards, &body)
+}
+
+thread_local! {
+    /// The families of the clients (and VIP) and of the backends that
+    /// [`proxy_with`] builds on this test's thread: IPv4 for both unless a
+    /// test wrapper chose others ([`over`]).
+    static FAMILIES: Cell<(Family, Family)> = const { Cell::new((Family::V4, Family::V4)) };
+}
+
+/// Runs a test body with clients of `client` family and backends of
+/// `backend` family.
+fn over(client: Family, backend: Family, test: impl FnOnce()) {
+    FAMILIES.set((client, backend));
+    test();
 }
 
 /// [`proxy_with`] without per-backend lines.
@@ -81,12 +104,46 @@ macro_rules! on_one_and_two_shards {
     )*};
 }
 
+/// The core of the suite again on one shard over IPv6 end to end, and
+/// across families (IPv4 clients to IPv6 backends, and the reverse).
+macro_rules! over_ipv6_and_across_families {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::Family::{V4, V6};
+            #[test]
+            fn ipv6() {
+                super::over(V6, V6, || super::$name(1))
+            }
+            #[test]
+            fn ipv4_clients_ipv6_backends() {
+                super::over(V4, V6, || super::$name(1))
+            }
+            #[test]
+            fn ipv6_clients_ipv4_backends() {
+                super::over(V6, V4, || super::$name(1))
+            }
+        }
+    )*};
+}
+
+mod over_ipv6 {
+    use super::*;
+    over_ipv6_and_across_families!(
+        echo_10_mib_each_way_and_1000_short_connections,
+        close_policy_decides_where_time_wait_lands,
+        proxy_v2_tells_the_backend_the_client_address,
+        proxy_v1_is_read_by_nginx,
+        dead_backends_are_skipped_and_all_dead_means_reset,
+    );
+}
+
 on_one_and_two_shards!(
     echo_10_mib_each_way_and_1000_short_connections,
     close_policy_decides_where_time_wait_lands,
     a_client_reading_until_eof_gets_fin_after_the_grace_period,
     twenty_thousand_connections_to_one_backend_address,
     proxy_v2_tells_the_backend_the_client_address,
+    proxy_v1_is_read_by_nginx,
     dead_backends_are_skipped_and_all_dead_means_reset,
     health_checks_follow_a_killed_and_restarted_backend,
     backpressure_both_ways_with_100_mib,
@@ -304,7 +361,59 @@ fn proxy_v2_tells_the_backend_the_client_address(shards: u32) {
         }
     });
     let stats = topo.stop();
-    assert_eq!(stats.proxy.bytes_to_backend, 3 * (28 + 16));
+    let header = if vip.is_ipv6() { 52 } else { 28 };
+    assert_eq!(stats.proxy.bytes_to_backend, 3 * (header + 16));
+}
+
+/// PROXY v1 (`TCP4`/`TCP6`) and v2 (`AF_INET`/`AF_INET6`) as nginx's own
+/// parser reads them (`listen ... proxy_protocol`): one pool per version in
+/// front of the same nginx; nginx answers with the client address and port
+/// it read, which must be the client socket's own.
+fn proxy_v1_is_read_by_nginx(shards: u32) {
+    if !common::privileged("proxy_v1_is_read_by_nginx") {
+        return;
+    }
+    let (family, backend_family) = FAMILIES.get();
+    let topo = Topology::new(
+        net_for(72, shards),
+        Shape {
+            queues: shards,
+            backends: 1,
+            family,
+            backend_family: Some(backend_family),
+        },
+    );
+    let backend = SocketAddr::new(topo.backend_addrs[0], BACKEND_PORT);
+    let mut body = String::new();
+    for (port, version) in [(PORT, "v1"), (PORT + 1, "v2")] {
+        body += &format!(
+            "[[listeners]]\nname = \"{version}\"\nvip = \"{{vip}}\"\nport = {port}\npool = \"{version}\"\n\n\
+             [[pools]]\nname = \"{version}\"\nproxy_protocol = \"{version}\"\n{ECHO_POOL}\
+             [[pools.backends]]\naddress = \"{backend}\"\n\n"
+        );
+    }
+    let mut lastack = Lastack::start(topo, shards, &body);
+    let _nginx = Nginx::start_reporting_proxy_protocol(lastack.topo.backends(), backend);
+    for port in [PORT, PORT + 1] {
+        let vip = lastack.vip(port);
+        lastack.client(|| {
+            let mut stream = client::connect(vip, Duration::from_secs(5));
+            let local = stream.local_addr().unwrap();
+            stream
+                .write_all(b"GET / HTTP/1.0\r\nHost: lastack\r\n\r\n")
+                .unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+            assert_eq!(
+                body.trim(),
+                format!("{} {}", local.ip(), local.port()),
+                "port {port}: {response}"
+            );
+        });
+    }
+    let stats = lastack.stop();
+    assert_eq!(stats.proxy.sessions_opened, 2);
 }
 
 /// Test 4: a refused backend is skipped (passive health), and with every

@@ -287,18 +287,35 @@ pub struct Nginx {
 impl Nginx {
     /// Starts nginx on `listen` in `ns`; returns once it accepts.
     pub fn start(ns: &Netns, listen: SocketAddr) -> Self {
+        Self::start_with(ns, listen, "")
+    }
+
+    /// Starts nginx on `listen` expecting a PROXY protocol header (v1 or
+    /// v2, nginx's own parser, `listen ... proxy_protocol`): `/` answers
+    /// `<client address> <client port>\n` as nginx read them from the
+    /// header (`$proxy_protocol_addr`, `$proxy_protocol_port`).
+    pub fn start_reporting_proxy_protocol(ns: &Netns, listen: SocketAddr) -> Self {
+        Self::start_with(ns, listen, " proxy_protocol")
+    }
+
+    fn start_with(ns: &Netns, listen: SocketAddr, listen_options: &str) -> Self {
         let dir = std::env::temp_dir().join(unique_name("lsngx"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut big = vec![0u8; 1 << 20];
         pattern::fill(0, 0, &mut big);
         std::fs::write(dir.join("big"), &big).unwrap();
         let d = dir.display();
+        let root = if listen_options.contains("proxy_protocol") {
+            "return 200 \"$proxy_protocol_addr $proxy_protocol_port\\n\";"
+        } else {
+            "return 200 \"hello from nginx\\n\";"
+        };
         let conf = format!(
             "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
              events {{ worker_connections 4096; }}\n\
              http {{\n access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n\
              fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n\
-             server {{\n  listen {listen};\n  location = / {{ return 200 \"hello from nginx\\n\"; }}\n\
+             server {{\n  listen {listen}{listen_options};\n  location = / {{ {root} }}\n\
              location = /big {{ alias {d}/big; }}\n }}\n}}\n"
         );
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();

@@ -239,9 +239,11 @@ pub struct Shape {
     pub queues: u32,
     /// Backend addresses; 0: no backend namespace.
     pub backends: usize,
-    /// The family of [`Topology::vip`], `client_addr` and `backend_addrs`
-    /// (every link carries both families; this picks the one a test uses).
+    /// The family of [`Topology::vip`] and `client_addr` (every link
+    /// carries both families; this picks the one a test uses).
     pub family: Family,
+    /// The family of `backend_addrs`; `None`: the same as `family`.
+    pub backend_family: Option<Family>,
 }
 
 /// An address family, for tests that run over either.
@@ -258,6 +260,7 @@ impl Default for Shape {
             queues: 1,
             backends: 0,
             family: Family::V4,
+            backend_family: None,
         }
     }
 }
@@ -349,14 +352,15 @@ impl Topology {
             family: shape.family,
         };
         if shape.backends > 0 {
+            let family = shape.backend_family.unwrap_or(shape.family);
             topology
-                .add_backends(net, shape.backends)
+                .add_backends(net, shape.backends, family)
                 .unwrap_or_else(|e| panic!("topology: {e}"));
         }
         topology
     }
 
-    fn add_backends(&mut self, net: u8, count: usize) -> io::Result<()> {
+    fn add_backends(&mut self, net: u8, count: usize, backend_family: Family) -> io::Result<()> {
         let ns = Netns::new("lsc");
         let (near, far) = (unique_name("vbb"), unique_name("vbc"));
         veth(&self.lastack, &near, &ns, &far, 1)?;
@@ -369,7 +373,7 @@ impl Topology {
         }
         self.lastack.link_up(&near)?;
         self.backend_addrs = (0..count)
-            .map(|i| address(self.family, net, 1, 11 + i as u8))
+            .map(|i| address(backend_family, net, 1, 11 + i as u8))
             .collect();
         ns.link_up(&far)?;
         self.lastack.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
