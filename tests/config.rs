@@ -55,7 +55,9 @@ fn line_of(source: &str, needle: &str) -> usize {
 #[test]
 fn shipped_configs_validate() {
     let example = config::load(Path::new("config/example.toml")).unwrap();
-    assert_eq!(example.listeners.len(), 3);
+    assert_eq!(example.listeners.len(), 4);
+    assert!(example.listeners[2].vip.is_ipv6(), "a dual-stack example");
+    assert!(example.pools[1].backends[2].address.is_ipv6());
     assert_eq!(example.listeners[0].close_policy, ClosePolicy::ClientFirst);
     assert_eq!(example.pools[1].proxy_protocol, ProxyProtocol::V2);
     assert_eq!(example.interfaces[0].cores, [2, 3, 4, 5]);
@@ -103,8 +105,44 @@ const SEMANTIC_CASES: &[(&str, &str, &str, &str, &str)] = &[
         "vip = \"10.0.0.10\"",
         "vip = \"224.0.0.1\"",
         "listeners[0].vip",
-        "expected a unicast IPv4 address",
+        "expected a unicast IPv4 or IPv6 address, found 224.0.0.1 (a multicast address)",
         "224.0.0.1",
+    ),
+    (
+        "vip = \"10.0.0.10\"",
+        "vip = \"fe80::10\"",
+        "listeners[0].vip",
+        "found fe80::10 (a link-local address",
+        "fe80::10",
+    ),
+    (
+        "vip = \"10.0.0.10\"",
+        "vip = \"ff02::1\"",
+        "listeners[0].vip",
+        "found ff02::1 (a multicast address)",
+        "ff02::1",
+    ),
+    // A backend connection binds a source address of its backend's family.
+    (
+        "name = \"web\"\n\n[[pools.backends]]",
+        "name = \"web\"\nsource_addresses = [\"10.0.1.100\"]\n\n[[pools.backends]]\naddress = \"[2001:db8::21]:8443\"\n\n[[pools.backends]]",
+        "pools[0].backends[0].address",
+        "[2001:db8::21]:8443 is an IPv6 backend, but source_addresses has no IPv6 address",
+        "[2001:db8::21]:8443",
+    ),
+    (
+        "name = \"web\"\n\n[[pools.backends]]",
+        "name = \"web\"\nsource_addresses = [\"10.0.1.100\", \"2001:db8::100\"]\n\n[[pools.backends]]",
+        "pools[0].source_addresses[1]",
+        "2001:db8::100 is an IPv6 source address, but the pool has no IPv6 backend",
+        "2001:db8::100",
+    ),
+    (
+        "address = \"10.0.1.1:8080\"",
+        "address = \"[::]:8080\"",
+        "pools[0].backends[0].address",
+        "expected a backend's unicast address, found :: (the unspecified address)",
+        "[::]:8080",
     ),
     (
         "name = \"web\"\nvip",
@@ -303,9 +341,15 @@ fn type_errors_and_unknown_keys_name_line_and_key() {
         ),
         (
             "vip = \"10.0.0.10\"",
-            "vip = \"fe80::1\"",
+            "vip = \"10.0.0\"",
             "listeners[0].vip",
-            "expected an IPv4 address",
+            "expected an IPv4 or IPv6 address such as \"10.0.0.10\" or \"2001:db8::10\"",
+        ),
+        (
+            "address = \"10.0.1.1:8080\"",
+            "address = \"2001:db8::21:8080\"",
+            "pools[0].backends[0].address",
+            "or \"[2001:db8::21]:8443\", found `2001:db8::21:8080`",
         ),
         (
             "vip = \"10.0.0.10\"",
@@ -392,7 +436,7 @@ fn check_command_exit_status_and_messages() {
     let dir = std::env::temp_dir().join(format!("lastack-config-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let typo = base_with("port = 80", "prot = 80");
-    let bad_vip = base_with("vip = \"10.0.0.10\"", "vip = \"::1\"");
+    let bad_vip = base_with("vip = \"10.0.0.10\"", "vip = \"10.0.0\"");
     let duplicate = format!(
         "{BASE}[[listeners]]\nname = \"web\"\nvip = \"10.0.0.10\"\nport = 80\npool = \"web\"\n"
     );
@@ -408,7 +452,7 @@ fn check_command_exit_status_and_messages() {
         ),
         (
             "bad-vip.toml",
-            format!("bad-vip.toml:{}:7: listeners[0].vip: expected an IPv4 address", line_of(&bad_vip, "::1")),
+            format!("bad-vip.toml:{}:7: listeners[0].vip: expected an IPv4 or IPv6 address", line_of(&bad_vip, "10.0.0\"")),
             bad_vip,
         ),
         (

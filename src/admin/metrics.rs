@@ -233,6 +233,7 @@ pub const METRICS: &[Metric] = &[
                     ("malformed", c.malformed),
                     ("fragment", c.fragment),
                     ("icmp_redirected", c.icmp_redirected),
+                    ("ipv6_extension", c.ipv6_extension),
                 ] {
                     out.push(&[interface, outcome], v as f64);
                 }
@@ -363,12 +364,12 @@ pub const METRICS: &[Metric] = &[
         "lastack_tcp_syn_queue_depth",
         Kind::Gauge,
         "Half-open connections per listener.",
-        &["shard", "listener"],
+        &["shard", "listener", "family"],
         |snap, out| {
             for s in snap.shards {
                 for l in &s.listeners {
                     out.push(
-                        &[&s.queue.to_string(), &l.addr.to_string()],
+                        &[&s.queue.to_string(), &l.addr.to_string(), family(&l.addr)],
                         l.syn_queue as f64,
                     );
                 }
@@ -379,12 +380,12 @@ pub const METRICS: &[Metric] = &[
         "lastack_tcp_accept_queue_depth",
         Kind::Gauge,
         "Established connections not yet taken, per listener.",
-        &["shard", "listener"],
+        &["shard", "listener", "family"],
         |snap, out| {
             for s in snap.shards {
                 for l in &s.listeners {
                     out.push(
-                        &[&s.queue.to_string(), &l.addr.to_string()],
+                        &[&s.queue.to_string(), &l.addr.to_string(), family(&l.addr)],
                         l.accept_queue as f64,
                     );
                 }
@@ -394,13 +395,16 @@ pub const METRICS: &[Metric] = &[
     custom(
         "lastack_listener_connections",
         Kind::Gauge,
-        "Connections a listener accepted that are still served.",
-        &["shard", "listener", "listening"],
+        "Connections a listener accepted that are still served (by family: sum over `family`).",
+        &["shard", "listener", "family", "listening"],
         |snap, out| {
             for s in snap.shards {
                 for l in &s.listeners {
                     let listening = if l.listening { "yes" } else { "no" };
-                    out.push(&[&s.queue.to_string(), &l.name, listening], l.open);
+                    out.push(
+                        &[&s.queue.to_string(), &l.name, family(&l.addr), listening],
+                        l.open,
+                    );
                 }
             }
         },
@@ -409,11 +413,14 @@ pub const METRICS: &[Metric] = &[
         "lastack_listener_over_limit_resets_total",
         Kind::Counter,
         "Connections reset at the listener's max_connections (a limit over every shard).",
-        &["shard", "listener"],
+        &["shard", "listener", "family"],
         |snap, out| {
             for s in snap.shards {
                 for l in &s.listeners {
-                    out.push(&[&s.queue.to_string(), &l.name], l.over_limit as f64);
+                    out.push(
+                        &[&s.queue.to_string(), &l.name, family(&l.addr)],
+                        l.over_limit as f64,
+                    );
                 }
             }
         },
@@ -821,6 +828,15 @@ pub fn collect(snap: &Snapshot<'_>) -> Exposition {
         })
         .collect();
     Exposition { families }
+}
+
+/// The `family` label of a listener: `ipv4` or `ipv6`.
+fn family(addr: &std::net::SocketAddr) -> &'static str {
+    if addr.is_ipv6() {
+        "ipv6"
+    } else {
+        "ipv4"
+    }
 }
 
 #[cfg(test)]

@@ -6,13 +6,14 @@
 //! ```text
 //!  lsdemo-c (clients: lastack churn, 16 source addresses)
 //!     │ veth, 2 queues
-//!  lsdemo-l (lastack run -c config/demo.toml; XDP on lsdemo0, VIP 10.99.0.10)
+//!  lsdemo-l (lastack run -c config/demo.toml; XDP on lsdemo0, VIPs
+//!            10.99.0.10 and fd00:99::10)
 //!     │ bridge lsdemo-br 10.98.0.1-4 (the pool's source addresses)
 //!  lsdemo-b1/b2/b3 (lastack backend on 10.98.0.11-13:8080)
 //! ```
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +27,8 @@ use crate::churn::{self, ChurnConfig, CloseOrder, Report};
 use crate::metrics::Exposition;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 10);
+/// The IPv6 VIP (`client-first-v6` in config/demo.toml).
+const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 0x10);
 const CLIENT_SOURCES: u8 = 16;
 const BACKENDS: usize = 3;
 
@@ -53,7 +56,12 @@ impl Demo {
         for i in 0..CLIENT_SOURCES {
             clients.add_address("lsdemo-c0", &format!("10.99.1.{}/16", i + 1))?;
         }
+        clients.add_address("lsdemo-c0", "fd00:99::1/64")?;
+        for i in 0..CLIENT_SOURCES {
+            clients.add_address("lsdemo-c0", &format!("fd00:99::1:{:x}/64", i + 1))?;
+        }
         lastack.add_address("lsdemo0", &format!("{VIP}/16"))?;
+        lastack.add_address("lsdemo0", &format!("{VIP6}/64"))?;
         clients.link_up("lsdemo-c0")?;
         lastack.link_up("lsdemo0")?;
         clients.offloads_off("lsdemo-c0")?;
@@ -194,9 +202,19 @@ pub fn run(config: &Path, seconds: u64) -> io::Result<()> {
         demo.alive("lastack")?;
         return Err(io::Error::other("lastack did not come up"));
     }
-    println!("lastack is up on {VIP}:80 (client-first) and {VIP}:81 (immediate).\n");
+    println!(
+        "lastack is up on {VIP}:80 (client-first), {VIP}:81 (immediate) and [{VIP6}]:80 \
+         (client-first, IPv6).\n"
+    );
+    // Both families' source addresses: churn binds each connection to one
+    // of its target's family.
     let sources: Vec<IpAddr> = (0..CLIENT_SOURCES)
-        .map(|i| Ipv4Addr::new(10, 99, 1, i + 1).into())
+        .flat_map(|i| {
+            [
+                IpAddr::from(Ipv4Addr::new(10, 99, 1, i + 1)),
+                IpAddr::from(Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 1, u16::from(i) + 1)),
+            ]
+        })
         .collect();
     let mut rows = Vec::new();
     // (what happens, backend closes, client behaviour, concurrency levels)
@@ -230,7 +248,14 @@ pub fn run(config: &Path, seconds: u64) -> io::Result<()> {
             )?;
         }
         demo.backends_ready()?;
-        for (policy, port) in [("client-first", 80), ("immediate", 81)] {
+        let mut listeners = vec![
+            ("client-first", SocketAddr::from((VIP, 80))),
+            ("immediate", SocketAddr::from((VIP, 81))),
+        ];
+        if churn_close == CloseOrder::ClientFirst && backend_close == "client-first" {
+            listeners.push(("client-first, IPv6", SocketAddr::from((VIP6, 80))));
+        }
+        for (policy, target) in listeners {
             for &flows in levels {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(io::Error::other("interrupted"));
@@ -238,7 +263,7 @@ pub fn run(config: &Path, seconds: u64) -> io::Result<()> {
                 let before = demo.metrics()?;
                 let client_before = demo.clients.enter(churn::time_wait_sockets);
                 let churn_config = ChurnConfig {
-                    targets: vec![SocketAddr::from((VIP, port))],
+                    targets: vec![target],
                     concurrency: flows,
                     threads: 1,
                     duration: Some(Duration::from_secs(seconds)),
@@ -251,7 +276,7 @@ pub fn run(config: &Path, seconds: u64) -> io::Result<()> {
                     timeout: Duration::from_secs(5),
                     cancel: Some(Arc::clone(&cancel)),
                 };
-                print!("  {order:<28} policy {policy:<13} {flows:>4} flows ... ");
+                print!("  {order:<28} policy {policy:<19} {flows:>4} flows ... ");
                 io::Write::flush(&mut io::stdout())?;
                 let report = demo
                     .clients

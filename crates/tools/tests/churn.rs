@@ -137,3 +137,45 @@ fn churn_open_loop_holds_its_rate() {
         );
     });
 }
+
+/// Over IPv6: churn and backend on `::1` (IPv4 and IPv6 targets together,
+/// used in turn), each connection bound to a source of its target's
+/// family; a source list without a family a target needs is refused.
+#[test]
+fn churn_and_backend_speak_ipv6_beside_ipv4() {
+    if !privileged("churn_and_backend_speak_ipv6") {
+        return;
+    }
+    let ns = Netns::new("lsc6");
+    ns.exec(&["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=0"]);
+    ns.enter(|| {
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 9606));
+        let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, 9606));
+        let mut listen = backend(v6, CloseOrder::ClientFirst);
+        listen.listen.push(v4);
+        let (stop, handle) = server::spawn(listen).unwrap();
+        let mut both = config(v6, CloseOrder::ClientFirst, 1000);
+        both.targets.push(v4);
+        both.sources = vec![
+            Ipv4Addr::LOCALHOST.into(),
+            std::net::Ipv6Addr::LOCALHOST.into(),
+        ];
+        let before = churn::time_wait_sockets();
+        let report = churn::run(&both, |_, _, _| {}).unwrap();
+        assert_eq!(report.transactions, 1000, "{report:#?}");
+        assert_eq!(report.errors.total(), 0);
+        assert!(
+            report.client_time_wait >= before + 1000,
+            "IPv6 TIME-WAITs are counted too: {}",
+            report.client_time_wait
+        );
+
+        let mut only_v4_sources = config(v6, CloseOrder::ClientFirst, 10);
+        only_v4_sources.sources = vec![Ipv4Addr::LOCALHOST.into()];
+        let refused = churn::run(&only_v4_sources, |_, _, _| {}).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(refused.to_string().contains("IPv6"), "{refused}");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        handle.join().unwrap().unwrap();
+    });
+}

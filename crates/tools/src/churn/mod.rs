@@ -145,15 +145,20 @@ pub struct Report {
 /// /proc/net/tcp).
 pub fn time_wait_sockets() -> u64 {
     // thread-self: the calling thread's namespace (a test thread may have
-    // entered another one than the process's main thread).
-    std::fs::read_to_string("/proc/thread-self/net/tcp")
-        .map(|text| {
-            text.lines()
-                .skip(1)
-                .filter(|l| l.split_whitespace().nth(3) == Some("06"))
-                .count() as u64
+    // entered another one than the process's main thread). IPv4 and IPv6.
+    ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"]
+        .iter()
+        .map(|table| {
+            std::fs::read_to_string(table)
+                .map(|text| {
+                    text.lines()
+                        .skip(1)
+                        .filter(|l| l.split_whitespace().nth(3) == Some("06"))
+                        .count() as u64
+                })
+                .unwrap_or(0)
         })
-        .unwrap_or(0)
+        .sum()
 }
 
 /// User + system CPU time of this process.
@@ -175,6 +180,22 @@ pub fn run(
 ) -> io::Result<Report> {
     if config.targets.is_empty() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "no target"));
+    }
+    // A connection binds a source of its target's family.
+    if !config.sources.is_empty() {
+        for target in &config.targets {
+            if !config
+                .sources
+                .iter()
+                .any(|s| s.is_ipv6() == target.is_ipv6())
+            {
+                let family = if target.is_ipv6() { "IPv6" } else { "IPv4" };
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("target {target} is {family}, but no --source is"),
+                ));
+            }
+        }
     }
     let threads = config.threads.clamp(1, config.concurrency.max(1));
     let stop = AtomicBool::new(false);

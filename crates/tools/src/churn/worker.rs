@@ -187,13 +187,18 @@ impl<'a> Worker<'a> {
     fn start(&mut self, slot: usize, due: Instant, progress: &Progress) {
         let target = self.config.targets[self.next_target % self.config.targets.len()];
         self.next_target = self.next_target.wrapping_add(1);
-        let source = if self.config.sources.is_empty() {
-            None
-        } else {
-            let s = self.config.sources[self.next_source % self.config.sources.len()];
+        // The next source of the target's family (`run` checked that
+        // there is one when sources are given).
+        let sources = &self.config.sources;
+        let mut source = None;
+        for _ in 0..sources.len() {
+            let s = sources[self.next_source % sources.len()];
             self.next_source = self.next_source.wrapping_add(1);
-            Some(s)
-        };
+            if s.is_ipv6() == target.is_ipv6() {
+                source = Some(s);
+                break;
+            }
+        }
         self.flows[slot] = Flow {
             fd: None,
             step: Step::Connecting,
