@@ -441,6 +441,122 @@ fn hostile_packets_are_dropped_and_counted() {
     assert_eq!(stats.tcp.connections_opened, 1, "only the real client");
 }
 
+/// Hostile IPv6 frames from a raw socket: a bad checksum, impossible
+/// flags, a data offset or payload length past the end, garbage options
+/// are dropped and counted by the shard; a truncated TCP header, a
+/// Fragment header and an unknown next header stop at the XDP program
+/// (counted, to the kernel). Nothing crashes and a real IPv6 client still
+/// connects.
+#[test]
+fn hostile_ipv6_packets_are_dropped_and_counted() {
+    if !common::privileged("hostile_ipv6_packets") {
+        return;
+    }
+    let mut dp = datapath_in(Family::V6, 86, 1);
+    let topo = &dp.topo;
+    let (client_mac, vip_mac) = (
+        topo.clients.mac(&topo.client_if),
+        topo.lastack.mac(&topo.lastack_if),
+    );
+    let (client_ip, vip) = (topo.client_addr, topo.vip);
+    let ifindex = topo.clients.ifindex(&topo.client_if);
+    let xdp_before = dp.steering_counters();
+    // A valid SYN to [VIP]:7 as the template: Ethernet, IPv6 (40), TCP.
+    let syn = |flags: u16, options: &[u8], payload: &[u8]| -> Vec<u8> {
+        let mut opts = options.to_vec();
+        while opts.len() % 4 != 0 {
+            opts.push(0);
+        }
+        let tcp_len = 20 + opts.len() + payload.len();
+        let mut frame = vec![0u8; 14 + 40 + tcp_len];
+        frame[..6].copy_from_slice(&vip_mac);
+        frame[6..12].copy_from_slice(&client_mac);
+        frame[12..14].copy_from_slice(&[0x86, 0xdd]);
+        lastack::wire::IpRepr::tcp(client_ip, vip, tcp_len as u16, lastack::wire::Ecn::NotEct)
+            .emit(&mut frame[14..54]);
+        let tcp = &mut frame[54..];
+        tcp[0..2].copy_from_slice(&4444u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&ECHO.to_be_bytes());
+        tcp[4..8].copy_from_slice(&1000u32.to_be_bytes());
+        tcp[12..14]
+            .copy_from_slice(&((((20 + opts.len()) as u16 / 4) << 12) | flags).to_be_bytes());
+        tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        tcp[20..20 + opts.len()].copy_from_slice(&opts);
+        tcp[20 + opts.len()..].copy_from_slice(payload);
+        lastack::wire::TcpPacket::new_unchecked(&mut frame[54..]).fill_checksum(client_ip, vip);
+        frame
+    };
+    const SYN: u16 = 0x002;
+    let mut bad_tcp_checksum = syn(SYN, &[], b"");
+    bad_tcp_checksum[70] ^= 0xff;
+    let mut offset_past_end = syn(SYN, &[], b"");
+    offset_past_end[66] = 0xf0 | (offset_past_end[66] & 0x0f); // data offset 60 > 20 bytes
+    let mut payload_past_end = syn(SYN, &[], b"");
+    payload_past_end[19] += 8; // the IPv6 payload length claims 8 bytes more
+    let truncated = syn(SYN, &[], b"")[..64].to_vec(); // TCP header cut at 10 bytes
+    let mut fragment = syn(SYN, &[], b"");
+    fragment[20] = 44;
+    let mut unknown_next = syn(SYN, &[], b"");
+    unknown_next[20] = 253;
+    let frames: Vec<(&str, Vec<u8>)> = vec![
+        ("bad TCP checksum", bad_tcp_checksum),
+        ("data offset past the end", offset_past_end),
+        ("payload length past the end", payload_past_end),
+        ("SYN+FIN", syn(SYN | 0x001, &[], b"")),
+        ("SYN+RST", syn(SYN | 0x004, &[], b"")),
+        ("no flags", syn(0, &[], b"")),
+        ("garbage options", syn(SYN, &[2, 3, 0xff, 8, 1], b"")),
+        ("truncated TCP header", truncated),
+        ("fragment header", fragment),
+        ("unknown next header", unknown_next),
+    ];
+    dp.topo.clients.enter(|| {
+        let socket = PacketSocket::bind(ifindex).expect("raw socket");
+        for (what, frame) in &frames {
+            for _ in 0..3 {
+                socket.send(frame).unwrap_or_else(|e| panic!("{what}: {e}"));
+            }
+        }
+    });
+    dp.wait_for("the hostile frames counted", Duration::from_secs(5), |s| {
+        let (d, t) = (&s[0].drops, &s[0].tcp);
+        d.bad_checksum + d.truncated + d.malformed + t.drop_bad_flags == 21
+    });
+    let xdp_counted = |c: lastack::link::xdp::SteerCounters| {
+        (c.malformed - xdp_before.malformed)
+            + (c.fragment - xdp_before.fragment)
+            + (c.ipv6_extension - xdp_before.ipv6_extension)
+    };
+    let xdp = common::wait::poll(Duration::from_secs(5), || {
+        (xdp_counted(dp.steering_counters()) == 9).then_some(())
+    });
+    assert!(xdp.is_ok(), "XDP counted {:?}", dp.steering_counters());
+    let vip_port = dp.vip(ECHO);
+    dp.client(|| {
+        let mut stream = connect(vip_port);
+        stream.write_all(b"still alive").unwrap();
+        let mut back = [0u8; 11];
+        stream.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"still alive");
+    });
+    let xdp_after = dp.steering_counters();
+    let stats = dp.stop();
+    println!("{stats:?}\nXDP before {xdp_before:?} after {xdp_after:?}");
+    let d = stats.drops;
+    assert_eq!(d.bad_checksum, 3, "the TCP checksum over the IPv6 pseudo-header");
+    assert_eq!(d.truncated, 6, "data offset and payload length past the end");
+    assert_eq!(d.malformed, 3, "garbage options");
+    assert_eq!(stats.tcp.drop_bad_flags, 9, "SYN+FIN, SYN+RST, no flags");
+    assert_eq!(xdp_after.malformed - xdp_before.malformed, 3, "truncated header");
+    assert_eq!(xdp_after.fragment - xdp_before.fragment, 3, "Fragment header");
+    assert_eq!(
+        xdp_after.ipv6_extension - xdp_before.ipv6_extension,
+        3,
+        "unknown next header"
+    );
+    assert_eq!(stats.tcp.connections_opened, 1, "only the real client");
+}
+
 /// `lastack run -c FILE` serves a config's echo listener on the veth, and
 /// SIGTERM stops it cleanly with the XDP program detached.
 #[test]
