@@ -4,18 +4,18 @@
  *
  * Frames whose (destination IPv4 or IPv6 address, destination TCP port) is
  * a configured listener go to the AF_XDP socket bound to the receiving
- * queue, and so do
- * ICMP "fragmentation needed" messages whose quoted datagram came from a
- * listener (source IPv4 and TCP port): path MTU discovery for our flows
- * (RFC 1191). Everything else (ARP, NDP and other ICMPv6, other ICMP,
+ * queue, and so do ICMP "fragmentation needed" and ICMPv6 "packet too big"
+ * messages whose quoted datagram came from a listener (source address and
+ * TCP port): path MTU discovery for our flows (RFC 1191, RFC 8201).
+ * Everything else (ARP, neighbour discovery and other ICMPv6, other ICMP,
  * other ports and addresses, replies from backends) goes on to the kernel
  * with XDP_PASS. IPv6 extension headers are not walked: a packet that
  * carries one (Hop-by-Hop, Routing, Fragment, ...) before its upper layer
  * is counted and passed (RFC 8200 §4; the stack refuses fragments, and TCP
- * from real clients does not carry the others). Nothing is ever dropped here: a malformed
- * frame is counted and left to the kernel, which drops it with its own
- * counters. The parser walks a cursor and checks every header against
- * data_end before reading it.
+ * from real clients does not carry the others). Nothing is ever dropped
+ * here: a malformed frame is counted and left to the kernel, which drops
+ * it with its own counters. The parser walks a cursor and checks every
+ * header against data_end before reading it.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -151,10 +151,56 @@ static __always_inline int redirect(struct xdp_md *ctx)
 	return account(STEER_NO_SOCKET, action);
 }
 
+/* ICMPv6 "packet too big" (RFC 4443 §3.2). */
+#define ICMPV6_PACKET_TOO_BIG_ 2
+
 /*
- * An IPv6 packet at `cursor`: TCP to a listener goes to the AF_XDP socket;
- * a Fragment header is counted as a fragment, any other extension header
- * as such, and both are passed; ICMPv6 (NDP), UDP and the rest pass.
+ * An ICMPv6 message at `cursor`: a "packet too big" whose quote starts
+ * with an IPv6 header from a listener's address, carrying TCP from its
+ * port, goes to the AF_XDP socket (path MTU discovery, RFC 8201; the
+ * stack checks the quoted sequence number, RFC 5927). Everything else
+ * (neighbour discovery above all) is the kernel's.
+ */
+static __always_inline int steer_icmpv6(struct xdp_md *ctx, void *cursor, void *data_end)
+{
+	struct icmp_fixed *icmp = cursor; /* same layout: type, code, checksum, one word */
+	struct listener6_key key = {};
+	struct ipv6hdr *quoted;
+	__be16 *ports;
+
+	if ((void *)(icmp + 1) > data_end)
+		return account(STEER_MALFORMED, XDP_PASS);
+	if (icmp->type != ICMPV6_PACKET_TOO_BIG_ || icmp->code != 0)
+		return account(STEER_PASSED, XDP_PASS);
+	quoted = (void *)(icmp + 1);
+	if ((void *)(quoted + 1) > data_end)
+		return account(STEER_MALFORMED, XDP_PASS);
+	if (quoted->version != 6)
+		return account(STEER_MALFORMED, XDP_PASS);
+	if (quoted->nexthdr != IPPROTO_TCP)
+		return account(STEER_PASSED, XDP_PASS);
+	ports = (void *)(quoted + 1);
+	/* Source and destination port, then the sequence number: 8 bytes. */
+	if ((void *)ports + 8 > data_end)
+		return account(STEER_MALFORMED, XDP_PASS);
+	__builtin_memcpy(key.addr, &quoted->saddr, sizeof(key.addr));
+	key.port = ports[0];
+	if (!bpf_map_lookup_elem(&listeners6, &key))
+		return account(STEER_PASSED, XDP_PASS);
+	{
+		int action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+
+		if (action == XDP_REDIRECT)
+			return account(STEER_ICMP_REDIRECTED, action);
+		return account(STEER_NO_SOCKET, action);
+	}
+}
+
+/*
+ * An IPv6 packet at `cursor`: TCP to a listener goes to the AF_XDP socket,
+ * and so does a "packet too big" about a listener's flow; a Fragment
+ * header is counted as a fragment, any other extension header as such,
+ * and both are passed; other ICMPv6 (NDP), UDP and the rest pass.
  */
 static __always_inline int steer_ipv6(struct xdp_md *ctx, void *cursor, void *data_end)
 {
@@ -172,6 +218,7 @@ static __always_inline int steer_ipv6(struct xdp_md *ctx, void *cursor, void *da
 	case IPPROTO_FRAGMENT_:
 		return account(STEER_FRAGMENT, XDP_PASS);
 	case IPPROTO_ICMPV6_:
+		return steer_icmpv6(ctx, ip6 + 1, data_end);
 	case IPPROTO_UDP:
 	case IPPROTO_NONE_:
 		return account(STEER_PASSED, XDP_PASS);

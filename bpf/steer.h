@@ -29,7 +29,7 @@ enum steer_outcome {
 	STEER_NO_SOCKET = 2,  /* listener hit but no AF_XDP socket on this queue: kernel */
 	STEER_MALFORMED = 3,  /* truncated or invalid L2/L3/L4 header: kernel */
 	STEER_FRAGMENT = 4,   /* IPv4 TCP fragment, IPv6 Fragment header: kernel (our stack refuses fragments) */
-	STEER_ICMP_REDIRECTED = 5, /* ICMP fragmentation-needed quoting a listener's flow: AF_XDP socket */
+	STEER_ICMP_REDIRECTED = 5, /* ICMP fragmentation-needed or ICMPv6 packet-too-big quoting a listener's flow: AF_XDP socket */
 	STEER_IPV6_EXTENSION = 6,  /* IPv6 with an extension header before any upper layer: kernel */
 	STEER_NR_OUTCOMES = 7,
 };

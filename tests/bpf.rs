@@ -349,6 +349,72 @@ fn ipv6_extension_headers_and_fragments_go_to_the_kernel() {
     assert_steered(&steering, &runs, expected);
 }
 
+/// An Ethernet frame from a router to the IPv6 VIP carrying ICMPv6
+/// "packet too big" (MTU 1280) that quotes `datagram` (an IPv6 packet).
+fn packet_too_big(datagram: &[u8]) -> Vec<u8> {
+    let router = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 0xfe);
+    let IpAddr::V6(vip) = VIP6 else {
+        unreachable!()
+    };
+    let mut icmp = [0u8; 128];
+    let len =
+        lastack::wire::Icmpv6Repr::emit_packet_too_big(datagram, 1280, router, vip, &mut icmp);
+    let mut frame = captured::TCP6_SYN[..14].to_vec();
+    frame.resize(14 + 40 + len, 0);
+    let mut ip = lastack::wire::Ipv6Repr::tcp(router, vip, len as u16, lastack::wire::Ecn::NotEct);
+    ip.next_header = lastack::wire::IpProtocol::ICMPV6;
+    ip.emit(&mut frame[14..54]);
+    frame[54..].copy_from_slice(&icmp[..len]);
+    frame
+}
+
+/// A datagram the IPv6 listener sent: the captured SYN turned round
+/// ([fd77::2]:8080 to the client), as a router quotes it.
+fn from_the_ipv6_listener() -> Vec<u8> {
+    let mut datagram = captured::TCP6_SYN[14..].to_vec();
+    let (src, dst) = (datagram[8..24].to_vec(), datagram[24..40].to_vec());
+    datagram[8..24].copy_from_slice(&dst);
+    datagram[24..40].copy_from_slice(&src);
+    let (sport, dport) = (datagram[40..42].to_vec(), datagram[42..44].to_vec());
+    datagram[40..42].copy_from_slice(&dport);
+    datagram[42..44].copy_from_slice(&sport);
+    datagram
+}
+
+/// RFC 8201: a "packet too big" about an IPv6 listener's flow is steered
+/// (no socket here: counted as such); one about another port, a quote of
+/// UDP, and neighbour discovery are the kernel's; cut short at any length
+/// it is left to the kernel too.
+#[test]
+fn packet_too_big_about_an_ipv6_listeners_flow_is_steered() {
+    let Some(steering) = steering("packet_too_big_steered") else {
+        return;
+    };
+    let quoted = from_the_ipv6_listener();
+    let hit = packet_too_big(&quoted);
+    assert_steered(&steering, &[(&hit, XdpAction::Pass)], no_socket(1));
+    let mut other_port = quoted.clone();
+    other_port[40..42].copy_from_slice(&8081u16.to_be_bytes());
+    let mut udp = quoted.clone();
+    udp[6] = 17;
+    let runs: [(&[u8], _); 3] = [
+        (&packet_too_big(&other_port), XdpAction::Pass),
+        (&packet_too_big(&udp), XdpAction::Pass),
+        (&captured::NDP_NEIGHBOR_SOLICIT, XdpAction::Pass),
+    ];
+    assert_steered(&steering, &runs, passed(3));
+    // 54..110: the ICMPv6 header, the quoted IPv6 header or its eight
+    // bytes of TCP cut short.
+    let cut: Vec<(&[u8], XdpAction)> = (54..hit.len())
+        .map(|len| (&hit[..len], XdpAction::Pass))
+        .collect();
+    let expected = SteerCounters {
+        malformed: (hit.len() - 54) as u64,
+        ..Default::default()
+    };
+    assert_steered(&steering, &cut, expected);
+}
+
 #[test]
 fn truncated_ipv6_frames_get_a_defined_action_at_every_length() {
     let Some(steering) = steering("truncated_ipv6_frames") else {

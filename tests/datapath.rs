@@ -543,12 +543,26 @@ fn hostile_ipv6_packets_are_dropped_and_counted() {
     let stats = dp.stop();
     println!("{stats:?}\nXDP before {xdp_before:?} after {xdp_after:?}");
     let d = stats.drops;
-    assert_eq!(d.bad_checksum, 3, "the TCP checksum over the IPv6 pseudo-header");
-    assert_eq!(d.truncated, 6, "data offset and payload length past the end");
+    assert_eq!(
+        d.bad_checksum, 3,
+        "the TCP checksum over the IPv6 pseudo-header"
+    );
+    assert_eq!(
+        d.truncated, 6,
+        "data offset and payload length past the end"
+    );
     assert_eq!(d.malformed, 3, "garbage options");
     assert_eq!(stats.tcp.drop_bad_flags, 9, "SYN+FIN, SYN+RST, no flags");
-    assert_eq!(xdp_after.malformed - xdp_before.malformed, 3, "truncated header");
-    assert_eq!(xdp_after.fragment - xdp_before.fragment, 3, "Fragment header");
+    assert_eq!(
+        xdp_after.malformed - xdp_before.malformed,
+        3,
+        "truncated header"
+    );
+    assert_eq!(
+        xdp_after.fragment - xdp_before.fragment,
+        3,
+        "Fragment header"
+    );
     assert_eq!(
         xdp_after.ipv6_extension - xdp_before.ipv6_extension,
         3,
@@ -637,36 +651,50 @@ fn the_source_service_streams_until_the_client_closes() {
 /// quoted flow, and the shard that holds the flow lowers the connection's
 /// MSS. Without it every full segment would be dropped at the router for
 /// good. `connections` run one after another, 256 KiB each way; returns
-/// every shard's counters and the steering program's.
+/// every shard's counters and the steering program's. Over IPv6 the same
+/// with ICMPv6 "packet too big" (RFC 8201): the clients announce 1440, and
+/// the 1280-byte hop is IPv6's minimum MTU.
 fn path_mtu_through_a_router(
+    family: Family,
     net: u8,
     queues: u32,
     connections: u64,
 ) -> (PathMtuTotals, lastack::link::xdp::SteerCounters) {
-    let mut dp = datapath(net, queues);
+    let mut dp = datapath_in(family, net, queues);
     let far = common::Netns::new("lsf");
     let (hop, far_if) = (common::unique_name("lfh"), common::unique_name("lfc"));
     lastack_testkit::netns::veth(&dp.topo.clients, &hop, &far, &far_if, 1).expect("veth pair");
-    dp.topo.clients.add_address(&hop, "10.189.0.1/24").unwrap();
-    far.add_address(&far_if, "10.189.0.2/24").unwrap();
+    let (router, client) = (
+        lastack_testkit::netns::address(family, 189, 0, 1),
+        lastack_testkit::netns::address(family, 189, 0, 2),
+    );
+    let prefix = if family == Family::V6 { 64 } else { 24 };
+    dp.topo
+        .clients
+        .add_address(&hop, &format!("{router}/{prefix}"))
+        .unwrap();
+    far.add_address(&far_if, &format!("{client}/{prefix}"))
+        .unwrap();
     for (ns, ifname) in [(&dp.topo.clients, &hop), (&far, &far_if)] {
         ns.exec(&["ip", "link", "set", "dev", ifname, "mtu", "1280"]);
         ns.link_up(ifname).unwrap();
     }
-    dp.topo
-        .clients
-        .exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let (forwarding, host_prefix, advmss) = match family {
+        Family::V4 => ("net.ipv4.ip_forward=1", 32, "1460"),
+        Family::V6 => ("net.ipv6.conf.all.forwarding=1", 128, "1440"),
+    };
+    dp.topo.clients.exec(&["sysctl", "-qw", forwarding]);
     let vip = dp.vip(ECHO);
-    let route = format!("{}/32", vip.ip());
+    let route = format!("{}/{host_prefix}", vip.ip());
     far.exec(&[
         "ip",
         "route",
         "add",
         &route,
         "via",
-        "10.189.0.1",
+        &router.to_string(),
         "advmss",
-        "1460",
+        advmss,
     ]);
     far.enter(|| {
         for _ in 0..connections {
@@ -715,7 +743,19 @@ fn icmp_fragmentation_needed_from_a_router_lowers_the_mss() {
     if !common::privileged("path_mtu_discovery") {
         return;
     }
-    let (total, xdp) = path_mtu_through_a_router(89, 1, 4);
+    let (total, xdp) = path_mtu_through_a_router(Family::V4, 89, 1, 4);
+    assert_eq!(total.received, xdp.icmp_redirected);
+    assert_eq!(total.relayed, 0, "one shard holds every flow");
+}
+
+/// RFC 8201 end to end: a Linux router's ICMPv6 "packet too big" lowers
+/// an IPv6 connection's MSS to 1220 (1280 − 40 − 20).
+#[test]
+fn icmpv6_packet_too_big_from_a_router_lowers_the_mss() {
+    if !common::privileged("path_mtu_discovery_ipv6") {
+        return;
+    }
+    let (total, xdp) = path_mtu_through_a_router(Family::V6, 87, 1, 4);
     assert_eq!(total.received, xdp.icmp_redirected);
     assert_eq!(total.relayed, 0, "one shard holds every flow");
 }
@@ -727,7 +767,7 @@ fn icmp_fragmentation_needed_reaches_the_flows_shard_through_the_relay() {
     if !common::privileged("path_mtu_discovery_two_shards") {
         return;
     }
-    let (total, _) = path_mtu_through_a_router(90, 2, 8);
+    let (total, _) = path_mtu_through_a_router(Family::V4, 90, 2, 8);
     // The router's messages all hash alike; eight flows spread over two
     // shards (all on its shard: 1 run in 256).
     assert!(total.relayed > 0, "some flows live on the other shard");

@@ -103,8 +103,8 @@ pub struct SteerCounters {
     /// IPv4 TCP fragments and IPv6 packets with a Fragment header: to the
     /// kernel (our stack refuses fragments).
     pub fragment: u64,
-    /// ICMP "fragmentation needed" quoting a listener's flow: handed to the
-    /// AF_XDP socket (path MTU discovery).
+    /// ICMP "fragmentation needed" or ICMPv6 "packet too big" quoting a
+    /// listener's flow: handed to the AF_XDP socket (path MTU discovery).
     pub icmp_redirected: u64,
     /// IPv6 packets with another extension header before the upper layer
     /// (not walked): to the kernel.

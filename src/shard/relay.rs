@@ -1,4 +1,5 @@
-//! ICMP "fragmentation needed" messages that reached the wrong shard.
+//! ICMP "fragmentation needed" and ICMPv6 "packet too big" messages
+//! that reached the wrong shard.
 //!
 //! The NIC spreads frames over rx queues by a hash of their own addresses.
 //! For an ICMP message those are the router's and the VIP, not the quoted
@@ -15,7 +16,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use lastack_core::wire::Icmpv4Repr;
+use lastack_core::wire::IcmpRepr;
 
 /// Messages kept for shards that have not read them yet; older ones are
 /// forgotten (the sender resends, and the router answers again).
@@ -26,12 +27,12 @@ const CAPACITY: usize = 256;
 pub struct IcmpRelay {
     /// Sequence number of the latest message posted (0: none yet).
     posted: AtomicU64,
-    recent: Mutex<VecDeque<(u64, Icmpv4Repr)>>,
+    recent: Mutex<VecDeque<(u64, IcmpRepr)>>,
 }
 
 impl IcmpRelay {
     /// Posts a message no connection of the posting shard took.
-    pub fn post(&self, message: Icmpv4Repr) {
+    pub fn post(&self, message: IcmpRepr) {
         let mut recent = self.recent.lock().expect("relay lock");
         let seq = self.posted.load(Ordering::Relaxed) + 1;
         recent.push_back((seq, message));
@@ -44,7 +45,7 @@ impl IcmpRelay {
     /// Calls `f` with every message posted after `*seen` and moves `*seen`
     /// past them (a shard reads its own posts too: its engine finds no
     /// connection for them again, and they are not posted twice).
-    pub fn read_new(&self, seen: &mut u64, mut f: impl FnMut(&Icmpv4Repr)) {
+    pub fn read_new(&self, seen: &mut u64, mut f: impl FnMut(&IcmpRepr)) {
         let latest = self.posted.load(Ordering::Acquire);
         if latest == *seen {
             return;
@@ -63,8 +64,8 @@ impl IcmpRelay {
 mod tests {
     use super::*;
 
-    fn message(mtu: u16) -> Icmpv4Repr {
-        Icmpv4Repr::FragmentationNeeded {
+    fn message(mtu: u16) -> IcmpRepr {
+        IcmpRepr::V4(lastack_core::wire::Icmpv4Repr::FragmentationNeeded {
             next_hop_mtu: mtu,
             quoted: lastack_core::wire::QuotedTcp {
                 src: "10.0.0.1:80".parse().unwrap(),
@@ -72,7 +73,7 @@ mod tests {
                 seq: 1,
                 datagram_len: 1500,
             },
-        }
+        })
     }
 
     #[test]

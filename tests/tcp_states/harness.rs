@@ -211,7 +211,7 @@ impl Harness {
         Ipv4Repr::parse(&packet).expect("IPv4 checksum");
         let icmp = Icmpv4Repr::parse(&Icmpv4Packet::new_checked(packet.payload()).unwrap())
             .expect("ICMP checksum");
-        let outcome = self.stack.handle_icmp(self.now, &icmp);
+        let outcome = self.stack.handle_icmp(self.now, &icmp.into());
         self.drain_events();
         outcome
     }

@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use lastack_core::tcp::{Instant, Route, Secret, Stack, TcpConfig};
 use lastack_core::wire::tcp::Checksum;
-use lastack_core::wire::{
-    ip, Ecn, Icmpv4Packet, Icmpv4Repr, IpProtocol, IpRepr, TcpFlags, TcpOptions, TcpPacket, TcpRepr,
-};
+use lastack_core::wire::{ip, Ecn, IcmpRepr, IpRepr, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
 
 /// Which end of the pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -375,13 +373,13 @@ pub fn deliver_bytes(stack: &mut Stack, now: Instant, bytes: &[u8]) -> bool {
     let Ok((ip, segment)) = ip::parse_packet(bytes) else {
         return false;
     };
-    if matches!(ip, IpRepr::Ipv4(_)) && ip.protocol() == IpProtocol::ICMP {
-        let Ok(icmp) = Icmpv4Packet::new_checked(segment).and_then(|p| Icmpv4Repr::parse(&p))
-        else {
-            return false;
-        };
-        stack.handle_icmp(now, &icmp);
-        return true;
+    match IcmpRepr::parse(&ip, segment) {
+        Ok(Some(icmp)) => {
+            stack.handle_icmp(now, &icmp);
+            return true;
+        }
+        Ok(None) => {}
+        Err(_) => return false,
     }
     let Ok(tcp_packet) = TcpPacket::new_checked(segment) else {
         return false;

@@ -49,9 +49,7 @@ use super::types::{
     Tag, TupleMap,
 };
 use crate::slots::{cut_free_tail, shrink_target, LowestFree};
-use crate::wire::{
-    icmpv4, Ecn, Icmpv4Repr, IpProtocol, IpRepr, TcpFlags, TcpOptions, TcpRepr, Timestamps,
-};
+use crate::wire::{Ecn, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpOptions, TcpRepr, Timestamps};
 
 /// Stateless replies queued beyond this are dropped (and counted).
 const CONTROL_QUEUE_LIMIT: usize = 4096;
@@ -565,30 +563,26 @@ impl Stack {
         }
     }
 
-    /// An ICMP message for our address, parsed (and checksummed) by
-    /// `wire`: a "fragmentation needed" about one of our connections'
-    /// segments lowers its path MTU if its quote checks out (`pmtu.rs`);
-    /// anything else is ignored.
+    /// An ICMP or ICMPv6 message for our address, parsed (and checksummed)
+    /// by `wire`: a "fragmentation needed" (RFC 1191) or "packet too big"
+    /// (RFC 8201) about one of our connections' segments lowers its path
+    /// MTU if its quote checks out (`pmtu.rs`); anything else is ignored.
     ///
     /// A message about no connection here is not counted: on a host with
     /// several shards it may be another's (the caller may pass it on).
-    pub fn handle_icmp(&mut self, now: Instant, icmp: &Icmpv4Repr) -> IcmpOutcome {
-        let Icmpv4Repr::FragmentationNeeded {
-            next_hop_mtu,
-            quoted,
-        } = *icmp
-        else {
+    pub fn handle_icmp(&mut self, now: Instant, icmp: &IcmpRepr) -> IcmpOutcome {
+        let Some((mtu, quoted)) = icmp.too_big() else {
             return IcmpOutcome::NotApplicable;
         };
         let tuple = FourTuple {
-            local: SocketAddr::V4(quoted.src),
-            remote: SocketAddr::V4(quoted.dst),
+            local: quoted.src,
+            remote: quoted.dst,
         };
         let Some(&index) = self.by_tuple.get(&tuple) else {
             return IcmpOutcome::NoConnection;
         };
         self.stats.icmp_too_big_received += 1;
-        let mtu = usize::from(icmpv4::implied_mtu(next_hop_mtu, quoted.datagram_len));
+        let mtu = usize::from(mtu);
         let before = self.slots[index as usize].conn.state;
         let outcome = self.with_conn(now, index, |conn, ctx| {
             conn.on_packet_too_big(ctx, Seq(quoted.seq), mtu)

@@ -1,8 +1,8 @@
 //! One-call parse of a received frame down to what the shard needs.
 
 use super::{
-    ip, ArpPacket, ArpRepr, Error, EtherType, EthernetFrame, EthernetRepr, Icmpv4Packet,
-    Icmpv4Repr, IpProtocol, IpRepr, Ipv4Repr, Result, TcpPacket, TcpRepr,
+    ip, ArpPacket, ArpRepr, Error, EtherType, EthernetFrame, EthernetRepr, IcmpRepr, IpProtocol,
+    IpRepr, Result, TcpPacket, TcpRepr,
 };
 use crate::wire::tcp::Checksum;
 
@@ -15,12 +15,13 @@ pub enum Frame<'a> {
         ip: IpRepr,
         tcp: TcpRepr<'a>,
     },
-    /// An ICMPv4 message whose checksums verified (XDP steers only
-    /// "fragmentation needed" about our own flows here).
+    /// An ICMPv4 or ICMPv6 message whose checksums verified (XDP steers
+    /// only "fragmentation needed" and "packet too big" about our own
+    /// flows here).
     Icmp {
         ethernet: EthernetRepr,
-        ip: Ipv4Repr,
-        icmp: Icmpv4Repr,
+        ip: IpRepr,
+        icmp: IcmpRepr,
     },
     /// An Ethernet/IPv4 ARP packet.
     Arp {
@@ -46,13 +47,11 @@ pub fn parse_frame(bytes: &[u8]) -> Result<Frame<'_>> {
             if (ethernet.ethertype == EtherType::IPV6) != matches!(ip, IpRepr::Ipv6(_)) {
                 return Err(Error::Malformed);
             }
-            match (ip, ip.protocol()) {
-                (IpRepr::Ipv4(ip), IpProtocol::ICMP) => {
-                    let icmp = Icmpv4Repr::parse(&Icmpv4Packet::new_checked(segment)?)?;
-                    return Ok(Frame::Icmp { ethernet, ip, icmp });
-                }
-                (_, IpProtocol::TCP) => {}
-                _ => return Ok(Frame::Other { ethernet }),
+            if let Some(icmp) = IcmpRepr::parse(&ip, segment)? {
+                return Ok(Frame::Icmp { ethernet, ip, icmp });
+            }
+            if ip.protocol() != IpProtocol::TCP {
+                return Ok(Frame::Other { ethernet });
             }
             let tcp_packet = TcpPacket::new_checked(segment)?;
             let tcp = TcpRepr::parse(&tcp_packet, ip.src_addr(), ip.dst_addr(), Checksum::Verify)?;
@@ -120,7 +119,10 @@ mod tests {
         );
         assert!(matches!(
             parse_frame(&captured::NDP_NEIGHBOR_SOLICIT),
-            Ok(Frame::Other { .. })
+            Ok(Frame::Icmp {
+                icmp: IcmpRepr::V6(crate::wire::Icmpv6Repr::Other { msg_type: 135, .. }),
+                ..
+            })
         ));
         assert_eq!(
             parse_frame(&captured::MLD_REPORT_HOP_BY_HOP),

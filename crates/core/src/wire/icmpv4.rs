@@ -10,7 +10,7 @@
 //! a header they have changed (TTL), and what is used of it is checked
 //! against a connection (RFC 5927 §4.1) before anything is believed.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use super::{checksum, read_u16, read_u32, write_u16, Error, IpProtocol, Result};
 
@@ -72,13 +72,14 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     }
 }
 
-/// The TCP segment a "fragmentation needed" was about, from the quote:
+/// The TCP segment a "fragmentation needed" (or an ICMPv6 "packet too
+/// big") was about, from the quote:
 /// its addresses as it was sent (`src` is the sender, us), its sequence
 /// number, and the length of the datagram that did not fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct QuotedTcp {
-    pub src: SocketAddrV4,
-    pub dst: SocketAddrV4,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
     pub seq: u32,
     /// The quoted datagram's total length (for RFC 1191 §5's plateaus
     /// when the router gave no MTU).
@@ -130,8 +131,8 @@ impl Icmpv4Repr {
         Ok(Self::FragmentationNeeded {
             next_hop_mtu: packet.next_hop_mtu(),
             quoted: QuotedTcp {
-                src: SocketAddrV4::new(address(12), read_u16(tcp, 0)),
-                dst: SocketAddrV4::new(address(16), read_u16(tcp, 2)),
+                src: SocketAddr::new(address(12).into(), read_u16(tcp, 0)),
+                dst: SocketAddr::new(address(16).into(), read_u16(tcp, 2)),
                 seq: read_u32(tcp, 4),
                 datagram_len: read_u16(quote, 2),
             },

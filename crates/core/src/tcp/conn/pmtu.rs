@@ -17,13 +17,11 @@
 use super::{Conn, Ctx};
 use crate::tcp::seq::Seq;
 
-/// The smallest path MTU believed (Linux's `ip_rt_min_pmtu`, 552): an
-/// ICMP claiming less is taken as this.
+/// The smallest IPv4 path MTU believed (Linux's `ip_rt_min_pmtu`, 552):
+/// an ICMP claiming less is taken as this. IPv6's is its minimum link MTU,
+/// 1280 (RFC 8201 §4).
 pub const MIN_PATH_MTU: usize = 552;
-
-/// IPv4 and TCP headers without options: what the MSS leaves out of the
-/// MTU (RFC 9293 §3.7.1).
-const IPV4_TCP_HEADERS: usize = 40;
+const MIN_PATH_MTU_IPV6: usize = 1280;
 
 /// What a "packet too big" did to a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +43,14 @@ impl Conn {
         if !(self.state.is_synchronized() && in_flight) {
             return TooBig::NotInFlight;
         }
-        let mss = mtu.max(MIN_PATH_MTU) - IPV4_TCP_HEADERS;
+        // The IP and TCP headers without options (RFC 9293 §3.7.1): 40
+        // over IPv4, 60 over IPv6.
+        let (floor, headers) = if self.tuple.is_ipv6() {
+            (MIN_PATH_MTU_IPV6, 60)
+        } else {
+            (MIN_PATH_MTU, 40)
+        };
+        let mss = mtu.max(floor) - headers;
         if mss >= self.mss {
             return TooBig::NoChange;
         }
