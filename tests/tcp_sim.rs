@@ -1,12 +1,33 @@
 //! The TCP engine end to end: two stacks in the deterministic simulation
 //! (`lastack_testkit::sim`), over links with loss, duplication, reordering and
-//! delay. Every segment crosses as bytes with checksums verified.
+//! delay. Every segment crosses as bytes with checksums verified. The
+//! transfer, churn and SYN-flood scenarios run over IPv6 too (one engine
+//! for both families).
 
 use std::time::Duration;
 
 use lastack::tcp::{AlgorithmKind, ConnId, Event, Instant, Route, State, TcpConfig};
 use lastack_testkit::pattern;
-use lastack_testkit::sim::{client_addr, server_addr, LinkConfig, Pair, Side};
+use lastack_testkit::sim::{
+    client_addr, client_addr6, server_addr, server_addr6, LinkConfig, Pair, Side,
+};
+use std::net::SocketAddr;
+
+/// The client's and the server's address at a port, of one family.
+#[derive(Clone, Copy)]
+struct Addrs {
+    client: fn(u16) -> SocketAddr,
+    server: fn(u16) -> SocketAddr,
+}
+
+const V4: Addrs = Addrs {
+    client: client_addr,
+    server: server_addr,
+};
+const V6: Addrs = Addrs {
+    client: client_addr6,
+    server: server_addr6,
+};
 
 /// The tag these connections carry in their events.
 const TAG: lastack::tcp::Tag = lastack::tcp::Tag(1);
@@ -45,9 +66,21 @@ fn transfer_with(
     transfer_observed(config, link, seed, [a_len, b_len], |_, _| {})
 }
 
-/// [`transfer_with`], calling `observe` with the time and A's connection
-/// at every step while it is open.
+/// [`transfer_observed`] over the given family's addresses.
 fn transfer_observed(
+    config: TcpConfig,
+    link: LinkConfig,
+    seed: u64,
+    lens: [usize; 2],
+    observe: impl FnMut(Instant, &lastack::tcp::ConnInfo),
+) -> Pair {
+    transfer_in(V4, config, link, seed, lens, observe)
+}
+
+/// [`transfer_with`] between `addrs`, calling `observe` with the time and
+/// A's connection at every step while it is open.
+fn transfer_in(
+    addrs: Addrs,
     config: TcpConfig,
     link: LinkConfig,
     seed: u64,
@@ -55,14 +88,14 @@ fn transfer_observed(
     mut observe: impl FnMut(Instant, &lastack::tcp::ConnInfo),
 ) -> Pair {
     let mut pair = Pair::new(config.clone(), config, link, seed);
-    let listener = pair.b.listen(server_addr(80)).unwrap();
+    let listener = pair.b.listen((addrs.server)(80)).unwrap();
     let now = pair.now;
     let conn = pair
         .a
         .connect(
             now,
-            client_addr(40000),
-            server_addr(80),
+            (addrs.client)(40000),
+            (addrs.server)(80),
             Route::default(),
             TAG,
         )
@@ -319,8 +352,20 @@ enum CloseOrder {
 /// the other closes when it sees the FIN. Returns the pair when every
 /// connection is gone.
 fn churn(link: LinkConfig, seed: u64, total: usize, concurrency: usize, order: CloseOrder) -> Pair {
+    churn_in(V4, link, seed, total, concurrency, order)
+}
+
+/// [`churn`] between `addrs`.
+fn churn_in(
+    addrs: Addrs,
+    link: LinkConfig,
+    seed: u64,
+    total: usize,
+    concurrency: usize,
+    order: CloseOrder,
+) -> Pair {
     let mut pair = Pair::new(TcpConfig::default(), TcpConfig::default(), link, seed);
-    let listener = pair.b.listen(server_addr(80)).unwrap();
+    let listener = pair.b.listen((addrs.server)(80)).unwrap();
     let request = [0x11u8; 64];
     let response = [0x22u8; 64];
     let mut started = 0usize;
@@ -382,8 +427,8 @@ fn churn(link: LinkConfig, seed: u64, total: usize, concurrency: usize, order: C
                 .a
                 .connect(
                     now,
-                    client_addr(port),
-                    server_addr(80),
+                    (addrs.client)(port),
+                    (addrs.server)(80),
                     Route::default(),
                     TAG,
                 )
@@ -460,6 +505,43 @@ fn churn_server_first_leaves_time_wait_on_the_server_only() {
     }
 }
 
+/// Churn over IPv6, both close orders, with loss: TIME-WAIT on the side
+/// that closed first, no leaked slot.
+#[test]
+fn churn_over_ipv6_leaves_time_wait_where_it_belongs() {
+    for (order, seed) in [(CloseOrder::ClientFirst, 21), (CloseOrder::ServerFirst, 22)] {
+        let pair = churn_in(V6, LinkConfig::lossy(1), seed, 1000, 100, order);
+        assert_eq!((pair.a.slots_in_use(), pair.b.slots_in_use()), (0, 0));
+        let (client_tw, server_tw) = (pair.a.time_wait_count(), pair.b.time_wait_count());
+        match order {
+            CloseOrder::ClientFirst => assert_eq!((client_tw, server_tw), (1000, 0)),
+            CloseOrder::ServerFirst => assert_eq!((client_tw, server_tw), (0, 1000)),
+        }
+    }
+}
+
+/// A byte-exact transfer over IPv6 with 2 % loss both ways; the MSS is
+/// 1440 on both sides (20 bytes less than IPv4's 1460 for the same MTU).
+#[test]
+fn transfers_over_ipv6_are_byte_exact_with_loss() {
+    let mut mss = None;
+    let pair = transfer_in(
+        V6,
+        TcpConfig::default(),
+        LinkConfig::lossy(2),
+        31,
+        [1 << 20, 1 << 20],
+        |_, info| {
+            if info.state == State::Established {
+                mss = Some(info.mss);
+            }
+        },
+    );
+    assert_eq!(mss, Some(1440));
+    assert!(pair.lost > 0, "the link dropped segments");
+    assert_eq!(pair.unroutable, 0);
+}
+
 #[test]
 fn time_wait_entries_expire_after_two_msl() {
     let mut pair = churn(
@@ -482,6 +564,17 @@ fn time_wait_entries_expire_after_two_msl() {
 /// state stays bounded by the SYN queue plus the real connections.
 #[test]
 fn syn_flood_every_real_client_still_connects() {
+    syn_flood(V4);
+}
+
+/// SYN cookies over IPv6: the cookie's hash covers 128-bit addresses and
+/// its MSS table holds IPv6's 1440.
+#[test]
+fn syn_flood_over_ipv6_every_real_client_still_connects() {
+    syn_flood(V6);
+}
+
+fn syn_flood(addrs: Addrs) {
     let server = TcpConfig {
         syn_backlog: 128,
         ..TcpConfig::default()
@@ -492,7 +585,7 @@ fn syn_flood_every_real_client_still_connects() {
         LinkConfig::with_delay(Duration::from_micros(200)),
         99,
     );
-    let listener = pair.b.listen(server_addr(80)).unwrap();
+    let listener = pair.b.listen((addrs.server)(80)).unwrap();
     let mut flood = lastack_testkit::sim::Rng::new(12345);
     let mut syn = Vec::new();
     let (mut connected, mut served, mut echoed) = (0usize, 0usize, 0usize);
@@ -500,13 +593,26 @@ fn syn_flood_every_real_client_still_connects() {
     let mut buf = [0u8; 64];
     for round in 0..1000u16 {
         for _ in 0..100 {
-            let ip =
-                std::net::Ipv4Addr::from(0xc000_0000 | (flood.next_u64() as u32 & 0x00ff_ffff));
-            let from =
-                std::net::SocketAddr::new(ip.into(), 1024 + (flood.next_u64() % 60000) as u16);
+            let random = flood.next_u64() as u32 & 0x00ff_ffff;
+            let ip: std::net::IpAddr = if (addrs.server)(80).is_ipv6() {
+                std::net::Ipv6Addr::new(
+                    0x2001,
+                    0xdb8,
+                    0,
+                    0,
+                    0,
+                    0,
+                    (random >> 16) as u16,
+                    random as u16,
+                )
+                .into()
+            } else {
+                std::net::Ipv4Addr::from(0xc000_0000 | random).into()
+            };
+            let from = SocketAddr::new(ip, 1024 + (flood.next_u64() % 60000) as u16);
             lastack_testkit::sim::syn_bytes(
                 from,
-                server_addr(80),
+                (addrs.server)(80),
                 flood.next_u64() as u32,
                 &mut syn,
             );
@@ -517,8 +623,8 @@ fn syn_flood_every_real_client_still_connects() {
         pair.a
             .connect(
                 now,
-                client_addr(20_000 + round),
-                server_addr(80),
+                (addrs.client)(20_000 + round),
+                (addrs.server)(80),
                 Route::default(),
                 TAG,
             )

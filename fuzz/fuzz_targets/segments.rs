@@ -3,18 +3,19 @@
 //! segment (sequence and acknowledgment numbers relative to the live
 //! connection, so the fuzzer reaches the in-window paths; raw option bytes,
 //! so the option parser sees anything), raw bytes through the wire parser,
-//! an application command, ICMP "fragmentation needed" about the
-//! connection (or a stranger), or time passing. The connection negotiated
-//! ECN, so CE marks and ECN-Echo reach their paths. Nothing may panic, and state
-//! must stay bounded.
+//! an application command, ICMP "fragmentation needed" (ICMPv6 "packet too
+//! big") about the connection (or a stranger), or time passing. The
+//! connection negotiated ECN, so CE marks and ECN-Echo reach their paths.
+//! The flows are IPv4 or IPv6 by the input's length. Nothing may panic, and
+//! state must stay bounded.
 #![no_main]
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use lastack_testkit::sim::{client_addr, deliver_bytes, server_addr, LinkConfig, Pair, Side};
+use lastack_testkit::sim::{client_addr, client_addr6, deliver_bytes, server_addr, server_addr6, LinkConfig, Pair, Side};
 use lastack_core::tcp::{AlgorithmKind, ConnId, EcnMode, Event, Route, TcpConfig};
-use lastack_core::wire::{Ecn, Icmpv4Repr, IpProtocol, Ipv4Repr, TcpPacket};
+use lastack_core::wire::{Ecn, Icmpv4Repr, Icmpv6Repr, IpProtocol, IpRepr, TcpPacket};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 
@@ -68,7 +69,7 @@ enum Step {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn emit(from: SocketAddrV4, to: SocketAddrV4, seq: u32, ack: u32, flags: u16, window: u16, options: &[u8], payload: &[u8], tos: u8) -> Vec<u8> {
+fn emit(from: SocketAddr, to: SocketAddr, seq: u32, ack: u32, flags: u16, window: u16, options: &[u8], payload: &[u8], tos: u8) -> Vec<u8> {
     // Options padded to a multiple of 4, at most 40 bytes.
     let mut opts = options[..options.len().min(40)].to_vec();
     while opts.len() % 4 != 0 {
@@ -76,19 +77,15 @@ fn emit(from: SocketAddrV4, to: SocketAddrV4, seq: u32, ack: u32, flags: u16, wi
     }
     let header = 20 + opts.len();
     let payload = &payload[..payload.len().min(1400)];
-    let mut bytes = vec![0u8; 20 + header + payload.len()];
-    Ipv4Repr {
-        src_addr: *from.ip(),
-        dst_addr: *to.ip(),
-        protocol: IpProtocol::TCP,
-        payload_len: (header + payload.len()) as u16,
-        ttl: 64,
-        ident: 0,
-        dont_frag: true,
-        dscp_ecn: tos,
+    let mut ip = IpRepr::tcp(from.ip(), to.ip(), (header + payload.len()) as u16, Ecn::NotEct);
+    match &mut ip {
+        IpRepr::Ipv4(v4) => v4.dscp_ecn = tos,
+        IpRepr::Ipv6(v6) => v6.traffic_class = tos,
     }
-    .emit(&mut bytes);
-    let tcp = &mut bytes[20..];
+    let ip_len = ip.buffer_len();
+    let mut bytes = vec![0u8; ip_len + header + payload.len()];
+    ip.emit(&mut bytes);
+    let tcp = &mut bytes[ip_len..];
     tcp[0..2].copy_from_slice(&from.port().to_be_bytes());
     tcp[2..4].copy_from_slice(&to.port().to_be_bytes());
     tcp[4..8].copy_from_slice(&seq.to_be_bytes());
@@ -98,7 +95,7 @@ fn emit(from: SocketAddrV4, to: SocketAddrV4, seq: u32, ack: u32, flags: u16, wi
     tcp[14..16].copy_from_slice(&window.to_be_bytes());
     tcp[20..header].copy_from_slice(&opts);
     tcp[header..].copy_from_slice(payload);
-    TcpPacket::new_unchecked(&mut bytes[20..]).fill_checksum(*from.ip(), *to.ip());
+    TcpPacket::new_unchecked(&mut bytes[ip_len..]).fill_checksum(from.ip(), to.ip());
     bytes
 }
 
@@ -109,6 +106,12 @@ fuzz_target!(|steps: Vec<Step>| {
     let congestion = [AlgorithmKind::Cubic, AlgorithmKind::NewReno, AlgorithmKind::Bbr][steps.len() % 3];
     let config = TcpConfig { syn_backlog: 8, accept_backlog: 8, ecn: EcnMode::On, congestion, ..TcpConfig::default() };
     let mut pair = Pair::new(config.clone(), config, LinkConfig::default(), 1);
+    let ipv6 = (steps.len() / 3) % 2 == 1;
+    let (server_addr, client_addr) = if ipv6 {
+        (server_addr6 as fn(u16) -> SocketAddr, client_addr6 as fn(u16) -> SocketAddr)
+    } else {
+        (server_addr as fn(u16) -> SocketAddr, client_addr as fn(u16) -> SocketAddr)
+    };
     let listener = pair.b.listen(server_addr(80)).unwrap();
     let now = pair.now;
     let client = pair.a.connect(now, client_addr(40000), server_addr(80), Route::default(), TAG).unwrap();
@@ -127,7 +130,10 @@ fuzz_target!(|steps: Vec<Step>| {
                         info.snd_una.wrapping_add(ack_offset as u32),
                     ),
                     (port, _) => (
-                        SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 9), port.unwrap_or(1)),
+                        SocketAddr::new(
+                            if ipv6 { IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 9)) } else { IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)) },
+                            port.unwrap_or(1),
+                        ),
                         seq_offset as u32,
                         ack_offset as u32,
                     ),
@@ -153,17 +159,30 @@ fuzz_target!(|steps: Vec<Step>| {
             Step::Icmp { seq_offset, mtu, other_port, datagram_len } => {
                 let Some(info) = pair.b.info(server) else { continue };
                 let seq = info.snd_una.wrapping_add(seq_offset as u32);
-                let to = SocketAddrV4::new(*client_addr(40000).ip(), other_port.unwrap_or(40000));
+                let to = SocketAddr::new(client_addr(40000).ip(), other_port.unwrap_or(40000));
                 let mut quoted = emit(server_addr(80), to, seq, info.rcv_nxt, 0x10, 0, &[], &[], 0);
-                quoted[2..4].copy_from_slice(&datagram_len.to_be_bytes());
-                let mut icmp = [0u8; 64];
-                let len = Icmpv4Repr::emit_fragmentation_needed(&quoted, mtu, &mut icmp);
-                let router = std::net::Ipv4Addr::new(10, 0, 0, 254);
-                let mut bytes = vec![0u8; 20 + len];
-                let mut ip = Ipv4Repr::tcp(router, *server_addr(80).ip(), len as u16, Ecn::NotEct);
-                ip.protocol = IpProtocol::ICMP;
+                let mut icmp = [0u8; 128];
+                let (router, len) = match server_addr(80).ip() {
+                    IpAddr::V4(_) => {
+                        quoted[2..4].copy_from_slice(&datagram_len.to_be_bytes());
+                        let len = Icmpv4Repr::emit_fragmentation_needed(&quoted, mtu, &mut icmp);
+                        (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 254)), len)
+                    }
+                    IpAddr::V6(us) => {
+                        quoted[4..6].copy_from_slice(&datagram_len.to_be_bytes());
+                        let router = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0xfe);
+                        let len = Icmpv6Repr::emit_packet_too_big(&quoted, u32::from(mtu), router, us, &mut icmp);
+                        (IpAddr::V6(router), len)
+                    }
+                };
+                let mut ip = IpRepr::tcp(router, server_addr(80).ip(), len as u16, Ecn::NotEct);
+                match &mut ip {
+                    IpRepr::Ipv4(v4) => v4.protocol = IpProtocol::ICMP,
+                    IpRepr::Ipv6(v6) => v6.next_header = IpProtocol::ICMPV6,
+                }
+                let mut bytes = vec![0u8; ip.buffer_len() + len];
                 ip.emit(&mut bytes);
-                bytes[20..].copy_from_slice(&icmp[..len]);
+                bytes[ip.buffer_len()..].copy_from_slice(&icmp[..len]);
                 deliver_bytes(&mut pair.b, now, &bytes);
             }
             Step::Raw(bytes) => {

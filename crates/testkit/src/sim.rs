@@ -213,11 +213,17 @@ impl Pair {
     }
 
     fn put_on_link(&mut self, to: Side, bytes: &[u8]) {
-        let host = match to {
-            Side::A => CLIENT_IP,
-            Side::B => SERVER_IP,
+        // A side has an address of each family: a packet to any other
+        // (a SYN-ACK to a flooder's spoofed source) is lost.
+        let (host, host6) = match to {
+            Side::A => (CLIENT_IP, CLIENT_IP6),
+            Side::B => (SERVER_IP, SERVER_IP6),
         };
-        if bytes.len() >= 20 && bytes[16..20] != host.octets() {
+        let routable = match ip::parse_packet(bytes) {
+            Ok((ip, _)) => ip.dst_addr() == host || ip.dst_addr() == host6,
+            Err(_) => true, // the receiver's parser drops it and counts it
+        };
+        if !routable {
             self.unroutable += 1;
             return;
         }
