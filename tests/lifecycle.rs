@@ -27,8 +27,8 @@ fn body(addrs: &[std::net::IpAddr], backends: &[(usize, &str)], extra: &str) -> 
         .iter()
         .map(|&(i, more)| {
             format!(
-                "[[pools.backends]]\naddress = \"{}:{BACKEND_PORT}\"\n{more}\n",
-                addrs[i]
+                "[[pools.backends]]\naddress = \"{}\"\n{more}\n",
+                SocketAddr::new(addrs[i], BACKEND_PORT)
             )
         })
         .collect();
@@ -174,6 +174,53 @@ fn reloads_under_churn_drop_nothing() {
     assert_eq!(stats.proxy.backend_resets + stats.proxy.client_resets, 0);
     assert_eq!(stats.proxy.no_backend + stats.proxy.connects_failed, 0);
     assert_eq!(stats.tcp.resets_sent, 0, "nobody was reset");
+}
+
+/// A reload adds an IPv6 listener beside the IPv4 one (IPv6 clients are
+/// then proxied to the IPv4 backend) and a later one removes it (the
+/// kernel answers that port again: refused); the IPv4 listener serves
+/// throughout.
+#[test]
+fn a_reload_adds_and_removes_an_ipv6_listener() {
+    if !common::privileged("a_reload_adds_and_removes_an_ipv6_listener") {
+        return;
+    }
+    let topo = Topology::new(
+        93,
+        Shape {
+            queues: 1,
+            backends: 1,
+            ..Default::default()
+        },
+    );
+    let addrs = topo.backend_addrs.clone();
+    let vip6 = SocketAddr::new(topo.vip_of(common::Family::V6), PORT);
+    let mut lastack = Lastack::start(topo, 1, &body(&addrs, &[(0, "")], ""));
+    let _server = lastack.backend(0, BACKEND_PORT, Behaviour::Identify(0));
+    let vip4 = lastack.vip(PORT);
+    let refused = |r: std::io::Result<u8>| {
+        matches!(r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+    };
+    assert_eq!(lastack.client(|| ask(vip4)).unwrap(), 0);
+    assert!(refused(lastack.client(|| ask(vip6))), "no IPv6 listener yet");
+    let v6_listener = "[[listeners]]\nname = \"l6\"\nvip = \"{vip6}\"\nport = 80\npool = \"p\"\n";
+    lastack
+        .reload(&body(&addrs, &[(0, "")], v6_listener))
+        .expect("a valid reload");
+    for _ in 0..20 {
+        assert_eq!(lastack.client(|| ask(vip6)).unwrap(), 0, "IPv6 client, IPv4 backend");
+        assert_eq!(lastack.client(|| ask(vip4)).unwrap(), 0);
+    }
+    let stats = lastack.stats();
+    let l6 = stats[0].listeners.iter().find(|l| l.name == "l6").expect("l6");
+    assert!(l6.addr.is_ipv6() && l6.listening);
+    lastack
+        .reload(&body(&addrs, &[(0, "")], ""))
+        .expect("a valid reload");
+    assert!(refused(lastack.client(|| ask(vip6))), "the listener is gone");
+    assert_eq!(lastack.client(|| ask(vip4)).unwrap(), 0);
+    let stats = lastack.stop();
+    assert_eq!(stats.proxy.sessions_opened, 1 + 20 * 2 + 1);
 }
 
 /// A reload that does not validate changes nothing and says where the
