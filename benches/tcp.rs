@@ -3,10 +3,11 @@
 //! counted. Reports full connection lifecycles per second, bulk data
 //! segments per second, the bytes of state per connection, and what a
 //! million idle established connections cost: memory each, and the time
-//! for time to pass over them (next to a thousand).
+//! for time to pass over them (next to a thousand). Lifecycles run over
+//! IPv4 and IPv6 side by side.
 
 use std::hint::black_box;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -17,17 +18,30 @@ use lastack_testkit::sim::deliver_bytes;
 const TAG: lastack::tcp::Tag = lastack::tcp::Tag(1);
 
 const SERVER: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80));
+const SERVER6: SocketAddr = SocketAddr::V6(std::net::SocketAddrV6::new(
+    Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
+    80,
+    0,
+    0,
+));
 
 /// Two stacks and a shared segment buffer, with zero delay between them.
 struct BackToBack {
     client: Stack,
     server: Stack,
+    /// The server's address (its family is the connections').
+    server_addr: SocketAddr,
     now: Instant,
     buf: Vec<u8>,
 }
 
 impl BackToBack {
     fn new() -> Self {
+        Self::serving(SERVER)
+    }
+
+    /// A pair whose server listens on `server_addr`.
+    fn serving(server_addr: SocketAddr) -> Self {
         let config = TcpConfig {
             time_wait: Duration::from_secs(1),
             send_buffer: 64 * 1024,
@@ -35,10 +49,11 @@ impl BackToBack {
             ..TcpConfig::default()
         };
         let mut server = Stack::new(config.clone(), Secret([1; 16]), 1 << 20);
-        server.listen(SERVER).unwrap();
+        server.listen(server_addr).unwrap();
         Self {
             client: Stack::new(config, Secret([2; 16]), 1 << 20),
             server,
+            server_addr,
             now: Instant::from_millis(1_000_000),
             buf: vec![0; 70_000],
         }
@@ -70,13 +85,16 @@ impl BackToBack {
     fn lifecycle(&mut self, n: u32) -> usize {
         let request = [0x51u8; 64];
         let mut scratch = [0u8; 128];
-        let client = SocketAddr::V4(SocketAddrV4::new(
-            Ipv4Addr::from(0x0a00_0000 | (n & 0x00ff_ffff)),
-            40000,
-        ));
+        let host = n & 0x00ff_ffff;
+        let client = if self.server_addr.is_ipv6() {
+            let ip = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, (host >> 16) as u16, host as u16);
+            SocketAddr::new(ip.into(), 40000)
+        } else {
+            SocketAddr::new(Ipv4Addr::from(0x0a00_0000 | host).into(), 40000)
+        };
         let id = self
             .client
-            .connect(self.now, client, SERVER, Route::default(), TAG)
+            .connect(self.now, client, self.server_addr, Route::default(), TAG)
             .unwrap();
         let mut segments = self.exchange();
         let mut accepted = None;
@@ -110,22 +128,28 @@ impl BackToBack {
 }
 
 fn lifecycles(c: &mut Criterion) {
-    let mut pair = BackToBack::new();
-    let mut n = 0u32;
-    let segments = pair.lifecycle(n);
     println!(
-        "one lifecycle = {segments} segments; connection state = {} bytes (buffers not included)",
+        "connection state = {} bytes (buffers not included)",
         Stack::connection_state_size()
     );
     let mut group = c.benchmark_group("tcp");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("connection_lifecycle", |b| {
-        b.iter(|| {
-            n = n.wrapping_add(1);
-            black_box(pair.lifecycle(n))
-        })
-    });
-    assert_eq!(pair.server.slots_in_use(), 0);
+    for (name, server) in [
+        ("connection_lifecycle", SERVER),
+        ("connection_lifecycle_ipv6", SERVER6),
+    ] {
+        let mut pair = BackToBack::serving(server);
+        let mut n = 0u32;
+        let segments = pair.lifecycle(n);
+        println!("{name}: one lifecycle = {segments} segments");
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                n = n.wrapping_add(1);
+                black_box(pair.lifecycle(n))
+            })
+        });
+        assert_eq!(pair.server.slots_in_use(), 0);
+    }
     group.finish();
 }
 

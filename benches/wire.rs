@@ -14,6 +14,9 @@ fn parse(c: &mut Criterion) {
     group.bench_function("data_segment_frame", |b| {
         b.iter(|| wire::parse_frame(black_box(&captured::TCP_DATA)).unwrap())
     });
+    group.bench_function("data_segment_frame_ipv6", |b| {
+        b.iter(|| wire::parse_frame(black_box(&captured::TCP6_DATA)).unwrap())
+    });
     group.bench_function("syn_frame", |b| {
         b.iter(|| wire::parse_frame(black_box(&captured::TCP_SYN)).unwrap())
     });

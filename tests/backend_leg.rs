@@ -373,8 +373,7 @@ fn out_of_descriptors_resets_clients_marks_no_backend_down_and_recovers() {
         (0..16)
             .map(|_| {
                 use std::io::{Read, Write};
-                let mut stream =
-                    TcpStream::connect_timeout(&vip.into(), Duration::from_secs(5)).ok()?;
+                let mut stream = TcpStream::connect_timeout(&vip, Duration::from_secs(5)).ok()?;
                 stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
                 stream.write_all(b"x").ok()?;
                 let mut byte = [0u8; 1];

@@ -527,7 +527,7 @@ fn attached_program_steers_real_kernel_traffic() {
     let ifindex = pair.lastack.ifindex(&b_if);
     let mut steering = Steering::load().unwrap();
     let (kernel_port, steered_port) = (5555u16, 7777u16);
-    steering.add_listener(b_addr.into(), steered_port).unwrap();
+    steering.add_listener(b_addr, steered_port).unwrap();
     pair.lastack
         .enter(|| steering.attach(ifindex, XdpMode::Native))
         .expect("attach in native mode");

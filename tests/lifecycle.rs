@@ -41,7 +41,7 @@ fn body(addrs: &[std::net::IpAddr], backends: &[(usize, &str)], extra: &str) -> 
 
 /// The first byte a connection to `vip` gets (an `Identify` backend's index).
 fn ask(vip: SocketAddr) -> std::io::Result<u8> {
-    let mut stream = TcpStream::connect_timeout(&vip.into(), Duration::from_secs(5))?;
+    let mut stream = TcpStream::connect_timeout(&vip, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut byte = [0u8];
     stream.read_exact(&mut byte)?;
@@ -198,26 +198,38 @@ fn a_reload_adds_and_removes_an_ipv6_listener() {
     let mut lastack = Lastack::start(topo, 1, &body(&addrs, &[(0, "")], ""));
     let _server = lastack.backend(0, BACKEND_PORT, Behaviour::Identify(0));
     let vip4 = lastack.vip(PORT);
-    let refused = |r: std::io::Result<u8>| {
-        matches!(r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
-    };
+    let refused = |r: std::io::Result<u8>| matches!(r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused);
     assert_eq!(lastack.client(|| ask(vip4)).unwrap(), 0);
-    assert!(refused(lastack.client(|| ask(vip6))), "no IPv6 listener yet");
+    assert!(
+        refused(lastack.client(|| ask(vip6))),
+        "no IPv6 listener yet"
+    );
     let v6_listener = "[[listeners]]\nname = \"l6\"\nvip = \"{vip6}\"\nport = 80\npool = \"p\"\n";
     lastack
         .reload(&body(&addrs, &[(0, "")], v6_listener))
         .expect("a valid reload");
     for _ in 0..20 {
-        assert_eq!(lastack.client(|| ask(vip6)).unwrap(), 0, "IPv6 client, IPv4 backend");
+        assert_eq!(
+            lastack.client(|| ask(vip6)).unwrap(),
+            0,
+            "IPv6 client, IPv4 backend"
+        );
         assert_eq!(lastack.client(|| ask(vip4)).unwrap(), 0);
     }
     let stats = lastack.stats();
-    let l6 = stats[0].listeners.iter().find(|l| l.name == "l6").expect("l6");
+    let l6 = stats[0]
+        .listeners
+        .iter()
+        .find(|l| l.name == "l6")
+        .expect("l6");
     assert!(l6.addr.is_ipv6() && l6.listening);
     lastack
         .reload(&body(&addrs, &[(0, "")], ""))
         .expect("a valid reload");
-    assert!(refused(lastack.client(|| ask(vip6))), "the listener is gone");
+    assert!(
+        refused(lastack.client(|| ask(vip6))),
+        "the listener is gone"
+    );
     assert_eq!(lastack.client(|| ask(vip4)).unwrap(), 0);
     let stats = lastack.stop();
     assert_eq!(stats.proxy.sessions_opened, 1 + 20 * 2 + 1);
@@ -533,7 +545,7 @@ fn sigterm_drains_gracefully() {
     // New connections refused (RST: connection refused) within 100 ms.
     let refused_after = run.topo.client(|| {
         wait::until("new connections refused", Duration::from_secs(2), || {
-            match TcpStream::connect_timeout(&vip.into(), Duration::from_millis(200)) {
+            match TcpStream::connect_timeout(&vip, Duration::from_millis(200)) {
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                     Ok(signalled.elapsed())
                 }

@@ -850,13 +850,12 @@ fn drained_backends_and_connection_limits(shards: u32) {
     let open = |expect_ok: bool| -> Option<TcpStream> {
         // The RST for a connection over the limit can come so soon that it
         // ends connect() itself (the handshake completed, then RST).
-        let attempt =
-            TcpStream::connect_timeout(&vip.into(), Duration::from_secs(5)).and_then(|mut s| {
-                s.set_read_timeout(Some(Duration::from_secs(5)))?;
-                let mut byte = [0u8];
-                s.read_exact(&mut byte)?;
-                Ok((s, byte))
-            });
+        let attempt = TcpStream::connect_timeout(&vip, Duration::from_secs(5)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let mut byte = [0u8];
+            s.read_exact(&mut byte)?;
+            Ok((s, byte))
+        });
         match attempt.map(|(s, byte)| (s, byte[0])) {
             Ok((s, byte)) => {
                 assert!(expect_ok, "a connection beyond the limit was served");

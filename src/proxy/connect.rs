@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::session::{Client, Leg, Session};
-use super::{client_ip, proxy_protocol, Proxy};
+use super::{proxy_protocol, Proxy};
 use crate::config::ProxyProtocol;
 use crate::tcp::{Instant, Stack};
 use crate::upstream::lease::BackendLease;
@@ -32,10 +32,11 @@ impl Proxy {
     pub(super) fn connect_next(&mut self, stack: &mut Stack, now: Instant, s: &mut Session) {
         let pool = Rc::clone(&s.pool);
         let mut pool = pool.borrow_mut();
-        let choice = if s.attempts.backends > pool.retries {
-            None
-        } else {
-            pool.choose(client_ip(s.client_addr), s.attempts.tried)
+        // The client's address is the balancing key (Maglev, source hash).
+        let client = stack.tuple(s.client).map(|t| t.remote.ip());
+        let choice = match client {
+            Some(ip) if s.attempts.backends <= pool.retries => pool.choose(ip, s.attempts.tried),
+            _ => None,
         };
         let Some(backend) = choice else {
             self.stats.no_backend += 1;
@@ -161,7 +162,7 @@ impl Proxy {
                 s.pool.borrow().record(lease.backend(), true);
                 self.learn_timestamps(s, socket, lease.backend());
                 s.leg = Leg::Connected { socket, lease };
-                self.send_proxy_header(s);
+                self.send_proxy_header(stack, s);
                 return;
             }
             Err(errno) => errno,
@@ -260,8 +261,9 @@ impl Proxy {
         }
     }
 
-    /// The PROXY protocol header, if the pool wants one, goes first.
-    fn send_proxy_header(&mut self, s: &mut Session) {
+    /// The PROXY protocol header, if the pool wants one, goes first: the
+    /// client's address and the VIP, from the engine's four-tuple.
+    fn send_proxy_header(&mut self, stack: &Stack, s: &mut Session) {
         let header = s.pool.borrow().proxy_protocol;
         let Some(socket) = s.leg.connected() else {
             return;
@@ -269,8 +271,11 @@ impl Proxy {
         if header == ProxyProtocol::None || s.client_state == Client::Gone {
             return;
         }
+        let Some(tuple) = stack.tuple(s.client) else {
+            return;
+        };
         let mut out = [0u8; proxy_protocol::MAX_LEN];
-        let n = proxy_protocol::encode(header, s.client_addr, s.vip, &mut out);
+        let n = proxy_protocol::encode(header, tuple.remote, tuple.local, &mut out);
         self.uring.fill_outbox(socket, |buffer| {
             buffer[..n].copy_from_slice(&out[..n]);
             n

@@ -34,7 +34,6 @@ pub use session::Session;
 
 use std::cell::RefCell;
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -363,9 +362,9 @@ impl Proxy {
         client: ConnId,
         policy: ProxyPolicy,
     ) -> Option<Session> {
-        let tuple = stack.tuple(client)?;
+        stack.tuple(client)?;
         let pool = Rc::clone(self.pools.get(policy.pool)?);
-        let mut session = Session::new(key, client, tuple.remote, tuple.local, policy, pool, now);
+        let mut session = Session::new(key, client, policy, pool, now);
         self.stats.sessions_opened += 1;
         self.stats.sessions_active += 1;
         self.connect_next(stack, now, &mut session);
@@ -566,9 +565,4 @@ impl Proxy {
         }
         self.uring.drain(Release::Reset, Duration::from_secs(2));
     }
-}
-
-/// The client's address as a balancing key.
-fn client_ip(addr: SocketAddr) -> std::net::IpAddr {
-    addr.ip()
 }

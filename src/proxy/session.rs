@@ -43,7 +43,6 @@
 //! | `Download::Ended` and (`Upload::Shut` or client gone); or client gone before connected | | release the socket: `Leg::Closed` |
 //! | `Client::Gone` and `Leg::Closed` | | the session is finished |
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::tcp::{ConnId, Instant};
@@ -144,9 +143,9 @@ pub struct Session {
     /// The shard's key for this session: the engine's tag of the client
     /// connection and the owner of the backend socket.
     pub key: u64,
+    /// The client connection in the engine (its four-tuple, the client's
+    /// address and the VIP, is the engine's: `Stack::tuple`).
     pub client: ConnId,
-    pub client_addr: SocketAddr,
-    pub vip: SocketAddr,
     pub policy: ProxyPolicy,
     /// The pool it connects through (the one current when it started).
     pub pool: PoolRef,
@@ -169,20 +168,10 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(
-        key: u64,
-        client: ConnId,
-        client_addr: SocketAddr,
-        vip: SocketAddr,
-        policy: ProxyPolicy,
-        pool: PoolRef,
-        now: Instant,
-    ) -> Self {
+    pub fn new(key: u64, client: ConnId, policy: ProxyPolicy, pool: PoolRef, now: Instant) -> Self {
         Self {
             key,
             client,
-            client_addr,
-            vip,
             policy,
             pool,
             leg: Leg::Closed,
@@ -254,7 +243,7 @@ mod tests {
             idle_timeout: Duration::from_secs(300),
             fin_timeout: Duration::from_secs(60),
         };
-        let addr: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let addr: std::net::SocketAddr = "10.0.0.1:4000".parse().unwrap();
         let now = Instant::from_micros(1_000_000);
         let mut stack = crate::tcp::Stack::new(Default::default(), crate::tcp::Secret([1; 16]), 4);
         let peer = "10.0.0.2:80".parse().unwrap();
@@ -277,7 +266,7 @@ mod tests {
             None,
         );
         let pool = std::rc::Rc::new(std::cell::RefCell::new(pool));
-        Session::new(0, id, addr, peer, policy, pool, now)
+        Session::new(0, id, policy, pool, now)
     }
 
     #[test]

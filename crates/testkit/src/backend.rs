@@ -329,10 +329,8 @@ impl Nginx {
             .expect("nginx (make deps installs it)");
         let nginx = Self { child, dir };
         let up = crate::wait::poll(Duration::from_secs(5), || {
-            ns.enter(|| {
-                TcpStream::connect_timeout(&listen.into(), Duration::from_millis(100)).is_ok()
-            })
-            .then_some(())
+            ns.enter(|| TcpStream::connect_timeout(&listen, Duration::from_millis(100)).is_ok())
+                .then_some(())
         });
         assert!(
             up.is_ok(),

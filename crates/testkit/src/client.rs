@@ -11,7 +11,7 @@ use crate::pattern;
 /// A kernel TCP connection to `addr` (5 s to connect), with `read_timeout`
 /// on reads and Nagle off.
 pub fn connect(addr: SocketAddr, read_timeout: Duration) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5))
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
     stream.set_read_timeout(Some(read_timeout)).unwrap();
     stream.set_nodelay(true).unwrap();
@@ -64,7 +64,7 @@ pub fn until_echoed(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
         &format!("{addr} echoes"),
         Duration::from_secs(10),
         || -> io::Result<Vec<u8>> {
-            let mut s = TcpStream::connect_timeout(&addr.into(), Duration::from_millis(300))?;
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(300))?;
             s.set_read_timeout(Some(Duration::from_secs(2)))?;
             s.write_all(payload)?;
             let mut back = vec![0u8; payload.len()];
@@ -82,7 +82,7 @@ pub fn exchange(
     response: usize,
     until_eof: bool,
 ) -> io::Result<usize> {
-    let mut stream = TcpStream::connect_timeout(&vip.into(), Duration::from_secs(5))?;
+    let mut stream = TcpStream::connect_timeout(&vip, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_nodelay(true)?;
     let mut req = vec![0u8; request];
@@ -208,7 +208,7 @@ impl LongLived {
     /// Connects to `addr` (in the calling thread's namespace) and starts
     /// exchanging `chunk` bytes at a time, `pause` between exchanges.
     pub fn start(addr: SocketAddr, chunk: usize, pause: Duration) -> io::Result<Self> {
-        let stream = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5))?;
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         stream.set_read_timeout(Some(Duration::from_secs(20)))?;
         stream.set_nodelay(true)?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
