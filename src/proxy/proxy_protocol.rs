@@ -152,6 +152,28 @@ mod tests {
         assert_eq!(&out[..n], NGINX_V1);
     }
 
+    /// A v2 header for TCP over IPv6 written by HAProxy 2.6
+    /// (`send-proxy-v2`), as its backend received it
+    /// ([fd77::1]:42578 -> [fd77::2]:8000).
+    const HAPROXY_V2_TCP6: [u8; 52] = [
+        0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x21, 0x00,
+        0x24, 0xfd, 0x77, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x01, 0xfd, 0x77, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x02, 0xa6, 0x52, 0x1f, 0x40,
+    ];
+
+    /// The v1 line HAProxy 2.6 writes (`send-proxy`) for an IPv6 client.
+    const HAPROXY_V1_TCP6: &[u8] = b"PROXY TCP6 fd77::1 fd77::2 42272 8001\r\n";
+
+    #[test]
+    fn ipv6_headers_match_haproxy_byte_for_byte() {
+        let mut out = [0u8; MAX_LEN];
+        let n = encode_v2(addr("[fd77::1]:42578"), addr("[fd77::2]:8000"), &mut out);
+        assert_eq!(&out[..n], &HAPROXY_V2_TCP6);
+        let n = encode_v1(addr("[fd77::1]:42272"), addr("[fd77::2]:8001"), &mut out);
+        assert_eq!(&out[..n], HAPROXY_V1_TCP6);
+    }
+
     /// The spec's own IPv6 example (§2.1), "PROXY TCP6" with the
     /// addresses in text form; and the longest IPv6 line (104 bytes).
     #[test]
