@@ -338,6 +338,118 @@ fn two_queues_two_shards_spread_flows_and_keep_each_on_one_shard() {
     }
 }
 
+/// Builds hostile frames for a datapath's VIP and sends them from the
+/// clients' side with a raw socket (shared by the IPv4 and IPv6 tests).
+struct Hostile {
+    client_mac: [u8; 6],
+    vip_mac: [u8; 6],
+    client_ip: std::net::IpAddr,
+    vip: std::net::IpAddr,
+    ifindex: u32,
+}
+
+impl Hostile {
+    fn new(topo: &Topology) -> Self {
+        Self {
+            client_mac: topo.clients.mac(&topo.client_if),
+            vip_mac: topo.lastack.mac(&topo.lastack_if),
+            client_ip: topo.client_addr,
+            vip: topo.vip,
+            ifindex: topo.clients.ifindex(&topo.client_if),
+        }
+    }
+
+    /// Where the TCP header starts in a frame: after Ethernet and the IP
+    /// header of the VIP's family.
+    fn tcp_start(&self) -> usize {
+        14 + lastack::wire::ip::header_len_for(&self.vip)
+    }
+
+    /// A valid segment (`flags`, `options` padded, `payload`) from
+    /// port 4444 to the VIP's echo port, checksums filled.
+    fn segment(&self, flags: u16, options: &[u8], payload: &[u8]) -> Vec<u8> {
+        let mut opts = options.to_vec();
+        while opts.len() % 4 != 0 {
+            opts.push(0);
+        }
+        let tcp_len = 20 + opts.len() + payload.len();
+        let ip = lastack::wire::IpRepr::tcp(
+            self.client_ip,
+            self.vip,
+            tcp_len as u16,
+            lastack::wire::Ecn::NotEct,
+        );
+        let start = self.tcp_start();
+        let mut frame = vec![0u8; start + tcp_len];
+        frame[..6].copy_from_slice(&self.vip_mac);
+        frame[6..12].copy_from_slice(&self.client_mac);
+        let ethertype: u16 = if self.vip.is_ipv6() { 0x86dd } else { 0x0800 };
+        frame[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        ip.emit(&mut frame[14..start]);
+        let tcp = &mut frame[start..];
+        tcp[0..2].copy_from_slice(&4444u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&ECHO.to_be_bytes());
+        tcp[4..8].copy_from_slice(&1000u32.to_be_bytes());
+        tcp[12..14]
+            .copy_from_slice(&((((20 + opts.len()) as u16 / 4) << 12) | flags).to_be_bytes());
+        tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        tcp[20..20 + opts.len()].copy_from_slice(&opts);
+        tcp[20 + opts.len()..].copy_from_slice(payload);
+        lastack::wire::TcpPacket::new_unchecked(&mut frame[start..])
+            .fill_checksum(self.client_ip, self.vip);
+        frame
+    }
+
+    /// The frames every family shares: a bad TCP checksum, a data offset
+    /// past the end, impossible flags, a truncated TCP header and garbage
+    /// options.
+    fn common_frames(&self) -> Vec<(&'static str, Vec<u8>)> {
+        const SYN: u16 = 0x002;
+        let tcp = self.tcp_start();
+        let mut bad_tcp_checksum = self.segment(SYN, &[], b"");
+        bad_tcp_checksum[tcp + 16] ^= 0xff;
+        let mut offset_past_end = self.segment(SYN, &[], b"");
+        offset_past_end[tcp + 12] = 0xf0 | (offset_past_end[tcp + 12] & 0x0f); // 60 > 20 present
+        let truncated = self.segment(SYN, &[], b"")[..tcp + 10].to_vec();
+        vec![
+            ("bad TCP checksum", bad_tcp_checksum),
+            ("data offset past the end", offset_past_end),
+            ("SYN+FIN", self.segment(SYN | 0x001, &[], b"")),
+            ("SYN+RST", self.segment(SYN | 0x004, &[], b"")),
+            ("no flags", self.segment(0, &[], b"")),
+            ("truncated TCP header", truncated),
+            (
+                "garbage options",
+                self.segment(SYN, &[2, 3, 0xff, 8, 1], b""),
+            ),
+        ]
+    }
+
+    /// Sends each frame three times from the clients' namespace.
+    fn send(&self, dp: &Lastack, frames: &[(&str, Vec<u8>)]) {
+        dp.topo.clients.enter(|| {
+            let socket = PacketSocket::bind(self.ifindex).expect("raw socket");
+            for (what, frame) in frames {
+                for _ in 0..3 {
+                    socket.send(frame).unwrap_or_else(|e| panic!("{what}: {e}"));
+                }
+            }
+        });
+    }
+}
+
+/// A normal client still gets through.
+fn still_alive(dp: &mut Lastack) {
+    let vip_port = dp.vip(ECHO);
+    dp.client(|| {
+        let mut stream = connect(vip_port);
+        stream.write_all(b"still alive").unwrap();
+        let mut back = [0u8; 11];
+        stream.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"still alive");
+    });
+}
+
 /// Hostile frames from a raw socket: each is dropped and counted by the
 /// XDP program or the shard, nothing crashes, and a normal client still
 /// connects afterwards.
@@ -347,84 +459,20 @@ fn hostile_packets_are_dropped_and_counted() {
         return;
     }
     let mut dp = datapath(88, 1);
-    let topo = &dp.topo;
-    let (client_mac, vip_mac) = (
-        topo.clients.mac(&topo.client_if),
-        topo.lastack.mac(&topo.lastack_if),
-    );
-    let (std::net::IpAddr::V4(client_ip), std::net::IpAddr::V4(vip)) = (topo.client_addr, topo.vip)
-    else {
-        unreachable!("an IPv4 topology")
-    };
-    let ifindex = topo.clients.ifindex(&topo.client_if);
+    let hostile = Hostile::new(&dp.topo);
     let xdp_before = dp.steering_counters();
-    // A valid SYN to VIP:7 as the template.
-    let syn = |flags: u16, options: &[u8], payload: &[u8]| -> Vec<u8> {
-        let mut opts = options.to_vec();
-        while opts.len() % 4 != 0 {
-            opts.push(0);
-        }
-        let tcp_len = 20 + opts.len() + payload.len();
-        let mut frame = vec![0u8; 14 + 20 + tcp_len];
-        frame[..6].copy_from_slice(&vip_mac);
-        frame[6..12].copy_from_slice(&client_mac);
-        frame[12..14].copy_from_slice(&[0x08, 0x00]);
-        lastack::wire::Ipv4Repr::tcp(client_ip, vip, tcp_len as u16, lastack::wire::Ecn::NotEct)
-            .emit(&mut frame[14..34]);
-        let tcp = &mut frame[34..];
-        tcp[0..2].copy_from_slice(&4444u16.to_be_bytes());
-        tcp[2..4].copy_from_slice(&ECHO.to_be_bytes());
-        tcp[4..8].copy_from_slice(&1000u32.to_be_bytes());
-        tcp[12..14]
-            .copy_from_slice(&((((20 + opts.len()) as u16 / 4) << 12) | flags).to_be_bytes());
-        tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
-        tcp[20..20 + opts.len()].copy_from_slice(&opts);
-        tcp[20 + opts.len()..].copy_from_slice(payload);
-        lastack::wire::TcpPacket::new_unchecked(&mut frame[34..]).fill_checksum(client_ip, vip);
-        frame
-    };
-    const SYN: u16 = 0x002;
-    let mut bad_tcp_checksum = syn(SYN, &[], b"");
-    bad_tcp_checksum[50] ^= 0xff;
-    let mut bad_ip_checksum = syn(SYN, &[], b"");
+    let mut frames = hostile.common_frames();
+    let mut bad_ip_checksum = hostile.segment(0x002, &[], b"");
     bad_ip_checksum[24] ^= 0xff;
-    let mut offset_past_end = syn(SYN, &[], b"");
-    offset_past_end[46] = 0xf0 | (offset_past_end[46] & 0x0f); // data offset 60 > 20 bytes present
-    let truncated = syn(SYN, &[], b"")[..44].to_vec(); // TCP header cut at 10 bytes
-    let garbage_options = syn(SYN, &[2, 3, 0xff, 8, 1], b"");
-    let frames: Vec<(&str, Vec<u8>)> = vec![
-        ("bad TCP checksum", bad_tcp_checksum),
-        ("bad IP checksum", bad_ip_checksum),
-        ("data offset past the end", offset_past_end),
-        ("SYN+FIN", syn(SYN | 0x001, &[], b"")),
-        ("SYN+RST", syn(SYN | 0x004, &[], b"")),
-        ("no flags", syn(0, &[], b"")),
-        ("truncated TCP header", truncated),
-        ("garbage options", garbage_options),
-    ];
-    dp.topo.clients.enter(|| {
-        let socket = PacketSocket::bind(ifindex).expect("raw socket");
-        for (what, frame) in &frames {
-            for _ in 0..3 {
-                socket.send(frame).unwrap_or_else(|e| panic!("{what}: {e}"));
-            }
-        }
-    });
+    frames.push(("bad IP checksum", bad_ip_checksum));
+    hostile.send(&dp, &frames);
     // Every hostile frame counted (the truncated ones at XDP) before the
     // real client comes.
     dp.wait_for("the hostile frames counted", Duration::from_secs(5), |s| {
         let (d, t) = (&s[0].drops, &s[0].tcp);
         d.bad_checksum + d.truncated + d.malformed + t.drop_bad_flags == 21
     });
-    // A normal client still gets through.
-    let vip_port = dp.vip(ECHO);
-    dp.client(|| {
-        let mut stream = connect(vip_port);
-        stream.write_all(b"still alive").unwrap();
-        let mut back = [0u8; 11];
-        stream.read_exact(&mut back).unwrap();
-        assert_eq!(&back, b"still alive");
-    });
+    still_alive(&mut dp);
     let xdp_after = dp.steering_counters();
     let stats = dp.stop();
     println!("{stats:?}\nXDP before {xdp_before:?} after {xdp_after:?}");
@@ -453,71 +501,18 @@ fn hostile_ipv6_packets_are_dropped_and_counted() {
         return;
     }
     let mut dp = datapath_in(Family::V6, 86, 1);
-    let topo = &dp.topo;
-    let (client_mac, vip_mac) = (
-        topo.clients.mac(&topo.client_if),
-        topo.lastack.mac(&topo.lastack_if),
-    );
-    let (client_ip, vip) = (topo.client_addr, topo.vip);
-    let ifindex = topo.clients.ifindex(&topo.client_if);
+    let hostile = Hostile::new(&dp.topo);
     let xdp_before = dp.steering_counters();
-    // A valid SYN to [VIP]:7 as the template: Ethernet, IPv6 (40), TCP.
-    let syn = |flags: u16, options: &[u8], payload: &[u8]| -> Vec<u8> {
-        let mut opts = options.to_vec();
-        while opts.len() % 4 != 0 {
-            opts.push(0);
-        }
-        let tcp_len = 20 + opts.len() + payload.len();
-        let mut frame = vec![0u8; 14 + 40 + tcp_len];
-        frame[..6].copy_from_slice(&vip_mac);
-        frame[6..12].copy_from_slice(&client_mac);
-        frame[12..14].copy_from_slice(&[0x86, 0xdd]);
-        lastack::wire::IpRepr::tcp(client_ip, vip, tcp_len as u16, lastack::wire::Ecn::NotEct)
-            .emit(&mut frame[14..54]);
-        let tcp = &mut frame[54..];
-        tcp[0..2].copy_from_slice(&4444u16.to_be_bytes());
-        tcp[2..4].copy_from_slice(&ECHO.to_be_bytes());
-        tcp[4..8].copy_from_slice(&1000u32.to_be_bytes());
-        tcp[12..14]
-            .copy_from_slice(&((((20 + opts.len()) as u16 / 4) << 12) | flags).to_be_bytes());
-        tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
-        tcp[20..20 + opts.len()].copy_from_slice(&opts);
-        tcp[20 + opts.len()..].copy_from_slice(payload);
-        lastack::wire::TcpPacket::new_unchecked(&mut frame[54..]).fill_checksum(client_ip, vip);
+    let mut frames = hostile.common_frames();
+    let with = |edit: fn(&mut Vec<u8>)| {
+        let mut frame = hostile.segment(0x002, &[], b"");
+        edit(&mut frame);
         frame
     };
-    const SYN: u16 = 0x002;
-    let mut bad_tcp_checksum = syn(SYN, &[], b"");
-    bad_tcp_checksum[70] ^= 0xff;
-    let mut offset_past_end = syn(SYN, &[], b"");
-    offset_past_end[66] = 0xf0 | (offset_past_end[66] & 0x0f); // data offset 60 > 20 bytes
-    let mut payload_past_end = syn(SYN, &[], b"");
-    payload_past_end[19] += 8; // the IPv6 payload length claims 8 bytes more
-    let truncated = syn(SYN, &[], b"")[..64].to_vec(); // TCP header cut at 10 bytes
-    let mut fragment = syn(SYN, &[], b"");
-    fragment[20] = 44;
-    let mut unknown_next = syn(SYN, &[], b"");
-    unknown_next[20] = 253;
-    let frames: Vec<(&str, Vec<u8>)> = vec![
-        ("bad TCP checksum", bad_tcp_checksum),
-        ("data offset past the end", offset_past_end),
-        ("payload length past the end", payload_past_end),
-        ("SYN+FIN", syn(SYN | 0x001, &[], b"")),
-        ("SYN+RST", syn(SYN | 0x004, &[], b"")),
-        ("no flags", syn(0, &[], b"")),
-        ("garbage options", syn(SYN, &[2, 3, 0xff, 8, 1], b"")),
-        ("truncated TCP header", truncated),
-        ("fragment header", fragment),
-        ("unknown next header", unknown_next),
-    ];
-    dp.topo.clients.enter(|| {
-        let socket = PacketSocket::bind(ifindex).expect("raw socket");
-        for (what, frame) in &frames {
-            for _ in 0..3 {
-                socket.send(frame).unwrap_or_else(|e| panic!("{what}: {e}"));
-            }
-        }
-    });
+    frames.push(("payload length past the end", with(|f| f[19] += 8)));
+    frames.push(("fragment header", with(|f| f[20] = 44)));
+    frames.push(("unknown next header", with(|f| f[20] = 253)));
+    hostile.send(&dp, &frames);
     dp.wait_for("the hostile frames counted", Duration::from_secs(5), |s| {
         let (d, t) = (&s[0].drops, &s[0].tcp);
         d.bad_checksum + d.truncated + d.malformed + t.drop_bad_flags == 21
@@ -531,14 +526,7 @@ fn hostile_ipv6_packets_are_dropped_and_counted() {
         (xdp_counted(dp.steering_counters()) == 9).then_some(())
     });
     assert!(xdp.is_ok(), "XDP counted {:?}", dp.steering_counters());
-    let vip_port = dp.vip(ECHO);
-    dp.client(|| {
-        let mut stream = connect(vip_port);
-        stream.write_all(b"still alive").unwrap();
-        let mut back = [0u8; 11];
-        stream.read_exact(&mut back).unwrap();
-        assert_eq!(&back, b"still alive");
-    });
+    still_alive(&mut dp);
     let xdp_after = dp.steering_counters();
     let stats = dp.stop();
     println!("{stats:?}\nXDP before {xdp_before:?} after {xdp_after:?}");
