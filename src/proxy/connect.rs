@@ -275,7 +275,7 @@ impl Proxy {
             return;
         };
         let mut out = [0u8; proxy_protocol::MAX_LEN];
-        let n = proxy_protocol::encode(header, tuple.remote, tuple.local, &mut out);
+        let n = proxy_protocol::encode(header, tuple.remote.into(), tuple.local.into(), &mut out);
         self.uring.fill_outbox(socket, |buffer| {
             buffer[..n].copy_from_slice(&out[..n]);
             n

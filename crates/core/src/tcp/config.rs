@@ -116,7 +116,7 @@ impl TcpConfig {
     /// The MSS for a flow to `remote`: [`mss`](Self::mss) over IPv4, 20
     /// bytes less over IPv6, whose fixed header is 40 bytes to IPv4's 20
     /// (1440 on a 1500-byte link, as Linux announces).
-    pub fn mss_for(&self, remote: &std::net::SocketAddr) -> u16 {
+    pub fn mss_for(&self, remote: &crate::tcp::Endpoint) -> u16 {
         if remote.is_ipv6() {
             self.mss.saturating_sub(20)
         } else {

@@ -9,7 +9,9 @@
 //! cookies.
 
 use core::hash::Hasher;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
+
+use super::types::Endpoint;
 
 use siphasher::sip::SipHasher24;
 
@@ -27,7 +29,7 @@ impl core::fmt::Debug for Secret {
 }
 
 /// Keyed hash of a connection's 4-tuple and some extra words.
-pub fn keyed_hash(secret: &Secret, local: SocketAddr, remote: SocketAddr, extra: &[u32]) -> u64 {
+pub fn keyed_hash(secret: &Secret, local: Endpoint, remote: Endpoint, extra: &[u32]) -> u64 {
     let mut hasher = SipHasher24::new_with_key(&secret.0);
     write_ip(&mut hasher, local.ip());
     write_ip(&mut hasher, remote.ip());
@@ -57,7 +59,7 @@ pub struct TupleKeys {
 }
 
 /// Derives [`TupleKeys`] for a connection.
-pub fn tuple_keys(secret: &Secret, local: SocketAddr, remote: SocketAddr) -> TupleKeys {
+pub fn tuple_keys(secret: &Secret, local: Endpoint, remote: Endpoint) -> TupleKeys {
     let hash = keyed_hash(secret, local, remote, &[]);
     TupleKeys {
         isn_offset: hash as u32,
@@ -83,8 +85,8 @@ pub fn map_seed(secret: &Secret) -> u64 {
 mod tests {
     use super::*;
 
-    fn addr(s: &str) -> SocketAddr {
-        s.parse().unwrap()
+    fn addr(s: &str) -> Endpoint {
+        s.parse::<std::net::SocketAddr>().unwrap().into()
     }
 
     #[test]

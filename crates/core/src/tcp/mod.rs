@@ -40,6 +40,6 @@ pub use stack::{IcmpOutcome, Stack, Transmit};
 pub use stats::Stats;
 pub use time::Instant;
 pub use types::{
-    BbrInfo, CommandError, ConnId, ConnInfo, Event, FourTuple, ListenerId, ResetCause, Route,
-    State, Tag,
+    BbrInfo, CommandError, ConnId, ConnInfo, Endpoint, Event, FourTuple, ListenerId, ResetCause,
+    Route, State, Tag,
 };

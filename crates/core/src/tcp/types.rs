@@ -1,7 +1,107 @@
 //! Identifiers, states and events shared by the engine's parts.
 
 use core::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+/// One end of a connection: an IPv4 or IPv6 address and a port, in 20
+/// bytes (a `SocketAddr` takes 32: an IPv6 one carries a flow label and a
+/// scope the engine never uses). IPv4 is held IPv4-mapped (RFC 4291
+/// §2.5.5.2) with the family kept apart, so an IPv6 peer whose address
+/// happens to be mapped is never taken for an IPv4 one. Hashes as two
+/// integers.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Endpoint {
+    addr: [u8; 16],
+    port: u16,
+    ipv6: bool,
+}
+
+impl Endpoint {
+    pub fn new(ip: IpAddr, port: u16) -> Self {
+        let (addr, ipv6) = match ip {
+            IpAddr::V4(v4) => (v4.to_ipv6_mapped().octets(), false),
+            IpAddr::V6(v6) => (v6.octets(), true),
+        };
+        Self { addr, port, ipv6 }
+    }
+
+    pub fn ip(&self) -> IpAddr {
+        let v6 = Ipv6Addr::from(self.addr);
+        match (self.ipv6, v6.to_ipv4_mapped()) {
+            (false, Some(v4)) => IpAddr::V4(v4),
+            _ => IpAddr::V6(v6),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn is_ipv6(&self) -> bool {
+        self.ipv6
+    }
+
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip(), self.port)
+    }
+}
+
+impl core::hash::Hash for Endpoint {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_ne_bytes(self.addr));
+        state.write_u32(u32::from(self.port) | (u32::from(self.ipv6) << 16));
+    }
+}
+
+impl From<SocketAddr> for Endpoint {
+    fn from(addr: SocketAddr) -> Self {
+        Self::new(addr.ip(), addr.port())
+    }
+}
+
+impl From<std::net::SocketAddrV4> for Endpoint {
+    fn from(addr: std::net::SocketAddrV4) -> Self {
+        Self::new(IpAddr::V4(*addr.ip()), addr.port())
+    }
+}
+
+impl From<std::net::SocketAddrV6> for Endpoint {
+    fn from(addr: std::net::SocketAddrV6) -> Self {
+        Self::new(IpAddr::V6(*addr.ip()), addr.port())
+    }
+}
+
+/// Parsed as a `SocketAddr` (`"10.0.0.1:80"`, `"[2001:db8::1]:80"`).
+impl core::str::FromStr for Endpoint {
+    type Err = std::net::AddrParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<SocketAddr>().map(Self::from)
+    }
+}
+
+impl From<Endpoint> for SocketAddr {
+    fn from(end: Endpoint) -> Self {
+        end.socket_addr()
+    }
+}
+
+impl PartialEq<SocketAddr> for Endpoint {
+    fn eq(&self, other: &SocketAddr) -> bool {
+        *self == Endpoint::from(*other)
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.socket_addr(), f)
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.socket_addr(), f)
+    }
+}
 
 /// A connection's addresses, our side first. The demultiplexing key.
 /// Both addresses are of one family (IPv4 or IPv6): the stack builds
@@ -9,11 +109,18 @@ use std::net::SocketAddr;
 /// addresses it checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FourTuple {
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
+    pub local: Endpoint,
+    pub remote: Endpoint,
 }
 
 impl FourTuple {
+    pub fn new(local: SocketAddr, remote: SocketAddr) -> Self {
+        Self {
+            local: local.into(),
+            remote: remote.into(),
+        }
+    }
+
     /// True for an IPv6 flow.
     pub fn is_ipv6(&self) -> bool {
         self.local.is_ipv6()
@@ -259,4 +366,27 @@ pub struct BbrInfo {
     pub min_rtt_micros: Option<u64>,
     /// The current pacing gain, in hundredths.
     pub pacing_gain_percent: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An endpoint is 20 bytes and gives back the address it was made
+    /// from; an IPv6 address that happens to be IPv4-mapped stays IPv6.
+    #[test]
+    fn an_endpoint_is_compact_and_keeps_its_family() {
+        assert_eq!(core::mem::size_of::<Endpoint>(), 20);
+        assert_eq!(core::mem::size_of::<FourTuple>(), 40);
+        for text in ["10.0.0.1:80", "[2001:db8::1]:443", "[::ffff:10.0.0.1]:80"] {
+            let addr: SocketAddr = text.parse().unwrap();
+            let end = Endpoint::from(addr);
+            assert_eq!(end.socket_addr(), addr, "{text}");
+            assert_eq!(end.is_ipv6(), addr.is_ipv6(), "{text}");
+            assert_eq!(end.to_string(), addr.to_string());
+        }
+        let v4: Endpoint = "10.0.0.1:80".parse().unwrap();
+        let mapped: Endpoint = "[::ffff:10.0.0.1]:80".parse().unwrap();
+        assert_ne!(v4, mapped, "the family tells them apart");
+    }
 }

@@ -215,6 +215,7 @@ pub struct EthernetRepr {
 impl EthernetRepr {
     /// Reads the header of a checked frame. A tag whose TPID is not 802.1Q or
     /// 802.1ad is not a tag, so this cannot fail after `new_checked`.
+    #[inline]
     pub fn parse<T: AsRef<[u8]>>(frame: &EthernetFrame<T>) -> Self {
         Self {
             src_addr: frame.src_addr(),

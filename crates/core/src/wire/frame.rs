@@ -47,11 +47,11 @@ pub fn parse_frame(bytes: &[u8]) -> Result<Frame<'_>> {
             if (ethernet.ethertype == EtherType::IPV6) != matches!(ip, IpRepr::Ipv6(_)) {
                 return Err(Error::Malformed);
             }
-            if let Some(icmp) = IcmpRepr::parse(&ip, segment)? {
-                return Ok(Frame::Icmp { ethernet, ip, icmp });
-            }
             if ip.protocol() != IpProtocol::TCP {
-                return Ok(Frame::Other { ethernet });
+                return match IcmpRepr::parse(&ip, segment)? {
+                    Some(icmp) => Ok(Frame::Icmp { ethernet, ip, icmp }),
+                    None => Ok(Frame::Other { ethernet }),
+                };
             }
             let tcp_packet = TcpPacket::new_checked(segment)?;
             let tcp = TcpRepr::parse(&tcp_packet, ip.src_addr(), ip.dst_addr(), Checksum::Verify)?;

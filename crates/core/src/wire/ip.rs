@@ -27,6 +27,7 @@ impl IpRepr {
         }
     }
 
+    #[inline]
     pub fn src_addr(&self) -> IpAddr {
         match self {
             Self::Ipv4(ip) => IpAddr::V4(ip.src_addr),
@@ -34,6 +35,7 @@ impl IpRepr {
         }
     }
 
+    #[inline]
     pub fn dst_addr(&self) -> IpAddr {
         match self {
             Self::Ipv4(ip) => IpAddr::V4(ip.dst_addr),
@@ -42,6 +44,7 @@ impl IpRepr {
     }
 
     /// The upper-layer protocol (IPv6: the next header).
+    #[inline]
     pub fn protocol(&self) -> IpProtocol {
         match self {
             Self::Ipv4(ip) => ip.protocol,
@@ -50,6 +53,7 @@ impl IpRepr {
     }
 
     /// The ECN codepoint (RFC 3168 §5).
+    #[inline]
     pub fn ecn(&self) -> Ecn {
         match self {
             Self::Ipv4(ip) => ip.ecn(),
@@ -88,6 +92,7 @@ impl IpRepr {
 /// refused. IPv6: extension headers are not walked; a Fragment header is
 /// refused as [`Error::Fragmented`], any other extension header as
 /// [`Error::Unsupported`] (ICMPv6, UDP and TCP pass). Never panics.
+#[inline]
 pub fn parse_packet(bytes: &[u8]) -> Result<(IpRepr, &[u8])> {
     match bytes.first().map(|b| b >> 4) {
         None => Err(Error::Truncated),

@@ -69,6 +69,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     /// Checks version, header length and total length against the buffer.
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let packet = Self::new_unchecked(buffer);
         let len = packet.buffer.as_ref().len();
@@ -100,6 +101,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         self.bytes()[field::VER_IHL] >> 4
     }
     /// Header length in bytes (IHL × 4), options included.
+    #[inline]
     pub fn header_len(&self) -> usize {
         usize::from(self.bytes()[field::VER_IHL] & 0x0f) * 4
     }
@@ -107,6 +109,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn dscp_ecn(&self) -> u8 {
         self.bytes()[field::DSCP_ECN]
     }
+    #[inline]
     pub fn total_len(&self) -> u16 {
         read_u16(self.bytes(), field::LENGTH)
     }
@@ -159,6 +162,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         &self.bytes()[HEADER_LEN..self.header_len()]
     }
     /// True if the header checksum verifies (the header sums to 0xffff).
+    #[inline]
     pub fn verify_checksum(&self) -> bool {
         checksum::data(&self.bytes()[..self.header_len()]) == 0xffff
     }
@@ -247,6 +251,7 @@ impl Ipv4Repr {
 
     /// Reads a checked packet: verifies the header checksum and refuses
     /// fragments. Options are skipped by the header length.
+    #[inline]
     pub fn parse<T: AsRef<[u8]>>(packet: &Ipv4Packet<T>) -> Result<Self> {
         if !packet.verify_checksum() {
             return Err(Error::Checksum);

@@ -42,6 +42,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// Checks the version and the payload length against the buffer. A
     /// zero payload length with a Hop-by-Hop jumbo option (RFC 2675) is
     /// not supported and reads as an empty payload.
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let packet = Self::new_unchecked(buffer);
         let len = packet.buffer.as_ref().len();
@@ -166,6 +167,7 @@ impl Ipv6Repr {
 
     /// Reads a checked packet. IPv6 has no header checksum (RFC 8200 §3);
     /// the upper layer's pseudo-header covers the addresses.
+    #[inline]
     pub fn parse<T: AsRef<[u8]>>(packet: &Ipv6Packet<T>) -> Result<Self> {
         Ok(Self {
             src_addr: packet.src_addr(),

@@ -207,12 +207,14 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 
     /// True if the checksum over the pseudo-header and the segment verifies.
     /// `src` and `dst` are the IP header's addresses, of either family.
+    #[inline]
     pub fn verify_checksum(&self, src: impl Into<IpAddr>, dst: impl Into<IpAddr>) -> bool {
         segment_checksum_sum(self.bytes(), src.into(), dst.into()) == 0xffff
     }
 }
 
 /// One's-complement sum of pseudo-header and segment (checksum field included).
+#[inline]
 fn segment_checksum_sum(segment: &[u8], src: IpAddr, dst: IpAddr) -> u16 {
     let len = segment.len() as u32;
     checksum::combine(&[
