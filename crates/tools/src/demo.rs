@@ -197,8 +197,15 @@ pub fn run(config: &Path, seconds: u64) -> io::Result<()> {
         .to_str()
         .ok_or_else(|| io::Error::other("config path"))?;
     demo.spawn("lastack", |d| &d.lastack, &["run", "-c", config])?;
-    // Ready when the admin endpoint answers.
-    if wait::poll(Duration::from_secs(10), || demo.metrics().ok()).is_err() {
+    // Ready when every shard serves (`lastack_ready`, as GET /ready): the
+    // admin endpoint answers earlier, before the XDP program and the
+    // shards are in place, and SYNs that early reach the kernel (RST).
+    let ready = || {
+        demo.metrics()
+            .ok()
+            .filter(|m| m.sum("lastack_ready") == 1.0)
+    };
+    if wait::poll(Duration::from_secs(10), ready).is_err() {
         demo.alive("lastack")?;
         return Err(io::Error::other("lastack did not come up"));
     }
@@ -282,6 +289,9 @@ pub fn run(config: &Path, seconds: u64) -> io::Result<()> {
                     .clients
                     .enter(|| churn::run(&churn_config, |_, _, _| {}))?;
                 println!("{:>7.0} conn/s", report.connections_per_s);
+                if report.errors.total() > 0 {
+                    println!("    errors: {:?}", report.errors);
+                }
                 // Until every close has finished (FIN handshakes, the grace
                 // period): no session left.
                 let after = wait::poll(Duration::from_secs(15), || {
