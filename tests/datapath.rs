@@ -517,13 +517,16 @@ fn hostile_ipv6_packets_are_dropped_and_counted() {
         let (d, t) = (&s[0].drops, &s[0].tcp);
         d.bad_checksum + d.truncated + d.malformed + t.drop_bad_flags == 21
     });
+    // The clients' kernel sends MLD reports behind a Hop-by-Hop header on
+    // its own (after an address is added): they count as extension
+    // headers too, so that counter is at least ours.
     let xdp_counted = |c: lastack::link::xdp::SteerCounters| {
-        (c.malformed - xdp_before.malformed)
-            + (c.fragment - xdp_before.fragment)
-            + (c.ipv6_extension - xdp_before.ipv6_extension)
+        c.malformed - xdp_before.malformed >= 3
+            && c.fragment - xdp_before.fragment >= 3
+            && c.ipv6_extension - xdp_before.ipv6_extension >= 3
     };
     let xdp = common::wait::poll(Duration::from_secs(5), || {
-        (xdp_counted(dp.steering_counters()) == 9).then_some(())
+        xdp_counted(dp.steering_counters()).then_some(())
     });
     assert!(xdp.is_ok(), "XDP counted {:?}", dp.steering_counters());
     still_alive(&mut dp);
@@ -551,10 +554,9 @@ fn hostile_ipv6_packets_are_dropped_and_counted() {
         3,
         "Fragment header"
     );
-    assert_eq!(
-        xdp_after.ipv6_extension - xdp_before.ipv6_extension,
-        3,
-        "unknown next header"
+    assert!(
+        xdp_after.ipv6_extension - xdp_before.ipv6_extension >= 3,
+        "unknown next header (and the kernel's MLD reports)"
     );
     assert_eq!(stats.tcp.connections_opened, 1, "only the real client");
 }
