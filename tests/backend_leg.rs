@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::backend::{Behaviour, Server};
 use common::client::{self, churn, churn_for, Sustained};
-use common::{wait, Lastack, Shape, Topology};
+use common::{wait, Family, Lastack, Shape, Topology};
 use lastack_tools::metrics::Exposition;
 
 const PORT: u16 = 80;
@@ -26,11 +26,24 @@ const RANGE: u64 = 256;
 /// listener on `vip:80` to pool `p` (`pool` lines), the backends at
 /// `:8080`.
 fn lastack(net: u8, backends: usize, sysctls: &[(Side, &str, &str)], pool: &str) -> Lastack {
+    lastack_with(Family::V4, net, backends, sysctls, pool)
+}
+
+/// [`lastack`] with backends of `backend_family` (the clients and the VIP
+/// stay IPv4).
+fn lastack_with(
+    backend_family: Family,
+    net: u8,
+    backends: usize,
+    sysctls: &[(Side, &str, &str)],
+    pool: &str,
+) -> Lastack {
     let topo = Topology::new(
         net,
         Shape {
             queues: 1,
             backends,
+            backend_family: Some(backend_family),
             ..Default::default()
         },
     );
@@ -44,7 +57,10 @@ fn lastack(net: u8, backends: usize, sysctls: &[(Side, &str, &str)], pool: &str)
     let backend_list: String = topo
         .backend_addrs
         .iter()
-        .map(|a| format!("[[pools.backends]]\naddress = \"{a}:{BACKEND_PORT}\"\n"))
+        .map(|&a| {
+            let address = SocketAddr::new(a, BACKEND_PORT);
+            format!("[[pools.backends]]\naddress = \"{address}\"\n")
+        })
         .collect();
     let body = format!(
         "[[listeners]]\nname = \"l\"\nvip = \"{{vip}}\"\nport = {PORT}\npool = \"p\"\n\n\
@@ -115,7 +131,24 @@ fn cycle_the_range(
     sysctl: (Side, &str, &str),
     backend_close: &str,
 ) -> (Lastack, Sustained, SocketAddr, Server) {
-    let topo = lastack(net, 1, &[sysctl], &sustained_pool(backend_close));
+    cycle_the_range_to(Family::V4, what, net, sysctl, backend_close)
+}
+
+/// [`cycle_the_range`] to a backend of `backend_family`.
+fn cycle_the_range_to(
+    backend_family: Family,
+    what: &str,
+    net: u8,
+    sysctl: (Side, &str, &str),
+    backend_close: &str,
+) -> (Lastack, Sustained, SocketAddr, Server) {
+    let topo = lastack_with(
+        backend_family,
+        net,
+        1,
+        &[sysctl],
+        &sustained_pool(backend_close),
+    );
     let server = topo.backend(0, BACKEND_PORT, Behaviour::Echo);
     let vip = topo.vip(PORT);
     let run = topo.client(|| churn_for(vip, Duration::from_secs(5), 16, 64, 64));
@@ -157,6 +190,31 @@ fn fin_close_on_a_default_host_reuses_its_time_waits_at_full_speed() {
         );
         assert_eq!(stats.proxy.ports_exhausted, 0);
     }
+}
+
+/// The same to an IPv6 backend (IPv4 clients): the kernel takes over a
+/// bound port's TIME-WAIT for IPv6 sockets alike (its `tcp_tw_reuse`
+/// setting is shared by both families).
+#[test]
+fn fin_close_to_an_ipv6_backend_reuses_its_time_waits_at_full_speed() {
+    if !common::privileged("fin_close_to_an_ipv6_backend_reuses_its_time_waits_at_full_speed") {
+        return;
+    }
+    let what = "fin to an IPv6 backend, tcp_tw_reuse=0";
+    let (mut topo, _run, backend, _server) =
+        cycle_the_range_to(Family::V6, what, 93, (Side::Lastack, TW_REUSE, "0"), "fin");
+    assert!(backend.is_ipv6());
+    let time_waits = topo.topo.lastack.time_wait_ports_to(backend).len() as u64;
+    assert!(
+        time_waits > RANGE / 2 && time_waits <= RANGE,
+        "{what}: {time_waits} TIME-WAITs, one per port at most"
+    );
+    let stats = topo.stop();
+    assert_eq!(
+        stats.proxy.port_retries, 0,
+        "{what}: a TIME-WAIT was not reused"
+    );
+    assert_eq!(stats.proxy.ports_exhausted, 0);
 }
 
 /// `backend_close = "fin"` where a TIME-WAIT cannot be reused: timestamps
