@@ -186,6 +186,10 @@ fn one_shard_serves_ipv4_and_ipv6_listeners_side_by_side_under_churn() {
     let stats = dp.stop();
     println!("{stats:?}");
     assert_eq!(stats.tcp.connections_opened, 2 * EACH as u64);
+    assert_eq!(
+        stats.tcp.ipv6_connections_opened, EACH as u64,
+        "counted by family (lastack_tcp_connections_opened_total{{family}})"
+    );
     assert_eq!(stats.connections, 0);
     assert_eq!(stats.time_wait, 0, "the clients closed first");
     assert_eq!(stats.tcp.resets_sent, 0);

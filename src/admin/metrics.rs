@@ -538,10 +538,19 @@ pub const METRICS: &[Metric] = &[
         "Handshakes completed into a full accept queue.",
         |s| s.tcp.accept_queue_overflows,
     ),
-    counter(
+    custom(
         "lastack_tcp_connections_opened_total",
-        "Connections established.",
-        |s| s.tcp.connections_opened,
+        Kind::Counter,
+        "Connections established, by address family.",
+        &["shard", "family"],
+        |snap, out| {
+            for s in snap.shards {
+                let (opened, ipv6) = (s.tcp.connections_opened, s.tcp.ipv6_connections_opened);
+                let shard = s.queue.to_string();
+                out.push(&[&shard, "ipv4"], (opened - ipv6) as f64);
+                out.push(&[&shard, "ipv6"], ipv6 as f64);
+            }
+        },
     ),
     counter(
         "lastack_tcp_connections_closed_total",

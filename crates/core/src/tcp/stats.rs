@@ -46,6 +46,8 @@ pub struct Stats {
     pub syn_queue_overflows: u64,
     pub accept_queue_overflows: u64,
     pub connections_opened: u64,
+    /// Of `connections_opened`, those over IPv6.
+    pub ipv6_connections_opened: u64,
     pub connections_closed: u64,
     /// Connections that entered TIME-WAIT (we closed first).
     pub time_wait_entered: u64,
