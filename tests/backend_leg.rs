@@ -175,35 +175,22 @@ fn fin_close_on_a_default_host_reuses_its_time_waits_at_full_speed() {
         return;
     }
     for (net, tw_reuse) in [(91u8, "0"), (92, "2")] {
-        let what = format!("fin, tcp_tw_reuse={tw_reuse}");
-        let (mut topo, _run, backend, _server) =
-            cycle_the_range(&what, net, (Side::Lastack, TW_REUSE, tw_reuse), "fin");
-        let time_waits = topo.topo.lastack.time_wait_ports_to(backend).len() as u64;
-        assert!(
-            time_waits > RANGE / 2 && time_waits <= RANGE,
-            "{what}: {time_waits} TIME-WAITs, one per port at most"
-        );
-        let stats = topo.stop();
-        assert_eq!(
-            stats.proxy.port_retries, 0,
-            "{what}: a TIME-WAIT was not reused"
-        );
-        assert_eq!(stats.proxy.ports_exhausted, 0);
+        fin_close_reuses_time_waits(Family::V4, net, tw_reuse);
     }
 }
 
-/// The same to an IPv6 backend (IPv4 clients): the kernel takes over a
-/// bound port's TIME-WAIT for IPv6 sockets alike (its `tcp_tw_reuse`
-/// setting is shared by both families).
-#[test]
-fn fin_close_to_an_ipv6_backend_reuses_its_time_waits_at_full_speed() {
-    if !common::privileged("fin_close_to_an_ipv6_backend_reuses_its_time_waits_at_full_speed") {
-        return;
-    }
-    let what = "fin to an IPv6 backend, tcp_tw_reuse=0";
-    let (mut topo, _run, backend, _server) =
-        cycle_the_range_to(Family::V6, what, 93, (Side::Lastack, TW_REUSE, "0"), "fin");
-    assert!(backend.is_ipv6());
+/// One run of the above to a backend of `family`, with `tcp_tw_reuse` set
+/// to `tw_reuse` in lastack's namespace.
+fn fin_close_reuses_time_waits(family: Family, net: u8, tw_reuse: &str) {
+    let what = format!("fin to an {family:?} backend, tcp_tw_reuse={tw_reuse}");
+    let (mut topo, _run, backend, _server) = cycle_the_range_to(
+        family,
+        &what,
+        net,
+        (Side::Lastack, TW_REUSE, tw_reuse),
+        "fin",
+    );
+    assert_eq!(backend.is_ipv6(), family == Family::V6);
     let time_waits = topo.topo.lastack.time_wait_ports_to(backend).len() as u64;
     assert!(
         time_waits > RANGE / 2 && time_waits <= RANGE,
@@ -215,6 +202,17 @@ fn fin_close_to_an_ipv6_backend_reuses_its_time_waits_at_full_speed() {
         "{what}: a TIME-WAIT was not reused"
     );
     assert_eq!(stats.proxy.ports_exhausted, 0);
+}
+
+/// The same to an IPv6 backend (IPv4 clients): the kernel takes over a
+/// bound port's TIME-WAIT for IPv6 sockets alike (its `tcp_tw_reuse`
+/// setting is shared by both families).
+#[test]
+fn fin_close_to_an_ipv6_backend_reuses_its_time_waits_at_full_speed() {
+    if !common::privileged("fin_close_to_an_ipv6_backend_reuses_its_time_waits_at_full_speed") {
+        return;
+    }
+    fin_close_reuses_time_waits(Family::V6, 93, "0");
 }
 
 /// `backend_close = "fin"` where a TIME-WAIT cannot be reused: timestamps

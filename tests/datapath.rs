@@ -366,7 +366,7 @@ impl Hostile {
     /// Where the TCP header starts in a frame: after Ethernet and the IP
     /// header of the VIP's family.
     fn tcp_start(&self) -> usize {
-        14 + lastack::wire::ip::header_len_for(&self.vip)
+        14 + lastack::wire::ip::header_len(self.vip.is_ipv6())
     }
 
     /// A valid segment (`flags`, `options` padded, `payload`) from

@@ -20,6 +20,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::ProxyProtocol;
+use crate::wire::ip::to_ipv6;
 
 /// The v2 signature (§2.2).
 pub const V2_SIGNATURE: [u8; 12] = [
@@ -75,8 +76,10 @@ pub fn encode_v2(client: SocketAddr, vip: SocketAddr, out: &mut [u8; MAX_LEN]) -
         }
         (src, dst) => {
             out[13] = V2_TCP6;
-            out[16..32].copy_from_slice(&as_v6(src).octets());
-            out[32..48].copy_from_slice(&as_v6(dst).octets());
+            // IPv4-mapped for an IPv4 one: only for a client and VIP of
+            // different families, which a flow never has.
+            out[16..32].copy_from_slice(&to_ipv6(src).octets());
+            out[32..48].copy_from_slice(&to_ipv6(dst).octets());
             32
         }
     };
@@ -85,15 +88,6 @@ pub fn encode_v2(client: SocketAddr, vip: SocketAddr, out: &mut [u8; MAX_LEN]) -
     out[ports + 2..ports + 4].copy_from_slice(&vip.port().to_be_bytes());
     out[14..16].copy_from_slice(&((addresses + 4) as u16).to_be_bytes());
     ports + 4
-}
-
-/// An address as IPv6 (IPv4-mapped for IPv4: only for a client and VIP of
-/// different families, which a flow never has).
-fn as_v6(ip: IpAddr) -> std::net::Ipv6Addr {
-    match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-        IpAddr::V6(v6) => v6,
-    }
 }
 
 /// Writes a version-2 LOCAL header (no addresses); returns its length (16).

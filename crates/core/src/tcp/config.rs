@@ -117,8 +117,10 @@ impl TcpConfig {
     /// bytes less over IPv6, whose fixed header is 40 bytes to IPv4's 20
     /// (1440 on a 1500-byte link, as Linux announces).
     pub fn mss_for(&self, remote: &crate::tcp::Endpoint) -> u16 {
+        use crate::wire::ip::header_len;
         if remote.is_ipv6() {
-            self.mss.saturating_sub(20)
+            self.mss
+                .saturating_sub((header_len(true) - header_len(false)) as u16)
         } else {
             self.mss
         }

@@ -824,8 +824,7 @@ impl Stack {
             return true;
         };
         self.stats.syn_cookies_validated += 1;
-        self.stats.connections_opened += 1;
-        self.stats.ipv6_connections_opened += u64::from(tuple.is_ipv6());
+        self.stats.opened(tuple.is_ipv6());
         let config = &self.config;
         let conn = &mut self.slots[id.index as usize].conn;
         let seq = Seq(tcp.seq_number);

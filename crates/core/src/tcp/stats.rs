@@ -46,7 +46,7 @@ pub struct Stats {
     pub syn_queue_overflows: u64,
     pub accept_queue_overflows: u64,
     pub connections_opened: u64,
-    /// Of `connections_opened`, those over IPv6.
+    /// Of `connections_opened`, those over IPv6 (see [`Stats::opened`]).
     pub ipv6_connections_opened: u64,
     pub connections_closed: u64,
     /// Connections that entered TIME-WAIT (we closed first).
@@ -83,4 +83,12 @@ pub struct Stats {
     pub drop_control_queue_full: u64,
     /// Connections refused because the connection table is full.
     pub drop_table_full: u64,
+}
+
+impl Stats {
+    /// A connection was established (over IPv6 if `ipv6`).
+    pub fn opened(&mut self, ipv6: bool) {
+        self.connections_opened += 1;
+        self.ipv6_connections_opened += u64::from(ipv6);
+    }
 }

@@ -18,18 +18,20 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(ip: IpAddr, port: u16) -> Self {
-        let (addr, ipv6) = match ip {
-            IpAddr::V4(v4) => (v4.to_ipv6_mapped().octets(), false),
-            IpAddr::V6(v6) => (v6.octets(), true),
-        };
-        Self { addr, port, ipv6 }
+        Self {
+            addr: crate::wire::ip::to_ipv6(ip).octets(),
+            port,
+            ipv6: ip.is_ipv6(),
+        }
     }
 
+    /// The address: an IPv4 one is the last four bytes of its mapped form.
     pub fn ip(&self) -> IpAddr {
-        let v6 = Ipv6Addr::from(self.addr);
-        match (self.ipv6, v6.to_ipv4_mapped()) {
-            (false, Some(v4)) => IpAddr::V4(v4),
-            _ => IpAddr::V6(v6),
+        if self.ipv6 {
+            IpAddr::V6(Ipv6Addr::from(self.addr))
+        } else {
+            let [.., a, b, c, d] = self.addr;
+            IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d))
         }
     }
 

@@ -23,7 +23,7 @@ impl IpRepr {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
                 Self::Ipv4(Ipv4Repr::tcp(src, dst, payload_len, ecn))
             }
-            (src, dst) => Self::Ipv6(Ipv6Repr::tcp(v6(src), v6(dst), payload_len, ecn)),
+            (src, dst) => Self::Ipv6(Ipv6Repr::tcp(to_ipv6(src), to_ipv6(dst), payload_len, ecn)),
         }
     }
 
@@ -131,15 +131,19 @@ pub fn mark_ce(bytes: &mut [u8]) -> bool {
     }
 }
 
-/// The header length for a flow whose addresses are of `addr`'s family.
-pub const fn header_len_for(addr: &IpAddr) -> usize {
-    match addr {
-        IpAddr::V4(_) => super::ipv4::HEADER_LEN,
-        IpAddr::V6(_) => super::ipv6::HEADER_LEN,
+/// The header length we emit for a flow of either family (no options, no
+/// extension headers): 40 over IPv6, 20 over IPv4.
+pub const fn header_len(ipv6: bool) -> usize {
+    if ipv6 {
+        super::ipv6::HEADER_LEN
+    } else {
+        super::ipv4::HEADER_LEN
     }
 }
 
-fn v6(addr: IpAddr) -> Ipv6Addr {
+/// `addr` as an IPv6 address: itself, or IPv4-mapped (RFC 4291
+/// §2.5.5.2) for an IPv4 one.
+pub fn to_ipv6(addr: IpAddr) -> Ipv6Addr {
     match addr {
         IpAddr::V4(v4) => v4.to_ipv6_mapped(),
         IpAddr::V6(v6) => v6,

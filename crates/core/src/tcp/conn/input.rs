@@ -102,8 +102,7 @@ impl Conn {
             self.transition(Trigger::RcvSynAck);
             self.ack_urgency = AckUrgency::Now;
             ctx.emit(Event::Connected);
-            ctx.stats.connections_opened += 1;
-            ctx.stats.ipv6_connections_opened += u64::from(self.tuple.is_ipv6());
+            ctx.stats.opened(self.tuple.is_ipv6());
         } else {
             // Simultaneous open: SYN-RECEIVED, resend our SYN with an ACK.
             self.transition(Trigger::RcvSyn);
@@ -231,8 +230,7 @@ impl Conn {
                 self.max_snd_wnd = self.snd_wnd;
                 self.snd_wl1 = seq;
                 self.snd_wl2 = ack;
-                ctx.stats.connections_opened += 1;
-                ctx.stats.ipv6_connections_opened += u64::from(self.tuple.is_ipv6());
+                ctx.stats.opened(self.tuple.is_ipv6());
             } else {
                 ctx.stats.drop_bad_ack += 1;
                 return Some(Reply::Rst { seq: ack });

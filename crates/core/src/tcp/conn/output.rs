@@ -22,9 +22,7 @@ use crate::tcp::time::Instant;
 use crate::tcp::types::FourTuple;
 use crate::tcp::types::State;
 use crate::tcp::TcpConfig;
-use crate::wire::{
-    ip, Ecn, IpRepr, SackBlocks, TcpFlags, TcpOptions, TcpPacket, TcpRepr, Timestamps,
-};
+use crate::wire::{Ecn, IpRepr, SackBlocks, TcpFlags, TcpOptions, TcpPacket, TcpRepr, Timestamps};
 
 /// Most header bytes a segment needs: IPv6 (40, no extension headers) +
 /// TCP with 40 bytes of options.
@@ -33,7 +31,7 @@ pub(crate) const MAX_HEADERS: usize = crate::wire::ipv6::HEADER_LEN + 60;
 /// Where the TCP header starts in a segment of `tuple`'s flow: after the
 /// IP header of its family (20 or 40 bytes).
 pub(crate) fn tcp_offset(tuple: &FourTuple) -> usize {
-    ip::header_len_for(&tuple.local.ip())
+    crate::wire::ip::header_len(tuple.is_ipv6())
 }
 
 /// Completes a segment whose TCP header and payload (`tcp_len` bytes) sit

@@ -14,14 +14,15 @@
 //! The MSS is never raised again here: RFC 1191 §6.3's periodic increase
 //! and PLPMTUD (RFC 4821) probing are not done.
 
+use super::output::tcp_offset;
 use super::{Conn, Ctx};
 use crate::tcp::seq::Seq;
+use crate::wire::{icmpv6, tcp};
 
 /// The smallest IPv4 path MTU believed (Linux's `ip_rt_min_pmtu`, 552):
 /// an ICMP claiming less is taken as this. IPv6's is its minimum link MTU,
-/// 1280 (RFC 8201 §4).
+/// 1280 ([`icmpv6::MIN_MTU`], RFC 8201 §4).
 pub const MIN_PATH_MTU: usize = 552;
-const MIN_PATH_MTU_IPV6: usize = 1280;
 
 /// What a "packet too big" did to a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,14 +44,13 @@ impl Conn {
         if !(self.state.is_synchronized() && in_flight) {
             return TooBig::NotInFlight;
         }
-        // The IP and TCP headers without options (RFC 9293 §3.7.1): 40
-        // over IPv4, 60 over IPv6.
-        let (floor, headers) = if self.tuple.is_ipv6() {
-            (MIN_PATH_MTU_IPV6, 60)
+        let floor = if self.tuple.is_ipv6() {
+            icmpv6::MIN_MTU as usize
         } else {
-            (MIN_PATH_MTU, 40)
+            MIN_PATH_MTU
         };
-        let mss = mtu.max(floor) - headers;
+        // Less the IP and TCP headers without options (RFC 9293 §3.7.1).
+        let mss = mtu.max(floor) - tcp_offset(&self.tuple) - tcp::HEADER_LEN;
         if mss >= self.mss {
             return TooBig::NoChange;
         }
