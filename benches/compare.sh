@@ -12,6 +12,9 @@
 #   B  server-first: the backend closes first, the client reads until EOF
 #   C  framed: the backend closes first, the client closes once it has the
 #      whole response (HTTP/1.1 Connection: close with Content-Length)
+#   K  kept alive: $KEPT connections to one backend address carry
+#      request/response exchanges back to back for the whole run (like
+#      neper's tcp_rr); requests/s, latency and CPU are per request
 # plus a sustained run of A to one address ($SUSTAINED seconds) and a
 # single-stream bulk run. For each: connections/s, p50/p99, errors, CPU-µs
 # per connection of the proxy process and of the whole machine
@@ -35,10 +38,13 @@
 #     lastack's pools end backend connections with RST (`backend_close =
 #     "reset"`), HAProxy's with `option nolinger`: no TIME-WAIT on the
 #     backend leg for either. Default fin.
-#   SOURCE_PORTS=32768-60999 benches/compare.sh
-#     lastack's pools use that source-port range (the kernel's default
-#     ephemeral range, which the kernel proxies' backend leg lives on),
-#     for a like-for-like count of ports; the sustained run is labelled.
+#   PORTS=20000-28191 benches/compare.sh
+#     the backend leg's source ports, the same for every proxy: lastack's
+#     pools' `source_ports` and the kernel's ip_local_port_range in the
+#     proxy's namespace (which HAProxy's and nginx's connects draw from).
+#     Default 1024-65535 (lastack's default range) for all; rows are
+#     labelled when it is set.
+#   BULK=0 benches/compare.sh     without the single-stream bulk run
 #   e.g. the backend-leg benchmark (60 s without TIME-WAIT reuse):
 #   PROXIES="lastack haproxy" WORKLOADS="" TW_REUSE=0 benches/compare.sh
 set -euo pipefail
@@ -48,7 +54,9 @@ FLOWS=${FLOWS:-"32 128"}
 SUSTAINED=${SUSTAINED:-60}
 PROXIES=${PROXIES:-"direct lastack haproxy nginx"}
 if [ -n "${BASELINE:-}" ]; then PROXIES="$PROXIES lastack-baseline"; fi
-WORKLOADS=${WORKLOADS-"A B C"}
+WORKLOADS=${WORKLOADS-"A B C K"}
+KEPT=${KEPT:-50}
+BULK=${BULK:-1}
 TW_REUSE=${TW_REUSE:-1}
 BACKEND_CLOSE=${BACKEND_CLOSE:-fin}
 TIMESTAMPS=${TIMESTAMPS:-1}
@@ -56,9 +64,11 @@ sustained_label="A sustained"
 [ "$TW_REUSE" != 1 ] && sustained_label="$sustained_label tw_reuse=$TW_REUSE"
 [ "$TIMESTAMPS" != 1 ] && sustained_label="$sustained_label timestamps=$TIMESTAMPS"
 [ "$BACKEND_CLOSE" != fin ] && sustained_label="$sustained_label close=$BACKEND_CLOSE"
-SOURCE_PORTS=${SOURCE_PORTS:-}
-[ -n "$SOURCE_PORTS" ] && sustained_label="$sustained_label ports=$SOURCE_PORTS"
-if [ -n "${QUICK:-}" ]; then SECS=5; FLOWS=128; SUSTAINED=0; WORKLOADS="A C"; fi
+PORTS_LABEL=""
+[ -n "${PORTS:-}" ] && PORTS_LABEL=" ports=$PORTS"
+PORTS=${PORTS:-1024-65535}
+sustained_label="$sustained_label$PORTS_LABEL"
+if [ -n "${QUICK:-}" ]; then SECS=5; FLOWS=128; SUSTAINED=0; WORKLOADS="A C K"; fi
 
 need=""
 command -v haproxy >/dev/null || need="$need haproxy"
@@ -104,7 +114,7 @@ $(for spec in "80 8080 1" "81 8080 4" "82 8081 1" "83 8081 4" "84 8081 1" "85 80
 [[pools]]
 name = "p$1"
 $([ "$BACKEND_CLOSE" != fin ] && echo "backend_close = \"$BACKEND_CLOSE\"")
-$([ -n "$SOURCE_PORTS" ] && echo "source_ports = \"$SOURCE_PORTS\"")
+source_ports = "$PORTS"
 [pools.health_check]
 enabled = false
 $(for b in $(backends "$2" "$3"); do printf '[[pools.backends]]\naddress = "%s"\n' "$b"; done)
@@ -163,12 +173,13 @@ topology_up() {
     ip -n "$S" route add 10.70.0.0/24 via 10.70.1.1
     ip netns exec "$P" sysctl -qw net.ipv4.ip_forward=1
     # Clients: a wide port range and TIME-WAIT reuse (a load generator must not
-    # be the one that runs out of ports). The proxy's namespace keeps the
-    # kernel's default port range (32768-60999) with tcp_tw_reuse=1, the
-    # setting the issue's measurements used: the kernel proxies' backend leg
-    # lives on it; lastack allocates its own ports (1024-65535).
+    # be the one that runs out of ports). The proxy's namespace: the kernel
+    # proxies' backend leg draws its ports from ip_local_port_range, set to
+    # the range lastack's pools get ($PORTS), with tcp_tw_reuse=1 unless
+    # TW_REUSE says otherwise.
     ip netns exec "$C" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
-    ip netns exec "$P" sysctl -qw net.ipv4.tcp_tw_reuse="$TW_REUSE" net.ipv4.tcp_timestamps="$TIMESTAMPS"
+    ip netns exec "$P" sysctl -qw net.ipv4.ip_local_port_range="${PORTS%-*} ${PORTS#*-}" \
+        net.ipv4.tcp_tw_reuse="$TW_REUSE" net.ipv4.tcp_timestamps="$TIMESTAMPS"
 
     # Backends: :8080 closes after the client (A), :8081 closes first (B, C).
     ip netns exec "$S" taskset -c 1 "$bin" backend -l 10.70.1.11:8080 -l 10.70.1.12:8080 \
@@ -229,7 +240,7 @@ hz=$(getconf CLK_TCK)
 target() { # proxy workload backends
     local port
     case "$2:$3" in
-        A:1|C:1|B:1) port=80 ;; A:4|C:4|B:4) port=81 ;;
+        A:1|C:1|B:1|K:1) port=80 ;; A:4|C:4|B:4) port=81 ;;
     esac
     case $2 in B|C) port=$((port + 2)) ;; esac
     # lastack serves B (clients that read until EOF) from an `immediate`
@@ -259,8 +270,8 @@ print(sum(s['value'] for f in families if f['name'] == '$1' for s in f['samples'
 results="$work/results.jsonl"
 : > "$results"
 run_one() { # proxy workload flows backends seconds [label]
-    local proxy=$1 w=$2 flows=$3 nb=$4 secs=$5 label=${6:-$2} close churn_close targets
-    case $w in A) churn_close=client-first ;; B) churn_close=server-first ;; C) churn_close=client-first ;; esac
+    local proxy=$1 w=$2 flows=$3 nb=$4 secs=$5 label=${6:-$2$PORTS_LABEL} close churn_close targets kept=1
+    case $w in A|C) churn_close=client-first ;; B) churn_close=server-first ;; K) churn_close=client-first; kept=0 ;; esac
     targets=$(target "$proxy" "$w" "$nb" | tr '\n' ' ')
     local p0 s0 p1 s1 out tw_client tw_backend
     local lastack_tw0=0
@@ -273,7 +284,7 @@ run_one() { # proxy workload flows backends seconds [label]
             >/dev/null 2>&1 & perf_pid=$!
     fi
     out=$(ip netns exec "$C" taskset -c 1 "$bin" churn $targets -c "$flows" -t 1 -d "${secs}s" \
-        --close "$churn_close" --json)
+        --close "$churn_close" -k "$kept" --json)
     if [ -n "$perf_pid" ]; then
         wait "$perf_pid" || true
         perf report -i "$work/profile-$proxy.data" --stdio --no-children --percent-limit 0.7 \
@@ -297,6 +308,7 @@ r = json.load(sys.stdin)
 n = max(r['transactions'], 1)
 print(json.dumps({'proxy': '$proxy', 'workload': '$label', 'flows': $flows, 'backends': $nb,
   'seconds': r['elapsed_s'], 'conn_per_s': round(r['connections_per_s']),
+  'req_per_s': round(r['requests_per_s']),
   'p50_ms': r['transaction']['p50_us'] / 1000, 'p99_ms': r['transaction']['p99_us'] / 1000,
   'errors': sum(r['errors'].values()), 'proxy_cpu_us_per_conn': round(($p1 - $p0) * 1e6 / $hz / n, 1),
   'system_cpu_us_per_conn': round(($s1 - $s0) * 1e6 / $hz / n, 1),
@@ -311,21 +323,26 @@ for proxy in $PROXIES; do
     for w in $WORKLOADS; do
         topology_up
         start_proxy "$proxy"
-        for nb in 1 4; do
-            for flows in $FLOWS; do
-                run_one "$proxy" "$w" "$flows" "$nb" "$SECS"
-                sleep 1
+        if [ "$w" = K ]; then
+            run_one "$proxy" K "$KEPT" 1 "$SECS"
+        else
+            for nb in 1 4; do
+                for flows in $FLOWS; do
+                    run_one "$proxy" "$w" "$flows" "$nb" "$SECS"
+                    sleep 1
+                done
             done
-        done
+        fi
         stop_proxy
         topology_down
     done
+    [ "$BULK" = 1 ] || [ "$SUSTAINED" -gt 0 ] || continue
     topology_up
     start_proxy "$proxy"
     # One stream, 100 MiB each way through the proxy (echo backend).
-    bulk=$(ip netns exec "$C" taskset -c 1 "$bin" churn "$(if [ "$proxy" = direct ]; then echo 10.70.1.11:9000; else echo 10.70.0.2:90; fi)" \
+    [ "$BULK" = 1 ] && bulk=$(ip netns exec "$C" taskset -c 1 "$bin" churn "$(if [ "$proxy" = direct ]; then echo 10.70.1.11:9000; else echo 10.70.0.2:90; fi)" \
         -c 1 -t 1 -n 1 --request 104857600 --response 104857600 --timeout 60s --json)
-    echo "$bulk" | python3 -c "
+    [ "$BULK" = 1 ] && echo "$bulk" | python3 -c "
 import json, sys
 r = json.load(sys.stdin)
 print(json.dumps({'proxy': '$proxy', 'bulk_gbit_per_s_each_way': round(100 * 1048576 * 8 / r['elapsed_s'] / 1e9, 2), 'errors': sum(r['errors'].values())}))" | tee -a "$work/bulk.jsonl"
@@ -368,18 +385,22 @@ with open(sys.argv[2], 'w') as f:
     f.write(f"Machine: {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}. "
             "Proxy pinned to CPU 0; load generator and backends on CPU 1. 64 B each way.\n\n")
     f.write("A: client closes first. B: server closes first, client reads until EOF. "
-            "C: server closes first, client closes once it has the response. lastack runs "
+            "C: server closes first, client closes once it has the response. "
+            "K: kept-alive connections carrying request/response exchanges back to back "
+            "(its rate, latency and CPU are per request). lastack runs "
             "A and C on `client-first` listeners and B on `immediate` ones (a client that "
-            "reads until EOF would wait close_grace under client-first). The proxy's namespace "
-            "keeps the kernel's default port range with tcp_tw_reuse=1 unless a row says otherwise "
+            "reads until EOF would wait close_grace under client-first). Every proxy's backend leg "
+            "draws from the same source ports (lastack's `source_ports`, the kernel's "
+            "ip_local_port_range in the proxy's namespace): 1024-65535 unless a row says `ports=`; "
+            "tcp_tw_reuse=1 unless a row says otherwise "
             "(`A sustained tw_reuse=0`: the kernel reuses no TIME-WAIT on ports it chooses; "
             "`timestamps=0`: no TCP timestamps, no TIME-WAIT reuse at all; "
             "`close=reset`: lastack's `backend_close = \"reset\"`, HAProxy's `option nolinger`).\n\n")
-    f.write("| proxy | workload | flows | backends | seconds | conn/s | p50 ms | p99 ms | errors | proxy CPU-µs/conn | system CPU-µs/conn | TIME-WAIT client leg | TIME-WAIT backend leg |\n")
-    f.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    f.write("| proxy | workload | flows | backends | seconds | conn/s | req/s | p50 ms | p99 ms | errors | proxy CPU-µs/conn (K: /req) | system CPU-µs/conn (K: /req) | TIME-WAIT client leg | TIME-WAIT backend leg |\n")
+    f.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     for r in rows:
         f.write(f"| {r['proxy']} | {r['workload']} | {r['flows']} | {r['backends']} | {r['seconds']:.0f} | "
-                f"{r['conn_per_s']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | "
+                f"{r['conn_per_s']} | {r.get('req_per_s', r['conn_per_s'])} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | "
                 f"{r['proxy_cpu_us_per_conn']} | {r['system_cpu_us_per_conn']} | {r['tw_client_leg']} | {r['tw_backend_leg']} |\n")
     try:
         bulk = [json.loads(l) for l in open(sys.argv[3]) if l.strip()]

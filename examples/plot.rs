@@ -54,9 +54,11 @@ fn chart(
     title: &str,
     value: fn(&Row) -> f64,
 ) -> Result<(), Box<dyn Error>> {
-    // Only the concurrency sweep (not the sustained run).
+    // Only the concurrency sweep (not the sustained run, nor the kept-alive
+    // run K: one concurrency, measured per request, in the table).
     let mut panels: BTreeMap<(String, u32), Vec<&Row>> = BTreeMap::new();
-    for r in rows.iter().filter(|r| !r.workload.contains("sustained")) {
+    let swept = |r: &&Row| !r.workload.contains("sustained") && !r.workload.starts_with('K');
+    for r in rows.iter().filter(swept) {
         panels
             .entry((r.workload.clone(), r.backends))
             .or_default()

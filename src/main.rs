@@ -155,8 +155,13 @@ struct ChurnArgs {
     connections: Option<u64>,
     #[command(flatten)]
     exchange: ExchangeArgs,
-    /// Open loop: start this many connections per second, measuring
-    /// latency from when each was due.
+    /// Requests per connection: 1 is churn (a new connection for each);
+    /// more keep the connection alive between them (client-first); 0
+    /// keeps each connection until the run ends.
+    #[arg(short = 'k', long, default_value_t = 1)]
+    requests_per_connection: u32,
+    /// Open loop: start this many requests per second (a new connection
+    /// with its first), measuring latency from when each was due.
     #[arg(long)]
     rate: Option<f64>,
     /// Source address(es) to connect from, used in turn.
@@ -345,6 +350,7 @@ fn churn(args: ChurnArgs) -> ExitCode {
         request: args.exchange.request,
         response: args.exchange.response,
         close: args.exchange.close,
+        requests_per_connection: args.requests_per_connection,
         rate: args.rate,
         sources: args.sources,
         timeout: args.timeout,
@@ -355,7 +361,7 @@ fn churn(args: ChurnArgs) -> ExitCode {
     let report = lastack_tools::churn::run(&config, |elapsed, done, errors| {
         if live {
             eprint!(
-                "\r{:>5.1}s  {:>9} connections  {:>8}/s  {} errors   ",
+                "\r{:>5.1}s  {:>9} transactions  {:>8}/s  {} errors   ",
                 elapsed.as_secs_f64(),
                 done,
                 done - previous,

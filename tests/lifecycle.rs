@@ -83,6 +83,7 @@ fn reloads_under_churn_drop_nothing() {
         request: 64,
         response: 64,
         close: CloseOrder::ClientFirst,
+        requests_per_connection: 1,
         rate: None,
         sources: Vec::new(),
         timeout: Duration::from_secs(5),

@@ -278,6 +278,7 @@ pub fn run(config: &Path, seconds: u64) -> io::Result<()> {
                     request: 64,
                     response: 64,
                     close: churn_close,
+                    requests_per_connection: 1,
                     rate: None,
                     sources: sources.clone(),
                     timeout: Duration::from_secs(5),

@@ -18,6 +18,7 @@ fn config(target: SocketAddr, close: CloseOrder, n: u64) -> ChurnConfig {
         request: 100,
         response: 3000,
         close,
+        requests_per_connection: 1,
         rate: None,
         sources: Vec::new(),
         timeout: Duration::from_secs(5),
@@ -175,6 +176,57 @@ fn churn_and_backend_speak_ipv6_beside_ipv4() {
         let refused = churn::run(&only_v4_sources, |_, _, _| {}).unwrap_err();
         assert_eq!(refused.kind(), std::io::ErrorKind::InvalidInput);
         assert!(refused.to_string().contains("IPv6"), "{refused}");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        handle.join().unwrap().unwrap();
+    });
+}
+
+/// Kept-alive connections: 100 connections carry 50 request/response
+/// exchanges each (the backend answers every request on a connection),
+/// so 5,000 exchanges leave exactly 100 TIME-WAITs on the client; an open
+/// loop paces requests on connections kept until the run ends; keeping
+/// connections alive with the server closing first is refused.
+#[test]
+fn churn_keeps_connections_alive_for_many_requests() {
+    if !privileged("churn_keeps_connections_alive") {
+        return;
+    }
+    let ns = Netns::new("lsck");
+    ns.exec(&["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=0"]);
+    ns.enter(|| {
+        let a = SocketAddr::from((Ipv4Addr::LOCALHOST, 9607));
+        let (stop, handle) = server::spawn(backend(a, CloseOrder::ClientFirst)).unwrap();
+        let mut kept = config(a, CloseOrder::ClientFirst, 100);
+        kept.requests_per_connection = 50;
+        let before = churn::time_wait_sockets();
+        let report = churn::run(&kept, |_, _, _| {}).unwrap();
+        assert_eq!(report.errors.total(), 0, "{report:#?}");
+        assert_eq!(report.transactions, 5000, "{report:#?}");
+        assert_eq!(report.connections, 100);
+        assert!(report.requests_per_s > 40.0 * report.connections_per_s);
+        assert_eq!(churn::time_wait_sockets() - before, 100);
+
+        // Open loop, connections kept until the end: 1,000 requests/s for
+        // 1 s on at most 16 connections.
+        let mut paced = config(a, CloseOrder::ClientFirst, 0);
+        paced.connections = None;
+        paced.duration = Some(Duration::from_secs(1));
+        paced.rate = Some(1000.0);
+        paced.requests_per_connection = 0;
+        let report = churn::run(&paced, |_, _, _| {}).unwrap();
+        assert_eq!(report.errors.total(), 0, "{report:#?}");
+        assert!(
+            (750..=1150).contains(&report.transactions),
+            "{} requests",
+            report.transactions
+        );
+        assert!(report.connections <= 16, "{report:#?}");
+        assert!(report.text().contains("requests:"), "{}", report.text());
+
+        let mut server_first = config(a, CloseOrder::ServerFirst, 10);
+        server_first.requests_per_connection = 2;
+        let refused = churn::run(&server_first, |_, _, _| {}).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::InvalidInput);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         handle.join().unwrap().unwrap();
     });

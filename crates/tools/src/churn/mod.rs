@@ -1,9 +1,10 @@
 //! `lastack churn`: a connection-churn load generator on kernel sockets,
 //! usable against any TCP service. Threads of edge-triggered epoll loops
 //! keep `concurrency` flows going (closed loop), or start flows at a fixed
-//! rate (open loop, latency counted from when each was due). It reports
-//! connections/s, latency percentiles of connect and of the whole
-//! transaction, errors by kind, the client side's TIME-WAIT sockets and its
+//! rate (open loop, latency counted from when each was due). A connection
+//! carries one request/response (churn) or several (kept alive, like
+//! neper's `tcp_rr`). It reports connections/s and requests/s, latency
+//! percentiles of connect and of each request/response, errors by kind, the client side's TIME-WAIT sockets and its
 //! own CPU use (so a run can show it was not the bottleneck).
 
 pub mod histogram;
@@ -43,7 +44,12 @@ pub struct ChurnConfig {
     pub request: usize,
     pub response: usize,
     pub close: CloseOrder,
-    /// Open loop: flows started per second (all threads).
+    /// Request/response exchanges per connection: 1 is churn; more keep
+    /// the connection alive between them (client-first only); 0 keeps it
+    /// until the run stops.
+    pub requests_per_connection: u32,
+    /// Open loop: requests started per second (all threads; a new
+    /// connection's first request is one of them).
     pub rate: Option<f64>,
     /// Source addresses, used in turn (ports chosen by the kernel at
     /// connect, `IP_BIND_ADDRESS_NO_PORT`).
@@ -125,12 +131,20 @@ pub struct Report {
     pub close: CloseOrder,
     pub request_bytes: usize,
     pub response_bytes: usize,
+    /// 0: kept alive until the run stopped.
+    pub requests_per_connection: u32,
     pub rate_target: Option<f64>,
     pub elapsed_s: f64,
-    /// Flows that completed their transaction.
+    /// Request/response exchanges completed (with one request per
+    /// connection, the connections).
     pub transactions: u64,
+    /// Connections that carried all their requests.
+    pub connections: u64,
     pub connections_per_s: f64,
+    pub requests_per_s: f64,
     pub connect: Latency,
+    /// Each request, from when it was due to its whole response (the
+    /// first one on a connection includes the connect).
     pub transaction: Latency,
     pub errors: Errors,
     /// TCP sockets in TIME-WAIT in this network namespace at the end.
@@ -180,6 +194,12 @@ pub fn run(
 ) -> io::Result<Report> {
     if config.targets.is_empty() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "no target"));
+    }
+    if config.requests_per_connection != 1 && config.close == CloseOrder::ServerFirst {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "kept-alive connections (requests per connection other than 1) need the client to close first",
+        ));
     }
     // A connection binds a source of its target's family.
     if !config.sources.is_empty() {
@@ -247,12 +267,13 @@ pub fn run(
     let cpu = cpu_time().saturating_sub(cpu_start);
     let (mut connect, mut transaction) = (Histogram::default(), Histogram::default());
     let mut errors = Errors::default();
-    let mut completed = 0;
+    let (mut completed, mut connections) = (0, 0);
     for r in &results {
         connect.merge(&r.connect);
         transaction.merge(&r.transaction);
         errors.add(&r.errors);
         completed += r.completed;
+        connections += r.connections;
     }
     let secs = elapsed.as_secs_f64().max(1e-9);
     Ok(Report {
@@ -262,10 +283,13 @@ pub fn run(
         close: config.close,
         request_bytes: config.request,
         response_bytes: config.response,
+        requests_per_connection: config.requests_per_connection,
         rate_target: config.rate,
         elapsed_s: secs,
         transactions: completed,
-        connections_per_s: completed as f64 / secs,
+        connections,
+        connections_per_s: connections as f64 / secs,
+        requests_per_s: completed as f64 / secs,
         connect: Latency::of(&connect),
         transaction: Latency::of(&transaction),
         errors,
@@ -301,17 +325,34 @@ impl Report {
             self.rate_target
                 .map_or(String::new(), |r| format!(", open loop at {r:.0}/s"))
         );
-        out += &format!(
-            "transactions: {} ({:.0} connections/s), errors: {}\n",
-            self.transactions,
-            self.connections_per_s,
-            self.errors.total()
-        );
+        if self.requests_per_connection == 1 {
+            out += &format!(
+                "transactions: {} ({:.0} connections/s), errors: {}\n",
+                self.transactions,
+                self.connections_per_s,
+                self.errors.total()
+            );
+        } else {
+            let per = match self.requests_per_connection {
+                0 => "until the end".to_string(),
+                n => n.to_string(),
+            };
+            out += &format!(
+                "requests: {} ({:.0}/s) on {} connections ({:.0}/s; requests per connection: {per}), errors: {}\n",
+                self.transactions,
+                self.requests_per_s,
+                self.connections,
+                self.connections_per_s,
+                self.errors.total()
+            );
+        }
         out += "latency (ms)        p50      p90      p99    p99.9      max\n";
-        for (name, l) in [
-            ("connect", &self.connect),
-            ("transaction", &self.transaction),
-        ] {
+        let exchange = if self.requests_per_connection == 1 {
+            "transaction"
+        } else {
+            "request"
+        };
+        for (name, l) in [("connect", &self.connect), (exchange, &self.transaction)] {
             out += &format!(
                 "  {name:<12} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
                 ms(l.p50_us),

@@ -4,7 +4,9 @@
 //!
 //! - `echo`: echoes everything; closes after the client's FIN.
 //! - `respond`: reads `request` bytes, writes `response` bytes, then closes
-//!   at once (`server-first`) or after the client's FIN (`client-first`).
+//!   at once (`server-first`), or (`client-first`) answers each further
+//!   request on the connection the same way (kept-alive connections) until
+//!   the client's FIN.
 
 use std::io;
 use std::net::SocketAddr;
@@ -42,8 +44,6 @@ pub struct ServerStats {
 enum Step {
     Reading,
     Writing,
-    /// Response written; waiting for the client's FIN.
-    Draining,
 }
 
 struct Conn {
@@ -206,15 +206,14 @@ fn drive(config: &ServerConfig, conn: &mut Conn, response: &[u8], buffer: &mut [
                     Mode::Echo => conn.step = Step::Reading,
                     Mode::Respond => match config.close {
                         CloseOrder::ServerFirst => return false,
-                        CloseOrder::ClientFirst => conn.step = Step::Draining,
+                        // The next request, or the client's FIN.
+                        CloseOrder::ClientFirst => {
+                            conn.read = 0;
+                            conn.step = Step::Reading;
+                        }
                     },
                 }
             }
-            Step::Draining => match net::recv(&conn.fd, buffer) {
-                Ok(0) => return false,
-                Ok(_) => {}
-                Err(e) => return would_block(&e),
-            },
         }
     }
 }

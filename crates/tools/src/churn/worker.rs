@@ -1,7 +1,9 @@
 //! One load thread: `slots` flows at a time on nonblocking kernel sockets,
 //! driven by an edge-triggered epoll (each socket registered once, for
 //! input and output). A flow: connect, send the request, read the
-//! response, close — in the configured close order.
+//! response — `requests_per_connection` times on one connection (kept
+//! alive), or until the run stops when that is 0 — then close, in the
+//! configured close order.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -18,8 +20,12 @@ use crate::net;
 #[derive(Debug, Default)]
 pub struct WorkerResult {
     pub connect: Histogram,
+    /// Per request: from when it was due to its whole response.
     pub transaction: Histogram,
+    /// Requests answered.
     pub completed: u64,
+    /// Connections that carried all their requests and were closed.
+    pub connections: u64,
     pub errors: Errors,
 }
 
@@ -36,6 +42,8 @@ enum Step {
     Connecting,
     Sending,
     Receiving,
+    /// Kept alive between requests, the next one not yet due (open loop).
+    Waiting,
 }
 
 #[derive(Debug)]
@@ -48,6 +56,8 @@ struct Flow {
     due: Instant,
     sent: usize,
     received: usize,
+    /// Requests answered on this connection.
+    answered: u32,
 }
 
 enum Outcome {
@@ -68,6 +78,9 @@ pub struct Worker<'a> {
     buffer: Vec<u8>,
     next_target: usize,
     next_source: usize,
+    /// The run is stopping: no further request starts on a kept-alive
+    /// connection.
+    stopping: bool,
     result: WorkerResult,
 }
 
@@ -81,6 +94,7 @@ impl<'a> Worker<'a> {
             due: now,
             sent: 0,
             received: 0,
+            answered: 0,
         };
         Ok(Self {
             config,
@@ -90,6 +104,7 @@ impl<'a> Worker<'a> {
             buffer: vec![0; 64 * 1024],
             next_target: seed,
             next_source: seed,
+            stopping: false,
             result: WorkerResult::default(),
         })
     }
@@ -108,16 +123,27 @@ impl<'a> Worker<'a> {
         let mut next_due = Instant::now();
         let mut stopping_since: Option<Instant> = None;
         let mut last_timeout_scan = Instant::now();
+        let mut budget_spent = false;
         loop {
             let now = Instant::now();
             let stopped = stop.load(Ordering::Relaxed);
             if stopped && stopping_since.is_none() {
                 stopping_since = Some(now);
+                self.stopping = true;
+                // Kept-alive connections between requests are done.
+                for slot in 0..self.flows.len() {
+                    if self.flows[slot].step == Step::Waiting {
+                        self.finish_connection(slot);
+                    }
+                }
             }
-            // Start flows in free slots.
+            // Start flows in free slots, and due requests on kept-alive
+            // connections.
             if !stopped {
                 for slot in 0..self.flows.len() {
-                    if self.flows[slot].step != Step::Idle {
+                    let step = self.flows[slot].step;
+                    let free = step == Step::Idle && !budget_spent;
+                    if !free && step != Step::Waiting {
                         continue;
                     }
                     let due = match interval {
@@ -131,6 +157,11 @@ impl<'a> Worker<'a> {
                         }
                         None => now,
                     };
+                    if step == Step::Waiting {
+                        self.next_request(slot, due);
+                        self.advance(slot, progress);
+                        continue;
+                    }
                     if let Some(budget) = budget {
                         if budget
                             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
@@ -138,7 +169,9 @@ impl<'a> Worker<'a> {
                             })
                             .is_err()
                         {
-                            stop.store(true, Ordering::Relaxed);
+                            // No connection starts any more; kept-alive
+                            // ones carry on with their requests.
+                            budget_spent = true;
                             break;
                         }
                     }
@@ -146,7 +179,7 @@ impl<'a> Worker<'a> {
                 }
             }
             let active = self.flows.iter().filter(|f| f.step != Step::Idle).count();
-            if stopped && active == 0 {
+            if (stopped || budget_spent) && active == 0 {
                 break;
             }
             if let Some(since) = stopping_since {
@@ -205,6 +238,7 @@ impl<'a> Worker<'a> {
             due,
             sent: 0,
             received: 0,
+            answered: 0,
         };
         let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLRDHUP;
         let event = EpollEvent::new(flags | EpollFlags::EPOLLET, slot as u64);
@@ -226,17 +260,33 @@ impl<'a> Worker<'a> {
                 Step::Connecting => self.on_connecting(slot),
                 Step::Sending => self.on_sending(slot),
                 Step::Receiving => self.on_receiving(slot),
+                Step::Waiting => return,
             };
             match outcome {
                 Outcome::Pending => return,
                 Outcome::Next => continue,
                 Outcome::Done => {
                     self.result.completed += 1;
-                    let elapsed = self.flows[slot].due.elapsed();
-                    self.result.transaction.record(elapsed.as_micros() as u64);
+                    let flow = &mut self.flows[slot];
+                    self.result
+                        .transaction
+                        .record(flow.due.elapsed().as_micros() as u64);
                     progress.completed.fetch_add(1, Ordering::Relaxed);
-                    self.close(slot);
-                    return;
+                    flow.answered += 1;
+                    let wanted = self.config.requests_per_connection;
+                    let more = (wanted == 0 || flow.answered < wanted)
+                        && self.config.close == CloseOrder::ClientFirst
+                        && !self.stopping;
+                    if !more {
+                        self.finish_connection(slot);
+                        return;
+                    }
+                    if self.config.rate.is_some() {
+                        // The next request waits for its turn.
+                        flow.step = Step::Waiting;
+                        return;
+                    }
+                    self.next_request(slot, Instant::now());
                 }
                 Outcome::Failed(e) => {
                     self.fail(slot, e, progress);
@@ -319,6 +369,22 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// The next request on a kept-alive connection, due at `due`.
+    fn next_request(&mut self, slot: usize, due: Instant) {
+        let flow = &mut self.flows[slot];
+        flow.step = Step::Sending;
+        flow.due = due;
+        flow.sent = 0;
+        flow.received = 0;
+    }
+
+    /// A connection that carried its requests: closed (by the client
+    /// first, or after the server's FIN) and counted.
+    fn finish_connection(&mut self, slot: usize) {
+        self.result.connections += 1;
+        self.close(slot);
+    }
+
     fn fail(&mut self, slot: usize, error: io::Error, progress: &Progress) {
         self.result.errors.count(&error);
         progress.errors.fetch_add(1, Ordering::Relaxed);
@@ -337,7 +403,8 @@ impl<'a> Worker<'a> {
     fn expire(&mut self, progress: &Progress) {
         for slot in 0..self.flows.len() {
             let flow = &self.flows[slot];
-            if flow.step != Step::Idle && flow.due.elapsed() > self.config.timeout {
+            let busy = flow.step != Step::Idle && flow.step != Step::Waiting;
+            if busy && flow.due.elapsed() > self.config.timeout {
                 self.fail(
                     slot,
                     io::Error::from_raw_os_error(libc::ETIMEDOUT),
