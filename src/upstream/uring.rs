@@ -638,9 +638,25 @@ fn user_data(op: Op, slot: u32, generation: u32) -> u64 {
 
 impl<A> Uring<A> {
     pub fn new(config: UringConfig) -> io::Result<Self> {
+        // One thread submits and reaps (the shard's, which creates the
+        // ring): completions' task work waits until the shard asks for it
+        // (an enter with GETEVENTS, which `submit` and `sleep` make when
+        // the kernel flags work pending) instead of interrupting the shard
+        // with an IPI whenever a backend's bytes arrive on another CPU.
+        // Kernels before 6.1 refuse the flags: the ring is then built
+        // without them and runs completions as it always did.
         let ring = IoUring::builder()
             .setup_cqsize(config.entries * 2)
-            .build(config.entries)?;
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_taskrun_flag()
+            .build(config.entries)
+            .or_else(|e| {
+                tracing::debug!("io_uring without deferred task work: {e}");
+                IoUring::builder()
+                    .setup_cqsize(config.entries * 2)
+                    .build(config.entries)
+            })?;
         let buffers = BufferRing::new(config.buffers, config.buffer_size)?;
         // Safety: the ring memory is valid for `buffers` entries until the
         // ring is dropped (which happens before `buffers` drops).
@@ -1112,11 +1128,12 @@ impl<A> Uring<A> {
         }
     }
 
-    /// Hands queued entries to the kernel (no syscall when none are
-    /// queued); publishes recycled buffers.
+    /// Hands queued entries to the kernel and runs deferred completion
+    /// work (no syscall when there is neither); publishes recycled buffers.
     pub fn submit(&mut self) {
         self.buffers.publish();
-        if self.ring.submission().is_empty() {
+        // Queued entries, or deferred completion work the kernel flagged.
+        if self.ring.submission().is_empty() && !self.ring.submission().taskrun() {
             return;
         }
         if let Err(e) = self.ring.submit() {
