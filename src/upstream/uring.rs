@@ -695,6 +695,12 @@ impl<A> Uring<A> {
         }
     }
 
+    /// Whether completions' task work waits for the shard (a kernel with
+    /// `IORING_SETUP_DEFER_TASKRUN`, 6.1 and later).
+    pub fn defers_task_work(&self) -> bool {
+        self.ring.params().is_setup_single_issuer()
+    }
+
     /// Operations whose final completion has not arrived.
     pub fn in_flight(&self) -> usize {
         self.in_flight
@@ -1492,6 +1498,37 @@ mod tests {
             into.extend_from_slice(&chunk);
             uring.consume(id, chunk.len());
         }
+    }
+
+    /// With task work deferred to the shard, a shard that never sleeps
+    /// (busy polling: `submit` and `complete` only) still gets its
+    /// completions: `submit` enters the kernel when it flags work pending.
+    #[test]
+    fn a_busy_shard_gets_completions_without_sleeping() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (mut uring, mut waiter) = ring(8, 4096);
+        assert!(uring.defers_task_work(), "this kernel (6.1+) defers");
+        let id = connected(&mut uring, &mut waiter, port);
+        let (mut server, _) = listener.accept().unwrap();
+        uring.receive(id, Receive::Multishot { limit: 0 });
+        uring.submit();
+        // Written from another thread, as a backend's bytes arrive.
+        let writer = std::thread::spawn(move || {
+            server.write_all(&[9; 3000]).unwrap();
+            server
+        });
+        let mut received = Vec::new();
+        let mut out = Vec::with_capacity(16);
+        let started = std::time::Instant::now();
+        while received.len() < 3000 {
+            assert!(started.elapsed() < Duration::from_secs(5), "no completion");
+            uring.submit();
+            uring.complete(&mut out);
+            read_all_received(&mut uring, id, &mut received);
+        }
+        assert_eq!(received, vec![9; 3000]);
+        drop(writer.join().unwrap());
     }
 
     /// Loopback kernel sockets: connect with a linked timeout, multishot
