@@ -153,7 +153,8 @@ on_one_and_two_shards!(
     drained_backends_and_connection_limits,
     idle_sessions_close_and_resets_pass_through_both_ways,
     a_half_closed_client_that_never_finishes_is_reset_at_fin_timeout,
-    close_wait_ends_when_the_backend_never_answers_the_clients_fin
+    close_wait_ends_when_the_backend_never_answers_the_clients_fin,
+    a_backend_that_speaks_first_greets_clients_at_once
 );
 
 const ECHO_POOL: &str = "connect_timeout = \"500ms\"\n[pools.health_check]\nenabled = false\n";
@@ -700,6 +701,39 @@ fn maglev_keeps_clients_on_their_backend(shards: u32) {
         }
     }
     drop(servers);
+    topo.stop();
+}
+
+/// A backend that speaks first (a banner before any request, as SMTP or
+/// MySQL do) greets clients that have sent nothing at once. lastack's
+/// backend sockets hold the handshake's last ACK for the first request
+/// bytes to carry (`upstream::socket::open`); a connect that completes
+/// with nothing to send lets it go at once — else the kernel would hold
+/// it up to 200 ms, and the backend's accept, and its banner, with it.
+fn a_backend_that_speaks_first_greets_clients_at_once(shards: u32) {
+    if !common::privileged("a_backend_that_speaks_first_greets_clients_at_once") {
+        return;
+    }
+    let mut topo = proxy(74, shards, 1, "", ECHO_POOL);
+    let _server = topo.backend(0, BACKEND_PORT, Behaviour::Identify(7));
+    let vip = topo.vip(PORT);
+    let slowest = topo.client(|| {
+        (0..50)
+            .map(|_| {
+                let started = Instant::now();
+                let mut stream = client::connect(vip, Duration::from_secs(5));
+                let mut banner = [0u8];
+                stream.read_exact(&mut banner).expect("the banner");
+                assert_eq!(banner, [7]);
+                started.elapsed()
+            })
+            .max()
+            .unwrap()
+    });
+    assert!(
+        slowest < Duration::from_millis(150),
+        "a banner waited {slowest:?} (a held ACK leaves after 200 ms)"
+    );
     topo.stop();
 }
 

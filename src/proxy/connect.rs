@@ -163,6 +163,13 @@ impl Proxy {
                 self.learn_timestamps(s, socket, lease.backend());
                 s.leg = Leg::Connected { socket, lease };
                 self.send_proxy_header(stack, s);
+                // The handshake's last ACK waits for our first bytes
+                // (`socket::open`); with none to send yet, it goes now.
+                let sends = s.pool.borrow().proxy_protocol != ProxyProtocol::None
+                    || stack.readable(s.client) > 0;
+                if !sends {
+                    self.uring.ack_now(socket);
+                }
                 return;
             }
             Err(errno) => errno,

@@ -5,7 +5,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage};
@@ -31,6 +31,29 @@ pub fn is_local_error(errno: i32) -> bool {
     )
 }
 
+/// Sends the ACK the kernel holds on `fd`, if any, and leaves the
+/// "pingpong" mode [`open`] set (`TCP_QUICKACK` on, tcp(7)).
+pub fn ack_now(fd: RawFd) -> Result<(), Errno> {
+    set_quick_ack(fd, true)
+}
+
+/// Sets `TCP_QUICKACK`, which nix does not name.
+fn set_quick_ack(fd: RawFd, on: bool) -> Result<(), Errno> {
+    let value = libc::c_int::from(on);
+    // Safety: the option value is a live `c_int` whose size is passed with
+    // it; a bad descriptor is an error return, nothing else.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
 /// Why opening a backend socket failed.
 #[derive(Debug)]
 pub enum OpenError {
@@ -54,6 +77,16 @@ impl From<Errno> for OpenError {
 /// TIME-WAIT be bound again (connect then reuses the TIME-WAIT if
 /// `tcp_tw_reuse` allows); `TCP_NODELAY` because lastack forwards what it
 /// has as soon as it has it; a fixed receive buffer ([`RECEIVE_BUFFER`]).
+///
+///
+/// `TCP_QUICKACK` is off before the connect: the kernel holds the
+/// handshake's final ACK so that the first bytes lastack sends carry it
+/// (HAProxy's `tcp-smart-connect`), and, in the same "pingpong" mode, lets
+/// the ACK of a response ride on the next request or on our FIN — up to
+/// two frames fewer per connection. When the connect completes with
+/// nothing to send (the backend may speak first), the owner lets the held
+/// ACK go at once ([`ack_now`]): Linux would hold it up to 200 ms
+/// (`TCP_DELACK_MAX`), and the backend sees no connection until it leaves.
 pub fn open(backend: SocketAddr, source: Option<(IpAddr, u16)>) -> Result<OwnedFd, OpenError> {
     let family = match backend {
         SocketAddr::V4(_) => AddressFamily::Inet,
@@ -64,6 +97,7 @@ pub fn open(backend: SocketAddr, source: Option<(IpAddr, u16)>) -> Result<OwnedF
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     socket::setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
     socket::setsockopt(&fd, sockopt::RcvBuf, &RECEIVE_BUFFER)?;
+    set_quick_ack(fd.as_raw_fd(), false)?;
     let Some((address, port)) = source else {
         return Ok(fd);
     };

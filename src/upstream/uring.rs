@@ -1016,6 +1016,17 @@ impl<A> Uring<A> {
         (rc == 0 && len >= 6).then_some(head[5] & TCPI_OPT_TIMESTAMPS != 0)
     }
 
+    /// Sends the ACK the kernel holds on `id` (see [`socket::open`]).
+    ///
+    /// [`socket::open`]: super::socket::open
+    pub fn ack_now(&mut self, id: SocketId) {
+        if let Some(fd) = open_slot(&mut self.slots, id).and_then(|s| s.fd.as_ref()) {
+            if let Err(e) = super::socket::ack_now(fd.as_raw_fd()) {
+                tracing::debug!("TCP_QUICKACK: {e}");
+            }
+        }
+    }
+
     /// Bytes sent on `id` that its peer has not acknowledged yet (still
     /// queued or in flight); `None` if the kernel would not say.
     pub fn unacknowledged(&mut self, id: SocketId) -> Option<usize> {

@@ -16,11 +16,12 @@ const L: u32 = LOCAL_SEQ + 1;
 // =========================================================================
 
 #[test]
-fn peer_fin_moves_to_close_wait_and_is_acked_at_once() {
+fn peer_fin_moves_to_close_wait_and_is_acked_within_the_delayed_ack_time() {
     let (mut h, id) = Harness::established(config());
     send!(h, seq: A, ack: Some(L), flags: TcpFlags::FIN);
-    recv!(h, [{ seq: L, ack: Some(A + 1) }]);
     assert_eq!(h.stack.state(id), Some(State::CloseWait));
+    h.advance(Duration::from_millis(40));
+    recv!(h, [{ seq: L, ack: Some(A + 1) }]);
     assert_eq!(h.take_events(), [Event::PeerClosed(id, TAG)]);
     assert!(h.stack.peer_closed(id));
 }
@@ -129,6 +130,7 @@ fn half_close_still_receives_and_delivers() {
 fn fin_can_carry_data() {
     let (mut h, id) = Harness::established(config());
     send!(h, seq: A, ack: Some(L), flags: TcpFlags::FIN, payload: b"last words");
+    h.advance(Duration::from_millis(40));
     recv!(h, [{ seq: L, ack: Some(A + 11) }]);
     assert_eq!(h.app_recv(id, 100), b"last words");
     assert_eq!(h.stack.state(id), Some(State::CloseWait));
@@ -208,7 +210,9 @@ fn abort_sends_rst_and_frees_at_once() {
 fn an_active_open_closes_passively_too() {
     let (mut h, id) = Harness::connected(config());
     send!(h, seq: A, ack: Some(L), flags: TcpFlags::FIN, payload: b"response");
-    recv!(h, [{ seq: L, ack: Some(A + 9) }]);
+    // The ACK of data and FIN waits for the application's close (below),
+    // whose FIN carries it: one segment, not two.
+    recv_nothing!(h);
     assert_eq!(
         h.take_events(),
         [Event::Readable(id, TAG), Event::PeerClosed(id, TAG)]
@@ -219,4 +223,32 @@ fn an_active_open_closes_passively_too() {
     send!(h, seq: A + 9, ack: Some(L + 1));
     assert_eq!(h.stack.slots_in_use(), 0);
     assert_eq!(h.stack.time_wait_count(), 0, "the peer closed first");
+}
+
+/// The peer's FIN in ESTABLISHED is acknowledged within the delayed-ACK
+/// time (RFC 9293 §3.8.6.3): by our FIN when the application closes in
+/// that time (one segment instead of two, as Linux), or by a pure ACK
+/// when the time is up and the application has not closed.
+#[test]
+fn the_ack_of_a_fin_waits_for_our_fin_within_the_delayed_ack_time() {
+    let (mut h, id) = Harness::established(config());
+    send!(h, seq: A, ack: Some(L), flags: TcpFlags::FIN);
+    assert_eq!(h.take_events(), [Event::PeerClosed(id, TAG)]);
+    recv_nothing!(h);
+    h.advance(Duration::from_millis(10));
+    recv_nothing!(h);
+    h.stack.close(h.now, id).unwrap();
+    recv!(h, [{ seq: L, ack: Some(A + 1), flags: TcpFlags::FIN }]);
+    send!(h, seq: A + 1, ack: Some(L + 1));
+    assert_eq!(h.stack.slots_in_use(), 0);
+
+    // The application does not close: the ACK alone, at 40 ms.
+    let (mut h, id) = Harness::established(config());
+    send!(h, seq: A, ack: Some(L), flags: TcpFlags::FIN);
+    h.take_events();
+    h.advance(Duration::from_millis(39));
+    recv_nothing!(h);
+    h.advance(Duration::from_millis(1));
+    recv!(h, [{ seq: L, ack: Some(A + 1) }]);
+    assert_eq!(h.stack.state(id), Some(State::CloseWait));
 }

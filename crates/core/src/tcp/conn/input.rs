@@ -585,7 +585,14 @@ impl Conn {
         }
         if self.unacked_segments >= 2 {
             self.ack_urgency = AckUrgency::Now;
-        } else if self.ack_urgency < AckUrgency::Delayed {
+        } else {
+            self.delay_ack(ctx);
+        }
+    }
+
+    /// An ACK due within the delayed-ACK time (unless one is due sooner).
+    fn delay_ack(&mut self, ctx: &mut Ctx<'_>) {
+        if self.ack_urgency < AckUrgency::Delayed {
             self.ack_urgency = AckUrgency::Delayed;
             self.timers
                 .set(Timer::DelayedAck, ctx.now + ctx.config.delayed_ack);
@@ -604,7 +611,17 @@ impl Conn {
     fn receive_fin(&mut self, ctx: &mut Ctx<'_>) {
         self.rcv_nxt += 1;
         self.fin_received = true;
-        self.ack_urgency = AckUrgency::Now;
+        if self.state == State::Established {
+            // Towards CLOSE-WAIT: the ACK of the FIN waits like data's,
+            // within the delayed-ACK time (RFC 9293 §3.8.6.3, RFC 1122
+            // §4.2.3.2), because the application usually closes at once
+            // and our FIN then carries it — one segment instead of two
+            // (Linux does the same: `tcp_fin` enters "pingpong" mode).
+            self.delay_ack(ctx);
+        } else {
+            // Our FIN went first: this ACK is the last word, due now.
+            self.ack_urgency = AckUrgency::Now;
+        }
         if !self.app_closed {
             ctx.emit(Event::PeerClosed);
         }
