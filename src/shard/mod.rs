@@ -383,6 +383,9 @@ impl Shard {
         rx.clear();
         let n = self.socket.receive(rx);
         let now = self.now();
+        for desc in rx.iter() {
+            self.socket.prefetch(desc);
+        }
         for desc in rx.drain(..) {
             self.stats.rx_frames += 1;
             match wire::parse_frame(self.socket.frame(&desc)) {
@@ -425,18 +428,9 @@ impl Shard {
                 let stack = &mut self.stack;
                 let mut produced = false;
                 self.socket.write_frame(&mut desc, |frame| {
-                    // Room for the largest Ethernet header in front.
-                    match stack.poll_transmit(now, &mut frame[18..]) {
-                        Some(t) => {
-                            produced = true;
-                            let eth = route::write_ethernet(&t.route, t.tuple.is_ipv6(), frame);
-                            if eth != 18 {
-                                frame.copy_within(18..18 + t.len, eth);
-                            }
-                            eth + t.len
-                        }
-                        None => 0,
-                    }
+                    let len = route::write_next_frame(stack, now, frame);
+                    produced = len.is_some();
+                    len.unwrap_or(0)
                 });
                 if !produced {
                     self.socket.release(desc);
