@@ -1,7 +1,8 @@
 # lastack — one command each for a newcomer on a fresh machine:
 #   make test   install what is missing, build, run every test (needs root)
 #   make demo   install what is missing, build, run the demo
-# Other targets: deps, build, lint, fmt, docs, bench, fuzz, clean.
+# Other targets: deps, build, lint, fmt, docs, bench, bench-backend-leg,
+# bench-profile, fuzz, clean.
 
 # Debian packages the build and the tests need: clang/llvm compile the XDP
 # program, libelf/zlib/m4/pkg-config build libbpf and libxdp, iproute2/
@@ -15,7 +16,7 @@ APT_PACKAGES := clang llvm libelf-dev zlib1g-dev m4 pkg-config linux-libc-dev \
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all deps build release test lint fmt docs demo bench bench-backend-leg fuzz clean
+.PHONY: all deps build release test lint fmt docs demo bench bench-backend-leg bench-profile fuzz clean
 
 all: build
 
@@ -71,6 +72,16 @@ bench-backend-leg: deps
 	$(SUDO) env PROXIES="lastack haproxy nginx" WORKLOADS="" TW_REUSE=0 SUSTAINED=60 benches/compare.sh
 	$(SUDO) env PROXIES="lastack haproxy nginx" WORKLOADS="" TW_REUSE=0 TIMESTAMPS=0 SUSTAINED=60 benches/compare.sh
 	$(SUDO) env PROXIES="lastack haproxy" WORKLOADS="" TW_REUSE=0 TIMESTAMPS=0 BACKEND_CLOSE=reset SUSTAINED=60 benches/compare.sh
+
+# Where the CPU goes, per connection and per frame: frames per connection
+# on each leg (lastack and HAProxy, tcpdump), and flame graphs of lastack
+# and HAProxy under churn, side by side (perf + inferno; the .md beside each
+# SVG splits the samples: kernel vs the proxy's code, and its peers' work
+# that veth runs on its CPU). As root.
+bench-profile: deps
+	$(SUDO) benches/frames.sh
+	$(SUDO) env PROXY=lastack benches/flamegraph.sh
+	$(SUDO) env PROXY=haproxy benches/flamegraph.sh
 
 # Fuzz the TCP engine with arbitrary segments (cargo-fuzz on the stable
 # toolchain through RUSTC_BOOTSTRAP). FUZZ_SECONDS=600 make fuzz runs longer.
