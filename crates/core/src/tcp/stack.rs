@@ -1224,8 +1224,11 @@ impl Stack {
     /// on the same tuple owns the entry.
     fn release_tuple(&mut self, index: u32) {
         let tuple = self.slots[index as usize].conn.tuple;
-        if self.by_tuple.get(&tuple) == Some(&index) {
-            self.by_tuple.remove(&tuple);
+        // One probe of the map, not a lookup and then a removal.
+        if let std::collections::hash_map::Entry::Occupied(entry) = self.by_tuple.entry(tuple) {
+            if *entry.get() == index {
+                entry.remove();
+            }
         }
     }
 
