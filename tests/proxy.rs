@@ -154,7 +154,8 @@ on_one_and_two_shards!(
     idle_sessions_close_and_resets_pass_through_both_ways,
     a_half_closed_client_that_never_finishes_is_reset_at_fin_timeout,
     close_wait_ends_when_the_backend_never_answers_the_clients_fin,
-    a_backend_that_speaks_first_greets_clients_at_once
+    a_backend_that_speaks_first_greets_clients_at_once,
+    short_connections_save_frames_on_both_legs
 );
 
 const ECHO_POOL: &str = "connect_timeout = \"500ms\"\n[pools.health_check]\nenabled = false\n";
@@ -733,6 +734,60 @@ fn a_backend_that_speaks_first_greets_clients_at_once(shards: u32) {
     assert!(
         slowest < Duration::from_millis(150),
         "a banner waited {slowest:?} (a held ACK leaves after 200 ms)"
+    );
+    topo.stop();
+}
+
+/// Frames lastack sends per short connection (64 B echoed; the client
+/// writes, half-closes and reads), counted where they arrive over 200
+/// connections. To the client: SYN-ACK, then the response with a FIN that
+/// carries the ACK of the client's FIN (often one segment) — ≈ 2.4 (≈ 3.2
+/// with a separate ACK). To the backend: SYN, the request carrying the
+/// handshake's last ACK, a FIN carrying the ACK of the response, the last
+/// ACK — ≈ 4.1 (6 from Linux's defaults).
+fn short_connections_save_frames_on_both_legs(shards: u32) {
+    if !common::privileged("short_connections_save_frames_on_both_legs") {
+        return;
+    }
+    let mut topo = proxy(70, shards, 1, "", ECHO_POOL);
+    let _server = topo.backend(0, BACKEND_PORT, Behaviour::Echo);
+    let vip = topo.vip(PORT);
+    // One connection first: neighbour entries are resolved before counting.
+    topo.client(|| client::echo_exact(client::connect(vip, Duration::from_secs(5)), 64));
+    let t = &topo.topo;
+    let backend_if = t.backend_if.clone().expect("a backend link");
+    let count = || {
+        (
+            t.clients.frames_received(&t.client_if),
+            t.backends().frames_received(&backend_if),
+        )
+    };
+    let (client_before, backend_before) = count();
+    const CONNECTIONS: u64 = 200;
+    topo.client(|| {
+        for _ in 0..CONNECTIONS {
+            client::echo_exact(client::connect(vip, Duration::from_secs(5)), 64);
+        }
+    });
+    // The last connection's closing frames: each leg is done when lastack
+    // holds no session.
+    topo.wait_for("every session closed", Duration::from_secs(5), |shards| {
+        shards.iter().all(|s| s.proxy.sessions_active == 0)
+    });
+    let (client_after, backend_after) = count();
+    let per = |frames: u64| frames as f64 / CONNECTIONS as f64;
+    let (client, backend) = (
+        per(client_after - client_before),
+        per(backend_after - backend_before),
+    );
+    eprintln!("frames lastack sent per connection: to the client {client:.2}, to the backend {backend:.2}");
+    assert!(
+        client <= 3.05,
+        "to the client: {client:.2} frames per connection"
+    );
+    assert!(
+        backend <= 4.6,
+        "to the backend: {backend:.2} frames per connection"
     );
     topo.stop();
 }

@@ -131,6 +131,19 @@ impl Netns {
     }
 
     /// The MAC address of `ifname`.
+    /// Frames interface `ifname` has received so far (its kernel counter):
+    /// on a veth end, every frame its peer sent.
+    pub fn frames_received(&self, ifname: &str) -> u64 {
+        let out = self.exec(&[
+            "cat",
+            &format!("/sys/class/net/{ifname}/statistics/rx_packets"),
+        ]);
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a packet count")
+    }
+
     pub fn mac(&self, ifname: &str) -> [u8; 6] {
         let out = self.exec(&["cat", &format!("/sys/class/net/{ifname}/address")]);
         let text = String::from_utf8_lossy(&out.stdout);
@@ -310,6 +323,8 @@ pub struct Topology {
     pub clients: Netns,
     pub lastack: Netns,
     pub backends: Option<Netns>,
+    /// The backends' end of the backend veth (when there are backends).
+    pub backend_if: Option<String>,
     /// The client end of the client veth, and lastack's end.
     pub client_if: String,
     pub lastack_if: String,
@@ -343,6 +358,7 @@ impl Topology {
             clients,
             lastack,
             backends: None,
+            backend_if: None,
             client_if,
             lastack_if,
             client_addr,
@@ -378,6 +394,7 @@ impl Topology {
         ns.link_up(&far)?;
         self.lastack.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
         self.backends = Some(ns);
+        self.backend_if = Some(far);
         Ok(())
     }
 
