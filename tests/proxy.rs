@@ -741,10 +741,13 @@ fn a_backend_that_speaks_first_greets_clients_at_once(shards: u32) {
 /// Frames lastack sends per short connection (64 B echoed; the client
 /// writes, half-closes and reads), counted where they arrive over 200
 /// connections. To the client: SYN-ACK, then the response with a FIN that
-/// carries the ACK of the client's FIN (often one segment) — ≈ 2.4 (≈ 3.2
-/// with a separate ACK). To the backend: SYN, the request carrying the
-/// handshake's last ACK, a FIN carrying the ACK of the response, the last
-/// ACK — ≈ 4.1 (6 from Linux's defaults).
+/// carries the ACK of the client's FIN (often one segment) — 2.0–2.5
+/// measured (3.2–3.3 with a separate ACK). To the backend: SYN, the
+/// request carrying the handshake's last ACK, a FIN carrying the ACK of the
+/// response, the last ACK — 4, or up to 6 for a connection whose request
+/// arrived after its connect completed (the held ACK then goes alone):
+/// 4.05–4.2 measured alone, 4.7–4.8 beside the other tests; 6.0 with
+/// Linux's defaults.
 fn short_connections_save_frames_on_both_legs(shards: u32) {
     if !common::privileged("short_connections_save_frames_on_both_legs") {
         return;
@@ -782,11 +785,11 @@ fn short_connections_save_frames_on_both_legs(shards: u32) {
     );
     eprintln!("frames lastack sent per connection: to the client {client:.2}, to the backend {backend:.2}");
     assert!(
-        client <= 3.05,
+        client <= 2.9,
         "to the client: {client:.2} frames per connection"
     );
     assert!(
-        backend <= 4.6,
+        backend <= 5.5,
         "to the backend: {backend:.2} frames per connection"
     );
     topo.stop();
