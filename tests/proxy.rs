@@ -718,7 +718,7 @@ fn a_backend_that_speaks_first_greets_clients_at_once(shards: u32) {
     let mut topo = proxy(74, shards, 1, "", ECHO_POOL);
     let _server = topo.backend(0, BACKEND_PORT, Behaviour::Identify(7));
     let vip = topo.vip(PORT);
-    let slowest = topo.client(|| {
+    let mut waits: Vec<Duration> = topo.client(|| {
         (0..50)
             .map(|_| {
                 let started = Instant::now();
@@ -728,12 +728,15 @@ fn a_backend_that_speaks_first_greets_clients_at_once(shards: u32) {
                 assert_eq!(banner, [7]);
                 started.elapsed()
             })
-            .max()
-            .unwrap()
+            .collect()
     });
+    // A held ACK delays every banner by 200 ms; the median is immune to a
+    // busy machine's odd slow connection.
+    waits.sort();
+    let median = waits[waits.len() / 2];
     assert!(
-        slowest < Duration::from_millis(150),
-        "a banner waited {slowest:?} (a held ACK leaves after 200 ms)"
+        median < Duration::from_millis(100),
+        "banners waited {median:?} (median; a held ACK leaves after 200 ms)"
     );
     topo.stop();
 }
