@@ -70,18 +70,10 @@ PORTS=${PORTS:-1024-65535}
 sustained_label="$sustained_label$PORTS_LABEL"
 if [ -n "${QUICK:-}" ]; then SECS=5; FLOWS=128; SUSTAINED=0; WORKLOADS="A C K"; fi
 
-need=""
-command -v haproxy >/dev/null || need="$need haproxy"
-[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need="$need libnginx-mod-stream"
-command -v nginx >/dev/null || need="$need nginx-light"
-if [ -n "$need" ]; then
-    echo "compare: installing$need" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
-fi
+. "$here/benches/lib.sh"
+bench_install compare
 (cd "$here" && cargo build --release --quiet)
 bin="$here/target/release/lastack"
-
-. "$here/benches/lib.sh"
 bench_namespaces c
 
 # (The topology is built afresh for each proxy: see topology_up.)
@@ -93,12 +85,7 @@ backends() { # port count
     for n in $(seq 11 $((10 + $2))); do echo "10.70.1.$n:$1"; done
 }
 cat > "$work/lastack.toml" <<TOML
-[[interfaces]]
-name = "$VP"
-queues = 1
-cores = [0]
-umem_frames = 16384
-busy_poll = "${BUSY_POLL:-50us}"
+$(lastack_interface "$VP" "${BUSY_POLL:-50us}")
 $(for p in 80 81 82 83 84 85 90; do cat <<L
 [[listeners]]
 name = "l$p"
@@ -110,34 +97,17 @@ close_policy = "$(case $p in 84|85) echo immediate ;; *) echo client-first ;; es
 max_connections = 100000
 L
 done)
-$(for spec in "80 8080 1" "81 8080 4" "82 8081 1" "83 8081 4" "84 8081 1" "85 8081 4" "90 9000 1"; do set -- $spec; cat <<P
-[[pools]]
-name = "p$1"
-$([ "$BACKEND_CLOSE" != fin ] && echo "backend_close = \"$BACKEND_CLOSE\"")
-source_ports = "$PORTS"
-[pools.health_check]
-enabled = false
-$(for b in $(backends "$2" "$3"); do printf '[[pools.backends]]\naddress = "%s"\n' "$b"; done)
-P
+$(for spec in "80 8080 1" "81 8080 4" "82 8081 1" "83 8081 4" "84 8081 1" "85 8081 4" "90 9000 1"; do set -- $spec
+    keys="source_ports = \"$PORTS\""
+    [ "$BACKEND_CLOSE" != fin ] && keys="$keys"$'\n'"backend_close = \"$BACKEND_CLOSE\""
+    lastack_pool "p$1" "$keys" $(backends "$2" "$3")
 done)
-[tcp]
-syn_backlog = 16384
-accept_backlog = 16384
-[admin]
-listen = "10.70.0.2:9190"
-[logging]
-level = "warn"
+$(lastack_tail 10.70.0.2:9190)
 TOML
+# maxconn: within the 20,000 open files this machine allows (2 per
+# connection).
 cat > "$work/haproxy.cfg" <<CFG
-global
-    nbthread 1
-    # Within the 20,000 open files this machine allows (2 per connection).
-    maxconn 9000
-defaults
-    mode tcp
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
+$(haproxy_head 9000 30s)
 $([ "$BACKEND_CLOSE" = reset ] && echo "    option nolinger")
 $(for spec in "80 8080 1" "81 8080 4" "82 8081 1" "83 8081 4" "90 9000 1"; do set -- $spec; cat <<F
 listen l$1
@@ -147,6 +117,7 @@ $(n=0; for b in $(backends "$2" "$3"); do n=$((n+1)); echo "    server s$n $b"; 
 F
 done)
 CFG
+"$bin" check -c "$work/lastack.toml" >/dev/null
 cat > "$work/nginx.conf" <<CFG
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 worker_processes 1;

@@ -24,9 +24,8 @@ FLOWS=${FLOWS:-128}
 SECS=${SECS:-5}
 WORKLOAD=${WORKLOAD:-A}
 PROXY=${PROXY:-lastack}
-command -v perf >/dev/null || {
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-perf >/dev/null
-}
+. "$here/benches/lib.sh"
+command -v perf >/dev/null || bench_install flamegraph linux-perf
 if ! command -v inferno-flamegraph >/dev/null; then
     echo "flamegraph: installing inferno (cargo install)" >&2
     cargo install --quiet --locked inferno
@@ -34,17 +33,12 @@ fi
 export PATH="$HOME/.cargo/bin:$PATH"
 (cd "$here" && cargo build --release --quiet)
 bin="$here/target/release/lastack"
-. "$here/benches/lib.sh"
 bench_namespaces g
 bench_topology 74 1
 ip netns exec "$C" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
 ip netns exec "$S" taskset -c 1 "$bin" backend -l 10.74.1.11:8080 --close client-first & pids+=($!)
 cat > "$work/lastack.toml" <<TOML
-[[interfaces]]
-name = "$VP"
-queues = 1
-cores = [0]
-umem_frames = 16384
+$(lastack_interface "$VP")
 [[listeners]]
 name = "l80"
 vip = "10.74.0.2"
@@ -52,29 +46,11 @@ port = 80
 pool = "p80"
 close_policy = "client-first"
 max_connections = 100000
-[[pools]]
-name = "p80"
-[pools.health_check]
-enabled = false
-[[pools.backends]]
-address = "10.74.1.11:8080"
-[tcp]
-syn_backlog = 16384
-accept_backlog = 16384
-[admin]
-listen = "10.74.0.2:9190"
-[logging]
-level = "warn"
+$(lastack_pool p80 "" 10.74.1.11:8080)
+$(lastack_tail 10.74.0.2:9190)
 TOML
 cat > "$work/haproxy.cfg" <<CFG
-global
-    nbthread 1
-    maxconn 9000
-defaults
-    mode tcp
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
+$(haproxy_head 9000 30s)
 listen l80
     bind 10.74.0.2:80
     server s1 10.74.1.11:8080
@@ -86,7 +62,7 @@ case $PROXY in
         pids+=("$proxy")
         until ip netns exec "$C" "$bin" ctl -a 10.74.0.2:9190 ready >/dev/null 2>&1; do sleep 0.1; done ;;
     haproxy)
-        command -v haproxy >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
+        bench_install flamegraph
         ip netns exec "$P" taskset -c 0 haproxy -db -f "$work/haproxy.cfg" & proxy=$!
         pids+=("$proxy")
         sleep 1 ;;

@@ -20,27 +20,16 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 PROXIES=${PROXIES:-"lastack haproxy"}
 CONNS=${CONNS:-500}
 REQUESTS=${REQUESTS:-5000}
-need=""
-command -v tcpdump >/dev/null || need="$need tcpdump"
-command -v haproxy >/dev/null || need="$need haproxy"
-[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need="$need libnginx-mod-stream"
-command -v nginx >/dev/null || need="$need nginx-light"
-if [ -n "$need" ]; then
-    echo "frames: installing$need" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
-fi
+. "$here/benches/lib.sh"
+bench_install frames tcpdump
 (cd "$here" && cargo build --release --quiet)
 bin="$here/target/release/lastack"
-. "$here/benches/lib.sh"
 bench_namespaces f
 
 # Port 80 → :8080 (the backend closes after the client: A, K);
 # port 82 → :8081 (the backend closes first: C).
 cat > "$work/lastack.toml" <<TOML
-[[interfaces]]
-name = "$VP"
-queues = 1
-cores = [0]
+$(lastack_interface "$VP")
 $(for spec in "80 8080" "82 8081"; do set -- $spec; cat <<L
 [[listeners]]
 name = "l$1"
@@ -48,27 +37,14 @@ vip = "10.71.0.2"
 port = $1
 pool = "p$1"
 close_policy = "client-first"
-[[pools]]
-name = "p$1"
-[pools.health_check]
-enabled = false
-[[pools.backends]]
-address = "10.71.1.11:$2"
+$(lastack_pool "p$1" "" "10.71.1.11:$2")
 L
 done)
-[admin]
-listen = "10.71.0.2:9190"
-[logging]
-level = "warn"
+$(lastack_tail 10.71.0.2:9190)
 TOML
+"$bin" check -c "$work/lastack.toml" >/dev/null
 cat > "$work/haproxy.cfg" <<CFG
-global
-    nbthread 1
-defaults
-    mode tcp
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
+$(haproxy_head 9000 30s)
 listen l80
     bind 10.71.0.2:80
     server s1 10.71.1.11:8080

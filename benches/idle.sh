@@ -28,13 +28,10 @@ HAPROXY_CONNECTIONS=${HAPROXY_CONNECTIONS:-9000}
 PROXIES=${PROXIES:-"lastack haproxy"}
 if [ -n "${BASELINE:-}" ]; then PROXIES="$PROXIES lastack-baseline"; fi
 
-command -v haproxy >/dev/null || {
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy >/dev/null
-}
+. "$here/benches/lib.sh"
+bench_install idle
 (cd "$here" && cargo build --release --quiet)
 bin="$here/target/release/lastack"
-
-. "$here/benches/lib.sh"
 bench_namespaces i
 
 bench_topology 71 1
@@ -68,14 +65,7 @@ listen = "10.71.0.2:9190"
 level = "warn"
 TOML
 cat > "$work/haproxy.cfg" <<CFG
-global
-    nbthread 1
-    maxconn 9900
-defaults
-    mode tcp
-    timeout connect 2s
-    timeout client 1h
-    timeout server 1h
+$(haproxy_head 9900 1h)
 listen idle
     bind 10.71.0.2:80
     server echo 10.71.1.11:8080

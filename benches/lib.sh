@@ -32,3 +32,65 @@ bench_topology() { # net backends: C 10.<net>.0.1 ── P 10.<net>.0.2 / 10.<ne
     # The client side's offloads off: segments as a real NIC would send them.
     ip netns exec "$C" ethtool -K "$VC" tx off tso off gso off >/dev/null
 }
+
+# Installs from apt what a script needs and this machine lacks: HAProxy,
+# nginx with its stream module, and the commands named (each its package's
+# name too, e.g. tcpdump).
+bench_install() { # script-name [command...]
+    local who=$1 need="" c
+    shift
+    command -v haproxy >/dev/null || need="$need haproxy"
+    [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need="$need libnginx-mod-stream"
+    command -v nginx >/dev/null || need="$need nginx-light"
+    for c in "$@"; do command -v "$c" >/dev/null || need="$need $c"; done
+    if [ -n "$need" ]; then
+        echo "$who: installing$need" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+    fi
+}
+
+# The head of a HAProxy config: one thread, mode tcp.
+haproxy_head() { # maxconn client-and-server-timeout
+    cat <<CFG
+global
+    nbthread 1
+    maxconn $1
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client $2
+    timeout server $2
+CFG
+}
+
+# lastack's one interface: one queue, its shard on CPU 0, 16,384 frames.
+lastack_interface() { # name [busy_poll]
+    printf '[[interfaces]]\nname = "%s"\nqueues = 1\ncores = [0]\numem_frames = 16384\n' "$1"
+    [ -n "${2:-}" ] && printf 'busy_poll = "%s"\n' "$2"
+    return 0
+}
+
+# lastack's pool `name` without health checks: the pool's own keys
+# (`keys`: TOML lines, may be empty), then the backends given.
+lastack_pool() { # name keys backend...
+    local name=$1 keys=$2 b
+    shift 2
+    printf '[[pools]]\nname = "%s"\n' "$name"
+    [ -n "$keys" ] && printf '%s\n' "$keys"
+    printf '[pools.health_check]\nenabled = false\n'
+    for b in "$@"; do printf '[[pools.backends]]\naddress = "%s"\n' "$b"; done
+}
+
+# The end of a lastack config: deep handshake queues, the admin endpoint,
+# warnings only.
+lastack_tail() { # admin-address
+    cat <<TOML
+[tcp]
+syn_backlog = 16384
+accept_backlog = 16384
+[admin]
+listen = "$1"
+[logging]
+level = "warn"
+TOML
+}
