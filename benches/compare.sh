@@ -311,12 +311,14 @@ for proxy in $PROXIES; do
     topology_up
     start_proxy "$proxy"
     # One stream, 100 MiB each way through the proxy (echo backend).
-    [ "$BULK" = 1 ] && bulk=$(ip netns exec "$C" taskset -c 1 "$bin" churn "$(if [ "$proxy" = direct ]; then echo 10.70.1.11:9000; else echo 10.70.0.2:90; fi)" \
-        -c 1 -t 1 -n 1 --request 104857600 --response 104857600 --timeout 60s --json)
-    [ "$BULK" = 1 ] && echo "$bulk" | python3 -c "
+    if [ "$BULK" = 1 ]; then
+        bulk=$(ip netns exec "$C" taskset -c 1 "$bin" churn "$(if [ "$proxy" = direct ]; then echo 10.70.1.11:9000; else echo 10.70.0.2:90; fi)" \
+            -c 1 -t 1 -n 1 --request 104857600 --response 104857600 --timeout 60s --json)
+        echo "$bulk" | python3 -c "
 import json, sys
 r = json.load(sys.stdin)
 print(json.dumps({'proxy': '$proxy', 'bulk_gbit_per_s_each_way': round(100 * 1048576 * 8 / r['elapsed_s'] / 1e9, 2), 'errors': sum(r['errors'].values())}))" | tee -a "$work/bulk.jsonl"
+    fi
     if [ "$SUSTAINED" -gt 0 ]; then
         run_one "$proxy" A 128 1 "$SUSTAINED" "$sustained_label"
     fi

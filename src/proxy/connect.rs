@@ -162,12 +162,10 @@ impl Proxy {
                 s.pool.borrow().record(lease.backend(), true);
                 self.learn_timestamps(s, socket, lease.backend());
                 s.leg = Leg::Connected { socket, lease };
-                self.send_proxy_header(stack, s);
                 // The handshake's last ACK waits for our first bytes
                 // (`socket::open`); with none to send yet, it goes now.
-                let sends = s.pool.borrow().proxy_protocol != ProxyProtocol::None
-                    || stack.readable(s.client) > 0;
-                if !sends {
+                let header_sent = self.send_proxy_header(stack, s);
+                if !header_sent && stack.readable(s.client) == 0 {
                     self.uring.ack_now(socket);
                 }
                 return;
@@ -269,17 +267,18 @@ impl Proxy {
     }
 
     /// The PROXY protocol header, if the pool wants one, goes first: the
-    /// client's address and the VIP, from the engine's four-tuple.
-    fn send_proxy_header(&mut self, stack: &Stack, s: &mut Session) {
+    /// client's address and the VIP, from the engine's four-tuple. True
+    /// if a header was queued.
+    fn send_proxy_header(&mut self, stack: &Stack, s: &mut Session) -> bool {
         let header = s.pool.borrow().proxy_protocol;
         let Some(socket) = s.leg.connected() else {
-            return;
+            return false;
         };
         if header == ProxyProtocol::None || s.client_state == Client::Gone {
-            return;
+            return false;
         }
         let Some(tuple) = stack.tuple(s.client) else {
-            return;
+            return false;
         };
         let mut out = [0u8; proxy_protocol::MAX_LEN];
         let n = proxy_protocol::encode(header, tuple.remote.into(), tuple.local.into(), &mut out);
@@ -287,6 +286,7 @@ impl Proxy {
             buffer[..n].copy_from_slice(&out[..n]);
             n
         });
+        true
     }
 
     /// RST to the client; no backend leg is left.

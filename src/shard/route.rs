@@ -74,9 +74,9 @@ pub fn write_next_frame(stack: &mut Stack, now: Instant, frame: &mut [u8]) -> Op
 /// its VLAN tag (as [`write_ethernet`] writes it).
 fn header_len(route: &Route) -> usize {
     if route[14] == 0 {
-        14
+        UNTAGGED
     } else {
-        18
+        UNTAGGED + MAX_TAG_LEN
     }
 }
 

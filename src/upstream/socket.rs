@@ -78,7 +78,6 @@ impl From<Errno> for OpenError {
 /// `tcp_tw_reuse` allows); `TCP_NODELAY` because lastack forwards what it
 /// has as soon as it has it; a fixed receive buffer ([`RECEIVE_BUFFER`]).
 ///
-///
 /// `TCP_QUICKACK` is off before the connect: the kernel holds the
 /// handshake's final ACK so that the first bytes lastack sends carry it
 /// (HAProxy's `tcp-smart-connect`), and, in the same "pingpong" mode, lets

@@ -645,17 +645,17 @@ impl<A> Uring<A> {
         // with an IPI whenever a backend's bytes arrive on another CPU.
         // Kernels before 6.1 refuse the flags: the ring is then built
         // without them and runs completions as it always did.
-        let ring = IoUring::builder()
-            .setup_cqsize(config.entries * 2)
+        let mut plain = IoUring::builder();
+        plain.setup_cqsize(config.entries * 2);
+        let ring = plain
+            .clone()
             .setup_single_issuer()
             .setup_defer_taskrun()
             .setup_taskrun_flag()
             .build(config.entries)
             .or_else(|e| {
                 tracing::debug!("io_uring without deferred task work: {e}");
-                IoUring::builder()
-                    .setup_cqsize(config.entries * 2)
-                    .build(config.entries)
+                plain.build(config.entries)
             })?;
         let buffers = BufferRing::new(config.buffers, config.buffer_size)?;
         // Safety: the ring memory is valid for `buffers` entries until the
@@ -983,9 +983,14 @@ impl<A> Uring<A> {
     /// of a shard's CPU under churn), while the system call never blocks.
     /// Failure (the peer already reset) shows on the next receive.
     pub fn shutdown_write(&mut self, id: SocketId) {
-        if let Some(fd) = open_slot(&mut self.slots, id).and_then(|s| s.fd.as_ref()) {
-            let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+        if let Some(fd) = self.open_fd(id) {
+            let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Write);
         }
+    }
+
+    /// The descriptor of `id`, while its owner holds it.
+    fn open_fd(&self, id: SocketId) -> Option<RawFd> {
+        Some(self.open_slot_ref(id)?.fd.as_ref()?.as_raw_fd())
     }
 
     /// What `id` was opened with, while its owner holds it.
@@ -997,7 +1002,7 @@ impl<A> Uring<A> {
     /// TIME-WAIT can then be reused on the same bound port); `None` if the
     /// kernel would not say.
     pub fn uses_timestamps(&mut self, id: SocketId) -> Option<bool> {
-        let fd = open_slot(&mut self.slots, id)?.fd.as_ref()?.as_raw_fd();
+        let fd = self.open_fd(id)?;
         // The head of `struct tcp_info`: tcpi_options is its sixth byte.
         let mut head = [0u8; 8];
         let mut len = head.len() as libc::socklen_t;
@@ -1020,8 +1025,8 @@ impl<A> Uring<A> {
     ///
     /// [`socket::open`]: super::socket::open
     pub fn ack_now(&mut self, id: SocketId) {
-        if let Some(fd) = open_slot(&mut self.slots, id).and_then(|s| s.fd.as_ref()) {
-            if let Err(e) = super::socket::ack_now(fd.as_raw_fd()) {
+        if let Some(fd) = self.open_fd(id) {
+            if let Err(e) = super::socket::ack_now(fd) {
                 tracing::debug!("TCP_QUICKACK: {e}");
             }
         }
@@ -1030,7 +1035,7 @@ impl<A> Uring<A> {
     /// Bytes sent on `id` that its peer has not acknowledged yet (still
     /// queued or in flight); `None` if the kernel would not say.
     pub fn unacknowledged(&mut self, id: SocketId) -> Option<usize> {
-        let fd = open_slot(&mut self.slots, id)?.fd.as_ref()?.as_raw_fd();
+        let fd = self.open_fd(id)?;
         let mut bytes: libc::c_int = 0;
         // Safety: TIOCOUTQ (SIOCOUTQ on a TCP socket: write_seq - snd_una)
         // writes one int through the pointer, which is valid for the call.

@@ -130,7 +130,6 @@ impl Netns {
         .map(drop)
     }
 
-    /// The MAC address of `ifname`.
     /// Frames interface `ifname` has received so far (its kernel counter):
     /// on a veth end, every frame its peer sent.
     pub fn frames_received(&self, ifname: &str) -> u64 {
@@ -144,6 +143,7 @@ impl Netns {
             .expect("a packet count")
     }
 
+    /// The MAC address of `ifname`.
     pub fn mac(&self, ifname: &str) -> [u8; 6] {
         let out = self.exec(&["cat", &format!("/sys/class/net/{ifname}/address")]);
         let text = String::from_utf8_lossy(&out.stdout);

@@ -4,8 +4,9 @@
 //! rate (open loop, latency counted from when each was due). A connection
 //! carries one request/response (churn) or several (kept alive, like
 //! neper's `tcp_rr`). It reports connections/s and requests/s, latency
-//! percentiles of connect and of each request/response, errors by kind, the client side's TIME-WAIT sockets and its
-//! own CPU use (so a run can show it was not the bottleneck).
+//! percentiles of connect and of each request/response, errors by kind,
+//! the client side's TIME-WAIT sockets and its own CPU use (so a run can
+//! show it was not the bottleneck).
 
 pub mod histogram;
 pub mod server;

@@ -273,10 +273,10 @@ impl<'a> Worker<'a> {
                         .record(flow.due.elapsed().as_micros() as u64);
                     progress.completed.fetch_add(1, Ordering::Relaxed);
                     flow.answered += 1;
+                    // (`run` allows more than one only when the client
+                    // closes first.)
                     let wanted = self.config.requests_per_connection;
-                    let more = (wanted == 0 || flow.answered < wanted)
-                        && self.config.close == CloseOrder::ClientFirst
-                        && !self.stopping;
+                    let more = (wanted == 0 || flow.answered < wanted) && !self.stopping;
                     if !more {
                         self.finish_connection(slot);
                         return;
