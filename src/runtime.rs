@@ -115,6 +115,8 @@ pub enum Ending {
 pub struct Runtime {
     config: Config,
     secrets: Secrets,
+    /// The keys of `[cluster] key_file`, as last read (start, reloads).
+    cluster_keys: Option<Vec<Secret>>,
     shards: Vec<ShardSlot>,
     /// Steering programs by interface, in config order.
     programs: Vec<(String, Steering)>,
@@ -192,9 +194,11 @@ impl Runtime {
         if config.admin.control {
             *admin_state.control.lock().expect("control lock") = Some(sender);
         }
+        let cluster_keys = cluster_keys(config)?;
         let mut runtime = Self {
             config: config.clone(),
             secrets,
+            cluster_keys,
             shards: Vec::new(),
             programs: Vec::new(),
             board,
@@ -304,6 +308,7 @@ impl Runtime {
                 DrainRefusal::Reset => Refuse::Reset,
                 DrainRefusal::Drop => Refuse::Drop,
             },
+            cluster_keys: self.cluster_keys.clone(),
         }
     }
 
@@ -349,6 +354,7 @@ impl Runtime {
             drain_refuse: update.drain_refuse,
             generation: update.generation,
             relay: Arc::clone(&self.relay),
+            cluster_keys: update.cluster_keys,
         };
         let core = iface.cores.get(queue as usize).map(|&c| c as usize);
         let handle = Shard::spawn(plan, core)?;
@@ -427,6 +433,16 @@ impl Runtime {
             self.refused(&why);
             return Err(why);
         }
+        // Read before anything changes: a key file that went bad since the
+        // config was validated refuses the reload too.
+        let keys = match cluster_keys(&new) {
+            Ok(keys) => keys,
+            Err(why) => {
+                let why = why.to_string();
+                self.refused(&why);
+                return Err(why);
+            }
+        };
         let old_addrs: Vec<SocketAddr> = self
             .listener_plans(&self.config)
             .iter()
@@ -461,6 +477,13 @@ impl Runtime {
             Err(e) => tracing::error!("health checks could not start: {e}"),
         }
         *self.admin_state.board.lock().expect("board lock") = Arc::clone(&self.board);
+        if keys != self.cluster_keys {
+            tracing::info!(
+                keys = keys.as_ref().map_or(0, Vec::len),
+                "cluster keys changed (a key dropped is honoured in cookies for 192 s more)"
+            );
+        }
+        self.cluster_keys = keys;
         self.config = new;
         self.generation += 1;
         let update = self.update(&self.config);
@@ -814,7 +837,19 @@ fn restart_needed(old: &Config, new: &Config) -> Result<(), String> {
     }
 }
 
-/// A shard's ISN and cookie secret.
+/// The keys of `config`'s `[cluster] key_file`, if it names one.
+fn cluster_keys(config: &Config) -> Result<Option<Vec<Secret>>, Error> {
+    let file = &config.cluster.key_file;
+    if file.is_empty() {
+        return Ok(None);
+    }
+    config::read_cluster_keys(Path::new(file))
+        .map(Some)
+        .map_err(|e| format!("cluster.key_file: {e}").into())
+}
+
+/// A shard's own secret (its map seed, and its ISN and cookie key without
+/// a cluster key).
 fn secret(secrets: Secrets, shard: usize) -> std::io::Result<Secret> {
     match secrets {
         Secrets::Fixed(seed) => Ok(Secret([seed.wrapping_add(shard as u8); 16])),

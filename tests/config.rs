@@ -496,6 +496,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("admin", "admin"),
     ("drain", "drain"),
     ("logging", "logging"),
+    ("cluster", "cluster"),
 ];
 
 /// Every "Default: X." that the reference states is what the code does.
@@ -556,4 +557,53 @@ fn documented_defaults_are_the_real_defaults() {
         checked += 1;
     }
     assert!(checked >= 30, "only {checked} documented defaults found");
+}
+
+/// `[cluster] key_file`: a readable file of keys is taken; a bad one is
+/// refused at the key, naming the file's line without echoing the secret.
+#[test]
+fn a_cluster_key_file_is_checked_line_by_line() {
+    let dir = std::env::temp_dir().join(format!("lastack-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.key");
+    std::fs::write(&good, "# current, then the one being rotated out\n00112233445566778899aabbccddeeff\nffeeddccbbaa99887766554433221100\n").unwrap();
+    let bad = dir.join("bad.key");
+    std::fs::write(&bad, "00112233445566778899aabbccddeeff\nnot-a-key-at-all\n").unwrap();
+    let with = |path: &Path| {
+        format!(
+            "{BASE}\n[cluster]\nkey_file = {:?}\n",
+            path.display().to_string()
+        )
+    };
+
+    let config = parse(&with(&good)).expect("a good key file");
+    assert_eq!(config.cluster.key_file, good.display().to_string());
+    assert_eq!(config::read_cluster_keys(&good).unwrap().len(), 2);
+
+    for (path, expected) in [
+        (bad.clone(), "line 2: expected 32 hex digits"),
+        (dir.join("missing.key"), "cannot read the key file"),
+        (
+            Path::new("relative.key").to_owned(),
+            "expected an absolute path",
+        ),
+    ] {
+        let source = with(&path);
+        let errors = parse(&source).expect_err("a bad key file").0;
+        let error = &errors[0];
+        assert_eq!(
+            error.key.as_deref(),
+            Some("cluster.key_file"),
+            "{errors:#?}"
+        );
+        assert!(error.message.contains(expected), "{}", error.message);
+        assert!(
+            !error.message.contains("not-a-key"),
+            "echoed the secret: {}",
+            error.message
+        );
+        let (line, _) = error.position.expect("a position");
+        assert_eq!(line, line_of(&source, "key_file ="));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -10,6 +10,7 @@ mod harness;
 #[path = "tcp_states"]
 mod states {
     mod close;
+    mod cluster;
     mod cookies;
     mod ecn;
     mod established;

@@ -529,6 +529,11 @@ pub const METRICS: &[Metric] = &[
         |s| s.tcp.syn_cookies_invalid,
     ),
     counter(
+        "lastack_tcp_unknown_flow_resets_total",
+        "ACKs for a flow this instance does not know, without a valid cookie (an ECMP change moved it here, or it is stale): reset at once.",
+        |s| s.tcp.unknown_flow_resets,
+    ),
+    counter(
         "lastack_tcp_syn_queue_overflows_total",
         "SYNs beyond a full SYN queue.",
         |s| s.tcp.syn_queue_overflows,

@@ -7,6 +7,7 @@
 //! [`REFERENCE`] (`lastack check --explain`) and `docs/config.md`.
 
 mod engine;
+mod keys;
 mod locate;
 pub mod schema;
 mod validate;
@@ -15,6 +16,7 @@ pub mod values;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use keys::{parse_cluster_keys, read_cluster_keys, MAX_CLUSTER_KEYS};
 pub use schema::*;
 pub use validate::validate;
 pub use values::{Duration, Ip, PortRange, Socket};

@@ -37,6 +37,9 @@ pub struct Config {
     /// Log output.
     #[serde(default)]
     pub logging: Logging,
+    /// What instances behind the same VIPs share.
+    #[serde(default)]
+    pub cluster: Cluster,
 }
 
 /// `[[interfaces]]`: a NIC (or veth) that lastack attaches to.
@@ -547,6 +550,31 @@ pub enum DrainRefusal {
     Drop,
 }
 
+/// `[cluster]`: what several instances behind the same VIPs share (a
+/// router spreading flows over them with ECMP; see `docs/cluster.md`).
+///
+/// With a key file, every instance makes its SYN cookies, ISNs and TCP
+/// timestamp offsets from the same keys and from Unix time (keep clocks
+/// synchronised, NTP), so a handshake whose final ACK reaches another
+/// instance than its SYN completes there (with `tcp.syn_cookies`), and the
+/// connection's timestamps go on where the first left off. Without one,
+/// each shard draws its own random key: right for a single instance.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// File of the cluster's keys: one per line, 32 hex digits (128 bits,
+    /// e.g. from `openssl rand -hex 16`); blank lines and `#` comments are
+    /// skipped. The first key mints; the others (at most 3) are still
+    /// honoured in cookies, for a rotation: add the new key second on every
+    /// instance and reload, then move it first everywhere and reload, then
+    /// drop the old one (a key dropped is honoured 192 s more). Re-read on
+    /// every reload; a file that does not parse refuses the reload. Keep it
+    /// readable by lastack only: whoever has the key can forge cookies.
+    /// Empty: no cluster key. Default: `""`.
+    #[serde(default)]
+    pub key_file: String,
+}
+
 /// `[logging]`: where logs go and how much.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -586,6 +614,12 @@ impl Default for Admin {
 impl Default for Drain {
     fn default() -> Self {
         toml::from_str("").expect("every [drain] field has a default")
+    }
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        toml::from_str("").expect("every [cluster] field has a default")
     }
 }
 

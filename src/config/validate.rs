@@ -21,6 +21,7 @@ pub fn validate(config: &Config) -> Vec<Issue> {
     v.tcp(config);
     v.drain(config);
     v.logging(config);
+    v.cluster(config);
     v.issues
 }
 
@@ -448,6 +449,18 @@ impl Validator {
         );
         if let Some(keepalive) = tcp.keepalive {
             self.duration(path.key("keepalive"), *keepalive, 1000, 7 * 86_400_000);
+        }
+    }
+
+    /// The key file must hold keys: read it now, so that `lastack check`
+    /// and a reload find a bad one before it matters.
+    fn cluster(&mut self, config: &Config) {
+        let file = &config.cluster.key_file;
+        if file.is_empty() {
+            return;
+        }
+        if let Err(e) = super::read_cluster_keys(std::path::Path::new(file)) {
+            self.issue(root("cluster").key("key_file"), e);
         }
     }
 

@@ -47,7 +47,7 @@ use xsk_rs::FrameDesc;
 
 use crate::link::xsk::{FrameCounts, XskSocket};
 use crate::proxy::{ProxyStats, SourcePorts};
-use crate::tcp::{IcmpOutcome, Instant, Stack, Stats};
+use crate::tcp::{HandshakeKeys, IcmpOutcome, Instant, Secret, Stack, Stats};
 use crate::wire::{self, Frame};
 use serving::Served;
 
@@ -167,6 +167,31 @@ impl ShardHandle {
     }
 }
 
+/// Where a shard's clock starts (`now` at its birth), in µs.
+const START_MICROS: u64 = 1_000_000;
+
+/// Microseconds since the Unix epoch (the clock instances agree on).
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The keys handshakes are made from: the cluster's when the config has
+/// them (the first mints, the rest are honoured), else the shard's own;
+/// always on the Unix-time clock.
+fn handshake_keys(own: Secret, clock_offset: u64, cluster: Option<&[Secret]>) -> HandshakeKeys {
+    let (current, accepted) = match cluster {
+        Some([first, rest @ ..]) => (*first, rest.to_vec()),
+        _ => (own, Vec::new()),
+    };
+    HandshakeKeys {
+        current,
+        accepted,
+        clock_offset,
+    }
+}
+
 /// Everything one shard owns.
 pub struct Shard {
     socket: XskSocket,
@@ -174,6 +199,10 @@ pub struct Shard {
     served: Served,
     stats: ShardStats,
     clock: std::time::Instant,
+    /// The shard's own key, and the clock offset that turns `now` into
+    /// Unix time (the handshake clock instances agree on).
+    secret: Secret,
+    clock_offset: u64,
     busy_poll: Duration,
     /// When memory was last given back, and the slots held then.
     memory_given_back: (Instant, usize),
@@ -185,7 +214,13 @@ pub struct Shard {
 impl Shard {
     /// Builds a shard from its plan (on the thread that will run it).
     pub fn new(plan: ShardPlan) -> std::io::Result<Self> {
+        let clock = std::time::Instant::now();
+        let clock_offset = unix_micros().saturating_sub(START_MICROS);
         let mut stack = Stack::new(plan.tcp.clone(), plan.secret, plan.max_connections);
+        stack.set_handshake_keys(
+            Instant::from_micros(START_MICROS),
+            handshake_keys(plan.secret, clock_offset, plan.cluster_keys.as_deref()),
+        );
         let mut served = Served::new(plan.drain_refuse);
         served.apply(
             &mut stack,
@@ -196,10 +231,13 @@ impl Shard {
                 max_connections: plan.max_connections,
                 upstream: plan.upstream,
                 drain_refuse: plan.drain_refuse,
+                cluster_keys: plan.cluster_keys,
             },
         )?;
         let queue = plan.socket.queue();
         Ok(Self {
+            secret: plan.secret,
+            clock_offset,
             socket: plan.socket,
             stack,
             served,
@@ -207,7 +245,7 @@ impl Shard {
                 queue,
                 ..Default::default()
             },
-            clock: std::time::Instant::now(),
+            clock,
             busy_poll: plan.busy_poll,
             memory_given_back: (Instant::ZERO, 0),
             relay_seen: 0,
@@ -216,7 +254,7 @@ impl Shard {
     }
 
     fn now(&self) -> Instant {
-        Instant::from_micros(1_000_000 + self.clock.elapsed().as_micros() as u64)
+        Instant::from_micros(START_MICROS + self.clock.elapsed().as_micros() as u64)
     }
 
     /// Starts a shard thread (pinned to `core` if given) that builds the
@@ -278,6 +316,12 @@ impl Shard {
                 stage = command;
             }
             if let Some(update) = control.take_update() {
+                let keys = handshake_keys(
+                    self.secret,
+                    self.clock_offset,
+                    update.cluster_keys.as_deref(),
+                );
+                self.stack.set_handshake_keys(self.now(), keys);
                 if let Err(e) = self.served.apply(&mut self.stack, update) {
                     tracing::error!(shard = self.stats.queue, "reload: {e}");
                 }

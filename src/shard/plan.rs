@@ -161,6 +161,8 @@ pub struct ShardPlan {
     pub drain_refuse: Refuse,
     /// The config generation it starts with.
     pub generation: u64,
+    /// The cluster's handshake keys (`[cluster] key_file`), if any.
+    pub cluster_keys: Option<Vec<Secret>>,
     /// ICMP messages that reached another shard than their flow's; one
     /// for every shard of the runtime.
     pub relay: std::sync::Arc<super::relay::IcmpRelay>,
@@ -181,4 +183,7 @@ pub struct ShardUpdate {
     /// The pools and health board now (`None`: no listener proxies).
     pub upstream: Option<UpstreamPlan>,
     pub drain_refuse: Refuse,
+    /// The cluster's handshake keys now: the first mints, the others are
+    /// honoured; `None`: the shard's own key.
+    pub cluster_keys: Option<Vec<Secret>>,
 }

@@ -5,7 +5,8 @@
 //! Cookie layout (32 bits): `t` (5 bits, a 64-second counter) | MSS index
 //! (3 bits) | 24 bits of SipHash over the secret, the 4-tuple, `t` and the
 //! client's ISN. A cookie is valid for the current and the two previous
-//! counter values (64–192 s).
+//! counter values (64–192 s), and for the next one (another instance's
+//! clock a little ahead, see `keys`).
 //!
 //! Window scale and SACK-permitted do not fit in the ISN; as Linux does, we
 //! carry them in the low 6 bits of our TSval when the client sent
@@ -25,6 +26,10 @@ pub const MSS_TABLE: [u16; 8] = [536, 1200, 1300, 1380, 1400, 1440, 1460, 8960];
 const PERIOD_SECS: u64 = 64;
 /// Counter steps a cookie stays valid (the current one and two before).
 const MAX_AGE: u32 = 2;
+
+/// How long a cookie stays valid at most.
+pub const LIFETIME: std::time::Duration =
+    std::time::Duration::from_secs(PERIOD_SECS * (MAX_AGE as u64 + 1));
 
 /// Low bits of TSval that carry the options: 4 bits of window scale
 /// (0xf = none), 1 bit of SACK-permitted, 1 bit of ECN (as Linux's
@@ -72,7 +77,10 @@ pub fn check(
     let t = cookie.0 >> 27;
     let current = counter(now);
     let age = (current & 0x1f).wrapping_sub(t) & 0x1f;
-    if age > MAX_AGE {
+    // One step ahead is honoured too: in a cluster the instance that
+    // minted the cookie may have crossed a step boundary a little before
+    // this one (clocks agree to milliseconds, not exactly).
+    if age > MAX_AGE && age != 0x1f {
         return None;
     }
     let hash = hash24(secret, tuple, t, client_isn);
@@ -154,6 +162,17 @@ mod tests {
         let later = |s: u64| Instant::from_millis(64_000 * 100 + s * 1000);
         assert!(check(&secret, &tuple(), Seq(5), cookie, later(127)).is_some());
         assert!(check(&secret, &tuple(), Seq(5), cookie, later(192)).is_none());
+    }
+
+    #[test]
+    fn a_cookie_from_a_clock_one_step_ahead_is_honoured_two_are_not() {
+        let secret = Secret([3; 16]);
+        let at = |s: u64| Instant::from_millis(64_000 * 100 + s * 1000);
+        // Minted just after a step boundary, checked just before it.
+        let cookie = make(&secret, &tuple(), Seq(5), 0, at(64));
+        assert!(check(&secret, &tuple(), Seq(5), cookie, at(63)).is_some());
+        let far = make(&secret, &tuple(), Seq(5), 0, at(128));
+        assert!(check(&secret, &tuple(), Seq(5), far, at(63)).is_none());
     }
 
     #[test]

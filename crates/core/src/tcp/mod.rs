@@ -6,7 +6,7 @@
 //! point and documents the polling order.
 //!
 //! Files by concern: `seq` (sequence arithmetic), `isn` (RFC 6528),
-//! `cookie` (RFC 4987), `rtt` (RFC 6298), `congestion` (RFC 5681/6582, 9438, 9406),
+//! `cookie` (RFC 4987), `keys` (the keys and clock handshakes share in a cluster), `rtt` (RFC 6298), `congestion` (RFC 5681/6582, 9438, 9406),
 //! `scoreboard` (RFC 6675 SACK loss recovery),
 //! `pool`, `ring` and `assembler` (buffer memory, buffers and reassembly), `conn/input` (segment
 //! arrival), `conn/output` (what to send), `conn/timers`, `listener`,
@@ -18,6 +18,7 @@ pub mod congestion;
 mod conn;
 pub mod cookie;
 pub mod isn;
+pub mod keys;
 pub mod listener;
 pub mod pool;
 pub mod ring;
@@ -34,6 +35,7 @@ pub mod types;
 
 pub use config::{AlgorithmKind, CookieMode, EcnMode, TcpConfig};
 pub use isn::Secret;
+pub use keys::HandshakeKeys;
 pub use listener::Refuse;
 pub use seq::Seq;
 pub use stack::{IcmpOutcome, Stack, Transmit};

@@ -37,6 +37,7 @@ use super::conn::pmtu::TooBig;
 use super::conn::{Conn, Ctx};
 use super::cookie;
 use super::isn::{self, Secret};
+use super::keys::{HandshakeKeys, KeyRing};
 use super::listener::{Listener, Refuse};
 use super::pool::ChunkPool;
 use super::seq::Seq;
@@ -105,7 +106,8 @@ struct Slot {
 #[derive(Debug)]
 pub struct Stack {
     config: TcpConfig,
-    secret: Secret,
+    /// Keys and clock of handshakes (ISNs, cookies, timestamp offsets).
+    keys: KeyRing,
     max_connections: usize,
     slots: Vec<Slot>,
     /// Free slots, lowest first (the tail is cut off once free).
@@ -138,13 +140,15 @@ pub struct Stack {
 
 impl Stack {
     /// A stack with `config`, keyed by `secret` (ISNs, cookies, timestamp
-    /// offsets), holding at most `max_connections` connections.
+    /// offsets, and the seed of its maps), holding at most
+    /// `max_connections` connections. Handshakes read the caller's clock
+    /// until [`Stack::set_handshake_keys`] says otherwise.
     pub fn new(config: TcpConfig, secret: Secret, max_connections: usize) -> Self {
         let challenge_budget = config.challenge_ack_limit;
         let pool = ChunkPool::new(config.buffer_budget, SPARE_CHUNK_BYTES);
         Self {
             config,
-            secret,
+            keys: KeyRing::new(HandshakeKeys::solo(secret)),
             max_connections,
             slots: Vec::new(),
             free: LowestFree::default(),
@@ -216,6 +220,22 @@ impl Stack {
     /// Bytes of engine state per connection (buffers not included).
     pub const fn connection_state_size() -> usize {
         std::mem::size_of::<Conn>()
+    }
+
+    /// The keys and clock of new handshakes from now on (a cluster's
+    /// shared key and Unix time; a rotation): see [`super::keys`]. Open
+    /// connections keep theirs; a key dropped is still honoured in cookies
+    /// for one cookie lifetime.
+    pub fn set_handshake_keys(&mut self, now: Instant, keys: HandshakeKeys) {
+        self.keys.replace(now, keys);
+    }
+
+    /// The timestamp offset of a connection on `tuple` keyed by `secret`:
+    /// RFC 7323 §7.1's per-connection offset plus the handshake clock's.
+    fn ts_offset(&self, secret: &Secret, tuple: &FourTuple) -> u32 {
+        isn::tuple_keys(secret, tuple.local, tuple.remote)
+            .ts_offset
+            .wrapping_add(self.keys.keys().clock_offset_millis())
     }
 
     /// Uses `iss` as the initial send sequence number of the next
@@ -710,6 +730,10 @@ impl Stack {
             {
                 return;
             }
+            // A flow this stack does not know: one that moved here from
+            // another instance (an ECMP change), or a stale one. Reset at
+            // once, so the client fails fast instead of hanging.
+            self.stats.unknown_flow_resets += u64::from(!flags.syn());
             self.reset_for(tuple, route, tcp);
             return;
         }
@@ -757,7 +781,14 @@ impl Stack {
         let client_isn = Seq(tcp.seq_number);
         let our_mss = self.config.mss_for(&tuple.remote);
         let mss_index = cookie::mss_index(tcp.options.mss.map(|m| m.min(our_mss)));
-        let iss = cookie::make(&self.secret, &tuple, client_isn, mss_index, now);
+        let keys = self.keys.keys();
+        let iss = cookie::make(
+            &keys.current,
+            &tuple,
+            client_isn,
+            mss_index,
+            keys.clock(now),
+        );
         let config = &self.config;
         let mut options = TcpOptions {
             mss: Some(our_mss),
@@ -774,7 +805,7 @@ impl Stack {
                 options.window_scale = Some(config.window_shift());
             }
             options.sack_permitted = sack;
-            let offset = isn::tuple_keys(&self.secret, tuple.local, tuple.remote).ts_offset;
+            let offset = self.ts_offset(&self.keys.keys().current, &tuple);
             let clock = (now.millis() as u32).wrapping_add(offset);
             options.timestamps = Some(Timestamps {
                 tsval: cookie::encode_ts(clock, ws, sack, ecn),
@@ -811,16 +842,29 @@ impl Stack {
     ) -> bool {
         let iss = Seq(tcp.ack_number.wrapping_sub(1));
         let client_isn = Seq(tcp.seq_number.wrapping_sub(1));
-        let Some(mss_index) = cookie::check(&self.secret, &tuple, client_isn, iss, now) else {
+        // The key that minted it: the current one, one being rotated in,
+        // or one recently dropped (`keys`).
+        let clock = self.keys.keys().clock(now);
+        let Some((mss_index, secret)) = self.keys.honoured(now).find_map(|secret| {
+            cookie::check(secret, &tuple, client_isn, iss, clock).map(|mss| (mss, *secret))
+        }) else {
             self.stats.syn_cookies_invalid += 1;
             return false;
         };
+        // TSvals go on from the SYN-ACK's, or the client's PAWS drops them.
+        let ts_offset = self.ts_offset(&secret, &tuple);
         if self.listeners[listener as usize].accept_queue_full() {
             // Valid, but nowhere to put it: drop; the client retransmits.
             self.stats.accept_queue_overflows += 1;
             return true;
         }
-        let Ok(id) = self.insert(now, tuple, route, State::Established, Some(iss)) else {
+        let Ok(id) = self.insert(
+            now,
+            tuple,
+            route,
+            State::Established,
+            Some((iss, ts_offset)),
+        ) else {
             return true;
         };
         self.stats.syn_cookies_validated += 1;
@@ -1016,26 +1060,38 @@ impl Stack {
 
     // ---- Slot management ----
 
-    /// Takes a slot for a new connection. `iss` is the cookie's when a
-    /// cookie rebuilds the connection; otherwise RFC 6528's (or the one
-    /// `set_next_iss` fixed).
+    /// Takes a slot for a new connection. `cookie` is the ISS and
+    /// timestamp offset a cookie's handshake used, when a cookie rebuilds
+    /// the connection; otherwise both come from the current key and the
+    /// handshake clock (RFC 6528 §3, RFC 7323 §7.1), or the ISS from
+    /// `set_next_iss`.
     fn insert(
         &mut self,
         now: Instant,
         tuple: FourTuple,
         route: Route,
         state: State,
-        iss: Option<Seq>,
+        cookie: Option<(Seq, u32)>,
     ) -> Result<ConnId, CommandError> {
         if self.by_tuple.len() >= self.max_connections {
             self.stats.drop_table_full += 1;
             return Err(CommandError::TooManyConnections);
         }
-        let keys = isn::tuple_keys(&self.secret, tuple.local, tuple.remote);
-        let iss = iss
-            .or_else(|| self.next_iss.take())
-            .unwrap_or_else(|| isn::initial_sequence_number(keys, now));
-        let ts_offset = keys.ts_offset;
+        let (iss, ts_offset) = match cookie {
+            Some(cookie) => cookie,
+            None => {
+                let handshake = self.keys.keys();
+                let keys = isn::tuple_keys(&handshake.current, tuple.local, tuple.remote);
+                let iss = self
+                    .next_iss
+                    .take()
+                    .unwrap_or_else(|| isn::initial_sequence_number(keys, handshake.clock(now)));
+                (
+                    iss,
+                    keys.ts_offset.wrapping_add(handshake.clock_offset_millis()),
+                )
+            }
+        };
         let slots = &self.slots;
         let index = match self.free.take(slots.len(), |i| !slots[i as usize].occupied) {
             Some(index) => {

@@ -43,6 +43,9 @@ pub struct Stats {
     pub syn_cookies_sent: u64,
     pub syn_cookies_validated: u64,
     pub syn_cookies_invalid: u64,
+    /// ACKs to a listener for a flow the stack does not know and no valid
+    /// cookie (a flow an ECMP change moved here, or a stale one): reset.
+    pub unknown_flow_resets: u64,
     pub syn_queue_overflows: u64,
     pub accept_queue_overflows: u64,
     pub connections_opened: u64,
