@@ -9,10 +9,15 @@
 # ethtool/nftables build the test topologies (namespaces, veth, offloads, loss),
 # nginx-light/curl/apache2-utils (ab)/wrk are the real HTTP backend and
 # clients of the proxy tests (services are not started by the install);
-# fonts-dejavu-core draws the benchmark charts.
+# fonts-dejavu-core draws the benchmark charts; python3-venv holds
+# kubernetes-validate (PyPI), which checks deploy/k8s against the Kubernetes
+# schemas it ships, offline.
 APT_PACKAGES := clang llvm libelf-dev zlib1g-dev m4 pkg-config linux-libc-dev \
                 iproute2 ethtool nftables make gcc nginx-light curl apache2-utils wrk \
-                fonts-dejavu-core
+                fonts-dejavu-core python3-venv
+KUBERNETES_VALIDATE_VERSION := 1.37.0
+KUBERNETES_VALIDATE_VENV := target/tools/kubernetes-validate-$(KUBERNETES_VALIDATE_VERSION)
+KUBERNETES_VALIDATE := $(abspath $(KUBERNETES_VALIDATE_VENV))/bin/kubernetes-validate
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
@@ -36,6 +41,11 @@ deps:
 	fi
 	@command -v $(CARGO) >/dev/null || { echo "make deps: cargo not found; install Rust with rustup first" >&2; exit 1; }
 
+$(KUBERNETES_VALIDATE): | deps
+	python3 -m venv $(KUBERNETES_VALIDATE_VENV)
+	$(KUBERNETES_VALIDATE_VENV)/bin/pip install --quiet --disable-pip-version-check \
+		kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)
+
 build: deps
 	$(CARGO) build --workspace --all-targets
 
@@ -44,8 +54,8 @@ release: deps
 
 # Unit, property, BPF (BPF_PROG_TEST_RUN) and namespace integration tests.
 # As root; with CI=true a test that cannot get root or namespaces fails.
-test: deps
-	$(CARGO) test --workspace --all-targets
+test: deps $(KUBERNETES_VALIDATE)
+	KUBERNETES_VALIDATE=$(KUBERNETES_VALIDATE) $(CARGO) test --workspace --all-targets
 
 lint: deps
 	$(CARGO) fmt --all --check

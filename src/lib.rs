@@ -29,6 +29,7 @@ pub mod admin;
 pub mod config;
 #[allow(unsafe_code)]
 pub mod link;
+pub mod preflight;
 pub mod proxy;
 pub mod runtime;
 pub mod shard;

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `lastack check -c FILE` | validate a config; errors name file:line:column and key |
 //! | `lastack check --explain` | print the config reference |
+//! | `lastack check --host -c FILE [--fixes]` | check this host against a config; print what is missing and the commands that fix it |
 //! | `lastack run -c FILE` | run the proxy with that config |
 //! | `lastack churn ADDR...` | connection-churn load generator (any TCP service) |
 //! | `lastack backend --listen ADDR...` | built-in backend server (echo or fixed response) |
@@ -34,6 +35,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_BAD_CONFIG: u8 = 1;
 /// Exit status for a failure at run time (BPF load, attach, ...).
 const EXIT_RUNTIME: u8 = 3;
+/// Exit status for a host that lacks what the config needs (`check --host`).
+const EXIT_HOST_NOT_READY: u8 = 2;
 /// Exit status when a shard died and could not be restarted.
 const EXIT_SHARD_LOST: u8 = 4;
 
@@ -58,6 +61,16 @@ enum Command {
         /// Print the config reference (every table and key) instead.
         #[arg(long)]
         explain: bool,
+        /// Also check this host (this network namespace) against the
+        /// config: interfaces, queues, MTU, offloads, IRQ affinity, VIPs,
+        /// source addresses, sysctls, the cluster key file; each problem
+        /// with the command that fixes it (exit 2 if any).
+        #[arg(long, requires = "config")]
+        host: bool,
+        /// With --host: print only the fixing commands, as a shell script
+        /// (what deploy/setup-host.sh runs).
+        #[arg(long, requires = "host")]
+        fixes: bool,
     },
     /// Run the proxy.
     Run {
@@ -207,6 +220,26 @@ struct BackendArgs {
     threads: usize,
 }
 
+/// `lastack check --host`: the report, or with `fixes` the script.
+fn check_host(config: &Config, fixes: bool) -> ExitCode {
+    let findings = lastack::preflight::check_host(config);
+    if fixes {
+        print!("{}", lastack::preflight::fix_script(&findings));
+        return ExitCode::SUCCESS;
+    }
+    for finding in &findings {
+        println!("{finding}");
+    }
+    let missing = findings.iter().filter(|f| f.is_missing()).count();
+    if missing == 0 {
+        println!("host: ready for this config");
+        ExitCode::SUCCESS
+    } else {
+        println!("host: {missing} thing(s) missing; `lastack check --host --fixes -c FILE` prints the commands (deploy/setup-host.sh runs them)");
+        ExitCode::from(EXIT_HOST_NOT_READY)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -215,8 +248,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check {
-            config: Some(path), ..
+            config: Some(path),
+            host,
+            fixes,
+            ..
         } => match config::load(&path) {
+            Ok(config) if host => check_host(&config, fixes),
             Ok(config) => {
                 println!("{}: OK ({})", path.display(), summary(&config));
                 ExitCode::SUCCESS
