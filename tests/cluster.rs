@@ -42,6 +42,30 @@ const BACKEND_PORT: u16 = 8080;
 /// Buckets of the router's resilient nexthop group.
 const BUCKETS: u32 = 256;
 
+/// How [`Cluster::new`] starts the instances.
+#[derive(Clone, Copy)]
+struct Options<'a> {
+    instances: usize,
+    /// The `[tcp]` table's lines.
+    tcp: &'a str,
+    /// The pool's `balance`.
+    balance: &'a str,
+    /// As `lastack run` processes (no counters then) rather than runtimes
+    /// in this process.
+    processes: bool,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Self {
+            instances: 3,
+            tcp: "",
+            balance: "round-robin",
+            processes: false,
+        }
+    }
+}
+
 /// One lastack instance: its namespace, its end of the router link, its
 /// runtime (in-process, as `lastack run` builds it).
 struct Instance {
@@ -50,6 +74,8 @@ struct Instance {
     /// Its address on the router link: the next hop towards the VIP.
     addr: IpAddr,
     runtime: Option<Runtime>,
+    /// Or the `lastack run` process.
+    process: Option<process::Guard>,
     config: PathBuf,
 }
 
@@ -108,10 +134,11 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// Builds the network for `instances` lastack instances and starts
-    /// them, each with `tcp` as its `[tcp]` table, sharing the key file.
-    fn new(net: u8, family: Family, instances: usize, tcp: &str) -> Self {
-        let dir = std::env::temp_dir().join(unique_name("lscluster"));
+    /// Builds the network for the instances and starts them, sharing the
+    /// key file.
+    fn new(net: u8, family: Family, options: Options) -> Self {
+        let instances = options.instances;
+        let dir = std::env::temp_dir().join(unique_name("lscl"));
         std::fs::create_dir_all(&dir).unwrap();
         let key_file = dir.join("cluster.key");
         write_keys(&key_file, &[KEY_1]);
@@ -221,6 +248,7 @@ impl Cluster {
                     ifname,
                     addr,
                     runtime: None,
+                    process: None,
                     config,
                 });
             }
@@ -243,10 +271,14 @@ impl Cluster {
         let route = host_prefix(vip);
         ip(&cluster.router, &["route", "add", &route, "nhid", "100"]);
         for member in &mut members {
-            let toml = cluster.config_text(member, tcp);
+            let toml = cluster.config_text(member, options);
             std::fs::write(&member.config, &toml).unwrap();
             let config =
                 lastack::config::load(&member.config).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+            if options.processes {
+                member.process = Some(process::Guard::new(lastack_run(&member.ns, &member.config)));
+                continue;
+            }
             let runtime = member
                 .ns
                 .enter(|| Runtime::start(&config, Secrets::Random).map_err(|e| e.to_string()))
@@ -258,19 +290,18 @@ impl Cluster {
     }
 
     /// The config of `member`: its interface, the VIP in front of the
-    /// shared backends, the cluster key, `[tcp]` as given.
-    fn config_text(&self, member: &Instance, tcp: &str) -> String {
-        let backends: String = BACKENDS
+    /// shared backends, the cluster key, `[tcp]` and `balance` as given.
+    fn config_text(&self, member: &Instance, options: Options) -> String {
+        let backends: String = self
+            .backend_addrs()
             .iter()
-            .map(|&host| {
-                let addr = SocketAddr::new(self.at(BACKEND_SUBNET, host), BACKEND_PORT);
-                format!("[[pools.backends]]\naddress = \"{addr}\"\n\n")
-            })
+            .map(|addr| format!("[[pools.backends]]\naddress = \"{addr}\"\n\n"))
             .collect();
+        let (tcp, balance) = (options.tcp, options.balance);
         format!(
             "[[interfaces]]\nname = \"{}\"\nqueues = 1\numem_frames = 4096\n\n\
              [[listeners]]\nname = \"web\"\nvip = \"{}\"\nport = {PORT}\npool = \"p\"\n\n\
-             [[pools]]\nname = \"p\"\n\n[pools.health_check]\nenabled = false\n\n{backends}\
+             [[pools]]\nname = \"p\"\nbalance = \"{balance}\"\n\n[pools.health_check]\nenabled = false\n\n{backends}\
              [tcp]\n{tcp}\n\n[cluster]\nkey_file = \"{}\"\n\n[admin]\nenabled = false\n",
             member.ifname,
             self.vip,
@@ -325,14 +356,31 @@ impl Cluster {
         SocketAddr::new(self.vip, PORT)
     }
 
-    /// Echo backends on every backend address.
-    fn backends(&self) -> Vec<backend::Server> {
+    /// The backends: each backend address on two ports.
+    fn backend_addrs(&self) -> Vec<SocketAddr> {
         BACKENDS
             .iter()
-            .map(|&host| {
-                let addr = SocketAddr::new(self.at(BACKEND_SUBNET, host), BACKEND_PORT);
-                backend::Server::start(&self.backends, addr, backend::Behaviour::Echo)
+            .flat_map(|&host| {
+                [BACKEND_PORT, BACKEND_PORT + 1]
+                    .map(|port| SocketAddr::new(self.at(BACKEND_SUBNET, host), port))
             })
+            .collect()
+    }
+
+    /// Echo backends on every backend address.
+    fn backends(&self) -> Vec<backend::Server> {
+        self.backends_behaving(|_| backend::Behaviour::Echo)
+    }
+
+    /// Backend `i` behaving as `behaviour(i)`.
+    fn backends_behaving(
+        &self,
+        behaviour: impl Fn(u8) -> backend::Behaviour,
+    ) -> Vec<backend::Server> {
+        self.backend_addrs()
+            .into_iter()
+            .enumerate()
+            .map(|(i, addr)| backend::Server::start(&self.backends, addr, behaviour(i as u8)))
             .collect()
     }
 
@@ -356,6 +404,9 @@ impl Drop for Cluster {
         for member in &mut self.instances {
             if let Some(runtime) = member.runtime.take() {
                 let _ = runtime.stop();
+            }
+            if let Some(process) = member.process.take() {
+                let _ = process.terminate();
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -412,7 +463,7 @@ fn flows_spread_and_an_instance_that_leaves_loses_only_its_own_and_one_that_retu
     if !privileged("cluster") {
         return;
     }
-    let cluster = Cluster::new(71, Family::V4, 3, "");
+    let cluster = Cluster::new(71, Family::V4, Options::default());
     let _backends = cluster.backends();
     let vip = cluster.vip();
     cluster.clients.enter(|| client::until_echoed(vip, b"up"));
@@ -567,7 +618,12 @@ fn handshakes_complete_on_another_instance_through_a_key_rotation_under_churn() 
 }
 
 fn handshakes_cross_instances(family: Family) {
-    let mut cluster = Cluster::new(72, family, 2, "syn_cookies = \"always\"");
+    let options = Options {
+        instances: 2,
+        tcp: "syn_cookies = \"always\"",
+        ..Options::default()
+    };
+    let mut cluster = Cluster::new(72, family, options);
     let _backends = cluster.backends();
     split_handshakes(&cluster);
     let vip = cluster.vip();
@@ -673,4 +729,193 @@ fn handshakes_cross_instances(family: Family) {
             resets => Ok(resets),
         },
     );
+}
+
+/// Routes the VIP through instance `k` (1-based) alone.
+fn pin_route(cluster: &Cluster, k: usize) {
+    let family = if cluster.family == Family::V6 {
+        "-6"
+    } else {
+        "-4"
+    };
+    let route = match cluster.vip {
+        IpAddr::V4(_) => format!("{}/32", cluster.vip),
+        IpAddr::V6(_) => format!("{}/128", cluster.vip),
+    };
+    let via = cluster.instances[k - 1].addr.to_string();
+    let cmd = ["ip", family, "route", "replace", &route, "via", &via];
+    cluster
+        .router
+        .try_exec(&cmd)
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+}
+
+/// The backend (its index) that serves a connection from `source`.
+fn backend_for(vip: SocketAddr, source: IpAddr) -> std::io::Result<u8> {
+    use nix::sys::socket::{
+        bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrStorage,
+    };
+    use std::io::Read;
+    let family = match vip {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrStorage::from(SocketAddr::new(source, 0)),
+    )?;
+    connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrStorage::from(vip),
+    )?;
+    let mut stream = std::net::TcpStream::from(fd);
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut index = [0u8; 1];
+    stream.read_exact(&mut index)?;
+    Ok(index[0])
+}
+
+/// Maglev tables are the same in every process with the same pool: a
+/// client reaches the same backend whichever instance its flow lands on.
+#[test]
+fn maglev_sends_a_client_to_the_same_backend_from_every_instance() {
+    if !privileged("cluster maglev") {
+        return;
+    }
+    let options = Options {
+        instances: 2,
+        balance: "maglev",
+        processes: true,
+        ..Options::default()
+    };
+    let cluster = Cluster::new(73, Family::V4, options);
+    let _backends = cluster.backends_behaving(backend::Behaviour::Identify);
+    // Sixteen client addresses: with four backends, two independent
+    // tables would agree on all of them once in 4^16.
+    let sources: Vec<IpAddr> = (1..=16)
+        .map(|host| cluster.at(CLIENT_SUBNET, host))
+        .collect();
+    for source in &sources[1..] {
+        cluster
+            .clients
+            .exec(&["ip", "addr", "add", &format!("{source}/32"), "dev", "lo"]);
+    }
+    let vip = cluster.vip();
+    let mut chosen = Vec::new();
+    for k in [1, 2] {
+        pin_route(&cluster, k);
+        let picks: Vec<u8> = cluster.clients.enter(|| {
+            sources
+                .iter()
+                .map(|&source| {
+                    wait::until(
+                        &format!("{source} through instance {k}"),
+                        Duration::from_secs(10),
+                        || backend_for(vip, source),
+                    )
+                })
+                .collect()
+        });
+        chosen.push(picks);
+    }
+    assert_eq!(
+        chosen[0], chosen[1],
+        "backend per client address, instance 1 then 2"
+    );
+    let mut distinct = chosen[0].clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(
+        distinct.len() > 1,
+        "the table spreads clients: {:?}",
+        chosen[0]
+    );
+}
+
+/// Replaces the router's route to the VIP by a plain multipath route over
+/// `members` (1-based): hash-threshold ECMP, Linux's default.
+fn set_multipath(cluster: &Cluster, members: &[usize]) {
+    let route = match cluster.vip {
+        IpAddr::V4(_) => format!("{}/32", cluster.vip),
+        IpAddr::V6(_) => format!("{}/128", cluster.vip),
+    };
+    let vias: Vec<String> = members
+        .iter()
+        .map(|&k| cluster.instances[k - 1].addr.to_string())
+        .collect();
+    let mut cmd = vec!["ip", "route", "replace", &route];
+    for via in &vias {
+        cmd.extend(["nexthop", "via", via]);
+    }
+    cluster
+        .router
+        .try_exec(&cmd)
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+}
+
+/// With hash-threshold ECMP a change moves flows of every instance, not
+/// only the removed one's: each moved flow is reset at once and counted,
+/// and none is left hanging.
+#[test]
+fn under_hash_threshold_ecmp_every_moved_flow_is_reset_at_once_and_none_hangs() {
+    if !privileged("cluster hash-threshold") {
+        return;
+    }
+    let cluster = Cluster::new(74, Family::V4, Options::default());
+    let _backends = cluster.backends();
+    set_multipath(&cluster, &[1, 2, 3]);
+    let vip = cluster.vip();
+    cluster.clients.enter(|| client::until_echoed(vip, b"up"));
+    let mut streams = streams(&cluster, 50);
+    let open = settle(&cluster, 50);
+    let resets = || -> u64 {
+        cluster
+            .instances
+            .iter()
+            .map(|i| i.tcp(|t| t.unknown_flow_resets))
+            .sum()
+    };
+    let resets_before = resets();
+
+    set_multipath(&cluster, &[1, 2]);
+    // Each stream either ends (reset) or goes on flowing; none is stuck.
+    let marks: Vec<u64> = streams.iter().map(client::LongLived::echoed).collect();
+    wait::until(
+        "every stream ended or flowed on",
+        Duration::from_secs(10),
+        || {
+            let stuck: Vec<usize> = streams
+                .iter()
+                .zip(&marks)
+                .enumerate()
+                .filter(|(_, (s, &mark))| !s.ended() && s.echoed() < mark + 5 * 64)
+                .map(|(i, _)| i)
+                .collect();
+            if stuck.is_empty() {
+                Ok(())
+            } else {
+                Err(stuck)
+            }
+        },
+    );
+    let ended = streams.iter().filter(|s| s.ended()).count();
+    eprintln!(
+        "hash-threshold, instance 3 taken out: {ended} of 50 streams reset (instance 3 held {})",
+        open[2]
+    );
+    assert!(ended >= open[2], "at least instance 3's streams moved");
+    wait::until("each moved flow counted", Duration::from_secs(5), || {
+        let counted = resets() - resets_before;
+        if counted >= ended as u64 {
+            Ok(())
+        } else {
+            Err(counted)
+        }
+    });
+    for stream in streams.drain(..) {
+        let ended = stream.ended();
+        let result = stream.finish();
+        assert_eq!(ended, result.is_err(), "{result:?}");
+    }
 }

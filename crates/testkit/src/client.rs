@@ -201,6 +201,8 @@ pub fn churn_for(
 /// the peer's FIN.
 pub struct LongLived {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Bytes echoed and checked so far.
+    echoed: std::sync::Arc<AtomicU64>,
     thread: std::thread::JoinHandle<Result<u64, String>>,
 }
 
@@ -213,8 +215,15 @@ impl LongLived {
         stream.set_nodelay(true)?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::spawn(move || exchange_until(stream, chunk, pause, &flag));
-        Ok(Self { stop, thread })
+        let echoed = std::sync::Arc::new(AtomicU64::new(0));
+        let progress = echoed.clone();
+        let thread =
+            std::thread::spawn(move || exchange_until(stream, chunk, pause, &flag, &progress));
+        Ok(Self {
+            stop,
+            echoed,
+            thread,
+        })
     }
 
     /// Stops sending, half-closes, and returns the bytes echoed (all of
@@ -230,6 +239,11 @@ impl LongLived {
     pub fn ended(&self) -> bool {
         self.thread.is_finished()
     }
+
+    /// Bytes echoed and checked so far (it grows while the stream flows).
+    pub fn echoed(&self) -> u64 {
+        self.echoed.load(Ordering::Relaxed)
+    }
 }
 
 fn exchange_until(
@@ -237,6 +251,7 @@ fn exchange_until(
     chunk: usize,
     pause: Duration,
     stop: &std::sync::atomic::AtomicBool,
+    progress: &AtomicU64,
 ) -> Result<u64, String> {
     let mut out = vec![0u8; chunk];
     let mut back = vec![0u8; chunk];
@@ -253,6 +268,7 @@ fn exchange_until(
             return Err(format!("echo byte {at} differs"));
         }
         offset += chunk as u64;
+        progress.store(offset, Ordering::Relaxed);
         std::thread::sleep(pause);
     }
     stream
