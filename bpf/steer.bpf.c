@@ -6,7 +6,9 @@
  * a configured listener go to the AF_XDP socket bound to the receiving
  * queue, and so do ICMP "fragmentation needed" and ICMPv6 "packet too big"
  * messages whose quoted datagram came from a listener (source address and
- * TCP port): path MTU discovery for our flows (RFC 1191, RFC 8201).
+ * TCP port): path MTU discovery for our flows (RFC 1191, RFC 8201), and IP
+ * in IP whose inner TCP goes to a listener: a cluster peer forwarding a
+ * segment of one of our flows (docs/cluster.md).
  * Everything else (ARP, neighbour discovery and other ICMPv6, other ICMP,
  * other ports and addresses, replies from backends) goes on to the kernel
  * with XDP_PASS. IPv6 extension headers are not walked: a packet that
@@ -196,6 +198,73 @@ static __always_inline int steer_icmpv6(struct xdp_md *ctx, void *cursor, void *
 	}
 }
 
+/* IP in IP (RFC 2003, RFC 2473): the protocol numbers of an inner IPv4
+ * and an inner IPv6 packet. */
+#define IPPROTO_IPIP_ 4
+#define IPPROTO_IPV6_INSIDE_ 41
+
+/* Hands a tunnelled frame to this queue's AF_XDP socket. */
+static __always_inline int redirect_tunnelled(struct xdp_md *ctx)
+{
+	int action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+
+	if (action == XDP_REDIRECT)
+		return account(STEER_TUNNELLED, action);
+	return account(STEER_NO_SOCKET, action);
+}
+
+/*
+ * The inner packet of an IP-in-IP frame at `cursor` (IPv6 if `inner_v6`):
+ * a cluster peer forwarding a segment of a flow this instance owns. TCP to
+ * a listener goes to the AF_XDP socket whole (the stack unwraps it, and
+ * never forwards it again); anything else is the kernel's. One level only.
+ */
+static __always_inline int steer_tunnelled(struct xdp_md *ctx, void *cursor, void *data_end,
+					   int inner_v6)
+{
+	struct tcphdr *tcp;
+
+	if (inner_v6) {
+		struct ipv6hdr *ip6 = cursor;
+		struct listener6_key key = {};
+
+		if ((void *)(ip6 + 1) > data_end)
+			return account(STEER_MALFORMED, XDP_PASS);
+		if (ip6->version != 6)
+			return account(STEER_MALFORMED, XDP_PASS);
+		if (ip6->nexthdr != IPPROTO_TCP)
+			return account(STEER_PASSED, XDP_PASS);
+		tcp = (void *)(ip6 + 1);
+		if ((void *)(tcp + 1) > data_end)
+			return account(STEER_MALFORMED, XDP_PASS);
+		__builtin_memcpy(key.addr, &ip6->daddr, sizeof(key.addr));
+		key.port = tcp->dest;
+		if (!bpf_map_lookup_elem(&listeners6, &key))
+			return account(STEER_PASSED, XDP_PASS);
+		return redirect_tunnelled(ctx);
+	} else {
+		struct iphdr *ip = cursor;
+		struct listener_key key = {};
+
+		if ((void *)(ip + 1) > data_end)
+			return account(STEER_MALFORMED, XDP_PASS);
+		if (ip->version != 4 || ip->ihl < 5)
+			return account(STEER_MALFORMED, XDP_PASS);
+		if (ip->protocol != IPPROTO_TCP)
+			return account(STEER_PASSED, XDP_PASS);
+		if (ip->frag_off & bpf_htons(IP_MF_ | IP_OFFSET_))
+			return account(STEER_FRAGMENT, XDP_PASS);
+		tcp = cursor + ip->ihl * 4;
+		if ((void *)(tcp + 1) > data_end)
+			return account(STEER_MALFORMED, XDP_PASS);
+		key.addr = ip->daddr;
+		key.port = tcp->dest;
+		if (!bpf_map_lookup_elem(&listeners, &key))
+			return account(STEER_PASSED, XDP_PASS);
+		return redirect_tunnelled(ctx);
+	}
+}
+
 /*
  * An IPv6 packet at `cursor`: TCP to a listener goes to the AF_XDP socket,
  * and so does a "packet too big" about a listener's flow; a Fragment
@@ -219,6 +288,10 @@ static __always_inline int steer_ipv6(struct xdp_md *ctx, void *cursor, void *da
 		return account(STEER_FRAGMENT, XDP_PASS);
 	case IPPROTO_ICMPV6_:
 		return steer_icmpv6(ctx, ip6 + 1, data_end);
+	case IPPROTO_IPIP_:
+		return steer_tunnelled(ctx, ip6 + 1, data_end, 0);
+	case IPPROTO_IPV6_INSIDE_:
+		return steer_tunnelled(ctx, ip6 + 1, data_end, 1);
 	case IPPROTO_UDP:
 	case IPPROTO_NONE_:
 		return account(STEER_PASSED, XDP_PASS);
@@ -274,6 +347,12 @@ int steer(struct xdp_md *ctx)
 		return account(STEER_MALFORMED, XDP_PASS);
 	if (ip->protocol == IPPROTO_ICMP)
 		return steer_icmp(ctx, cursor + ip->ihl * 4, data_end);
+	if (ip->protocol == IPPROTO_IPIP_ || ip->protocol == IPPROTO_IPV6_INSIDE_) {
+		if (ip->frag_off & bpf_htons(IP_MF_ | IP_OFFSET_))
+			return account(STEER_FRAGMENT, XDP_PASS);
+		return steer_tunnelled(ctx, cursor + ip->ihl * 4, data_end,
+				       ip->protocol == IPPROTO_IPV6_INSIDE_);
+	}
 	if (ip->protocol != IPPROTO_TCP)
 		return account(STEER_PASSED, XDP_PASS);
 

@@ -31,7 +31,8 @@ enum steer_outcome {
 	STEER_FRAGMENT = 4,   /* IPv4 TCP fragment, IPv6 Fragment header: kernel (our stack refuses fragments) */
 	STEER_ICMP_REDIRECTED = 5, /* ICMP fragmentation-needed or ICMPv6 packet-too-big quoting a listener's flow: AF_XDP socket */
 	STEER_IPV6_EXTENSION = 6,  /* IPv6 with an extension header before any upper layer: kernel */
-	STEER_NR_OUTCOMES = 7,
+	STEER_TUNNELLED = 7,       /* IP in IP whose inner TCP goes to a listener (a cluster peer forwarding): AF_XDP socket */
+	STEER_NR_OUTCOMES = 8,
 };
 
 #endif

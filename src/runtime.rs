@@ -32,7 +32,7 @@
 //! with status 4 so the service manager restarts the process.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -45,8 +45,8 @@ use crate::link::xsk::XskSocket;
 use crate::proxy::UpstreamPlan;
 use crate::shard::relay::IcmpRelay;
 use crate::shard::{
-    Command, ListenerCounts, ListenerPlan, Serve, Shard, ShardHandle, ShardPlan, ShardStats,
-    ShardUpdate,
+    Command, Forwarding, ListenerCounts, ListenerPlan, Serve, Shard, ShardHandle, ShardPlan,
+    ShardStats, ShardUpdate,
 };
 use crate::tcp::{Refuse, Secret, TcpConfig};
 use crate::upstream::checker::Checker;
@@ -58,7 +58,7 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 /// A full segment of `mss` bytes, with IPv4 and TCP headers (RFC 9293
 /// §3.7.1: the MSS counts neither), must fit the interface's MTU: a
 /// larger one would be dropped on the path, silently.
-fn check_mss_fits(iface: &Interface, mss: usize) -> Result<(), Error> {
+fn check_mss_fits(iface: &Interface, mss: usize, tunnel: usize) -> Result<(), Error> {
     let path = format!("/sys/class/net/{}/mtu", iface.name);
     let Some(mtu) = std::fs::read_to_string(&path)
         .ok()
@@ -66,12 +66,17 @@ fn check_mss_fits(iface: &Interface, mss: usize) -> Result<(), Error> {
     else {
         return Ok(()); // not a Linux sysfs: nothing to check against
     };
-    if mss + 40 > mtu {
+    if mss + 40 + tunnel > mtu {
+        let what = if tunnel > 0 {
+            "IP and TCP headers, and the outer header of a segment forwarded to a peer"
+        } else {
+            "IPv4 and TCP headers"
+        };
         return Err(format!(
-            "interface {}: tcp.mss {mss} needs an MTU of at least {} (IPv4 and TCP headers), the interface has {mtu}: lower tcp.mss to {} or raise the MTU",
+            "interface {}: tcp.mss {mss} needs an MTU of at least {} ({what}), the interface has {mtu}: lower tcp.mss to {} or raise the MTU",
             iface.name,
-            mss + 40,
-            mtu.saturating_sub(40)
+            mss + 40 + tunnel,
+            mtu.saturating_sub(40 + tunnel)
         )
         .into());
     }
@@ -309,6 +314,7 @@ impl Runtime {
                 DrainRefusal::Drop => Refuse::Drop,
             },
             cluster_keys: self.cluster_keys.clone(),
+            forwarding: Forwarding::from_config(&config.cluster),
         }
     }
 
@@ -317,7 +323,13 @@ impl Runtime {
     fn spawn_shard(&mut self, interface: usize, queue: u32) -> Result<ShardHandle, Error> {
         let iface: &Interface = &self.config.interfaces[interface];
         let frames = std::num::NonZeroU32::new(iface.umem_frames).expect("validated");
-        check_mss_fits(iface, usize::from(self.config.tcp.mss))?;
+        // A forwarded segment carries an outer header too (wire::tunnel).
+        let tunnel = match self.config.cluster.address.as_deref() {
+            Some(IpAddr::V4(_)) if !self.config.cluster.peers.is_empty() => 20,
+            Some(IpAddr::V6(_)) if !self.config.cluster.peers.is_empty() => 40,
+            _ => 0,
+        };
+        check_mss_fits(iface, usize::from(self.config.tcp.mss), tunnel)?;
         let socket = XskSocket::bind_with_frame_size(
             &iface.name,
             queue,
@@ -355,6 +367,7 @@ impl Runtime {
             generation: update.generation,
             relay: Arc::clone(&self.relay),
             cluster_keys: update.cluster_keys,
+            forwarding: update.forwarding,
         };
         let core = iface.cores.get(queue as usize).map(|&c| c as usize);
         let handle = Shard::spawn(plan, core)?;

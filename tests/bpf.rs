@@ -44,6 +44,7 @@ fn delta(steering: &Steering, f: impl FnOnce()) -> SteerCounters {
         fragment: after.fragment - before.fragment,
         icmp_redirected: after.icmp_redirected - before.icmp_redirected,
         ipv6_extension: after.ipv6_extension - before.ipv6_extension,
+        tunnelled: after.tunnelled - before.tunnelled,
     }
 }
 
@@ -579,5 +580,37 @@ fn attached_program_steers_real_kernel_traffic() {
     assert!(
         !String::from_utf8_lossy(&shown.stdout).contains("xdp"),
         "bpf_link gone with Steering"
+    );
+}
+
+/// IP in IP from a cluster peer: inner TCP to a listener goes to the
+/// AF_XDP socket (here: none bound, so counted as such), in every family
+/// pair; to another port, or a fragment, to the kernel.
+#[test]
+fn tunnelled_segments_to_a_listener_are_steered() {
+    let Some(steering) = steering("tunnelled_segments") else {
+        return;
+    };
+    let hits: Vec<Vec<u8>> = [&captured::TCP_SYN[..], &captured::TCP6_SYN[..]]
+        .iter()
+        .flat_map(|inner| [false, true].map(|outer_v6| captured::tunnelled(inner, outer_v6)))
+        .collect();
+    let runs: Vec<(&[u8], XdpAction)> = hits.iter().map(|f| (&f[..], XdpAction::Pass)).collect();
+    assert_steered(&steering, &runs, no_socket(4));
+
+    let mut other_port = captured::TCP_SYN.to_vec();
+    other_port[36..38].copy_from_slice(&8081u16.to_be_bytes());
+    let other_port = captured::tunnelled(&other_port, false);
+    let mut fragment = captured::tunnelled(&captured::TCP_SYN, false);
+    fragment[14 + 6] |= 0x20; // more fragments
+    fix_ip_checksum(&mut fragment);
+    assert_steered(
+        &steering,
+        &[(&other_port, XdpAction::Pass), (&fragment, XdpAction::Pass)],
+        SteerCounters {
+            passed: 1,
+            fragment: 1,
+            ..Default::default()
+        },
     );
 }

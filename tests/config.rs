@@ -607,3 +607,43 @@ fn a_cluster_key_file_is_checked_line_by_line() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `[cluster] peers`: forwarding needs this instance's id and address, and
+/// peers with other, unique ids of the same family.
+#[test]
+fn cluster_peers_are_checked() {
+    let with = |cluster: &str| format!("{BASE}\n[cluster]\n{cluster}");
+    let ok = with(
+        "instance = 1\naddress = \"10.0.2.1\"\n[[cluster.peers]]\nid = 2\naddress = \"10.0.2.2\"\n",
+    );
+    let config = parse(&ok).expect("a valid cluster");
+    assert_eq!(config.cluster.peers.len(), 1);
+    for (cluster, key, message) in [
+        ("[[cluster.peers]]\nid = 2\naddress = \"10.0.2.2\"\n", "cluster.peers", "expected `instance`"),
+        ("instance = 1\n[[cluster.peers]]\nid = 2\naddress = \"10.0.2.2\"\n", "cluster.peers", "expected `address`"),
+        ("instance = 16\n", "cluster.instance", "expected a value from 0 to 15"),
+        (
+            "instance = 1\naddress = \"10.0.2.1\"\n[[cluster.peers]]\nid = 1\naddress = \"10.0.2.2\"\n",
+            "cluster.peers[0].id",
+            "this instance's own",
+        ),
+        (
+            "instance = 1\naddress = \"10.0.2.1\"\n[[cluster.peers]]\nid = 2\naddress = \"10.0.2.2\"\n[[cluster.peers]]\nid = 2\naddress = \"10.0.2.3\"\n",
+            "cluster.peers[1].id",
+            "found 2 twice",
+        ),
+        (
+            "instance = 1\naddress = \"10.0.2.1\"\n[[cluster.peers]]\nid = 2\naddress = \"fd00::2\"\n",
+            "cluster.peers[0].address",
+            "of the family of `address`",
+        ),
+    ] {
+        let errors = parse(&with(cluster)).expect_err(key).0;
+        let error = errors
+            .iter()
+            .find(|e| e.key.as_deref() == Some(key))
+            .unwrap_or_else(|| panic!("no error at {key}: {errors:#?}"));
+        assert!(error.message.contains(message), "{key}: {}", error.message);
+        assert!(error.position.is_some(), "{key}: placed in the file");
+    }
+}

@@ -234,6 +234,7 @@ pub const METRICS: &[Metric] = &[
                     ("fragment", c.fragment),
                     ("icmp_redirected", c.icmp_redirected),
                     ("ipv6_extension", c.ipv6_extension),
+                    ("tunnelled", c.tunnelled),
                 ] {
                     out.push(&[interface, outcome], v as f64);
                 }
@@ -271,6 +272,7 @@ pub const METRICS: &[Metric] = &[
                     ("fragment", d.fragment),
                     ("unsupported", d.unsupported),
                     ("not_tcp", d.not_tcp),
+                    ("tunnelled", d.tunnelled),
                     ("bad_flags", t.drop_bad_flags),
                     ("out_of_window", t.drop_out_of_window),
                     ("paws", t.drop_paws),
@@ -349,6 +351,21 @@ pub const METRICS: &[Metric] = &[
         "lastack_icmp_relayed_total",
         "ICMP fragmentation-needed that reached a shard without the flow (RSS hashes the ICMP's own addresses), passed to the other shards.",
         |s| s.icmp_relayed,
+    ),
+    counter(
+        "lastack_cluster_forwarded_total",
+        "Segments of flows another cluster instance owns (an ECMP change moved them here), forwarded to it in IP in IP.",
+        |s| s.forwarded,
+    ),
+    counter(
+        "lastack_cluster_forward_failures_total",
+        "Segments to forward that could not go (no such peer, no free frame, too big): dropped, the client retransmits.",
+        |s| s.forward_failures,
+    ),
+    counter(
+        "lastack_cluster_forwarded_received_total",
+        "Segments another cluster instance forwarded here.",
+        |s| s.tcp.forwarded_segments_received,
     ),
     counter(
         "lastack_icmp_relay_taken_total",

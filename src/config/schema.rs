@@ -550,10 +550,10 @@ pub enum DrainRefusal {
     Drop,
 }
 
-/// `[cluster]`: what several instances behind the same VIPs share (a
-/// router spreading flows over them with ECMP; see `docs/cluster.md`).
+/// `[cluster]`: what several instances behind the same VIPs share.
 ///
-/// With a key file, every instance makes its SYN cookies, ISNs and TCP
+/// A router spreads flows over the instances with ECMP (see
+/// `docs/cluster.md`). With a key file, every instance makes its SYN cookies, ISNs and TCP
 /// timestamp offsets from the same keys and from Unix time (keep clocks
 /// synchronised, NTP), so a handshake whose final ACK reaches another
 /// instance than its SYN completes there (with `tcp.syn_cookies`), and the
@@ -573,6 +573,33 @@ pub struct Cluster {
     /// Empty: no cluster key. Default: `""`.
     #[serde(default)]
     pub key_file: String,
+    /// This instance's id in the cluster, 0 to 15, unique: carried in the
+    /// low 4 bits of its TCP timestamps so that another instance that gets
+    /// a segment of one of its connections (after an ECMP change) forwards
+    /// it here instead of resetting it. Required with `peers`.
+    #[serde(default)]
+    pub instance: Option<u8>,
+    /// This instance's own address, which the others forward to and which
+    /// it forwards from (on the host, not the VIP). Required with `peers`.
+    #[serde(default)]
+    pub address: Option<Ip>,
+    /// The other instances segments may be forwarded to (IP in IP, RFC
+    /// 2003 / 2473). Empty: no forwarding; a segment of an unknown flow is
+    /// reset at once. Forwarded segments need 20 (IPv4) or 40 (IPv6) bytes
+    /// more than the MTU's room for `tcp.mss`: `lastack run` refuses an
+    /// MSS that leaves none. Default: `[]`.
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+}
+
+/// `[[cluster.peers]]`: another instance of the cluster.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// Its `[cluster] instance` id, 0 to 15.
+    pub id: u8,
+    /// Its `[cluster] address`, of the same family as this instance's.
+    pub address: Ip,
 }
 
 /// `[logging]`: where logs go and how much.

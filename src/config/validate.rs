@@ -455,12 +455,67 @@ impl Validator {
     /// The key file must hold keys: read it now, so that `lastack check`
     /// and a reload find a bad one before it matters.
     fn cluster(&mut self, config: &Config) {
-        let file = &config.cluster.key_file;
-        if file.is_empty() {
+        let cluster = &config.cluster;
+        let file = &cluster.key_file;
+        if !file.is_empty() {
+            if let Err(e) = super::read_cluster_keys(std::path::Path::new(file)) {
+                self.issue(root("cluster").key("key_file"), e);
+            }
+        }
+        let max = crate::tcp::keys::MAX_INSTANCES;
+        if let Some(id) = cluster.instance {
+            self.range(root("cluster").key("instance"), id, 0, max - 1);
+        }
+        if cluster.peers.is_empty() {
             return;
         }
-        if let Err(e) = super::read_cluster_keys(std::path::Path::new(file)) {
-            self.issue(root("cluster").key("key_file"), e);
+        if cluster.instance.is_none() {
+            self.issue(
+                root("cluster").key("peers"),
+                "expected `instance` (this instance's id, 0 to 15) with peers",
+            );
+        }
+        let Some(own) = cluster.address.as_deref().copied() else {
+            self.issue(
+                root("cluster").key("peers"),
+                "expected `address` (this instance's own address, which peers forward to) with peers",
+            );
+            return;
+        };
+        if let Some(why) = not_a_unicast_address(own) {
+            self.issue(
+                root("cluster").key("address"),
+                format!("expected a unicast address, found {why}"),
+            );
+        }
+        let mut seen = Vec::new();
+        for (i, peer) in cluster.peers.iter().enumerate() {
+            let path = root("cluster").key("peers").index(i);
+            self.range(path.key("id"), peer.id, 0, max - 1);
+            if Some(peer.id) == cluster.instance {
+                self.issue(
+                    path.key("id"),
+                    format!(
+                        "expected another instance's id, found this instance's own ({})",
+                        peer.id
+                    ),
+                );
+            } else if seen.contains(&peer.id) {
+                self.issue(
+                    path.key("id"),
+                    format!("expected a unique id, found {} twice", peer.id),
+                );
+            }
+            seen.push(peer.id);
+            if peer.address.is_ipv4() != own.is_ipv4() {
+                self.issue(
+                    path.key("address"),
+                    format!(
+                        "expected an address of the family of `address` ({own}), found {}",
+                        *peer.address
+                    ),
+                );
+            }
         }
     }
 

@@ -32,7 +32,7 @@ mod skel {
 use skel::{SteerSkel, SteerSkelBuilder};
 
 /// Mirror of `enum steer_outcome` in `bpf/steer.h`, in slot order.
-const OUTCOMES: usize = 7;
+const OUTCOMES: usize = 8;
 
 /// Why an XDP operation failed, with what we were doing.
 #[derive(Debug, thiserror::Error)]
@@ -109,11 +109,14 @@ pub struct SteerCounters {
     /// IPv6 packets with another extension header before the upper layer
     /// (not walked): to the kernel.
     pub ipv6_extension: u64,
+    /// IP in IP whose inner TCP goes to a listener (a cluster peer
+    /// forwarding one of our flows): handed to the AF_XDP socket.
+    pub tunnelled: u64,
 }
 
 impl SteerCounters {
     fn from_slots(slots: [u64; OUTCOMES]) -> Self {
-        let [redirected, passed, no_socket, malformed, fragment, icmp_redirected, ipv6_extension] =
+        let [redirected, passed, no_socket, malformed, fragment, icmp_redirected, ipv6_extension, tunnelled] =
             slots;
         Self {
             redirected,
@@ -123,6 +126,7 @@ impl SteerCounters {
             fragment,
             icmp_redirected,
             ipv6_extension,
+            tunnelled,
         }
     }
 }

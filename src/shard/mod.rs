@@ -37,7 +37,7 @@ pub mod service;
 mod serving;
 
 pub use control::{Command, ShardControl};
-pub use plan::{ListenerCounts, ListenerPlan, Serve, ShardPlan, ShardUpdate};
+pub use plan::{Forwarding, ListenerCounts, ListenerPlan, Serve, ShardPlan, ShardUpdate};
 pub use serving::Serving;
 
 use std::sync::{Arc, Mutex};
@@ -47,7 +47,7 @@ use xsk_rs::FrameDesc;
 
 use crate::link::xsk::{FrameCounts, XskSocket};
 use crate::proxy::{ProxyStats, SourcePorts};
-use crate::tcp::{HandshakeKeys, IcmpOutcome, Instant, Secret, Stack, Stats};
+use crate::tcp::{Disposition, HandshakeKeys, IcmpOutcome, Instant, Secret, Stack, Stats};
 use crate::wire::{self, Frame};
 use serving::Served;
 
@@ -70,6 +70,9 @@ pub struct LinkDrops {
     /// Valid frames that are not TCP (the XDP program should not send us
     /// any; counted if it does).
     pub not_tcp: u64,
+    /// IP-in-IP segments whose outer source is not one of `[cluster]
+    /// peers` (or there are none): dropped.
+    pub tunnelled: u64,
 }
 
 /// A shard's counters.
@@ -113,6 +116,11 @@ pub struct ShardStats {
     pub icmp_relayed: u64,
     /// Posted by another shard and taken by a connection here.
     pub icmp_relay_taken: u64,
+    /// Segments of flows another cluster instance owns, sent on to it.
+    pub forwarded: u64,
+    /// Such segments that could not go (no such peer, no free frame, too
+    /// big for a frame): dropped, the client retransmits.
+    pub forward_failures: u64,
     /// Per listener, in the engine's order.
     pub listeners: Vec<ListenerStats>,
     /// The shard drains (its listeners are closed).
@@ -179,8 +187,14 @@ fn unix_micros() -> u64 {
 
 /// The keys handshakes are made from: the cluster's when the config has
 /// them (the first mints, the rest are honoured), else the shard's own;
-/// always on the Unix-time clock.
-fn handshake_keys(own: Secret, clock_offset: u64, cluster: Option<&[Secret]>) -> HandshakeKeys {
+/// always on the Unix-time clock; with forwarding, this instance's id and
+/// its peers'.
+fn handshake_keys(
+    own: Secret,
+    clock_offset: u64,
+    cluster: Option<&[Secret]>,
+    forwarding: Option<&Forwarding>,
+) -> HandshakeKeys {
     let (current, accepted) = match cluster {
         Some([first, rest @ ..]) => (*first, rest.to_vec()),
         _ => (own, Vec::new()),
@@ -189,6 +203,8 @@ fn handshake_keys(own: Secret, clock_offset: u64, cluster: Option<&[Secret]>) ->
         current,
         accepted,
         clock_offset,
+        owner: forwarding.map(|f| f.instance),
+        peers: forwarding.map_or(0, Forwarding::peer_mask),
     }
 }
 
@@ -203,6 +219,12 @@ pub struct Shard {
     /// Unix time (the handshake clock instances agree on).
     secret: Secret,
     clock_offset: u64,
+    /// Forwarding to the cluster's other instances, if configured.
+    forwarding: Option<Forwarding>,
+    /// Frames written to forward segments, sent with the next tx batch.
+    forwards: Vec<FrameDesc>,
+    /// A forwarded packet on its way from an rx frame to a tx frame.
+    scratch: Vec<u8>,
     busy_poll: Duration,
     /// When memory was last given back, and the slots held then.
     memory_given_back: (Instant, usize),
@@ -219,7 +241,12 @@ impl Shard {
         let mut stack = Stack::new(plan.tcp.clone(), plan.secret, plan.max_connections);
         stack.set_handshake_keys(
             Instant::from_micros(START_MICROS),
-            handshake_keys(plan.secret, clock_offset, plan.cluster_keys.as_deref()),
+            handshake_keys(
+                plan.secret,
+                clock_offset,
+                plan.cluster_keys.as_deref(),
+                plan.forwarding.as_ref(),
+            ),
         );
         let mut served = Served::new(plan.drain_refuse);
         served.apply(
@@ -232,12 +259,16 @@ impl Shard {
                 upstream: plan.upstream,
                 drain_refuse: plan.drain_refuse,
                 cluster_keys: plan.cluster_keys,
+                forwarding: plan.forwarding,
             },
         )?;
         let queue = plan.socket.queue();
         Ok(Self {
             secret: plan.secret,
             clock_offset,
+            forwarding: plan.forwarding,
+            forwards: Vec::with_capacity(crate::link::xsk::BATCH),
+            scratch: Vec::with_capacity(usize::from(u16::MAX)),
             socket: plan.socket,
             stack,
             served,
@@ -316,10 +347,12 @@ impl Shard {
                 stage = command;
             }
             if let Some(update) = control.take_update() {
+                self.forwarding = update.forwarding;
                 let keys = handshake_keys(
                     self.secret,
                     self.clock_offset,
                     update.cluster_keys.as_deref(),
+                    update.forwarding.as_ref(),
                 );
                 self.stack.set_handshake_keys(self.now(), keys);
                 if let Err(e) = self.served.apply(&mut self.stack, update) {
@@ -432,10 +465,33 @@ impl Shard {
         }
         for desc in rx.drain(..) {
             self.stats.rx_frames += 1;
+            let mut forward = None;
             match wire::parse_frame(self.socket.frame(&desc)) {
                 Ok(Frame::Tcp { ethernet, ip, tcp }) => {
                     let route = route::route_for_reply(&ethernet);
-                    self.stack.handle_segment(now, route, &ip, &tcp);
+                    if let Disposition::Forward { owner } =
+                        self.stack.handle_segment(now, route, &ip, &tcp)
+                    {
+                        forward = Some((owner, ethernet));
+                    }
+                }
+                Ok(Frame::Tunnelled {
+                    ethernet,
+                    outer,
+                    ip,
+                    tcp,
+                }) => {
+                    // Only from a peer: the outer source is what an edge
+                    // filter (uRPF) checked, not the inner one.
+                    let from_peer = self
+                        .forwarding
+                        .is_some_and(|f| f.peers.contains(&Some(outer.src_addr())));
+                    if from_peer {
+                        let route = route::route_for_reply(&ethernet);
+                        self.stack.handle_forwarded_segment(now, route, &ip, &tcp);
+                    } else {
+                        self.stats.drops.tunnelled += 1;
+                    }
                 }
                 Ok(Frame::Icmp { icmp, .. }) => {
                     if self.stack.handle_icmp(now, &icmp) == IcmpOutcome::NoConnection {
@@ -450,6 +506,9 @@ impl Shard {
                 Err(wire::Error::Fragmented) => self.stats.drops.fragment += 1,
                 Err(wire::Error::Unsupported) => self.stats.drops.unsupported += 1,
             }
+            if let Some((owner, ethernet)) = forward {
+                self.forward(&desc, owner, &ethernet);
+            }
             self.socket.release(desc);
         }
         let (stack, taken) = (&mut self.stack, &mut self.stats.icmp_relay_taken);
@@ -461,9 +520,70 @@ impl Shard {
         n
     }
 
-    /// Step 7: the engine's output into one tx batch.
+    /// Hands the segment in `desc` to cluster instance `owner`, which owns
+    /// its flow: the IP packet inside an outer header from this instance
+    /// to it (`wire::tunnel`), in a frame back to the router it came from.
+    /// Counted; a segment that cannot go (no such peer, no frame, too big)
+    /// is dropped and the client retransmits.
+    fn forward(&mut self, desc: &FrameDesc, owner: u8, arrived: &wire::EthernetRepr) {
+        let Some(forwarding) = self.forwarding else {
+            return;
+        };
+        let Some(peer) = forwarding.peers[usize::from(owner)] else {
+            self.stats.forward_failures += 1;
+            return;
+        };
+        let frame = self.socket.frame(desc);
+        let Some(packet) = frame.get(arrived.buffer_len()..) else {
+            self.stats.forward_failures += 1;
+            return;
+        };
+        let Some(len) = wire::ip::total_len(packet) else {
+            self.stats.forward_failures += 1;
+            return;
+        };
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&packet[..len]);
+        let inner_v6 = packet[0] >> 4 == 6;
+        let Some(outer) =
+            wire::tunnel::outer_header(forwarding.address, peer, inner_v6, len as u16)
+        else {
+            self.stats.forward_failures += 1;
+            return;
+        };
+        let route = route::route_for_reply(arrived);
+        let Some(mut tx) = self.socket.alloc_tx() else {
+            self.stats.forward_failures += 1;
+            return;
+        };
+        let scratch = &self.scratch;
+        let mut written = false;
+        self.socket.write_frame(&mut tx, |frame| {
+            let outer_v6 = matches!(outer, wire::IpRepr::Ipv6(_));
+            let eth = route::write_ethernet(&route, outer_v6, frame);
+            let total = eth + outer.buffer_len() + scratch.len();
+            if total > frame.len() {
+                return 0;
+            }
+            outer.emit(&mut frame[eth..]);
+            frame[eth + outer.buffer_len()..total].copy_from_slice(scratch);
+            written = true;
+            total
+        });
+        if written {
+            self.forwards.push(tx);
+            self.stats.forwarded += 1;
+        } else {
+            self.socket.release(tx);
+            self.stats.forward_failures += 1;
+        }
+    }
+
+    /// Step 7: the engine's output into one tx batch (after any segments
+    /// forwarded to other instances).
     fn transmit(&mut self, now: Instant, tx: &mut Vec<FrameDesc>) -> usize {
         let mut sent = 0;
+        tx.append(&mut self.forwards);
         loop {
             while tx.len() < crate::link::xsk::BATCH {
                 let Some(mut desc) = self.socket.alloc_tx() else {

@@ -8,7 +8,7 @@
 //! leave, that thread.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -142,6 +142,45 @@ impl ListenerPlan {
     }
 }
 
+/// Forwarding segments of flows an ECMP change moved here to the cluster
+/// instance that owns them (`[cluster] peers`, docs/cluster.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarding {
+    /// This instance's id (in its TSvals).
+    pub instance: u8,
+    /// This instance's address: the outer source of what it forwards.
+    pub address: IpAddr,
+    /// The peers' addresses by id.
+    pub peers: [Option<IpAddr>; crate::tcp::keys::MAX_INSTANCES as usize],
+}
+
+impl Forwarding {
+    /// From a validated `[cluster]` table; `None` without peers.
+    pub fn from_config(cluster: &crate::config::Cluster) -> Option<Self> {
+        if cluster.peers.is_empty() {
+            return None;
+        }
+        let mut peers = [None; crate::tcp::keys::MAX_INSTANCES as usize];
+        for peer in &cluster.peers {
+            peers[usize::from(peer.id)] = Some(*peer.address);
+        }
+        Some(Self {
+            instance: cluster.instance?,
+            address: *cluster.address?,
+            peers,
+        })
+    }
+
+    /// The peers' ids as bits (`1 << id`).
+    pub fn peer_mask(&self) -> u16 {
+        self.peers
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.is_some())
+            .fold(0, |mask, (id, _)| mask | 1 << id)
+    }
+}
+
 /// Everything one shard is built from.
 pub struct ShardPlan {
     /// The AF_XDP socket of the shard's rx queue.
@@ -163,6 +202,8 @@ pub struct ShardPlan {
     pub generation: u64,
     /// The cluster's handshake keys (`[cluster] key_file`), if any.
     pub cluster_keys: Option<Vec<Secret>>,
+    /// Forwarding to the cluster's other instances, if configured.
+    pub forwarding: Option<Forwarding>,
     /// ICMP messages that reached another shard than their flow's; one
     /// for every shard of the runtime.
     pub relay: std::sync::Arc<super::relay::IcmpRelay>,
@@ -186,4 +227,6 @@ pub struct ShardUpdate {
     /// The cluster's handshake keys now: the first mints, the others are
     /// honoured; `None`: the shard's own key.
     pub cluster_keys: Option<Vec<Secret>>,
+    /// Forwarding to the cluster's other instances now.
+    pub forwarding: Option<Forwarding>,
 }

@@ -37,6 +37,8 @@ fn set_keys(h: &mut Harness, current: Secret, accepted: &[Secret]) {
         current,
         accepted: accepted.to_vec(),
         clock_offset: UNIX_MICROS - h.now.micros(),
+        owner: None,
+        peers: 0,
     };
     h.stack.set_handshake_keys(h.now, keys);
 }

@@ -110,3 +110,29 @@ pub const MLD_REPORT_HOP_BY_HOP: [u8; 110] = [
     0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0xff, 0x00, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, 0xff, 0x02,
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0xff, 0x39, 0x4c, 0x32,
 ];
+
+/// `frame` (an untagged captured frame) as a cluster peer forwards it: its
+/// IP packet inside an outer IPv4 (10.1.0.1 → 10.1.0.2) or IPv6 (fd00:1::1
+/// → fd00:1::2) header, `wire::tunnel`'s IP in IP.
+pub fn tunnelled(frame: &[u8], outer_v6: bool) -> Vec<u8> {
+    let inner = &frame[14..];
+    let inner_v6 = inner[0] >> 4 == 6;
+    let (src, dst): (std::net::IpAddr, std::net::IpAddr) = if outer_v6 {
+        ("fd00:1::1".parse().unwrap(), "fd00:1::2".parse().unwrap())
+    } else {
+        ("10.1.0.1".parse().unwrap(), "10.1.0.2".parse().unwrap())
+    };
+    let outer = lastack_core::wire::tunnel::outer_header(src, dst, inner_v6, inner.len() as u16)
+        .expect("one family");
+    let mut out = frame[..14].to_vec();
+    out[12..14].copy_from_slice(if outer_v6 {
+        &[0x86, 0xdd]
+    } else {
+        &[0x08, 0x00]
+    });
+    let at = out.len();
+    out.resize(at + outer.buffer_len(), 0);
+    outer.emit(&mut out[at..]);
+    out.extend_from_slice(inner);
+    out
+}

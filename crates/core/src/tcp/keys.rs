@@ -29,6 +29,35 @@ pub struct HandshakeKeys {
     /// Microseconds added to the caller's `now` to read the handshake
     /// clock (cookie counter, ISN timer, TSval): Unix time in a shard.
     pub clock_offset: u64,
+    /// This instance's id in the cluster (below [`MAX_INSTANCES`]), carried
+    /// in the low bits of every TSval so that another instance that gets a
+    /// segment of one of our flows can forward it here; `None`: no
+    /// forwarding.
+    pub owner: Option<u8>,
+    /// The ids (bit `1 << id`) of the other instances segments may be
+    /// forwarded to.
+    pub peers: u16,
+}
+
+/// Most instances a cluster that forwards may have: ids take the low
+/// [`OWNER_BITS`] bits of TSval.
+pub const MAX_INSTANCES: u8 = 16;
+/// TSval bits that carry the owner's id: the clock's granularity becomes
+/// 16 ms (RFC 7323 §5.4 allows 1 ms to 1 s per tick), and stays monotonic.
+pub const OWNER_BITS: u32 = 4;
+const OWNER_MASK: u32 = (1 << OWNER_BITS) - 1;
+
+/// `raw` with the owner's id in its low bits (unchanged without one).
+pub fn tag_tsval(raw: u32, owner: Option<u8>) -> u32 {
+    match owner {
+        Some(id) => (raw & !OWNER_MASK) | (u32::from(id) & OWNER_MASK),
+        None => raw,
+    }
+}
+
+/// The owner named by an echoed TSval.
+pub fn owner_of(tsecr: u32) -> u8 {
+    (tsecr & OWNER_MASK) as u8
 }
 
 impl HandshakeKeys {
@@ -38,6 +67,8 @@ impl HandshakeKeys {
             current: secret,
             accepted: Vec::new(),
             clock_offset: 0,
+            owner: None,
+            peers: 0,
         }
     }
 
@@ -115,11 +146,26 @@ mod tests {
             current: Secret([current; 16]),
             accepted: accepted.iter().map(|&k| Secret([k; 16])).collect(),
             clock_offset: 0,
+            owner: None,
+            peers: 0,
         }
     }
 
     fn honoured(ring: &KeyRing, now: Instant) -> Vec<u8> {
         ring.honoured(now).map(|s| s.0[0]).collect()
+    }
+
+    #[test]
+    fn a_tagged_tsval_names_its_owner_and_never_runs_backwards() {
+        let mut last = 0;
+        for raw in 1000..1100u32 {
+            let tagged = tag_tsval(raw, Some(11));
+            assert_eq!(owner_of(tagged), 11);
+            assert!(tagged >= last, "{raw}: {tagged} after {last}");
+            assert!(raw.abs_diff(tagged) < 16);
+            last = tagged;
+        }
+        assert_eq!(tag_tsval(1234, None), 1234);
     }
 
     #[test]

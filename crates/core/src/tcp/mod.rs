@@ -38,7 +38,7 @@ pub use isn::Secret;
 pub use keys::HandshakeKeys;
 pub use listener::Refuse;
 pub use seq::Seq;
-pub use stack::{IcmpOutcome, Stack, Transmit};
+pub use stack::{Disposition, IcmpOutcome, Stack, Transmit};
 pub use stats::Stats;
 pub use time::Instant;
 pub use types::{

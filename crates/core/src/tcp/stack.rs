@@ -37,7 +37,7 @@ use super::conn::pmtu::TooBig;
 use super::conn::{Conn, Ctx};
 use super::cookie;
 use super::isn::{self, Secret};
-use super::keys::{HandshakeKeys, KeyRing};
+use super::keys::{self, HandshakeKeys, KeyRing};
 use super::listener::{Listener, Refuse};
 use super::pool::ChunkPool;
 use super::seq::Seq;
@@ -102,6 +102,17 @@ struct Slot {
     tag: Option<Tag>,
 }
 
+/// What became of a segment given to [`Stack::handle_segment`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Taken, answered or dropped here (and counted).
+    Handled,
+    /// A flow this instance does not know whose client echoes the TSval of
+    /// cluster instance `owner`: the caller forwards the segment there
+    /// (`wire::tunnel`), or drops it if it cannot (the client retransmits).
+    Forward { owner: u8 },
+}
+
 /// One shard's TCP stack. See the module docs for the polling order.
 #[derive(Debug)]
 pub struct Stack {
@@ -136,6 +147,8 @@ pub struct Stack {
     in_state: [usize; State::ALL.len()],
     /// The ISS of the next connection, instead of RFC 6528's (tests).
     next_iss: Option<Seq>,
+    /// The segment being handled came from another instance (forwarded).
+    arrived_forwarded: bool,
 }
 
 impl Stack {
@@ -168,6 +181,7 @@ impl Stack {
             pool,
             in_state: [0; State::ALL.len()],
             next_iss: None,
+            arrived_forwarded: false,
         }
     }
 
@@ -545,10 +559,16 @@ impl Stack {
     /// SEGMENT ARRIVES (RFC 9293 §3.10.7): `ip` (IPv4 or IPv6) and `tcp`
     /// parsed (and checksummed) by `wire`; `route` comes back with every
     /// reply.
-    pub fn handle_segment(&mut self, now: Instant, route: Route, ip: &IpRepr, tcp: &TcpRepr<'_>) {
+    pub fn handle_segment(
+        &mut self,
+        now: Instant,
+        route: Route,
+        ip: &IpRepr,
+        tcp: &TcpRepr<'_>,
+    ) -> Disposition {
         self.stats.segments_in += 1;
         if ip.protocol() != IpProtocol::TCP {
-            return;
+            return Disposition::Handled;
         }
         let tuple = FourTuple {
             local: Endpoint::new(ip.dst_addr(), tcp.dst_port),
@@ -561,26 +581,61 @@ impl Stack {
             || !(flags.syn() || flags.ack() || flags.rst())
         {
             self.stats.drop_bad_flags += 1;
-            return;
+            return Disposition::Handled;
         }
         if let Some(&index) = self.by_tuple.get(&tuple) {
             self.segment_for_conn(now, index, tcp, ip.ecn());
-            return;
+            return Disposition::Handled;
         }
         if let Some(entry) = self.time_wait.get(&tuple).copied() {
             if !self.segment_in_time_wait(now, tuple, entry, tcp) {
-                return;
+                return Disposition::Handled;
             }
         }
         match self.listener_by_addr.get(&tuple.local) {
             Some(&listener) => {
-                self.segment_for_listener(now, listener, tuple, route, tcp, ip.ecn())
+                match self.segment_for_listener(now, listener, tuple, route, tcp, ip.ecn()) {
+                    Some(owner) => Disposition::Forward { owner },
+                    None => Disposition::Handled,
+                }
             }
             None => {
                 self.stats.drop_no_listener += 1;
                 self.reset_for(tuple, route, tcp);
+                Disposition::Handled
             }
         }
+    }
+
+    /// [`Stack::handle_segment`] for a segment another instance of the
+    /// cluster forwarded here (`wire::Frame::Tunnelled`): the same, except
+    /// that a flow unknown here too is reset, never forwarded again.
+    pub fn handle_forwarded_segment(
+        &mut self,
+        now: Instant,
+        route: Route,
+        ip: &IpRepr,
+        tcp: &TcpRepr<'_>,
+    ) {
+        self.stats.forwarded_segments_received += 1;
+        self.arrived_forwarded = true;
+        let disposition = self.handle_segment(now, route, ip, tcp);
+        self.arrived_forwarded = false;
+        debug_assert_eq!(disposition, Disposition::Handled);
+    }
+
+    /// The cluster instance that owns the unknown flow `tcp` belongs to,
+    /// when it is another live one: read from the low bits of the TSecr
+    /// the client echoes (`keys`). `None` without forwarding, without
+    /// timestamps, for our own id, and for a segment already forwarded.
+    fn owner_elsewhere(&self, tcp: &TcpRepr<'_>) -> Option<u8> {
+        let keys = self.keys.keys();
+        let own = keys.owner?;
+        if self.arrived_forwarded {
+            return None;
+        }
+        let owner = keys::owner_of(tcp.options.timestamps?.tsecr);
+        (owner != own && keys.peers & (1 << owner) != 0).then_some(owner)
     }
 
     /// An ICMP or ICMPv6 message for our address, parsed (and checksummed)
@@ -683,7 +738,10 @@ impl Stack {
         if tcp.segment_len() > 0 {
             let options = TcpOptions {
                 timestamps: entry.ts.map(|(recent, offset)| Timestamps {
-                    tsval: (now.millis() as u32).wrapping_add(offset),
+                    tsval: keys::tag_tsval(
+                        (now.millis() as u32).wrapping_add(offset),
+                        self.keys.keys().owner,
+                    ),
                     tsecr: recent,
                 }),
                 ..Default::default()
@@ -709,10 +767,10 @@ impl Stack {
         route: Route,
         tcp: &TcpRepr<'_>,
         ecn_field: Ecn,
-    ) {
+    ) -> Option<u8> {
         let flags = tcp.flags;
         if flags.rst() {
-            return; // First: an RST to a listener is ignored.
+            return None; // First: an RST to a listener is ignored.
         }
         if let Some(refuse) = self.listeners[listener as usize].closed {
             // No new connections here (the listener is draining or gone).
@@ -720,7 +778,7 @@ impl Stack {
             if refuse == Refuse::Reset {
                 self.reset_for(tuple, route, tcp);
             }
-            return;
+            return None;
         }
         if flags.ack() {
             // Second: an ACK; ours only if it carries a valid cookie.
@@ -728,17 +786,25 @@ impl Stack {
                 && self.config.syn_cookies != CookieMode::Never
                 && self.accept_cookie(now, listener, tuple, route, tcp, ecn_field)
             {
-                return;
+                return None;
             }
             // A flow this stack does not know: one that moved here from
-            // another instance (an ECMP change), or a stale one. Reset at
-            // once, so the client fails fast instead of hanging.
+            // another instance (an ECMP change), or a stale one. Its owner
+            // gets it if the client's TSecr names a live one (forwarding,
+            // docs/cluster.md); otherwise it is reset at once, so the
+            // client fails fast instead of hanging.
+            if !flags.syn() {
+                if let Some(owner) = self.owner_elsewhere(tcp) {
+                    self.stats.unknown_flow_forwarded += 1;
+                    return Some(owner);
+                }
+            }
             self.stats.unknown_flow_resets += u64::from(!flags.syn());
             self.reset_for(tuple, route, tcp);
-            return;
+            return None;
         }
         if !flags.syn() {
-            return; // Fourth: other text or control: drop.
+            return None; // Fourth: other text or control: drop.
         }
         // Third: SYN.
         let queue_full = self.listeners[listener as usize].syn_queue_full();
@@ -749,15 +815,15 @@ impl Stack {
         };
         if use_cookie {
             self.send_cookie(now, tuple, route, tcp);
-            return;
+            return None;
         }
         if queue_full {
             self.stats.syn_queue_overflows += 1;
             self.stats.drop_syn_queue_full += 1;
-            return;
+            return None;
         }
         let Ok(id) = self.insert(now, tuple, route, State::SynReceived, None) else {
-            return;
+            return None;
         };
         let config = &self.config;
         let conn = &mut self.slots[id.index as usize].conn;
@@ -774,6 +840,7 @@ impl Stack {
         conn.snd_wl1 = seq;
         self.listeners[listener as usize].syn_queue_len += 1;
         self.after(now, id.index, State::SynReceived);
+        None
     }
 
     /// Answers a SYN with a cookie SYN-ACK (RFC 4987 §3.6), keeping no state.
@@ -1112,6 +1179,7 @@ impl Stack {
                 (self.slots.len() - 1) as u32
             }
         };
+        self.slots[index as usize].conn.ts.owner = self.keys.keys().owner;
         self.by_tuple.insert(tuple, index);
         self.in_state[state as usize] += 1;
         Ok(ConnId {

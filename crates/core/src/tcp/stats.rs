@@ -46,6 +46,11 @@ pub struct Stats {
     /// ACKs to a listener for a flow the stack does not know and no valid
     /// cookie (a flow an ECMP change moved here, or a stale one): reset.
     pub unknown_flow_resets: u64,
+    /// Segments of such flows whose client's TSecr names another live
+    /// instance of the cluster: handed back to be forwarded there.
+    pub unknown_flow_forwarded: u64,
+    /// Segments another instance forwarded here.
+    pub forwarded_segments_received: u64,
     pub syn_queue_overflows: u64,
     pub accept_queue_overflows: u64,
     pub connections_opened: u64,

@@ -23,6 +23,16 @@ pub enum Frame<'a> {
         ip: IpRepr,
         icmp: IcmpRepr,
     },
+    /// A TCP segment inside an IP-in-IP packet (`wire::tunnel`): one
+    /// instance of a cluster forwarding a segment to the one that owns
+    /// its flow. `outer` is the tunnel's header; `ip` and `tcp` the
+    /// segment's, checksums verified.
+    Tunnelled {
+        ethernet: EthernetRepr,
+        outer: IpRepr,
+        ip: IpRepr,
+        tcp: TcpRepr<'a>,
+    },
     /// An Ethernet/IPv4 ARP packet.
     Arp {
         ethernet: EthernetRepr,
@@ -46,6 +56,26 @@ pub fn parse_frame(bytes: &[u8]) -> Result<Frame<'_>> {
             let (ip, segment) = ip::parse_packet(payload)?;
             if (ethernet.ethertype == EtherType::IPV6) != matches!(ip, IpRepr::Ipv6(_)) {
                 return Err(Error::Malformed);
+            }
+            if super::tunnel::is_tunnel(ip.protocol()) {
+                // One level: the inner packet must carry TCP itself.
+                let outer = ip;
+                let (ip, segment) = ip::parse_packet(segment)?;
+                let inner_v6 = matches!(ip, IpRepr::Ipv6(_));
+                if inner_v6 != (outer.protocol() == super::tunnel::IPV6_INSIDE)
+                    || ip.protocol() != IpProtocol::TCP
+                {
+                    return Err(Error::Malformed);
+                }
+                let tcp_packet = TcpPacket::new_checked(segment)?;
+                let tcp =
+                    TcpRepr::parse(&tcp_packet, ip.src_addr(), ip.dst_addr(), Checksum::Verify)?;
+                return Ok(Frame::Tunnelled {
+                    ethernet,
+                    outer,
+                    ip,
+                    tcp,
+                });
             }
             if ip.protocol() != IpProtocol::TCP {
                 return match IcmpRepr::parse(&ip, segment)? {
@@ -154,6 +184,32 @@ mod tests {
         let mut short_payload = captured::TCP6_SYN.to_vec();
         short_payload[14 + 5] = 19; // shorter than a TCP header
         assert_eq!(parse_frame(&short_payload), Err(Error::Truncated));
+    }
+
+    #[test]
+    fn a_tunnelled_segment_is_unwrapped_in_every_family_pair() {
+        for inner in [&captured::TCP_DATA[..], &captured::TCP6_DATA[..]] {
+            for outer_v6 in [false, true] {
+                let frame = captured::tunnelled(inner, outer_v6);
+                let Ok(Frame::Tunnelled { tcp, ip, outer, .. }) = parse_frame(&frame) else {
+                    panic!("not tunnelled: {:?}", parse_frame(&frame))
+                };
+                assert_eq!(tcp.payload, b"ping");
+                assert_eq!(matches!(outer, IpRepr::Ipv6(_)), outer_v6);
+                assert_eq!(matches!(ip, IpRepr::Ipv6(_)), inner[12] == 0x86);
+                for len in 0..frame.len() {
+                    assert!(parse_frame(&frame[..len]).is_err(), "len {len}");
+                }
+            }
+        }
+        // The outer header naming the wrong inner version is refused.
+        let mut wrong = captured::tunnelled(&captured::TCP_DATA, false);
+        wrong[14 + 9] = 41;
+        let sum_at = 14 + 10;
+        wrong[sum_at..sum_at + 2].copy_from_slice(&[0, 0]);
+        let sum = !crate::wire::checksum::data(&wrong[14..34]);
+        wrong[sum_at..sum_at + 2].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(parse_frame(&wrong), Err(Error::Malformed));
     }
 
     #[test]

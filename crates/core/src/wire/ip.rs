@@ -91,7 +91,8 @@ impl IpRepr {
 /// link-layer padding). IPv4: the header checksum verified, fragments
 /// refused. IPv6: extension headers are not walked; a Fragment header is
 /// refused as [`Error::Fragmented`], any other extension header as
-/// [`Error::Unsupported`] (ICMPv6, UDP and TCP pass). Never panics.
+/// [`Error::Unsupported`] (ICMPv6, UDP, TCP and IP in IP pass). Never
+/// panics.
 #[inline]
 pub fn parse_packet(bytes: &[u8]) -> Result<(IpRepr, &[u8])> {
     match bytes.first().map(|b| b >> 4) {
@@ -107,6 +108,7 @@ pub fn parse_packet(bytes: &[u8]) -> Result<(IpRepr, &[u8])> {
             let ip = Ipv6Repr::parse(&packet)?;
             match ip.next_header {
                 IpProtocol::TCP | IpProtocol::ICMPV6 | IpProtocol::UDP => {}
+                p if super::tunnel::is_tunnel(p) => {}
                 ipv6::NEXT_HEADER_FRAGMENT => return Err(Error::Fragmented),
                 _ => return Err(Error::Unsupported),
             }
@@ -116,6 +118,18 @@ pub fn parse_packet(bytes: &[u8]) -> Result<(IpRepr, &[u8])> {
         Some(_) if bytes.len() < super::ipv4::HEADER_LEN => Err(Error::Truncated),
         Some(_) => Err(Error::Malformed),
     }
+}
+
+/// The length of the IP packet at the front of `bytes` (either version)
+/// as its header says, if the bytes hold that much (link padding after it
+/// is not counted). For a packet `parse_packet` accepted.
+pub fn total_len(bytes: &[u8]) -> Option<usize> {
+    let len = match bytes.first()? >> 4 {
+        4 => usize::from(u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?])),
+        6 => ipv6::HEADER_LEN + usize::from(u16::from_be_bytes([*bytes.get(4)?, *bytes.get(5)?])),
+        _ => return None,
+    };
+    (len <= bytes.len()).then_some(len)
 }
 
 /// Marks the IP packet in `bytes` (either version) Congestion Experienced,

@@ -24,6 +24,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod tcp;
 pub mod tcp_options;
+pub mod tunnel;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, VlanTag};

@@ -69,6 +69,8 @@ pub(crate) struct TimestampState {
     pub recent: u32,
     /// Added to our millisecond clock to form TSval (RFC 7323 §7.1).
     pub offset: u32,
+    /// This instance's id in its cluster, in TSval's low bits (`keys`).
+    pub owner: Option<u8>,
 }
 
 /// Why an ACK should go out soon.
@@ -266,6 +268,7 @@ impl Conn {
                 enabled: false,
                 recent: 0,
                 offset: ts_offset,
+                owner: None,
             },
             last_ack_sent: Seq(0),
             ack_urgency: AckUrgency::None,
@@ -327,7 +330,10 @@ impl Conn {
 
     /// Our TSval at `now` (RFC 7323 §5.4: a millisecond clock).
     pub fn tsval(&self, now: Instant) -> u32 {
-        (now.millis() as u32).wrapping_add(self.ts.offset)
+        super::keys::tag_tsval(
+            (now.millis() as u32).wrapping_add(self.ts.offset),
+            self.ts.owner,
+        )
     }
 
     /// Sequence number of the first byte in the send buffer.
