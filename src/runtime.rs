@@ -43,7 +43,7 @@ use crate::config::{self, Config, DrainRefusal, Interface};
 use crate::link::xdp::{SteerCounters, Steering};
 use crate::link::xsk::XskSocket;
 use crate::proxy::UpstreamPlan;
-use crate::shard::relay::IcmpRelay;
+use crate::shard::relay::{IcmpRelay, SegmentRelay};
 use crate::shard::{
     Command, Forwarding, ListenerCounts, ListenerPlan, Serve, Shard, ShardHandle, ShardPlan,
     ShardStats, ShardUpdate,
@@ -128,6 +128,8 @@ pub struct Runtime {
     board: Arc<HealthBoard>,
     /// ICMP messages passed between shards (`shard::relay`).
     relay: Arc<IcmpRelay>,
+    /// Forwarded segments passed between shards (`shard::relay`).
+    segments: Arc<SegmentRelay>,
     checker: Option<Checker>,
     admin: Option<AdminServer>,
     admin_stop: Arc<AtomicBool>,
@@ -208,6 +210,7 @@ impl Runtime {
             programs: Vec::new(),
             board,
             relay: Arc::default(),
+            segments: Arc::default(),
             checker: None,
             admin: None,
             admin_stop: Arc::new(AtomicBool::new(false)),
@@ -366,11 +369,14 @@ impl Runtime {
             drain_refuse: update.drain_refuse,
             generation: update.generation,
             relay: Arc::clone(&self.relay),
+            segments: Arc::clone(&self.segments),
+            index: (shard, self.shard_count(&self.config)),
             cluster_keys: update.cluster_keys,
             forwarding: update.forwarding,
         };
         let core = iface.cores.get(queue as usize).map(|&c| c as usize);
         let handle = Shard::spawn(plan, core)?;
+        self.segments.register(shard, Arc::clone(&handle.control));
         if self.draining {
             handle.control.set(Command::Drain);
         }

@@ -57,6 +57,8 @@ struct Options<'a> {
     /// Each instance forwards segments of flows it does not know to their
     /// owner (`[cluster] peers`).
     forwarding: bool,
+    /// Rx queues (shards) per instance.
+    queues: u32,
 }
 
 impl Default for Options<'_> {
@@ -67,6 +69,7 @@ impl Default for Options<'_> {
             balance: "round-robin",
             processes: false,
             forwarding: false,
+            queues: 1,
         }
     }
 }
@@ -225,7 +228,7 @@ impl Cluster {
             for k in 1..=instances as u8 {
                 let ns = Netns::new("lsi");
                 let (ifname, router_if) = (unique_name("via"), unique_name("vib"));
-                veth(&ns, &ifname, &router, &router_if, 1)?;
+                veth(&ns, &ifname, &router, &router_if, options.queues)?;
                 let addr = at(k, 1);
                 ns.add_address(&ifname, &prefix(addr))?;
                 ns.add_address(&ifname, &host_prefix(vip))?;
@@ -336,11 +339,12 @@ impl Cluster {
             (String::new(), String::new())
         };
         format!(
-            "[[interfaces]]\nname = \"{}\"\nqueues = 1\numem_frames = 4096\n\n\
+            "[[interfaces]]\nname = \"{}\"\nqueues = {}\numem_frames = 4096\n\n\
              [[listeners]]\nname = \"web\"\nvip = \"{}\"\nport = {PORT}\npool = \"p\"\n\n\
              [[pools]]\nname = \"p\"\nbalance = \"{balance}\"\n\n[pools.health_check]\nenabled = false\n\n{backends}\
              [tcp]\n{tcp}\n{mss}\n[cluster]\nkey_file = \"{}\"\n{forwarding}\n[admin]\nenabled = false\n",
             member.ifname,
+            options.queues,
             self.vip,
             self.key_file.display()
         )
@@ -971,14 +975,15 @@ fn with_forwarding_no_flow_is_lost_when_an_instance_leaves_or_returns() {
     if !privileged("cluster forwarding") {
         return;
     }
-    for family in [Family::V6, Family::V4] {
-        forwarding_keeps_every_flow(family);
+    for (family, queues) in [(Family::V4, 1), (Family::V6, 1), (Family::V4, 2)] {
+        forwarding_keeps_every_flow(family, queues);
     }
 }
 
-fn forwarding_keeps_every_flow(family: Family) {
+fn forwarding_keeps_every_flow(family: Family, queues: u32) {
     let options = Options {
         forwarding: true,
+        queues,
         ..Options::default()
     };
     let cluster = Cluster::new(75, family, options);
@@ -1044,11 +1049,22 @@ fn forwarding_keeps_every_flow(family: Family) {
         }
     });
     assert_eq!(cluster.churn(600), 0, "churn with instance 3 back");
+    let relayed: u64 = cluster
+        .instances
+        .iter()
+        .map(|i| i.stats().iter().map(|s| s.segment_relay_taken).sum::<u64>())
+        .sum();
     eprintln!(
-        "{family:?}: forwarding kept 50 of 50 streams over an instance leaving and returning ({} segments forwarded, {} resets of unknown flows)",
+        "{family:?}, {queues} queue(s): forwarding kept 50 of 50 streams over an instance leaving and returning ({} segments forwarded, {relayed} taken from another shard, {} resets of unknown flows)",
         forwarded(),
         counter(|t| t.unknown_flow_resets)
     );
+    if queues > 1 {
+        assert!(
+            relayed > 0,
+            "the outer header's queue was the flow's every time"
+        );
+    }
     assert_eq!(counter(|t| t.unknown_flow_resets), 0);
     for stream in streams.drain(..) {
         stream.finish().expect("every stream ends cleanly");

@@ -363,6 +363,16 @@ pub const METRICS: &[Metric] = &[
         |s| s.forward_failures,
     ),
     counter(
+        "lastack_cluster_segments_relayed_total",
+        "Segments forwarded here that reached a shard without their flow (RSS hashed the outer header), passed to the other shards.",
+        |s| s.segments_relayed,
+    ),
+    counter(
+        "lastack_cluster_segment_relay_taken_total",
+        "Relayed forwarded segments taken by the shard that holds the flow.",
+        |s| s.segment_relay_taken,
+    ),
+    counter(
         "lastack_cluster_forwarded_received_total",
         "Segments another cluster instance forwarded here.",
         |s| s.tcp.forwarded_segments_received,

@@ -99,6 +99,12 @@ impl ShardControl {
         let _ = self.wake.write(1);
     }
 
+    /// Wakes the shard from its sleep without a command: something for it
+    /// is waiting elsewhere (a relayed segment).
+    pub fn nudge(&self) {
+        self.wake();
+    }
+
     /// Readable while a wake-up is pending; the shard sleeps on it.
     pub fn wake_fd(&self) -> BorrowedFd<'_> {
         self.wake.as_fd()

@@ -118,6 +118,11 @@ pub struct ShardStats {
     pub icmp_relay_taken: u64,
     /// Segments of flows another cluster instance owns, sent on to it.
     pub forwarded: u64,
+    /// Segments forwarded here that reached this shard without their flow,
+    /// posted to the other shards (`relay.rs`).
+    pub segments_relayed: u64,
+    /// Posted by another shard and taken by a connection here.
+    pub segment_relay_taken: u64,
     /// Such segments that could not go (no such peer, no free frame, too
     /// big for a frame): dropped, the client retransmits.
     pub forward_failures: u64,
@@ -231,6 +236,11 @@ pub struct Shard {
     /// ICMP messages for other shards' flows, and how far this one read.
     relay: Arc<relay::IcmpRelay>,
     relay_seen: u64,
+    /// Forwarded segments for other shards' flows, how far this one read,
+    /// and this shard's index among how many.
+    segments: Arc<relay::SegmentRelay>,
+    segments_seen: u64,
+    index: (usize, usize),
 }
 
 impl Shard {
@@ -281,6 +291,9 @@ impl Shard {
             memory_given_back: (Instant::ZERO, 0),
             relay_seen: 0,
             relay: plan.relay,
+            segments_seen: 0,
+            segments: plan.segments,
+            index: plan.index,
         })
     }
 
@@ -466,6 +479,7 @@ impl Shard {
         for desc in rx.drain(..) {
             self.stats.rx_frames += 1;
             let mut forward = None;
+            let mut relay_segment = false;
             match wire::parse_frame(self.socket.frame(&desc)) {
                 Ok(Frame::Tcp { ethernet, ip, tcp }) => {
                     let route = route::route_for_reply(&ethernet);
@@ -486,11 +500,15 @@ impl Shard {
                     let from_peer = self
                         .forwarding
                         .is_some_and(|f| f.peers.contains(&Some(outer.src_addr())));
-                    if from_peer {
+                    if !from_peer {
+                        self.stats.drops.tunnelled += 1;
+                    } else if self.index.1 > 1 && !self.stack.knows_flow(&ip, &tcp) {
+                        // RSS spread it by the outer header: the flow may
+                        // be another shard's.
+                        relay_segment = true;
+                    } else {
                         let route = route::route_for_reply(&ethernet);
                         self.stack.handle_forwarded_segment(now, route, &ip, &tcp);
-                    } else {
-                        self.stats.drops.tunnelled += 1;
                     }
                 }
                 Ok(Frame::Icmp { icmp, .. }) => {
@@ -509,8 +527,30 @@ impl Shard {
             if let Some((owner, ethernet)) = forward {
                 self.forward(&desc, owner, &ethernet);
             }
+            if relay_segment {
+                self.segments.post(self.index.0, self.socket.frame(&desc));
+                self.stats.segments_relayed += 1;
+            }
             self.socket.release(desc);
         }
+        let (stack, taken) = (&mut self.stack, &mut self.stats.segment_relay_taken);
+        let (me, shards) = self.index;
+        self.segments
+            .read_new(me, shards, &mut self.segments_seen, |frame, last| {
+                let Ok(Frame::Tunnelled {
+                    ethernet, ip, tcp, ..
+                }) = wire::parse_frame(frame)
+                else {
+                    return false;
+                };
+                let known = stack.knows_flow(&ip, &tcp);
+                if known || last {
+                    let route = route::route_for_reply(&ethernet);
+                    stack.handle_forwarded_segment(now, route, &ip, &tcp);
+                    *taken += u64::from(known);
+                }
+                known
+            });
         let (stack, taken) = (&mut self.stack, &mut self.stats.icmp_relay_taken);
         self.relay.read_new(&mut self.relay_seen, |icmp| {
             if stack.handle_icmp(now, icmp) == IcmpOutcome::Taken {

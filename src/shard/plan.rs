@@ -207,6 +207,11 @@ pub struct ShardPlan {
     /// ICMP messages that reached another shard than their flow's; one
     /// for every shard of the runtime.
     pub relay: std::sync::Arc<super::relay::IcmpRelay>,
+    /// Forwarded segments that reached another shard than their flow's;
+    /// one for every shard of the runtime.
+    pub segments: std::sync::Arc<super::relay::SegmentRelay>,
+    /// This shard's index among the runtime's, and how many there are.
+    pub index: (usize, usize),
 }
 
 /// What a reload changes in a running shard (applied between two batches).

@@ -607,6 +607,15 @@ impl Stack {
         }
     }
 
+    /// Whether the segment's flow is this stack's (open, or in TIME-WAIT).
+    pub fn knows_flow(&self, ip: &IpRepr, tcp: &TcpRepr<'_>) -> bool {
+        let tuple = FourTuple {
+            local: Endpoint::new(ip.dst_addr(), tcp.dst_port),
+            remote: Endpoint::new(ip.src_addr(), tcp.src_port),
+        };
+        self.by_tuple.contains_key(&tuple) || self.time_wait.get(&tuple).is_some()
+    }
+
     /// [`Stack::handle_segment`] for a segment another instance of the
     /// cluster forwarded here (`wire::Frame::Tunnelled`): the same, except
     /// that a flow unknown here too is reset, never forwarded again.
