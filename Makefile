@@ -93,13 +93,16 @@ bench-profile: deps
 	$(SUDO) env PROXY=lastack benches/flamegraph.sh
 	$(SUDO) env PROXY=haproxy benches/flamegraph.sh
 
-# Fuzz the TCP engine with arbitrary segments (cargo-fuzz on the stable
+# Fuzz the TCP engine with arbitrary segments, and the frame parser with
+# frames (IP in IP included) into a forwarding instance (cargo-fuzz on the stable
 # toolchain through RUSTC_BOOTSTRAP). FUZZ_SECONDS=600 make fuzz runs longer.
 FUZZ_SECONDS ?= 120
 fuzz: deps
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run segments corpus/segments -- \
 		-max_total_time=$(FUZZ_SECONDS) -max_len=2048
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run frames corpus/frames -- \
+		-max_total_time=$(FUZZ_SECONDS) -max_len=4096
 
 # The demo (about a minute, as root): lastack in front of three backends in
 # network namespaces, churn under both close policies, and where TIME-WAIT
