@@ -96,6 +96,17 @@ static __always_inline int account(__u32 outcome, int action)
 	return action;
 }
 
+/* Hands the frame to this queue's AF_XDP socket, counted as `outcome`
+ * (or as no socket, when none is bound on the queue: the kernel gets it). */
+static __always_inline int to_socket(struct xdp_md *ctx, __u32 outcome)
+{
+	int action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+
+	if (action == XDP_REDIRECT)
+		return account(outcome, action);
+	return account(STEER_NO_SOCKET, action);
+}
+
 /*
  * An ICMP message at `cursor`: a "fragmentation needed" (type 3, code 4)
  * whose quote starts with an IPv4 header from a listener's address and
@@ -110,7 +121,6 @@ static __always_inline int steer_icmp(struct xdp_md *ctx, void *cursor, void *da
 	struct listener_key key = {};
 	struct iphdr *quoted;
 	__be16 *ports;
-	int action;
 
 	if ((void *)(icmp + 1) > data_end)
 		return account(STEER_MALFORMED, XDP_PASS);
@@ -131,10 +141,7 @@ static __always_inline int steer_icmp(struct xdp_md *ctx, void *cursor, void *da
 	key.port = ports[0];
 	if (!bpf_map_lookup_elem(&listeners, &key))
 		return account(STEER_PASSED, XDP_PASS);
-	action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
-	if (action == XDP_REDIRECT)
-		return account(STEER_ICMP_REDIRECTED, action);
-	return account(STEER_NO_SOCKET, action);
+	return to_socket(ctx, STEER_ICMP_REDIRECTED);
 }
 
 /* The upper-layer protocols an IPv6 packet may name directly (RFC 8200
@@ -142,16 +149,6 @@ static __always_inline int steer_icmp(struct xdp_md *ctx, void *cursor, void *da
 #define IPPROTO_ICMPV6_ 58
 #define IPPROTO_NONE_ 59
 #define IPPROTO_FRAGMENT_ 44
-
-/* Hands the frame to this queue's AF_XDP socket. */
-static __always_inline int redirect(struct xdp_md *ctx)
-{
-	int action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
-
-	if (action == XDP_REDIRECT)
-		return account(STEER_REDIRECTED, action);
-	return account(STEER_NO_SOCKET, action);
-}
 
 /* ICMPv6 "packet too big" (RFC 4443 §3.2). */
 #define ICMPV6_PACKET_TOO_BIG_ 2
@@ -189,29 +186,52 @@ static __always_inline int steer_icmpv6(struct xdp_md *ctx, void *cursor, void *
 	key.port = ports[0];
 	if (!bpf_map_lookup_elem(&listeners6, &key))
 		return account(STEER_PASSED, XDP_PASS);
-	{
-		int action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	return to_socket(ctx, STEER_ICMP_REDIRECTED);
+}
 
-		if (action == XDP_REDIRECT)
-			return account(STEER_ICMP_REDIRECTED, action);
-		return account(STEER_NO_SOCKET, action);
-	}
+/*
+ * TCP over the IPv4 header `ip` (its version and length checked): to the
+ * AF_XDP socket, counted as `outcome`, if it goes to a listener. Fragments
+ * never reach our stack; the kernel reassembles or drops them.
+ */
+static __always_inline int steer_tcp4(struct xdp_md *ctx, struct iphdr *ip, void *data_end,
+				      __u32 outcome)
+{
+	struct listener_key key = {};
+	struct tcphdr *tcp;
+
+	if (ip->frag_off & bpf_htons(IP_MF_ | IP_OFFSET_))
+		return account(STEER_FRAGMENT, XDP_PASS);
+	tcp = (void *)ip + ip->ihl * 4; /* 20..60: options are skipped, not parsed */
+	if ((void *)(tcp + 1) > data_end)
+		return account(STEER_MALFORMED, XDP_PASS);
+	key.addr = ip->daddr;
+	key.port = tcp->dest;
+	if (!bpf_map_lookup_elem(&listeners, &key))
+		return account(STEER_PASSED, XDP_PASS);
+	return to_socket(ctx, outcome);
+}
+
+/* TCP right after the IPv6 header `ip6` (checked): as steer_tcp4. */
+static __always_inline int steer_tcp6(struct xdp_md *ctx, struct ipv6hdr *ip6, void *data_end,
+				      __u32 outcome)
+{
+	struct listener6_key key = {};
+	struct tcphdr *tcp = (void *)(ip6 + 1);
+
+	if ((void *)(tcp + 1) > data_end)
+		return account(STEER_MALFORMED, XDP_PASS);
+	__builtin_memcpy(key.addr, &ip6->daddr, sizeof(key.addr));
+	key.port = tcp->dest;
+	if (!bpf_map_lookup_elem(&listeners6, &key))
+		return account(STEER_PASSED, XDP_PASS);
+	return to_socket(ctx, outcome);
 }
 
 /* IP in IP (RFC 2003, RFC 2473): the protocol numbers of an inner IPv4
  * and an inner IPv6 packet. */
 #define IPPROTO_IPIP_ 4
 #define IPPROTO_IPV6_INSIDE_ 41
-
-/* Hands a tunnelled frame to this queue's AF_XDP socket. */
-static __always_inline int redirect_tunnelled(struct xdp_md *ctx)
-{
-	int action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
-
-	if (action == XDP_REDIRECT)
-		return account(STEER_TUNNELLED, action);
-	return account(STEER_NO_SOCKET, action);
-}
 
 /*
  * The inner packet of an IP-in-IP frame at `cursor` (IPv6 if `inner_v6`):
@@ -222,46 +242,22 @@ static __always_inline int redirect_tunnelled(struct xdp_md *ctx)
 static __always_inline int steer_tunnelled(struct xdp_md *ctx, void *cursor, void *data_end,
 					   int inner_v6)
 {
-	struct tcphdr *tcp;
-
 	if (inner_v6) {
 		struct ipv6hdr *ip6 = cursor;
-		struct listener6_key key = {};
 
-		if ((void *)(ip6 + 1) > data_end)
-			return account(STEER_MALFORMED, XDP_PASS);
-		if (ip6->version != 6)
+		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 			return account(STEER_MALFORMED, XDP_PASS);
 		if (ip6->nexthdr != IPPROTO_TCP)
 			return account(STEER_PASSED, XDP_PASS);
-		tcp = (void *)(ip6 + 1);
-		if ((void *)(tcp + 1) > data_end)
-			return account(STEER_MALFORMED, XDP_PASS);
-		__builtin_memcpy(key.addr, &ip6->daddr, sizeof(key.addr));
-		key.port = tcp->dest;
-		if (!bpf_map_lookup_elem(&listeners6, &key))
-			return account(STEER_PASSED, XDP_PASS);
-		return redirect_tunnelled(ctx);
+		return steer_tcp6(ctx, ip6, data_end, STEER_TUNNELLED);
 	} else {
 		struct iphdr *ip = cursor;
-		struct listener_key key = {};
 
-		if ((void *)(ip + 1) > data_end)
-			return account(STEER_MALFORMED, XDP_PASS);
-		if (ip->version != 4 || ip->ihl < 5)
+		if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
 			return account(STEER_MALFORMED, XDP_PASS);
 		if (ip->protocol != IPPROTO_TCP)
 			return account(STEER_PASSED, XDP_PASS);
-		if (ip->frag_off & bpf_htons(IP_MF_ | IP_OFFSET_))
-			return account(STEER_FRAGMENT, XDP_PASS);
-		tcp = cursor + ip->ihl * 4;
-		if ((void *)(tcp + 1) > data_end)
-			return account(STEER_MALFORMED, XDP_PASS);
-		key.addr = ip->daddr;
-		key.port = tcp->dest;
-		if (!bpf_map_lookup_elem(&listeners, &key))
-			return account(STEER_PASSED, XDP_PASS);
-		return redirect_tunnelled(ctx);
+		return steer_tcp4(ctx, ip, data_end, STEER_TUNNELLED);
 	}
 }
 
@@ -274,8 +270,6 @@ static __always_inline int steer_tunnelled(struct xdp_md *ctx, void *cursor, voi
 static __always_inline int steer_ipv6(struct xdp_md *ctx, void *cursor, void *data_end)
 {
 	struct ipv6hdr *ip6 = cursor;
-	struct listener6_key key = {};
-	struct tcphdr *tcp;
 
 	if ((void *)(ip6 + 1) > data_end)
 		return account(STEER_MALFORMED, XDP_PASS);
@@ -298,14 +292,7 @@ static __always_inline int steer_ipv6(struct xdp_md *ctx, void *cursor, void *da
 	default:
 		return account(STEER_IPV6_EXTENSION, XDP_PASS);
 	}
-	tcp = (void *)(ip6 + 1);
-	if ((void *)(tcp + 1) > data_end)
-		return account(STEER_MALFORMED, XDP_PASS);
-	__builtin_memcpy(key.addr, &ip6->daddr, sizeof(key.addr));
-	key.port = tcp->dest;
-	if (!bpf_map_lookup_elem(&listeners6, &key))
-		return account(STEER_PASSED, XDP_PASS);
-	return redirect(ctx);
+	return steer_tcp6(ctx, ip6, data_end, STEER_REDIRECTED);
 }
 
 SEC("xdp")
@@ -315,11 +302,8 @@ int steer(struct xdp_md *ctx)
 	void *data_end = (void *)(long)ctx->data_end;
 	void *cursor = data;
 	struct ethhdr *eth = cursor;
-	struct listener_key key = {};
 	struct iphdr *ip;
-	struct tcphdr *tcp;
 	__u16 proto;
-	__u32 ihl_bytes;
 
 	if ((void *)(eth + 1) > data_end)
 		return account(STEER_MALFORMED, XDP_PASS);
@@ -355,21 +339,7 @@ int steer(struct xdp_md *ctx)
 	}
 	if (ip->protocol != IPPROTO_TCP)
 		return account(STEER_PASSED, XDP_PASS);
-
-	/* Fragments never reach our stack; the kernel reassembles or drops them. */
-	if (ip->frag_off & bpf_htons(IP_MF_ | IP_OFFSET_))
-		return account(STEER_FRAGMENT, XDP_PASS);
-
-	ihl_bytes = ip->ihl * 4; /* 20..60: options are skipped, not parsed */
-	tcp = cursor + ihl_bytes;
-	if ((void *)(tcp + 1) > data_end)
-		return account(STEER_MALFORMED, XDP_PASS);
-
-	key.addr = ip->daddr;
-	key.port = tcp->dest;
-	if (!bpf_map_lookup_elem(&listeners, &key))
-		return account(STEER_PASSED, XDP_PASS);
-	return redirect(ctx);
+	return steer_tcp4(ctx, ip, data_end, STEER_REDIRECTED);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

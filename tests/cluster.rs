@@ -43,6 +43,14 @@ const BACKEND_PORT: u16 = 8080;
 /// Buckets of the router's resilient nexthop group.
 const BUCKETS: u32 = 256;
 
+/// `ip` as a host route: `/32` or `/128`.
+fn host_prefix(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(_) => format!("{ip}/32"),
+        IpAddr::V6(_) => format!("{ip}/128"),
+    }
+}
+
 /// How [`Cluster::new`] starts the instances.
 #[derive(Clone, Copy)]
 struct Options<'a> {
@@ -96,9 +104,12 @@ impl Instance {
         self.runtime().shard_stats()
     }
 
-    /// Open connections (any state but TIME-WAIT), over its shards.
-    fn connections(&self) -> usize {
-        self.stats().iter().map(|s| s.connections).sum()
+    /// Established connections, over its shards. (Not every open one: a
+    /// client that gave up a connect under load, or whose SYN was
+    /// retransmitted, can leave a half-open SYN-RECEIVED here that ends at
+    /// its own bound, the SYN-ACK retries.)
+    fn established(&self) -> usize {
+        in_state(&self.stats(), "ESTABLISHED")
     }
 
     fn tcp(&self, counter: impl Fn(&lastack::tcp::Stats) -> u64) -> u64 {
@@ -155,10 +166,6 @@ impl Cluster {
         let prefix = |ip: IpAddr| match ip {
             IpAddr::V4(_) => format!("{ip}/24"),
             IpAddr::V6(_) => format!("{ip}/64"),
-        };
-        let host_prefix = |ip: IpAddr| match ip {
-            IpAddr::V4(_) => format!("{ip}/32"),
-            IpAddr::V6(_) => format!("{ip}/128"),
         };
         let v6 = family == Family::V6;
         let ip = |ns: &Netns, args: &[&str]| {
@@ -354,6 +361,27 @@ impl Cluster {
         address(self.family, self.net, subnet, host)
     }
 
+    /// The VIP as a host route (`/32`, `/128`).
+    fn vip_route(&self) -> String {
+        host_prefix(self.vip)
+    }
+
+    /// `ip -4|-6 ARGS` (the cluster's family) in the router's namespace.
+    fn router_ip(&self, args: &[&str]) {
+        let family = if self.family == Family::V6 {
+            "-6"
+        } else {
+            "-4"
+        };
+        let cmd: Vec<&str> = ["ip", family]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        self.router
+            .try_exec(&cmd)
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    }
+
     /// Makes the router's nexthop group (id 100) spread over `members`
     /// ("1/2/3"): a resilient group, so that a change moves only the
     /// buckets it must (a removed member's) and, when a member comes back,
@@ -469,6 +497,15 @@ fn write_keys(path: &Path, keys: &[[u8; 16]]) {
     std::fs::rename(&temporary, path).unwrap();
 }
 
+/// The cluster with echo backends, once the VIP answers.
+fn echo_cluster(net: u8, family: Family, options: Options) -> (Cluster, Vec<backend::Server>) {
+    let cluster = Cluster::new(net, family, options);
+    let backends = cluster.backends();
+    let vip = cluster.vip();
+    cluster.clients.enter(|| client::until_echoed(vip, b"up"));
+    (cluster, backends)
+}
+
 /// `count` long-lived echo streams from the clients.
 fn streams(cluster: &Cluster, count: usize) -> Vec<client::LongLived> {
     let vip = cluster.vip();
@@ -483,13 +520,14 @@ fn streams(cluster: &Cluster, count: usize) -> Vec<client::LongLived> {
 }
 
 /// Waits until the instances hold exactly the `streams` long-lived
-/// connections (the churn's have closed); returns each one's count.
+/// connections established (the churn's have closed); returns each one's
+/// count.
 fn settle(cluster: &Cluster, streams: usize) -> Vec<usize> {
     wait::until("only the streams are open", Duration::from_secs(10), || {
         let open: Vec<usize> = cluster
             .instances
             .iter()
-            .map(Instance::connections)
+            .map(Instance::established)
             .collect();
         if open.iter().sum::<usize>() == streams {
             Ok(open)
@@ -509,10 +547,7 @@ fn flows_spread_and_an_instance_that_leaves_loses_only_its_own_and_one_that_retu
     if !privileged("cluster") {
         return;
     }
-    let cluster = Cluster::new(71, Family::V4, Options::default());
-    let _backends = cluster.backends();
-    let vip = cluster.vip();
-    cluster.clients.enter(|| client::until_echoed(vip, b"up"));
+    let (cluster, _backends) = echo_cluster(71, Family::V4, Options::default());
     let mut streams = streams(&cluster, 50);
     assert_eq!(cluster.churn(1500), 0, "churn with every instance in");
     let open = settle(&cluster, 50);
@@ -593,15 +628,9 @@ fn flows_spread_and_an_instance_that_leaves_loses_only_its_own_and_one_that_retu
 /// the SYN flag): every connection's handshake ends on the instance that
 /// did not begin it, through the cookie, with the cluster key.
 fn split_handshakes(cluster: &Cluster) {
-    let family = if cluster.family == Family::V6 {
-        "-6"
-    } else {
-        "-4"
-    };
-    let router = &cluster.router;
     for cmd in [
-        vec!["nft", "add", "table", "inet", "split"],
-        vec![
+        &["nft", "add", "table", "inet", "split"][..],
+        &[
             "nft",
             "add",
             "chain",
@@ -610,47 +639,22 @@ fn split_handshakes(cluster: &Cluster) {
             "pre",
             "{ type filter hook prerouting priority -150; }",
         ],
-        vec![
+        &[
             "nft", "add", "rule", "inet", "split", "pre", "tcp", "flags", "&", "(syn", "|", "ack)",
             "==", "syn", "meta", "mark", "set", "1",
         ],
-        vec!["ip", family, "rule", "add", "fwmark", "1", "table", "100"],
     ] {
-        router
-            .try_exec(&cmd)
+        cluster
+            .router
+            .try_exec(cmd)
             .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     }
-    let (first, second) = (&cluster.instances[0], &cluster.instances[1]);
-    let route = match cluster.vip {
-        IpAddr::V4(_) => format!("{}/32", cluster.vip),
-        IpAddr::V6(_) => format!("{}/128", cluster.vip),
-    };
-    for cmd in [
-        vec![
-            "ip",
-            family,
-            "route",
-            "add",
-            &route,
-            "via",
-            &first.addr.to_string(),
-            "table",
-            "100",
-        ],
-        vec![
-            "ip",
-            family,
-            "route",
-            "replace",
-            &route,
-            "via",
-            &second.addr.to_string(),
-        ],
-    ] {
-        router
-            .try_exec(&cmd)
-            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    }
+    cluster.router_ip(&["rule", "add", "fwmark", "1", "table", "100"]);
+    let route = cluster.vip_route();
+    let (first, second) = (&cluster.instances[0].addr, &cluster.instances[1].addr);
+    let (first, second) = (first.to_string(), second.to_string());
+    cluster.router_ip(&["route", "add", &route, "via", &first, "table", "100"]);
+    cluster.router_ip(&["route", "replace", &route, "via", &second]);
 }
 
 #[test]
@@ -671,6 +675,7 @@ fn handshakes_cross_instances(family: Family) {
     };
     let mut cluster = Cluster::new(72, family, options);
     let _backends = cluster.backends();
+    // Before any SYN: every one must reach instance 1.
     split_handshakes(&cluster);
     let vip = cluster.vip();
     cluster.clients.enter(|| client::until_echoed(vip, b"up"));
@@ -779,21 +784,8 @@ fn handshakes_cross_instances(family: Family) {
 
 /// Routes the VIP through instance `k` (1-based) alone.
 fn pin_route(cluster: &Cluster, k: usize) {
-    let family = if cluster.family == Family::V6 {
-        "-6"
-    } else {
-        "-4"
-    };
-    let route = match cluster.vip {
-        IpAddr::V4(_) => format!("{}/32", cluster.vip),
-        IpAddr::V6(_) => format!("{}/128", cluster.vip),
-    };
     let via = cluster.instances[k - 1].addr.to_string();
-    let cmd = ["ip", family, "route", "replace", &route, "via", &via];
-    cluster
-        .router
-        .try_exec(&cmd)
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    cluster.router_ip(&["route", "replace", &cluster.vip_route(), "via", &via]);
 }
 
 /// The backend (its index) that serves a connection from `source`.
@@ -882,22 +874,16 @@ fn maglev_sends_a_client_to_the_same_backend_from_every_instance() {
 /// Replaces the router's route to the VIP by a plain multipath route over
 /// `members` (1-based): hash-threshold ECMP, Linux's default.
 fn set_multipath(cluster: &Cluster, members: &[usize]) {
-    let route = match cluster.vip {
-        IpAddr::V4(_) => format!("{}/32", cluster.vip),
-        IpAddr::V6(_) => format!("{}/128", cluster.vip),
-    };
+    let route = cluster.vip_route();
     let vias: Vec<String> = members
         .iter()
         .map(|&k| cluster.instances[k - 1].addr.to_string())
         .collect();
-    let mut cmd = vec!["ip", "route", "replace", &route];
+    let mut args = vec!["route", "replace", &route];
     for via in &vias {
-        cmd.extend(["nexthop", "via", via]);
+        args.extend(["nexthop", "via", via]);
     }
-    cluster
-        .router
-        .try_exec(&cmd)
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    cluster.router_ip(&args);
 }
 
 /// With hash-threshold ECMP a change moves flows of every instance, not
@@ -908,11 +894,8 @@ fn under_hash_threshold_ecmp_every_moved_flow_is_reset_at_once_and_none_hangs() 
     if !privileged("cluster hash-threshold") {
         return;
     }
-    let cluster = Cluster::new(74, Family::V4, Options::default());
-    let _backends = cluster.backends();
+    let (cluster, _backends) = echo_cluster(74, Family::V4, Options::default());
     set_multipath(&cluster, &[1, 2, 3]);
-    let vip = cluster.vip();
-    cluster.clients.enter(|| client::until_echoed(vip, b"up"));
     let mut streams = streams(&cluster, 50);
     let open = settle(&cluster, 50);
     let resets = || -> u64 {
@@ -986,11 +969,8 @@ fn forwarding_keeps_every_flow(family: Family, queues: u32) {
         queues,
         ..Options::default()
     };
-    let cluster = Cluster::new(75, family, options);
-    let _backends = cluster.backends();
+    let (cluster, _backends) = echo_cluster(75, family, options);
     set_multipath(&cluster, &[1, 2, 3]);
-    let vip = cluster.vip();
-    cluster.clients.enter(|| client::until_echoed(vip, b"up"));
     let mut streams = streams(&cluster, 50);
     let open = settle(&cluster, 50);
     let counter = |f: fn(&lastack::tcp::Stats) -> u64| -> u64 {
@@ -1029,7 +1009,7 @@ fn forwarding_keeps_every_flow(family: Family, queues: u32) {
     assert_eq!(cluster.churn(600), 0, "churn on the two that stay");
     assert_eq!(
         open[2],
-        cluster.instances[2].connections(),
+        cluster.instances[2].established(),
         "instance 3, out of the route, still holds its streams"
     );
 

@@ -148,6 +148,24 @@ fn check_host(ns: &Netns, config: &Path, fixes: bool) -> (i32, String) {
     )
 }
 
+/// `deploy/setup-host.sh -c config` in `ns`, with this build's lastack.
+fn setup_host(ns: &Netns, config: &Path) -> std::process::Output {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "env",
+            &format!("LASTACK={LASTACK}"),
+        ])
+        .arg("sh")
+        .arg(deploy("setup-host.sh"))
+        .arg("-c")
+        .arg(config)
+        .output()
+        .expect("setup-host.sh runs")
+}
+
 #[test]
 fn check_host_finds_what_is_missing_and_setup_host_fixes_it() {
     if !privileged("check --host") {
@@ -202,20 +220,7 @@ fn check_host_finds_what_is_missing_and_setup_host_fixes_it() {
     assert!(script.starts_with("#!/bin/sh"), "{script}");
 
     // setup-host.sh runs the fixes, then checks again: ready.
-    let setup = deploy("setup-host.sh");
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.name,
-            "env",
-            &format!("LASTACK={LASTACK}"),
-        ])
-        .arg("sh")
-        .arg(&setup)
-        .args(["-c", config.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = setup_host(&ns, &config);
     let shown =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "setup-host.sh:\n{shown}");
@@ -223,19 +228,7 @@ fn check_host_finds_what_is_missing_and_setup_host_fixes_it() {
     let (status, report) = check_host(&ns, &config, false);
     assert_eq!(status, 0, "{report}");
     // Idempotent: a second run changes nothing.
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.name,
-            "env",
-            &format!("LASTACK={LASTACK}"),
-        ])
-        .arg("sh")
-        .arg(&setup)
-        .args(["-c", config.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = setup_host(&ns, &config);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to change"));
     std::fs::remove_dir_all(&dir).unwrap();
