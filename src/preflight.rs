@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | interface | exists | — (create or rename it) |
 //! | rx queues | at least `queues` (RX or combined channels) | `ethtool -L` |
-//! | MTU | at least `tcp.mss` + 40 | `ip link set mtu` |
+//! | MTU | at least `tcp.mss` + 40, and room for the outer header with `[cluster] peers` (as `lastack run` checks) | `ip link set mtu` |
 //! | LRO (any mode), GRO (generic XDP) | off: lastack must see wire-size segments | `ethtool -K` |
 //! | IRQ affinity | each queue's IRQ on its `cores` entry (when there are per-queue IRQs) | `/proc/irq/N/smp_affinity_list` |
 //! | VIPs | on an interface lastack serves (the kernel answers ARP/NDP) | `ip addr add` |
@@ -27,13 +27,12 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::config::{Config, Service, XdpMode};
+use crate::upstream::host::read_number;
 
 /// Backend-leg TIME-WAITs the kernel should be allowed to keep.
 pub const MIN_TW_BUCKETS: u64 = 262_144;
 /// What the fix sets `net.ipv4.tcp_max_tw_buckets` to (deploy/README.md).
 const TW_BUCKETS_FIX: u64 = 2_000_000;
-/// Descriptors lastack keeps besides backend sockets (as the runtime).
-const FIXED_DESCRIPTORS: u64 = 256;
 
 /// What one check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,17 +179,22 @@ fn interface(config: &Config, iface: &crate::config::Interface, out: &mut Vec<Fi
             "`ethtool -l` gave nothing readable",
         )),
     }
-    // MTU.
-    let needed = u64::from(config.tcp.mss) + 40;
-    match read_number(&sys.join("mtu")) {
+    // MTU: what `lastack run` checks at start.
+    let needed = crate::runtime::mtu_needed(config);
+    match read_number(sys.join("mtu")) {
         Some(mtu) if mtu >= needed => {
             out.push(Finding::ok(format!("{name} MTU"), format!("{mtu}")))
         }
         Some(mtu) => out.push(Finding::missing(
             format!("{name} MTU"),
             format!(
-                "{mtu}, expected at least {needed} (tcp.mss {} + 40)",
-                config.tcp.mss
+                "{mtu}, expected at least {needed} (tcp.mss {} + 40{})",
+                config.tcp.mss,
+                if config.cluster.peers.is_empty() {
+                    ""
+                } else {
+                    " + a forwarded segment's outer header"
+                }
             ),
             Some(format!("ip link set dev {name} mtu {needed}")),
         )),
@@ -346,18 +350,7 @@ fn sysctls(config: &Config, out: &mut Vec<Finding>) {
             TW_BUCKETS_FIX,
             "the backend leg keeps a TIME-WAIT per connection it closes, 60 s each",
         );
-        let needed: u64 = config
-            .listeners
-            .iter()
-            .filter(|l| l.service == Service::Proxy)
-            .map(|l| u64::from(l.max_connections))
-            .sum::<u64>()
-            + config
-                .pools
-                .iter()
-                .map(|p| p.backends.len() as u64)
-                .sum::<u64>()
-            + FIXED_DESCRIPTORS;
+        let needed = crate::runtime::DescriptorNeeds::of(config).total();
         sysctl_at_least(
             out,
             "fs.nr_open",
@@ -412,15 +405,6 @@ fn add_address(ip: IpAddr, iface: &str) -> String {
         IpAddr::V4(_) => format!("ip addr add {ip}/32 dev {iface}"),
         IpAddr::V6(_) => format!("ip -6 addr add {ip}/128 dev {iface} nodad"),
     }
-}
-
-fn read_number(path: &Path) -> Option<u64> {
-    std::fs::read_to_string(path)
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// Every address of the host, with its interface.

@@ -32,7 +32,7 @@
 //! with status 4 so the service manager restarts the process.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -55,28 +55,35 @@ use crate::upstream::pool::HealthBoard;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// A full segment of `mss` bytes, with IPv4 and TCP headers (RFC 9293
-/// §3.7.1: the MSS counts neither), must fit the interface's MTU: a
-/// larger one would be dropped on the path, silently.
-fn check_mss_fits(iface: &Interface, mss: usize, tunnel: usize) -> Result<(), Error> {
+/// The MTU an interface needs for `config`: a full segment of `tcp.mss`
+/// bytes with IPv4 and TCP headers (RFC 9293 §3.7.1: the MSS counts
+/// neither), and with `[cluster] peers` the outer header of a segment
+/// forwarded to a peer (`wire::tunnel`). A larger segment would be dropped
+/// on the path, silently. `lastack run` refuses to start without it and
+/// `lastack check --host` reports it.
+pub fn mtu_needed(config: &Config) -> u64 {
+    let tunnel = Forwarding::from_config(&config.cluster)
+        .map_or(0, |f| crate::wire::ip::header_len(f.address.is_ipv6()));
+    u64::from(config.tcp.mss) + 40 + tunnel as u64
+}
+
+fn check_mss_fits(iface: &Interface, config: &Config) -> Result<(), Error> {
     let path = format!("/sys/class/net/{}/mtu", iface.name);
-    let Some(mtu) = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|s| s.trim().parse::<usize>().ok())
-    else {
+    let Some(mtu) = crate::upstream::host::read_number(&path) else {
         return Ok(()); // not a Linux sysfs: nothing to check against
     };
-    if mss + 40 + tunnel > mtu {
-        let what = if tunnel > 0 {
+    let needed = mtu_needed(config);
+    if needed > mtu {
+        let what = if Forwarding::from_config(&config.cluster).is_some() {
             "IP and TCP headers, and the outer header of a segment forwarded to a peer"
         } else {
             "IPv4 and TCP headers"
         };
+        let mss = config.tcp.mss;
         return Err(format!(
-            "interface {}: tcp.mss {mss} needs an MTU of at least {} ({what}), the interface has {mtu}: lower tcp.mss to {} or raise the MTU",
+            "interface {}: tcp.mss {mss} needs an MTU of at least {needed} ({what}), the interface has {mtu}: lower tcp.mss to {} or raise the MTU",
             iface.name,
-            mss + 40 + tunnel,
-            mtu.saturating_sub(40 + tunnel)
+            (mtu + u64::from(mss)).saturating_sub(needed)
         )
         .into());
     }
@@ -154,26 +161,47 @@ pub struct Runtime {
 /// Descriptors lastack holds besides backend sockets: AF_XDP sockets, io_uring
 /// rings, eventfds, BPF maps and programs, the admin endpoint's
 /// connections, logs.
-const FIXED_DESCRIPTORS: u64 = 256;
+pub const FIXED_DESCRIPTORS: u64 = 256;
+
+/// The descriptors a config may need at once: a backend socket per proxied
+/// connection (the proxy listeners' `max_connections`), a health check per
+/// backend, and [`FIXED_DESCRIPTORS`].
+#[derive(Debug, Clone, Copy)]
+pub struct DescriptorNeeds {
+    pub proxied: u64,
+    pub checks: u64,
+}
+
+impl DescriptorNeeds {
+    pub fn of(config: &Config) -> Self {
+        Self {
+            proxied: config
+                .listeners
+                .iter()
+                .filter(|l| l.service == config::Service::Proxy)
+                .map(|l| u64::from(l.max_connections))
+                .sum(),
+            checks: config.pools.iter().map(|p| p.backends.len() as u64).sum(),
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.proxied + self.checks + FIXED_DESCRIPTORS
+    }
+}
 
 /// At start: raises the descriptor limit and says, once, if what the config
 /// allows may not fit in it; says what the kernel's TIME-WAIT settings
 /// allow on the backend leg.
 fn report_host(config: &Config) {
-    let proxied: u64 = config
-        .listeners
-        .iter()
-        .filter(|l| l.service == config::Service::Proxy)
-        .map(|l| u64::from(l.max_connections))
-        .sum();
-    let checks: u64 = config.pools.iter().map(|p| p.backends.len() as u64).sum();
-    let needed = proxied + checks + FIXED_DESCRIPTORS;
+    let needs = DescriptorNeeds::of(config);
+    let needed = needs.total();
     match crate::upstream::host::raise_descriptor_limit() {
         Ok(limit) if limit.soft < needed => tracing::warn!(
             limit = limit.soft,
             needed,
-            proxied,
-            checks,
+            proxied = needs.proxied,
+            checks = needs.checks,
             fixed = FIXED_DESCRIPTORS,
             "descriptor limit (RLIMIT_NOFILE) below what the listeners' max_connections may \
              need: past it clients get RST (counted as lastack_proxy_socket_errors_total); \
@@ -326,13 +354,7 @@ impl Runtime {
     fn spawn_shard(&mut self, interface: usize, queue: u32) -> Result<ShardHandle, Error> {
         let iface: &Interface = &self.config.interfaces[interface];
         let frames = std::num::NonZeroU32::new(iface.umem_frames).expect("validated");
-        // A forwarded segment carries an outer header too (wire::tunnel).
-        let tunnel = match self.config.cluster.address.as_deref() {
-            Some(IpAddr::V4(_)) if !self.config.cluster.peers.is_empty() => 20,
-            Some(IpAddr::V6(_)) if !self.config.cluster.peers.is_empty() => 40,
-            _ => 0,
-        };
-        check_mss_fits(iface, usize::from(self.config.tcp.mss), tunnel)?;
+        check_mss_fits(iface, &self.config)?;
         let socket = XskSocket::bind_with_frame_size(
             &iface.name,
             queue,

@@ -61,13 +61,19 @@ impl Default for HostTcp {
     }
 }
 
-fn read(name: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+/// The first number in a sysfs or procfs file (`/proc/sys/...`,
+/// `/sys/class/net/IF/mtu`), if it reads.
+pub fn read_number(path: impl AsRef<std::path::Path>) -> Option<u64> {
+    std::fs::read_to_string(path)
         .ok()?
         .split_whitespace()
         .next()?
         .parse()
         .ok()
+}
+
+fn read(name: &str) -> Option<u64> {
+    read_number(format!("/proc/sys/net/ipv4/{name}"))
 }
 
 impl HostTcp {
