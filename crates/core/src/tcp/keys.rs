@@ -16,7 +16,7 @@
 //! `accepted` everywhere, then made `current` (see `docs/cluster.md`).
 
 use super::cookie;
-use super::isn::Secret;
+use super::isn::{Secret, TupleKeys};
 use super::time::Instant;
 
 /// Keys and clock of new handshakes (see the module docs).
@@ -77,10 +77,13 @@ impl HandshakeKeys {
         Instant(now.0.wrapping_add(self.clock_offset))
     }
 
-    /// The millisecond part of the clock offset, added to a connection's
-    /// timestamp offset so its TSval reads the handshake clock.
-    pub fn clock_offset_millis(&self) -> u32 {
-        (self.clock_offset / 1000) as u32
+    /// A connection's timestamp offset (RFC 7323 §7.1) from its tuple's
+    /// keys: the per-connection offset plus the handshake clock's, so its
+    /// TSval reads the handshake clock.
+    pub fn ts_offset(&self, tuple: TupleKeys) -> u32 {
+        tuple
+            .ts_offset
+            .wrapping_add((self.clock_offset / 1000) as u32)
     }
 
     fn contains(&self, secret: &Secret) -> bool {

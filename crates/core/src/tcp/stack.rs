@@ -147,8 +147,6 @@ pub struct Stack {
     in_state: [usize; State::ALL.len()],
     /// The ISS of the next connection, instead of RFC 6528's (tests).
     next_iss: Option<Seq>,
-    /// The segment being handled came from another instance (forwarded).
-    arrived_forwarded: bool,
 }
 
 impl Stack {
@@ -181,7 +179,6 @@ impl Stack {
             pool,
             in_state: [0; State::ALL.len()],
             next_iss: None,
-            arrived_forwarded: false,
         }
     }
 
@@ -247,9 +244,8 @@ impl Stack {
     /// The timestamp offset of a connection on `tuple` keyed by `secret`:
     /// RFC 7323 §7.1's per-connection offset plus the handshake clock's.
     fn ts_offset(&self, secret: &Secret, tuple: &FourTuple) -> u32 {
-        isn::tuple_keys(secret, tuple.local, tuple.remote)
-            .ts_offset
-            .wrapping_add(self.keys.keys().clock_offset_millis())
+        let keys = isn::tuple_keys(secret, tuple.local, tuple.remote);
+        self.keys.keys().ts_offset(keys)
     }
 
     /// Uses `iss` as the initial send sequence number of the next
@@ -566,14 +562,24 @@ impl Stack {
         ip: &IpRepr,
         tcp: &TcpRepr<'_>,
     ) -> Disposition {
+        self.dispatch(now, route, ip, tcp, false)
+    }
+
+    /// [`Stack::handle_segment`], for a segment that came straight from
+    /// the client or (`forwarded`) from another instance of the cluster.
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        route: Route,
+        ip: &IpRepr,
+        tcp: &TcpRepr<'_>,
+        forwarded: bool,
+    ) -> Disposition {
         self.stats.segments_in += 1;
         if ip.protocol() != IpProtocol::TCP {
             return Disposition::Handled;
         }
-        let tuple = FourTuple {
-            local: Endpoint::new(ip.dst_addr(), tcp.dst_port),
-            remote: Endpoint::new(ip.src_addr(), tcp.src_port),
-        };
+        let tuple = FourTuple::of_segment(ip, tcp);
         let flags = tcp.flags;
         // Combinations no correct stack sends (SYN+FIN, SYN+RST), and a
         // segment with none of SYN, ACK, RST (RFC 9293 §3.10.7.4: drop).
@@ -594,10 +600,22 @@ impl Stack {
         }
         match self.listener_by_addr.get(&tuple.local) {
             Some(&listener) => {
-                match self.segment_for_listener(now, listener, tuple, route, tcp, ip.ecn()) {
-                    Some(owner) => Disposition::Forward { owner },
-                    None => Disposition::Handled,
+                if !self.segment_for_listener(now, listener, tuple, route, tcp, ip.ecn()) {
+                    return Disposition::Handled;
                 }
+                // An ACK for a flow this stack does not know: one that
+                // moved here from another instance (an ECMP change), or a
+                // stale one. Its owner gets it if the client's TSecr names
+                // a live one (forwarding, docs/cluster.md); otherwise it is
+                // reset at once, so the client fails fast instead of
+                // hanging.
+                if let Some(owner) = self.owner_elsewhere(tcp, forwarded) {
+                    self.stats.unknown_flow_forwarded += 1;
+                    return Disposition::Forward { owner };
+                }
+                self.stats.unknown_flow_resets += 1;
+                self.reset_for(tuple, route, tcp);
+                Disposition::Handled
             }
             None => {
                 self.stats.drop_no_listener += 1;
@@ -609,10 +627,7 @@ impl Stack {
 
     /// Whether the segment's flow is this stack's (open, or in TIME-WAIT).
     pub fn knows_flow(&self, ip: &IpRepr, tcp: &TcpRepr<'_>) -> bool {
-        let tuple = FourTuple {
-            local: Endpoint::new(ip.dst_addr(), tcp.dst_port),
-            remote: Endpoint::new(ip.src_addr(), tcp.src_port),
-        };
+        let tuple = FourTuple::of_segment(ip, tcp);
         self.by_tuple.contains_key(&tuple) || self.time_wait.get(&tuple).is_some()
     }
 
@@ -627,20 +642,18 @@ impl Stack {
         tcp: &TcpRepr<'_>,
     ) {
         self.stats.forwarded_segments_received += 1;
-        self.arrived_forwarded = true;
-        let disposition = self.handle_segment(now, route, ip, tcp);
-        self.arrived_forwarded = false;
+        let disposition = self.dispatch(now, route, ip, tcp, true);
         debug_assert_eq!(disposition, Disposition::Handled);
     }
 
     /// The cluster instance that owns the unknown flow `tcp` belongs to,
     /// when it is another live one: read from the low bits of the TSecr
     /// the client echoes (`keys`). `None` without forwarding, without
-    /// timestamps, for our own id, and for a segment already forwarded.
-    fn owner_elsewhere(&self, tcp: &TcpRepr<'_>) -> Option<u8> {
+    /// timestamps, for our own id, and for a segment already `forwarded`.
+    fn owner_elsewhere(&self, tcp: &TcpRepr<'_>, forwarded: bool) -> Option<u8> {
         let keys = self.keys.keys();
         let own = keys.owner?;
-        if self.arrived_forwarded {
+        if forwarded {
             return None;
         }
         let owner = keys::owner_of(tcp.options.timestamps?.tsecr);
@@ -767,7 +780,9 @@ impl Stack {
         false
     }
 
-    /// LISTEN (§3.10.7.2), with SYN cookies for a full SYN queue.
+    /// LISTEN (§3.10.7.2), with SYN cookies for a full SYN queue. True
+    /// for an ACK (no SYN) with no valid cookie: a flow this stack does
+    /// not know, which the caller forwards or resets.
     fn segment_for_listener(
         &mut self,
         now: Instant,
@@ -776,10 +791,10 @@ impl Stack {
         route: Route,
         tcp: &TcpRepr<'_>,
         ecn_field: Ecn,
-    ) -> Option<u8> {
+    ) -> bool {
         let flags = tcp.flags;
         if flags.rst() {
-            return None; // First: an RST to a listener is ignored.
+            return false; // First: an RST to a listener is ignored.
         }
         if let Some(refuse) = self.listeners[listener as usize].closed {
             // No new connections here (the listener is draining or gone).
@@ -787,7 +802,7 @@ impl Stack {
             if refuse == Refuse::Reset {
                 self.reset_for(tuple, route, tcp);
             }
-            return None;
+            return false;
         }
         if flags.ack() {
             // Second: an ACK; ours only if it carries a valid cookie.
@@ -795,25 +810,16 @@ impl Stack {
                 && self.config.syn_cookies != CookieMode::Never
                 && self.accept_cookie(now, listener, tuple, route, tcp, ecn_field)
             {
-                return None;
+                return false;
             }
-            // A flow this stack does not know: one that moved here from
-            // another instance (an ECMP change), or a stale one. Its owner
-            // gets it if the client's TSecr names a live one (forwarding,
-            // docs/cluster.md); otherwise it is reset at once, so the
-            // client fails fast instead of hanging.
             if !flags.syn() {
-                if let Some(owner) = self.owner_elsewhere(tcp) {
-                    self.stats.unknown_flow_forwarded += 1;
-                    return Some(owner);
-                }
+                return true;
             }
-            self.stats.unknown_flow_resets += u64::from(!flags.syn());
             self.reset_for(tuple, route, tcp);
-            return None;
+            return false;
         }
         if !flags.syn() {
-            return None; // Fourth: other text or control: drop.
+            return false; // Fourth: other text or control: drop.
         }
         // Third: SYN.
         let queue_full = self.listeners[listener as usize].syn_queue_full();
@@ -824,15 +830,15 @@ impl Stack {
         };
         if use_cookie {
             self.send_cookie(now, tuple, route, tcp);
-            return None;
+            return false;
         }
         if queue_full {
             self.stats.syn_queue_overflows += 1;
             self.stats.drop_syn_queue_full += 1;
-            return None;
+            return false;
         }
         let Ok(id) = self.insert(now, tuple, route, State::SynReceived, None) else {
-            return None;
+            return false;
         };
         let config = &self.config;
         let conn = &mut self.slots[id.index as usize].conn;
@@ -849,7 +855,7 @@ impl Stack {
         conn.snd_wl1 = seq;
         self.listeners[listener as usize].syn_queue_len += 1;
         self.after(now, id.index, State::SynReceived);
-        None
+        false
     }
 
     /// Answers a SYN with a cookie SYN-ACK (RFC 4987 §3.6), keeping no state.
@@ -1162,10 +1168,7 @@ impl Stack {
                     .next_iss
                     .take()
                     .unwrap_or_else(|| isn::initial_sequence_number(keys, handshake.clock(now)));
-                (
-                    iss,
-                    keys.ts_offset.wrapping_add(handshake.clock_offset_millis()),
-                )
+                (iss, handshake.ts_offset(keys))
             }
         };
         let slots = &self.slots;

@@ -123,6 +123,14 @@ impl FourTuple {
         }
     }
 
+    /// The flow a received segment belongs to, seen from our side.
+    pub fn of_segment(ip: &crate::wire::IpRepr, tcp: &crate::wire::TcpRepr<'_>) -> Self {
+        Self {
+            local: Endpoint::new(ip.dst_addr(), tcp.dst_port),
+            remote: Endpoint::new(ip.src_addr(), tcp.src_port),
+        }
+    }
+
     /// True for an IPv6 flow.
     pub fn is_ipv6(&self) -> bool {
         self.local.is_ipv6()
