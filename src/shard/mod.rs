@@ -213,6 +213,26 @@ fn handshake_keys(
     }
 }
 
+/// A segment another instance forwarded here (`Frame::Tunnelled`): the
+/// engine takes it if the flow is this shard's, or if `last` (no other
+/// shard can have it: the engine resets it). Returns whether the flow was
+/// this shard's.
+fn take_forwarded(
+    stack: &mut Stack,
+    now: Instant,
+    ethernet: &wire::EthernetRepr,
+    ip: &wire::IpRepr,
+    tcp: &wire::TcpRepr<'_>,
+    last: bool,
+) -> bool {
+    let known = stack.knows_flow(ip, tcp);
+    if known || last {
+        let route = route::route_for_reply(ethernet);
+        stack.handle_forwarded_segment(now, route, ip, tcp);
+    }
+    known
+}
+
 /// Everything one shard owns.
 pub struct Shard {
     socket: XskSocket,
@@ -248,40 +268,17 @@ impl Shard {
     pub fn new(plan: ShardPlan) -> std::io::Result<Self> {
         let clock = std::time::Instant::now();
         let clock_offset = unix_micros().saturating_sub(START_MICROS);
-        let mut stack = Stack::new(plan.tcp.clone(), plan.secret, plan.max_connections);
-        stack.set_handshake_keys(
-            Instant::from_micros(START_MICROS),
-            handshake_keys(
-                plan.secret,
-                clock_offset,
-                plan.cluster_keys.as_deref(),
-                plan.forwarding.as_ref(),
-            ),
-        );
-        let mut served = Served::new(plan.drain_refuse);
-        served.apply(
-            &mut stack,
-            ShardUpdate {
-                generation: plan.generation,
-                listeners: plan.listeners,
-                tcp: plan.tcp,
-                max_connections: plan.max_connections,
-                upstream: plan.upstream,
-                drain_refuse: plan.drain_refuse,
-                cluster_keys: plan.cluster_keys,
-                forwarding: plan.forwarding,
-            },
-        )?;
+        let stack = Stack::new(plan.tcp.clone(), plan.secret, plan.max_connections);
         let queue = plan.socket.queue();
-        Ok(Self {
+        let mut shard = Self {
             secret: plan.secret,
             clock_offset,
-            forwarding: plan.forwarding,
+            forwarding: None,
             forwards: Vec::with_capacity(crate::link::xsk::BATCH),
             scratch: Vec::with_capacity(usize::from(u16::MAX)),
             socket: plan.socket,
             stack,
-            served,
+            served: Served::new(plan.drain_refuse),
             stats: ShardStats {
                 queue,
                 ..Default::default()
@@ -294,7 +291,32 @@ impl Shard {
             segments_seen: 0,
             segments: plan.segments,
             index: plan.index,
-        })
+        };
+        shard.take(ShardUpdate {
+            generation: plan.generation,
+            listeners: plan.listeners,
+            tcp: plan.tcp,
+            max_connections: plan.max_connections,
+            upstream: plan.upstream,
+            drain_refuse: plan.drain_refuse,
+            cluster_keys: plan.cluster_keys,
+            forwarding: plan.forwarding,
+        })?;
+        Ok(shard)
+    }
+
+    /// Takes `update` (at start, and at each reload): forwarding and the
+    /// handshake keys, then what `Served::apply` does.
+    fn take(&mut self, update: ShardUpdate) -> std::io::Result<()> {
+        self.forwarding = update.forwarding;
+        let keys = handshake_keys(
+            self.secret,
+            self.clock_offset,
+            update.cluster_keys.as_deref(),
+            update.forwarding.as_ref(),
+        );
+        self.stack.set_handshake_keys(self.now(), keys);
+        self.served.apply(&mut self.stack, update)
     }
 
     fn now(&self) -> Instant {
@@ -360,15 +382,7 @@ impl Shard {
                 stage = command;
             }
             if let Some(update) = control.take_update() {
-                self.forwarding = update.forwarding;
-                let keys = handshake_keys(
-                    self.secret,
-                    self.clock_offset,
-                    update.cluster_keys.as_deref(),
-                    update.forwarding.as_ref(),
-                );
-                self.stack.set_handshake_keys(self.now(), keys);
-                if let Err(e) = self.served.apply(&mut self.stack, update) {
+                if let Err(e) = self.take(update) {
                     tracing::error!(shard = self.stats.queue, "reload: {e}");
                 }
             }
@@ -502,13 +516,13 @@ impl Shard {
                         .is_some_and(|f| f.peers.contains(&Some(outer.src_addr())));
                     if !from_peer {
                         self.stats.drops.tunnelled += 1;
-                    } else if self.index.1 > 1 && !self.stack.knows_flow(&ip, &tcp) {
-                        // RSS spread it by the outer header: the flow may
-                        // be another shard's.
-                        relay_segment = true;
                     } else {
-                        let route = route::route_for_reply(&ethernet);
-                        self.stack.handle_forwarded_segment(now, route, &ip, &tcp);
+                        // RSS spread it by the outer header: with other
+                        // shards, the flow may be one of theirs.
+                        let only_shard = self.index.1 == 1;
+                        let known =
+                            take_forwarded(&mut self.stack, now, &ethernet, &ip, &tcp, only_shard);
+                        relay_segment = !known && !only_shard;
                     }
                 }
                 Ok(Frame::Icmp { icmp, .. }) => {
@@ -543,12 +557,8 @@ impl Shard {
                 else {
                     return false;
                 };
-                let known = stack.knows_flow(&ip, &tcp);
-                if known || last {
-                    let route = route::route_for_reply(&ethernet);
-                    stack.handle_forwarded_segment(now, route, &ip, &tcp);
-                    *taken += u64::from(known);
-                }
+                let known = take_forwarded(stack, now, &ethernet, &ip, &tcp, last);
+                *taken += u64::from(known);
                 known
             });
         let (stack, taken) = (&mut self.stack, &mut self.stats.icmp_relay_taken);
@@ -566,36 +576,33 @@ impl Shard {
     /// Counted; a segment that cannot go (no such peer, no frame, too big)
     /// is dropped and the client retransmits.
     fn forward(&mut self, desc: &FrameDesc, owner: u8, arrived: &wire::EthernetRepr) {
-        let Some(forwarding) = self.forwarding else {
-            return;
-        };
-        let Some(peer) = forwarding.peers[usize::from(owner)] else {
-            self.stats.forward_failures += 1;
-            return;
-        };
-        let frame = self.socket.frame(desc);
-        let Some(packet) = frame.get(arrived.buffer_len()..) else {
-            self.stats.forward_failures += 1;
-            return;
-        };
-        let Some(len) = wire::ip::total_len(packet) else {
-            self.stats.forward_failures += 1;
-            return;
-        };
+        match self.encapsulate(desc, owner, arrived) {
+            Some(tx) => {
+                self.forwards.push(tx);
+                self.stats.forwarded += 1;
+            }
+            None => self.stats.forward_failures += 1,
+        }
+    }
+
+    /// The tx frame [`Shard::forward`] sends, or `None` if it cannot be
+    /// written.
+    fn encapsulate(
+        &mut self,
+        desc: &FrameDesc,
+        owner: u8,
+        arrived: &wire::EthernetRepr,
+    ) -> Option<FrameDesc> {
+        let forwarding = self.forwarding?;
+        let peer = forwarding.peers[usize::from(owner)]?;
+        let packet = self.socket.frame(desc).get(arrived.buffer_len()..)?;
+        let len = wire::ip::total_len(packet)?;
+        let inner_v6 = packet[0] >> 4 == 6;
         self.scratch.clear();
         self.scratch.extend_from_slice(&packet[..len]);
-        let inner_v6 = packet[0] >> 4 == 6;
-        let Some(outer) =
-            wire::tunnel::outer_header(forwarding.address, peer, inner_v6, len as u16)
-        else {
-            self.stats.forward_failures += 1;
-            return;
-        };
+        let outer = wire::tunnel::outer_header(forwarding.address, peer, inner_v6, len as u16)?;
         let route = route::route_for_reply(arrived);
-        let Some(mut tx) = self.socket.alloc_tx() else {
-            self.stats.forward_failures += 1;
-            return;
-        };
+        let mut tx = self.socket.alloc_tx()?;
         let scratch = &self.scratch;
         let mut written = false;
         self.socket.write_frame(&mut tx, |frame| {
@@ -610,13 +617,11 @@ impl Shard {
             written = true;
             total
         });
-        if written {
-            self.forwards.push(tx);
-            self.stats.forwarded += 1;
-        } else {
+        if !written {
             self.socket.release(tx);
-            self.stats.forward_failures += 1;
+            return None;
         }
+        Some(tx)
     }
 
     /// Step 7: the engine's output into one tx batch (after any segments
