@@ -23,41 +23,68 @@ use lastack_core::wire::IcmpRepr;
 /// forgotten (the sender resends, and the router answers again).
 const CAPACITY: usize = 256;
 
-/// Shared by every shard of a runtime (see the module doc).
-#[derive(Debug, Default)]
-pub struct IcmpRelay {
-    /// Sequence number of the latest message posted (0: none yet).
+/// What shards post for one another: a sequence number per item, the
+/// latest in an atomic (a reader with nothing new pays one load), the last
+/// [`CAPACITY`] items under a mutex.
+#[derive(Debug)]
+struct Board<T> {
+    /// Sequence number of the latest item posted (0: none yet).
     posted: AtomicU64,
-    recent: Mutex<VecDeque<(u64, IcmpRepr)>>,
+    recent: Mutex<VecDeque<(u64, T)>>,
 }
 
-impl IcmpRelay {
-    /// Posts a message no connection of the posting shard took.
-    pub fn post(&self, message: IcmpRepr) {
+impl<T> Default for Board<T> {
+    fn default() -> Self {
+        Self {
+            posted: AtomicU64::new(0),
+            recent: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+impl<T> Board<T> {
+    fn post(&self, item: T) {
         let mut recent = self.recent.lock().expect("relay lock");
         let seq = self.posted.load(Ordering::Relaxed) + 1;
-        recent.push_back((seq, message));
+        recent.push_back((seq, item));
         if recent.len() > CAPACITY {
             recent.pop_front();
         }
         self.posted.store(seq, Ordering::Release);
     }
 
-    /// Calls `f` with every message posted after `*seen` and moves `*seen`
-    /// past them (a shard reads its own posts too: its engine finds no
-    /// connection for them again, and they are not posted twice).
-    pub fn read_new(&self, seen: &mut u64, mut f: impl FnMut(&IcmpRepr)) {
+    /// Calls `f` with every item posted after `*seen` and moves `*seen`
+    /// past them.
+    fn read_new(&self, seen: &mut u64, mut f: impl FnMut(&mut T)) {
         let latest = self.posted.load(Ordering::Acquire);
         if latest == *seen {
             return;
         }
-        let recent = self.recent.lock().expect("relay lock");
-        for (seq, message) in recent.iter() {
+        let mut recent = self.recent.lock().expect("relay lock");
+        for (seq, item) in recent.iter_mut() {
             if *seq > *seen {
-                f(message);
+                f(item);
             }
         }
         *seen = latest;
+    }
+}
+
+/// Shared by every shard of a runtime (see the module doc).
+#[derive(Debug, Default)]
+pub struct IcmpRelay(Board<IcmpRepr>);
+
+impl IcmpRelay {
+    /// Posts a message no connection of the posting shard took.
+    pub fn post(&self, message: IcmpRepr) {
+        self.0.post(message);
+    }
+
+    /// Calls `f` with every message posted after `*seen` and moves `*seen`
+    /// past them (a shard reads its own posts too: its engine finds no
+    /// connection for them again, and they are not posted twice).
+    pub fn read_new(&self, seen: &mut u64, mut f: impl FnMut(&IcmpRepr)) {
+        self.0.read_new(seen, |message| f(message));
     }
 }
 
@@ -72,9 +99,7 @@ impl IcmpRelay {
 /// those that land on the wrong queue): a copy and a mutex are fine here.
 #[derive(Debug, Default)]
 pub struct SegmentRelay {
-    /// Sequence number of the latest segment posted (0: none yet).
-    posted: AtomicU64,
-    recent: Mutex<VecDeque<Relayed>>,
+    board: Board<Relayed>,
     /// Each shard's control block, by index, to wake it when a segment
     /// is posted (a sleeping shard would otherwise look only when its
     /// sleep ends).
@@ -83,7 +108,6 @@ pub struct SegmentRelay {
 
 #[derive(Debug)]
 struct Relayed {
-    seq: u64,
     /// The shard that posted it (it does not read its own).
     poster: usize,
     /// The whole frame, as received.
@@ -105,28 +129,17 @@ impl SegmentRelay {
     /// Posts the frame `frame` that shard `poster` found no flow for, and
     /// wakes the other shards.
     pub fn post(&self, poster: usize, frame: &[u8]) {
-        self.push(poster, frame);
+        self.board.post(Relayed {
+            poster,
+            frame: frame.to_vec(),
+            declined: 0,
+        });
         let shards = self.shards.lock().expect("relay lock");
         for (index, control) in shards.iter().enumerate() {
             if let (Some(control), true) = (control, index != poster) {
                 control.nudge();
             }
         }
-    }
-
-    fn push(&self, poster: usize, frame: &[u8]) {
-        let mut recent = self.recent.lock().expect("relay lock");
-        let seq = self.posted.load(Ordering::Relaxed) + 1;
-        recent.push_back(Relayed {
-            seq,
-            poster,
-            frame: frame.to_vec(),
-            declined: 0,
-        });
-        if recent.len() > CAPACITY {
-            recent.pop_front();
-        }
-        self.posted.store(seq, Ordering::Release);
     }
 
     /// Shard `me` of `shards`: calls `take(frame, last)` for each segment
@@ -141,21 +154,15 @@ impl SegmentRelay {
         seen: &mut u64,
         mut take: impl FnMut(&[u8], bool) -> bool,
     ) {
-        let latest = self.posted.load(Ordering::Acquire);
-        if latest == *seen {
-            return;
-        }
-        let mut recent = self.recent.lock().expect("relay lock");
-        for relayed in recent.iter_mut() {
-            if relayed.seq <= *seen || relayed.poster == me {
-                continue;
+        self.board.read_new(seen, |relayed| {
+            if relayed.poster == me {
+                return;
             }
             let last = relayed.declined + 2 >= shards;
             if !take(&relayed.frame, last) {
                 relayed.declined += 1;
             }
-        }
-        *seen = latest;
+        });
     }
 }
 
