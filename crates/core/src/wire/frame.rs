@@ -67,9 +67,7 @@ pub fn parse_frame(bytes: &[u8]) -> Result<Frame<'_>> {
                 {
                     return Err(Error::Malformed);
                 }
-                let tcp_packet = TcpPacket::new_checked(segment)?;
-                let tcp =
-                    TcpRepr::parse(&tcp_packet, ip.src_addr(), ip.dst_addr(), Checksum::Verify)?;
+                let tcp = tcp_in(&ip, segment)?;
                 return Ok(Frame::Tunnelled {
                     ethernet,
                     outer,
@@ -83,8 +81,7 @@ pub fn parse_frame(bytes: &[u8]) -> Result<Frame<'_>> {
                     None => Ok(Frame::Other { ethernet }),
                 };
             }
-            let tcp_packet = TcpPacket::new_checked(segment)?;
-            let tcp = TcpRepr::parse(&tcp_packet, ip.src_addr(), ip.dst_addr(), Checksum::Verify)?;
+            let tcp = tcp_in(&ip, segment)?;
             Ok(Frame::Tcp { ethernet, ip, tcp })
         }
         EtherType::ARP => {
@@ -93,6 +90,12 @@ pub fn parse_frame(bytes: &[u8]) -> Result<Frame<'_>> {
         }
         _ => Ok(Frame::Other { ethernet }),
     }
+}
+
+/// The TCP segment `ip` carries, its checksum verified.
+fn tcp_in<'a>(ip: &IpRepr, segment: &'a [u8]) -> Result<TcpRepr<'a>> {
+    let packet = TcpPacket::new_checked(segment)?;
+    TcpRepr::parse(&packet, ip.src_addr(), ip.dst_addr(), Checksum::Verify)
 }
 
 #[cfg(test)]
