@@ -45,6 +45,17 @@
 #     Default 1024-65535 (lastack's default range) for all; rows are
 #     labelled when it is set.
 #   BULK=0 benches/compare.sh     without the single-stream bulk run
+#   RESULTS_DIR=dir benches/compare.sh   writes (and merges with) dir instead
+#     of benches/results/<date>
+#   kernel-leg (in the default PROXIES): no proxy, the floor of a proxy
+#     whose backend leg is kernel TCP: the load
+#     generator itself runs in the proxy's namespace on the proxy's CPU
+#     (CPU 0) and connects straight to the backends, from the same port
+#     range with the same sysctls, doing what a backend leg does per
+#     connection (connect, 64 B each way, the close of the workload). Its
+#     "proxy CPU" is the load generator's own CPU per connection, its
+#     kernel (system) part in brackets: that part is the floor; the
+#     client leg of a proxy comes on top.
 #   e.g. the backend-leg benchmark (60 s without TIME-WAIT reuse):
 #   PROXIES="lastack haproxy" WORKLOADS="" TW_REUSE=0 benches/compare.sh
 set -euo pipefail
@@ -52,7 +63,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${SECS:-10}
 FLOWS=${FLOWS:-"32 128"}
 SUSTAINED=${SUSTAINED:-60}
-PROXIES=${PROXIES:-"direct lastack haproxy nginx"}
+PROXIES=${PROXIES:-"direct kernel-leg lastack haproxy nginx"}
 if [ -n "${BASELINE:-}" ]; then PROXIES="$PROXIES lastack-baseline"; fi
 WORKLOADS=${WORKLOADS-"A B C K"}
 KEPT=${KEPT:-50}
@@ -174,7 +185,7 @@ topology_down() {
 proxy_pid=""
 start_proxy() {
     case $1 in
-        direct) proxy_pid="" ;;
+        direct|kernel-leg) proxy_pid="" ;;
         lastack) ip netns exec "$P" taskset -c 0 "$bin" run -c "$work/lastack.toml" & proxy_pid=$! ;;
         lastack-baseline) ip netns exec "$P" taskset -c 0 "$BASELINE" run -c "$work/lastack.toml" & proxy_pid=$! ;;
         haproxy) ip netns exec "$P" taskset -c 0 haproxy -db -f "$work/haproxy.cfg" & proxy_pid=$! ;;
@@ -217,7 +228,7 @@ target() { # proxy workload backends
     # lastack serves B (clients that read until EOF) from an `immediate`
     # listener: under client-first they would wait close_grace for its FIN.
     case "$1:$2" in lastack*:B) port=$((port + 2)) ;; esac
-    if [ "$1" = direct ]; then
+    if [ "$1" = direct ] || [ "$1" = kernel-leg ]; then
         if [ "$3" = 1 ]; then backends $((port >= 82 ? 8081 : 8080)) 1
         else backends $((port >= 82 ? 8081 : 8080)) 4; fi
     else
@@ -254,7 +265,10 @@ run_one() { # proxy workload flows backends seconds [label]
         perf record -q -g -o "$work/profile-$proxy.data" -p "$proxy_pid" -- sleep "$secs" \
             >/dev/null 2>&1 & perf_pid=$!
     fi
-    out=$(ip netns exec "$C" taskset -c 1 "$bin" churn $targets -c "$flows" -t 1 -d "${secs}s" \
+    # kernel-leg: the load generator is the backend leg, on the proxy's CPU.
+    local load_ns=$C load_cpu=1
+    [ "$proxy" = kernel-leg ] && { load_ns=$P; load_cpu=0; }
+    out=$(ip netns exec "$load_ns" taskset -c "$load_cpu" "$bin" churn $targets -c "$flows" -t 1 -d "${secs}s" \
         --close "$churn_close" -k "$kept" --json)
     if [ -n "$perf_pid" ]; then
         wait "$perf_pid" || true
@@ -277,14 +291,17 @@ run_one() { # proxy workload flows backends seconds [label]
 import json, sys
 r = json.load(sys.stdin)
 n = max(r['transactions'], 1)
+# kernel-leg: the load generator's CPU is the figure (no proxy process).
+proxy_cpu = r['cpu_us_per_transaction'] if '$proxy' == 'kernel-leg' else ($p1 - $p0) * 1e6 / $hz / n
 print(json.dumps({'proxy': '$proxy', 'workload': '$label', 'flows': $flows, 'backends': $nb,
   'seconds': r['elapsed_s'], 'conn_per_s': round(r['connections_per_s']),
   'req_per_s': round(r['requests_per_s']),
   'p50_ms': r['transaction']['p50_us'] / 1000, 'p99_ms': r['transaction']['p99_us'] / 1000,
-  'errors': sum(r['errors'].values()), 'proxy_cpu_us_per_conn': round(($p1 - $p0) * 1e6 / $hz / n, 1),
+  'errors': sum(r['errors'].values()), 'proxy_cpu_us_per_conn': round(proxy_cpu, 1),
   'system_cpu_us_per_conn': round(($s1 - $s0) * 1e6 / $hz / n, 1),
   'tw_client_leg': $tw_client, 'tw_backend_leg': $tw_backend, 'lastack_tw_table_bytes': $tw_bytes,
-  'load_cpu_cores': round(r['cpu_cores'], 2)}))" | tee -a "$results"
+  'load_cpu_cores': round(r['cpu_cores'], 2),
+  **({'proxy_kernel_cpu_us_per_conn': round(r['kernel_cpu_us_per_transaction'], 1)} if '$proxy' == 'kernel-leg' else {})}))" | tee -a "$results"
 }
 
 # Fresh namespaces and a fresh proxy per workload: TIME-WAITs left in the
@@ -311,7 +328,7 @@ for proxy in $PROXIES; do
     topology_up
     start_proxy "$proxy"
     # One stream, 100 MiB each way through the proxy (echo backend).
-    if [ "$BULK" = 1 ]; then
+    if [ "$BULK" = 1 ] && [ "$proxy" != kernel-leg ]; then
         bulk=$(ip netns exec "$C" taskset -c 1 "$bin" churn "$(if [ "$proxy" = direct ]; then echo 10.70.1.11:9000; else echo 10.70.0.2:90; fi)" \
             -c 1 -t 1 -n 1 --request 104857600 --response 104857600 --timeout 60s --json)
         echo "$bulk" | python3 -c "
@@ -327,7 +344,7 @@ print(json.dumps({'proxy': '$proxy', 'bulk_gbit_per_s_each_way': round(100 * 104
 done
 
 date=$(date -u +%Y-%m-%d)
-out="$here/benches/results/$date"
+out=${RESULTS_DIR:-"$here/benches/results/$date"}
 mkdir -p "$out"
 # Merge with an earlier run of the same day: rows of (proxy, workload) or
 # bulk runs this run did not repeat are kept.
@@ -338,7 +355,7 @@ def load(p):
 new, old = load(sys.argv[1]), load(sys.argv[2])
 done = {(r['proxy'], r['workload']) for r in new}
 merged = [r for r in old if (r['proxy'], r['workload']) not in done] + new
-order = {p: i for i, p in enumerate(['direct', 'lastack', 'lastack-baseline', 'haproxy', 'nginx'])}
+order = {p: i for i, p in enumerate(['direct', 'kernel-leg', 'lastack', 'lastack-baseline', 'haproxy', 'nginx'])}
 merged.sort(key=lambda r: (order.get(r['proxy'], 9), r['workload'], r['backends'], r['flows']))
 open(sys.argv[1], 'w').write(''.join(json.dumps(r) + '\n' for r in merged))
 nb, ob = load(sys.argv[3]), load(sys.argv[4])
@@ -368,13 +385,20 @@ with open(sys.argv[2], 'w') as f:
             "tcp_tw_reuse=1 unless a row says otherwise "
             "(`A sustained tw_reuse=0`: the kernel reuses no TIME-WAIT on ports it chooses; "
             "`timestamps=0`: no TCP timestamps, no TIME-WAIT reuse at all; "
-            "`close=reset`: lastack's `backend_close = \"reset\"`, HAProxy's `option nolinger`).\n\n")
+            "`close=reset`: lastack's `backend_close = \"reset\"`, HAProxy's `option nolinger`). "
+            "`kernel-leg` is no proxy: the load generator runs in the proxy's namespace on CPU 0 and "
+            "connects straight to the backends, doing per connection what a kernel-TCP backend leg "
+            "does; its CPU figure is the load generator's own, with its kernel (system) part in brackets: the "
+            "kernel part is the floor of any proxy whose backend leg is kernel TCP before its client leg is counted.\n\n")
     f.write("| proxy | workload | flows | backends | seconds | conn/s | req/s | p50 ms | p99 ms | errors | proxy CPU-µs/conn (K: /req) | system CPU-µs/conn (K: /req) | TIME-WAIT client leg | TIME-WAIT backend leg |\n")
     f.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    def kernel_part(r):
+        k = r.get('proxy_kernel_cpu_us_per_conn')
+        return f" (kernel {k})" if k is not None else ""
     for r in rows:
         f.write(f"| {r['proxy']} | {r['workload']} | {r['flows']} | {r['backends']} | {r['seconds']:.0f} | "
                 f"{r['conn_per_s']} | {r.get('req_per_s', r['conn_per_s'])} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | "
-                f"{r['proxy_cpu_us_per_conn']} | {r['system_cpu_us_per_conn']} | {r['tw_client_leg']} | {r['tw_backend_leg']} |\n")
+                f"{r['proxy_cpu_us_per_conn']}{kernel_part(r)} | {r['system_cpu_us_per_conn']} | {r['tw_client_leg']} | {r['tw_backend_leg']} |\n")
     try:
         bulk = [json.loads(l) for l in open(sys.argv[3]) if l.strip()]
     except OSError:

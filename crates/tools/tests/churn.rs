@@ -58,6 +58,10 @@ fn churn_counts_transactions_and_time_wait_in_both_close_orders() {
         assert_eq!(report.transactions, 2000, "{report:#?}");
         assert_eq!(report.errors.total(), 0);
         assert!(report.connections_per_s > 0.0);
+        // 2,000 connections' TCP (both ends, in this process) is kernel
+        // time, a part of the whole.
+        assert!(report.kernel_cpu_us_per_transaction > 0.0, "{report:#?}");
+        assert!(report.kernel_cpu_us_per_transaction <= report.cpu_us_per_transaction);
         assert!(report.transaction.p50_us <= report.transaction.p99_us);
         assert!(report.transaction.p99_us <= report.transaction.max_us);
         // On loopback both ends are in this namespace: the client's 2,000.

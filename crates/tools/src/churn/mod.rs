@@ -154,6 +154,9 @@ pub struct Report {
     pub cpu_cores: f64,
     /// CPU-µs the load generator spent per transaction.
     pub cpu_us_per_transaction: f64,
+    /// Of which in the kernel (system time): its sockets' TCP, and on veth
+    /// the peers' receive processing that runs on the sender's CPU.
+    pub kernel_cpu_us_per_transaction: f64,
 }
 
 /// Sockets in TIME-WAIT in the current network namespace (state 06 in
@@ -176,14 +179,14 @@ pub fn time_wait_sockets() -> u64 {
         .sum()
 }
 
-/// User + system CPU time of this process.
-fn cpu_time() -> Duration {
+/// CPU time of this process: (user, system).
+fn cpu_time() -> (Duration, Duration) {
     use nix::sys::resource::{getrusage, UsageWho};
     use nix::sys::time::TimeValLike;
-    getrusage(UsageWho::RUSAGE_SELF).map_or(Duration::ZERO, |usage| {
-        Duration::from_micros(
-            (usage.user_time().num_microseconds() + usage.system_time().num_microseconds()) as u64,
-        )
+    getrusage(UsageWho::RUSAGE_SELF).map_or((Duration::ZERO, Duration::ZERO), |usage| {
+        let micros =
+            |t: nix::sys::time::TimeVal| Duration::from_micros(t.num_microseconds() as u64);
+        (micros(usage.user_time()), micros(usage.system_time()))
     })
 }
 
@@ -265,7 +268,9 @@ pub fn run(
             .collect::<Vec<_>>()
     });
     let elapsed = started.elapsed();
-    let cpu = cpu_time().saturating_sub(cpu_start);
+    let (user_end, system_end) = cpu_time();
+    let system = system_end.saturating_sub(cpu_start.1);
+    let cpu = (user_end + system_end).saturating_sub(cpu_start.0 + cpu_start.1);
     let (mut connect, mut transaction) = (Histogram::default(), Histogram::default());
     let mut errors = Errors::default();
     let (mut completed, mut connections) = (0, 0);
@@ -296,12 +301,18 @@ pub fn run(
         errors,
         client_time_wait: time_wait_sockets(),
         cpu_cores: cpu.as_secs_f64() / secs,
-        cpu_us_per_transaction: if completed == 0 {
-            0.0
-        } else {
-            cpu.as_secs_f64() * 1e6 / completed as f64
-        },
+        cpu_us_per_transaction: per_transaction(cpu, completed),
+        kernel_cpu_us_per_transaction: per_transaction(system, completed),
     })
+}
+
+/// CPU-µs per transaction (0 when none completed).
+fn per_transaction(cpu: Duration, completed: u64) -> f64 {
+    if completed == 0 {
+        0.0
+    } else {
+        cpu.as_secs_f64() * 1e6 / completed as f64
+    }
 }
 
 fn ms(us: u64) -> String {
@@ -370,8 +381,8 @@ impl Report {
         );
         out += &format!("client TIME-WAIT sockets: {}\n", self.client_time_wait);
         out += &format!(
-            "load generator CPU: {:.2} cores, {:.1} µs per transaction\n",
-            self.cpu_cores, self.cpu_us_per_transaction
+            "load generator CPU: {:.2} cores, {:.1} µs per transaction ({:.1} in the kernel)\n",
+            self.cpu_cores, self.cpu_us_per_transaction, self.kernel_cpu_us_per_transaction
         );
         out
     }
