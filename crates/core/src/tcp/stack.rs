@@ -28,6 +28,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
+use hashbrown::HashTable;
+
 use super::config::{CookieMode, EcnMode, TcpConfig};
 use super::congestion::Algorithm;
 use super::conn::ecn::is_ecn_setup_syn;
@@ -46,8 +48,8 @@ use super::time::Instant;
 use super::time_wait::{TimeWaitEntry, TimeWaitTable};
 use super::timer_wheel::TimerWheel;
 use super::types::{
-    tuple_map, BbrInfo, CommandError, ConnId, ConnInfo, Endpoint, Event, FourTuple, ListenerId,
-    Route, State, Tag, TupleMap,
+    BbrInfo, CommandError, ConnId, ConnInfo, Endpoint, Event, FourTuple, HashedTuple, ListenerId,
+    Route, State, Tag, TupleHasher,
 };
 use crate::slots::{cut_free_tail, shrink_target, LowestFree};
 use crate::wire::{Ecn, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpOptions, TcpRepr, Timestamps};
@@ -126,9 +128,15 @@ pub struct Stack {
     /// The generation new slots start at: above any a cut-off slot had,
     /// so no old handle names a new connection.
     generation_floor: u32,
-    by_tuple: TupleMap<u32>,
+    /// Hashes the tuples of `by_tuple` and `time_wait` (one hash per
+    /// received segment serves both).
+    hasher: TupleHasher,
+    /// Open connections by tuple: each holds its slot, whose connection's
+    /// tuple is the key (4 bytes a bucket, so the index stays in cache;
+    /// the one comparison reads the connection the segment is for).
+    by_tuple: HashTable<u32>,
     listeners: Vec<Listener>,
-    listener_by_addr: HashMap<Endpoint, u32>,
+    listener_by_addr: HashMap<Endpoint, u32, foldhash::fast::FixedState>,
     time_wait: TimeWaitTable,
     events: VecDeque<Event>,
     /// Each connection's earliest deadline, by slot.
@@ -157,6 +165,7 @@ impl Stack {
     pub fn new(config: TcpConfig, secret: Secret, max_connections: usize) -> Self {
         let challenge_budget = config.challenge_ack_limit;
         let pool = ChunkPool::new(config.buffer_budget, SPARE_CHUNK_BYTES);
+        let hasher = TupleHasher::new(isn::map_seed(&secret));
         Self {
             config,
             keys: KeyRing::new(HandshakeKeys::solo(secret)),
@@ -164,10 +173,13 @@ impl Stack {
             slots: Vec::new(),
             free: LowestFree::default(),
             generation_floor: 0,
-            by_tuple: tuple_map(isn::map_seed(&secret)),
+            by_tuple: HashTable::new(),
             listeners: Vec::new(),
-            listener_by_addr: HashMap::new(),
-            time_wait: TimeWaitTable::new(isn::map_seed(&secret) ^ 1),
+            listener_by_addr: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(
+                isn::map_seed(&secret) ^ 1,
+            )),
+            time_wait: TimeWaitTable::new(hasher.clone()),
+            hasher,
             events: VecDeque::new(),
             timers: TimerWheel::default(),
             expired: Vec::new(),
@@ -369,10 +381,11 @@ impl Stack {
         if local.is_ipv6() != remote.is_ipv6() {
             return Err(CommandError::FamilyMismatch);
         }
-        let tuple = FourTuple::new(local, remote);
-        if self.by_tuple.contains_key(&tuple) || self.time_wait.get(&tuple).is_some() {
+        let key = self.hasher.hashed(FourTuple::new(local, remote));
+        if self.slot_of(&key).is_some() || self.time_wait.get(&key).is_some() {
             return Err(CommandError::AddressInUse);
         }
+        let tuple = *key.tuple();
         let id = self.insert(now, tuple, route, State::SynSent, None)?;
         self.slots[id.index as usize].tag = Some(tag);
         self.after(now, id.index, State::SynSent);
@@ -579,7 +592,8 @@ impl Stack {
         if ip.protocol() != IpProtocol::TCP {
             return Disposition::Handled;
         }
-        let tuple = FourTuple::of_segment(ip, tcp);
+        let key = self.hasher.hashed(FourTuple::of_segment(ip, tcp));
+        let tuple = *key.tuple();
         let flags = tcp.flags;
         // Combinations no correct stack sends (SYN+FIN, SYN+RST), and a
         // segment with none of SYN, ACK, RST (RFC 9293 §3.10.7.4: drop).
@@ -589,12 +603,12 @@ impl Stack {
             self.stats.drop_bad_flags += 1;
             return Disposition::Handled;
         }
-        if let Some(&index) = self.by_tuple.get(&tuple) {
+        if let Some(index) = self.slot_of(&key) {
             self.segment_for_conn(now, index, tcp, ip.ecn());
             return Disposition::Handled;
         }
-        if let Some(entry) = self.time_wait.get(&tuple).copied() {
-            if !self.segment_in_time_wait(now, tuple, entry, tcp) {
+        if let Some(entry) = self.time_wait.get(&key).copied() {
+            if !self.segment_in_time_wait(now, &key, entry, tcp) {
                 return Disposition::Handled;
             }
         }
@@ -627,8 +641,19 @@ impl Stack {
 
     /// Whether the segment's flow is this stack's (open, or in TIME-WAIT).
     pub fn knows_flow(&self, ip: &IpRepr, tcp: &TcpRepr<'_>) -> bool {
-        let tuple = FourTuple::of_segment(ip, tcp);
-        self.by_tuple.contains_key(&tuple) || self.time_wait.get(&tuple).is_some()
+        let key = self.hasher.hashed(FourTuple::of_segment(ip, tcp));
+        self.slot_of(&key).is_some() || self.time_wait.get(&key).is_some()
+    }
+
+    /// The slot of the open connection on `key`'s tuple.
+    #[inline]
+    fn slot_of(&self, key: &HashedTuple) -> Option<u32> {
+        let slots = &self.slots;
+        self.by_tuple
+            .find(key.hash(), |&index| {
+                slots[index as usize].conn.tuple == *key.tuple()
+            })
+            .copied()
     }
 
     /// [`Stack::handle_segment`] for a segment another instance of the
@@ -671,8 +696,8 @@ impl Stack {
         let Some((mtu, quoted)) = icmp.too_big() else {
             return IcmpOutcome::NotApplicable;
         };
-        let tuple = FourTuple::new(quoted.src, quoted.dst);
-        let Some(&index) = self.by_tuple.get(&tuple) else {
+        let key = self.hasher.hashed(FourTuple::new(quoted.src, quoted.dst));
+        let Some(index) = self.slot_of(&key) else {
             return IcmpOutcome::NoConnection;
         };
         self.stats.icmp_too_big_received += 1;
@@ -728,10 +753,11 @@ impl Stack {
     fn segment_in_time_wait(
         &mut self,
         now: Instant,
-        tuple: FourTuple,
+        key: &HashedTuple,
         entry: TimeWaitEntry,
         tcp: &TcpRepr<'_>,
     ) -> bool {
+        let tuple = *key.tuple();
         let seq = Seq(tcp.seq_number);
         if tcp.flags.rst() {
             // RFC 1337: an RST does not cut TIME-WAIT short.
@@ -745,7 +771,7 @@ impl Stack {
                 _ => seq > entry.rcv_nxt,
             };
             if newer {
-                self.time_wait.remove(&tuple);
+                self.time_wait.remove(key);
                 self.stats.time_wait_reopened += 1;
                 return true;
             }
@@ -755,7 +781,7 @@ impl Stack {
         if tcp.flags.fin() {
             let mut restarted = entry;
             restarted.expires = now + self.config.time_wait;
-            self.time_wait.insert(tuple, restarted);
+            self.time_wait.insert(key, restarted);
         }
         if tcp.segment_len() > 0 {
             let options = TcpOptions {
@@ -1192,7 +1218,13 @@ impl Stack {
             }
         };
         self.slots[index as usize].conn.ts.owner = self.keys.keys().owner;
-        self.by_tuple.insert(tuple, index);
+        // Unique: callers insert a tuple only when `slot_of` found none.
+        debug_assert!(self.slot_of(&self.hasher.hashed(tuple)).is_none());
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.by_tuple
+            .insert_unique(hasher.hash(&tuple), index, |&i| {
+                hasher.hash(&slots[i as usize].conn.tuple)
+            });
         self.in_state[state as usize] += 1;
         Ok(ConnId {
             index,
@@ -1286,9 +1318,9 @@ impl Stack {
                         options,
                     });
                 }
-                let tuple = self.slots[index as usize].conn.tuple;
+                let key = self.hasher.hashed(self.slots[index as usize].conn.tuple);
                 if self.time_wait.len() < self.config.max_time_wait {
-                    self.time_wait.insert(tuple, entry);
+                    self.time_wait.insert(&key, entry);
                     self.stats.time_wait_entered += 1;
                 } else {
                     // Linux's "time wait bucket table overflow": the
@@ -1359,12 +1391,11 @@ impl Stack {
     /// Removes the slot's 4-tuple from the map, unless a newer connection
     /// on the same tuple owns the entry.
     fn release_tuple(&mut self, index: u32) {
-        let tuple = self.slots[index as usize].conn.tuple;
-        // One probe of the map, not a lookup and then a removal.
-        if let std::collections::hash_map::Entry::Occupied(entry) = self.by_tuple.entry(tuple) {
-            if *entry.get() == index {
-                entry.remove();
-            }
+        let hash = self.hasher.hash(&self.slots[index as usize].conn.tuple);
+        // The bucket holding this slot, found by the slot: no tuple to
+        // compare, and a newer connection's bucket is never taken.
+        if let Ok(bucket) = self.by_tuple.find_entry(hash, |&i| i == index) {
+            bucket.remove();
         }
     }
 
@@ -1399,7 +1430,9 @@ impl Stack {
         );
         self.timers.truncate(self.slots.len());
         if let Some(keep) = shrink_target(self.by_tuple.len(), self.by_tuple.capacity()) {
-            self.by_tuple.shrink_to(keep);
+            let (slots, hasher) = (&self.slots, &self.hasher);
+            self.by_tuple
+                .shrink_to(keep, |&i| hasher.hash(&slots[i as usize].conn.tuple));
         }
     }
 

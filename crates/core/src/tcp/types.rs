@@ -137,14 +137,51 @@ impl FourTuple {
     }
 }
 
-/// A map keyed by 4-tuple, hashed with foldhash seeded from the stack's
-/// secret ([`crate::tcp::isn::map_seed`]): fast, and the engine reads no OS
-/// randomness.
-pub type TupleMap<V> = std::collections::HashMap<FourTuple, V, foldhash::fast::FixedState>;
+/// Hashes 4-tuples for a stack's tables (open connections, TIME-WAIT)
+/// with foldhash seeded from the stack's secret
+/// ([`crate::tcp::isn::map_seed`]): fast, and the engine reads no OS
+/// randomness. One hasher serves both tables, so a received segment's
+/// tuple is hashed once for all its lookups ([`HashedTuple`]).
+#[derive(Debug, Clone)]
+pub struct TupleHasher(foldhash::fast::FixedState);
 
-/// An empty [`TupleMap`] with `seed`.
-pub fn tuple_map<V>(seed: u64) -> TupleMap<V> {
-    std::collections::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(seed))
+impl TupleHasher {
+    pub fn new(seed: u64) -> Self {
+        Self(foldhash::fast::FixedState::with_seed(seed))
+    }
+
+    /// `tuple`'s hash.
+    #[inline]
+    pub fn hash(&self, tuple: &FourTuple) -> u64 {
+        core::hash::BuildHasher::hash_one(&self.0, tuple)
+    }
+
+    /// `tuple` with its hash, for the tables this hasher serves.
+    #[inline]
+    pub fn hashed(&self, tuple: FourTuple) -> HashedTuple {
+        HashedTuple {
+            hash: self.hash(&tuple),
+            tuple,
+        }
+    }
+}
+
+/// A tuple with its hash under a [`TupleHasher`]: made only by
+/// [`TupleHasher::hashed`], so a tuple never travels with another's hash.
+#[derive(Debug, Clone, Copy)]
+pub struct HashedTuple {
+    tuple: FourTuple,
+    hash: u64,
+}
+
+impl HashedTuple {
+    pub fn tuple(&self) -> &FourTuple {
+        &self.tuple
+    }
+
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
 }
 
 /// A handle to a connection. The generation makes a handle to a slot that
