@@ -21,7 +21,7 @@ KUBERNETES_VALIDATE := $(abspath $(KUBERNETES_VALIDATE_VENV))/bin/kubernetes-val
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all deps build release test lint fmt docs demo bench bench-backend-leg bench-profile fuzz clean
+.PHONY: all deps build release test lint fmt docs demo bench bench-backend-leg bench-engine-count bench-profile fuzz clean
 
 all: build
 
@@ -73,6 +73,13 @@ docs: deps
 bench: deps
 	$(CARGO) bench
 	$(SUDO) benches/compare.sh
+
+# The engine's instructions and L1d misses per connection lifecycle, counted
+# by callgrind: deterministic where timings wander. BASELINE=<rev> counts
+# that revision too, side by side.
+bench-engine-count: deps
+	command -v valgrind >/dev/null || $(SUDO) apt-get install -y valgrind
+	BASELINE=$(BASELINE) benches/engine_count.sh
 
 # The backend leg on an untuned host, next to HAProxy and nginx: the
 # sustained case for 60 s without TIME-WAIT reuse on kernel-chosen ports,

@@ -20,6 +20,7 @@
 //! `// Safety:` comment).
 #![deny(unsafe_code)]
 
+pub mod back_to_back;
 pub mod backend;
 pub mod captured;
 pub mod client;
