@@ -45,6 +45,8 @@
 #     Default 1024-65535 (lastack's default range) for all; rows are
 #     labelled when it is set.
 #   BULK=0 benches/compare.sh     without the single-stream bulk run
+#   SUSTAINED=60 SUSTAINED_FLOWS=32 benches/compare.sh
+#     the sustained run's length (0: none) and concurrency (128)
 #   RESULTS_DIR=dir benches/compare.sh   writes (and merges with) dir instead
 #     of benches/results/<date>
 #   kernel-leg (in the default PROXIES): no proxy, the floor of a proxy
@@ -63,6 +65,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${SECS:-10}
 FLOWS=${FLOWS:-"32 128"}
 SUSTAINED=${SUSTAINED:-60}
+SUSTAINED_FLOWS=${SUSTAINED_FLOWS:-128}
 PROXIES=${PROXIES:-"direct kernel-leg lastack haproxy nginx"}
 if [ -n "${BASELINE:-}" ]; then PROXIES="$PROXIES lastack-baseline"; fi
 WORKLOADS=${WORKLOADS-"A B C K"}
@@ -337,7 +340,7 @@ r = json.load(sys.stdin)
 print(json.dumps({'proxy': '$proxy', 'bulk_gbit_per_s_each_way': round(100 * 1048576 * 8 / r['elapsed_s'] / 1e9, 2), 'errors': sum(r['errors'].values())}))" | tee -a "$work/bulk.jsonl"
     fi
     if [ "$SUSTAINED" -gt 0 ]; then
-        run_one "$proxy" A 128 1 "$SUSTAINED" "$sustained_label"
+        run_one "$proxy" A "$SUSTAINED_FLOWS" 1 "$SUSTAINED" "$sustained_label"
     fi
     stop_proxy
     topology_down
@@ -346,15 +349,16 @@ done
 date=$(date -u +%Y-%m-%d)
 out=${RESULTS_DIR:-"$here/benches/results/$date"}
 mkdir -p "$out"
-# Merge with an earlier run of the same day: rows of (proxy, workload) or
-# bulk runs this run did not repeat are kept.
+# Merge with an earlier run of the same day: rows of (proxy, workload,
+# flows, backends) or bulk runs this run did not repeat are kept.
 python3 - "$results" "$out/results.jsonl" "$work/bulk.jsonl" "$out/bulk.jsonl" <<'PY'
 import json, sys, os
 def load(p):
     return [json.loads(l) for l in open(p) if l.strip()] if os.path.exists(p) else []
 new, old = load(sys.argv[1]), load(sys.argv[2])
-done = {(r['proxy'], r['workload']) for r in new}
-merged = [r for r in old if (r['proxy'], r['workload']) not in done] + new
+key = lambda r: (r['proxy'], r['workload'], r['flows'], r['backends'])
+done = {key(r) for r in new}
+merged = [r for r in old if key(r) not in done] + new
 order = {p: i for i, p in enumerate(['direct', 'kernel-leg', 'lastack', 'lastack-baseline', 'haproxy', 'nginx'])}
 merged.sort(key=lambda r: (order.get(r['proxy'], 9), r['workload'], r['backends'], r['flows']))
 open(sys.argv[1], 'w').write(''.join(json.dumps(r) + '\n' for r in merged))
