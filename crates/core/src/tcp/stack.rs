@@ -165,7 +165,8 @@ impl Stack {
     pub fn new(config: TcpConfig, secret: Secret, max_connections: usize) -> Self {
         let challenge_budget = config.challenge_ack_limit;
         let pool = ChunkPool::new(config.buffer_budget, SPARE_CHUNK_BYTES);
-        let hasher = TupleHasher::new(isn::map_seed(&secret));
+        let seed = isn::map_seed(&secret);
+        let hasher = TupleHasher::new(seed);
         Self {
             config,
             keys: KeyRing::new(HandshakeKeys::solo(secret)),
@@ -175,9 +176,7 @@ impl Stack {
             generation_floor: 0,
             by_tuple: HashTable::new(),
             listeners: Vec::new(),
-            listener_by_addr: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(
-                isn::map_seed(&secret) ^ 1,
-            )),
+            listener_by_addr: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(seed ^ 1)),
             time_wait: TimeWaitTable::new(hasher.clone()),
             hasher,
             events: VecDeque::new(),
@@ -382,7 +381,7 @@ impl Stack {
             return Err(CommandError::FamilyMismatch);
         }
         let key = self.hasher.hashed(FourTuple::new(local, remote));
-        if self.slot_of(&key).is_some() || self.time_wait.get(&key).is_some() {
+        if self.tuple_in_use(&key) {
             return Err(CommandError::AddressInUse);
         }
         let tuple = *key.tuple();
@@ -641,8 +640,12 @@ impl Stack {
 
     /// Whether the segment's flow is this stack's (open, or in TIME-WAIT).
     pub fn knows_flow(&self, ip: &IpRepr, tcp: &TcpRepr<'_>) -> bool {
-        let key = self.hasher.hashed(FourTuple::of_segment(ip, tcp));
-        self.slot_of(&key).is_some() || self.time_wait.get(&key).is_some()
+        self.tuple_in_use(&self.hasher.hashed(FourTuple::of_segment(ip, tcp)))
+    }
+
+    /// Whether a connection holds `key`'s tuple, open or in TIME-WAIT.
+    fn tuple_in_use(&self, key: &HashedTuple) -> bool {
+        self.slot_of(key).is_some() || self.time_wait.get(key).is_some()
     }
 
     /// The slot of the open connection on `key`'s tuple.
