@@ -522,6 +522,42 @@ fn streams(cluster: &Cluster, count: usize) -> Vec<client::LongLived> {
 /// Waits until the instances hold exactly the `streams` long-lived
 /// connections established (the churn's have closed); returns each one's
 /// count.
+/// What a stream that ended counts as in [`await_streams`].
+#[derive(Clone, Copy, PartialEq)]
+enum Ended {
+    /// Done: it was reset, which the test allows.
+    Done,
+    /// Behind: every stream must go on.
+    Behind,
+}
+
+/// Waits (10 s at most) until every stream has echoed five more 64-byte
+/// messages than it had when called; one that ended counts as `ended`
+/// says. Fails with the indices of the streams still behind.
+fn await_streams(what: &str, streams: &[client::LongLived], ended: Ended) {
+    let marks: Vec<u64> = streams.iter().map(client::LongLived::echoed).collect();
+    wait::until(what, Duration::from_secs(10), || {
+        let behind: Vec<usize> = streams
+            .iter()
+            .zip(&marks)
+            .enumerate()
+            .filter(|(_, (s, &mark))| {
+                if s.ended() {
+                    ended == Ended::Behind
+                } else {
+                    s.echoed() < mark + 5 * 64
+                }
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if behind.is_empty() {
+            Ok(())
+        } else {
+            Err(behind)
+        }
+    });
+}
+
 fn settle(cluster: &Cluster, streams: usize) -> Vec<usize> {
     wait::until("only the streams are open", Duration::from_secs(10), || {
         let open: Vec<usize> = cluster
@@ -909,25 +945,7 @@ fn under_hash_threshold_ecmp_every_moved_flow_is_reset_at_once_and_none_hangs() 
 
     set_multipath(&cluster, &[1, 2]);
     // Each stream either ends (reset) or goes on flowing; none is stuck.
-    let marks: Vec<u64> = streams.iter().map(client::LongLived::echoed).collect();
-    wait::until(
-        "every stream ended or flowed on",
-        Duration::from_secs(10),
-        || {
-            let stuck: Vec<usize> = streams
-                .iter()
-                .zip(&marks)
-                .enumerate()
-                .filter(|(_, (s, &mark))| !s.ended() && s.echoed() < mark + 5 * 64)
-                .map(|(i, _)| i)
-                .collect();
-            if stuck.is_empty() {
-                Ok(())
-            } else {
-                Err(stuck)
-            }
-        },
-    );
+    await_streams("every stream ended or flowed on", &streams, Ended::Done);
     let ended = streams.iter().filter(|s| s.ended()).count();
     eprintln!(
         "hash-threshold, instance 3 taken out: {ended} of 50 streams reset (instance 3 held {})",
@@ -986,21 +1004,7 @@ fn forwarding_keeps_every_flow(family: Family, queues: u32) {
 
     // Out: every stream goes on, through forwarding where its flow moved.
     set_multipath(&cluster, &[1, 2]);
-    let marks: Vec<u64> = streams.iter().map(client::LongLived::echoed).collect();
-    wait::until("every stream flowed on", Duration::from_secs(10), || {
-        let behind: Vec<usize> = streams
-            .iter()
-            .zip(&marks)
-            .enumerate()
-            .filter(|(_, (s, &mark))| s.ended() || s.echoed() < mark + 5 * 64)
-            .map(|(i, _)| i)
-            .collect();
-        if behind.is_empty() {
-            Ok(())
-        } else {
-            Err(behind)
-        }
-    });
+    await_streams("every stream flowed on", &streams, Ended::Behind);
     assert!(
         streams.iter().all(|s| !s.ended()),
         "a stream ended ({family:?})"
@@ -1015,19 +1019,7 @@ fn forwarding_keeps_every_flow(family: Family, queues: u32) {
 
     // Back: nothing lost either.
     set_multipath(&cluster, &[1, 2, 3]);
-    let marks: Vec<u64> = streams.iter().map(client::LongLived::echoed).collect();
-    wait::until("every stream flowed on", Duration::from_secs(10), || {
-        let behind = streams
-            .iter()
-            .zip(&marks)
-            .filter(|(s, &mark)| s.ended() || s.echoed() < mark + 5 * 64)
-            .count();
-        if behind == 0 {
-            Ok(())
-        } else {
-            Err(behind)
-        }
-    });
+    await_streams("every stream flowed on", &streams, Ended::Behind);
     assert_eq!(cluster.churn(600), 0, "churn with instance 3 back");
     let relayed: u64 = cluster
         .instances
